@@ -1,0 +1,1 @@
+"""KnowEdit and MQuAKE evaluations, driven through kedit's public API."""

@@ -1,0 +1,1 @@
+"""Triple store and multi-hop walks (rdflib, networkx)."""

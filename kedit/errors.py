@@ -1,0 +1,23 @@
+"""Errors kedit raises on bad input. Each names what is wrong, so a user never needs the traceback."""
+
+from __future__ import annotations
+
+
+class KeditError(Exception):
+    """Base class of every error kedit raises on purpose."""
+
+
+class ModelNotFoundError(KeditError):
+    """The model name or path does not name a model kedit can load."""
+
+
+class UnsupportedArchitectureError(KeditError):
+    """The model's architecture has no ArchSpec (kedit does not know where its MLP/attention live)."""
+
+
+class EditError(KeditError):
+    """A parametric edit could not be made; the weights are left untouched."""
+
+
+class StoreError(KeditError):
+    """The knowledge store refused an operation; nothing stored was changed."""

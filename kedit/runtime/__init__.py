@@ -1,0 +1,21 @@
+"""Model runtime: loading models (embedded, HF directory, GGUF), architecture specs, embeddings."""
+
+from kedit.runtime.embeddings import SentenceEmbedder, default_embedder
+from kedit.runtime.loader import ModelBundle, clear_model_cache, configure_threads, load_model
+from kedit.runtime.sources import DEFAULT_MODEL, EMBEDDED, cache_root
+from kedit.runtime.spec import SPECS, ArchSpec, spec_for
+
+__all__ = [
+    "ArchSpec",
+    "DEFAULT_MODEL",
+    "EMBEDDED",
+    "ModelBundle",
+    "SPECS",
+    "SentenceEmbedder",
+    "cache_root",
+    "clear_model_cache",
+    "configure_threads",
+    "default_embedder",
+    "load_model",
+    "spec_for",
+]

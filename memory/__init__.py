@@ -1,0 +1,1 @@
+"""System of record: facts, provenance, validity, edit ledger, evidence-pool state (SQLite)."""
