@@ -1,0 +1,115 @@
+"""Settings of one unlearning run (`UnlearnConfig`) and the default layer choice."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from kedit.unlearning.errors import UnlearnError
+
+Objective = Literal["npo", "ga", "simnpo"]
+OBJECTIVES: tuple[str, ...] = ("npo", "ga", "simnpo")
+
+# Relative depths of the default trained MLP layers. Measured on SmolLM2-135M (30 layers) with
+# `benchmarks/unlearn_bench.py --sweep-layers`: see `default_layers`.
+DEFAULT_LAYER_FRACTIONS: tuple[float, ...] = (0.4, 0.45, 0.5, 0.55)
+
+
+def default_layers(n_layers: int) -> tuple[int, ...]:
+    """The MLP layers trained when `UnlearnConfig.layers` is None, scaled to the model's depth.
+
+    >>> default_layers(30)
+    (12, 13, 15, 16)
+    """
+    picked = sorted({min(n_layers - 1, int(f * n_layers + 0.5)) for f in DEFAULT_LAYER_FRACTIONS})
+    return tuple(picked)
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """How `Unlearner.forget` unlearns: objective, trained parameters, optimiser, stop and verify rules.
+
+    The defaults are GU (METHODS §5): NPO (beta 0.1) on the forget pairs, each step projected
+    orthogonal to the retain gradients in the metric of an Adam optimiser with beta1 = 0.
+
+    >>> cfg = UnlearnConfig(objective="ga", max_steps=20)
+    >>> cfg.projection, cfg.params
+    (True, ('down_proj',))
+    >>> UnlearnConfig(n_retain_directions=9)
+    Traceback (most recent call last):
+    ...
+    kedit.unlearning.errors.UnlearnError: n_retain_directions must be between 1 and 8, got 9
+    """
+
+    objective: Objective = "npo"
+    beta: float = 0.1  # NPO / SimNPO inverse temperature
+    simnpo_delta: float = 0.0  # SimNPO reward margin
+    lr: float = 2e-3
+    max_steps: int = 40
+    # MLP layers whose parameters are trained; None = `default_layers(n_layers)`.
+    layers: tuple[int, ...] | None = None
+    # Linear sub-modules of each chosen MLP that are trained (names inside the MLP module).
+    params: tuple[str, ...] = ("down_proj",)
+    projection: bool = True  # GU: project the forget step orthogonal to the retain gradients
+    n_retain_directions: int = 8  # retain pairs are split into at most this many gradient directions
+    ridge: float = 1e-6  # relative ridge of the (GᵀHG) solve
+    retain_weight: float = 0.0  # α of the joint objective α·g_r + Π⊥g_f (0 = forget step only)
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    # A forget pair counts as forgotten when its target prob <= target_max_prob and the first target
+    # token's rank >= target_min_rank (0 = top prediction). Pairs already past both are "not known".
+    target_max_prob: float = 0.02
+    target_min_rank: int = 10
+    # Verification fails if the retain probes' mean |Δprob| exceeds this budget.
+    retain_budget: float = 0.1
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise UnlearnError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        for name in ("beta", "lr", "adam_eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise UnlearnError(f"{name} must be a positive finite number, got {value!r}")
+        if not 0.0 <= self.adam_beta2 < 1.0:
+            raise UnlearnError(f"adam_beta2 must be in [0, 1), got {self.adam_beta2}")
+        if self.max_steps < 1:
+            raise UnlearnError(f"max_steps must be at least 1, got {self.max_steps}")
+        if not 1 <= self.n_retain_directions <= 8:
+            raise UnlearnError(f"n_retain_directions must be between 1 and 8, got {self.n_retain_directions}")
+        if not (math.isfinite(self.retain_weight) and self.retain_weight >= 0):
+            raise UnlearnError(f"retain_weight must be >= 0, got {self.retain_weight}")
+        if not 0.0 < self.target_max_prob < 1.0:
+            raise UnlearnError(f"target_max_prob must be in (0, 1), got {self.target_max_prob}")
+        if self.target_min_rank < 0:
+            raise UnlearnError(f"target_min_rank must be >= 0, got {self.target_min_rank}")
+        if not self.retain_budget > 0:
+            raise UnlearnError(f"retain_budget must be > 0, got {self.retain_budget}")
+        if not self.params:
+            raise UnlearnError("params must name at least one MLP sub-module (e.g. 'down_proj')")
+        if self.layers is not None:
+            if not self.layers or len(set(self.layers)) != len(self.layers):
+                raise UnlearnError(f"layers must be distinct layer indices, got {self.layers}")
+            # Stored as a tuple so the config stays hashable and JSON round-trips to an equal object.
+            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        object.__setattr__(self, "params", tuple(self.params))
+
+    def is_forgotten(self, prob: float, rank: int) -> bool:
+        """Whether a target with this probability and first-token rank counts as forgotten."""
+        return prob <= self.target_max_prob and rank >= self.target_min_rank
+
+    def to_dict(self) -> dict:
+        """JSON-ready form; `UnlearnConfig.from_dict` inverts it."""
+        out = asdict(self)
+        out["layers"] = list(self.layers) if self.layers is not None else None
+        out["params"] = list(self.params)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UnlearnConfig:
+        data = dict(data)
+        if data.get("layers") is not None:
+            data["layers"] = tuple(data["layers"])
+        data["params"] = tuple(data.get("params", ("down_proj",)))
+        return cls(**data)

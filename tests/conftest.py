@@ -1,0 +1,39 @@
+"""Shared fixtures: the real embedded model and embedder, loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """SmolLM2-135M (the default model), loaded from the safetensors cache after the first run.
+
+    Tests that change weights must restore them (undo) before they end.
+    """
+    from kedit.runtime import load_model
+
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from kedit.runtime import default_embedder
+
+    return default_embedder()
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    from kedit.paths import shared_data_dir
+
+    found = shared_data_dir()
+    if found is None or not found.is_dir():
+        pytest.fail("benchmark data not found: set KEDIT_DATA or place it at ../shared/data")
+    return found
