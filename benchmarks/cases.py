@@ -40,7 +40,7 @@ class Fact:
 
     @property
     def statement(self) -> str:
-        text = self.prompt.format(self.subject) if "{}" in self.prompt else self.prompt
+        text = self.prompt.replace("{}", self.subject)
         return f"{text} {self.target}"
 
 

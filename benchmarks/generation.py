@@ -12,6 +12,7 @@ by " ". (A prompt of ≥ 100 tokens gets no new tokens, as in EasyEdit.)
 
 from __future__ import annotations
 
+import inspect
 import unicodedata
 from collections.abc import Sequence
 
@@ -57,11 +58,13 @@ def sample_like_easyedit(bundle, prompt: str, max_out_len: int = 100, top_k: int
     tok, model = bundle.tokenizer, bundle.model
     gen = torch.Generator(device="cpu").manual_seed(seed)
     ids = tok(prompt, return_tensors="pt")["input_ids"].to(bundle.device)
+    # transformers >= 5.2x names the KV cache `cache`; older releases `past_key_values`
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     past = None
     step_input = ids
     while ids.shape[1] < max_out_len:
-        out = model(input_ids=step_input, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=step_input, use_cache=True, **{cache_arg: past})
+        past = out[cache_arg] if cache_arg in out else out.past_key_values
         probs = torch.softmax(out.logits[:, -1, :].float(), dim=-1).cpu()
         top = torch.topk(probs, top_k, dim=-1)
         weights = top.values / top.values.sum(dim=-1, keepdim=True)

@@ -389,8 +389,8 @@ def load_knowedit(path: str | Path, kind: str | None = None, limit: int | None =
     out: Loaded[EditCase] = Loaded(kind=str(chosen[0][1]), cases=[])
     for f, k, records in chosen:
         assert records is not None and k is not None
-        name = f.name
-        _parse_all(records, str(f), lambda rec, i, k=k, name=name: _edit_case(k, rec, f"{name}#{i}", str(f), i), out)
+        src, name = str(f), f.name
+        _parse_all(records, src, lambda rec, i, k=k, src=src, name=name: _edit_case(k, rec, f"{name}#{i}", src, i), out)
     if limit is not None:
         out.cases = out.cases[:limit]
     if not out.cases:

@@ -9,9 +9,25 @@ from kedit.errors import (
 )
 from kedit.runtime import ModelBundle, load_model
 
+
+def __getattr__(name: str):
+    # KnowledgeLayer pulls in the store, editors and unlearning: import it only when asked for
+    if name in ("KnowledgeLayer", "Answer", "EditResult", "ForgetReport", "InsertResult", "Route"):
+        from kedit import layer, query, router
+
+        return {"KnowledgeLayer": layer.KnowledgeLayer, "Answer": query.Answer, "EditResult": layer.EditResult,
+                "ForgetReport": layer.ForgetReport, "InsertResult": layer.InsertResult, "Route": router.Route}[name]
+    raise AttributeError(f"module 'kedit' has no attribute {name!r}")
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Answer",
+    "EditResult",
+    "ForgetReport",
+    "InsertResult",
+    "KnowledgeLayer",
+    "Route",
     "EditError",
     "KeditError",
     "ModelBundle",

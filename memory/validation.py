@@ -78,6 +78,8 @@ def to_timestamp(value: TimeLike, field: str = "time") -> str | None:
         text = value.strip()
         if not text:
             raise InvalidInputError(f"{field} is an empty string (use None for 'unbounded')")
+        if text.isdigit() and len(text) == 4:
+            text += "-01-01"
         try:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:

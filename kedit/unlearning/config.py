@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from kedit.unlearning.errors import UnlearnError
@@ -45,7 +45,7 @@ class UnlearnConfig:
     objective: Objective = "npo"
     beta: float = 0.1  # NPO / SimNPO inverse temperature
     simnpo_delta: float = 0.0  # SimNPO reward margin
-    lr: float = 2e-3
+    lr: float = 1e-4
     max_steps: int = 40
     # MLP layers whose parameters are trained; None = `default_layers(n_layers)`.
     layers: tuple[int, ...] | None = None
@@ -63,7 +63,6 @@ class UnlearnConfig:
     target_min_rank: int = 10
     # Verification fails if the retain probes' mean |Δprob| exceeds this budget.
     retain_budget: float = 0.1
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:

@@ -1,0 +1,186 @@
+"""`bench` command line: `knowedit`, `mquake`, `compare`, `methods` (mounted by kedit as `kedit bench`).
+
+    python -m benchmarks knowedit --data ../shared/data/KnowEdit/ZsRE --method rome --limit 20
+    python -m benchmarks mquake --method memit --edits-per-batch 100 --limit 200
+    python -m benchmarks compare runs/* --out report.md
+
+Everything that can be checked without the model (data format, method name, output directory) is
+checked before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.loaders import KNOWEDIT_KINDS, BenchmarkDataError, Loaded, load_knowedit, load_mquake
+from benchmarks.methods import available_methods, make_method, resolve_method, unavailable_methods
+from kedit.errors import KeditError
+from kedit.paths import require_data_dir
+
+app = typer.Typer(
+    name="bench",
+    help="KnowEdit and MQuAKE benchmarks of kedit's editing methods.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def _report_malformed(loaded: Loaded) -> None:
+    console.print(
+        f"[bold]{len(loaded.cases)}[/] cases from {', '.join(loaded.files)} "
+        f"({loaded.n_records} records, kind {loaded.kind})"
+    )
+    if loaded.malformed:
+        console.print(f"[yellow]skipped {len(loaded.malformed)} malformed record(s):[/]")
+        for m in loaded.malformed[:10]:
+            console.print(f"  {m}")
+        if len(loaded.malformed) > 10:
+            console.print(f"  ... and {len(loaded.malformed) - 10} more (listed in summary.json)")
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table("metric", "value (×100)", title=f"{summary['benchmark']} · {summary['method']} · {summary['model']}")
+    for name, value in summary["metrics"].items():
+        table.add_row(name, "–" if value is None else f"{100 * value:.2f}")
+    console.print(table)
+    state = "complete" if summary.get("complete") else "[yellow]incomplete[/]"
+    console.print(f"{summary['n_cases']} cases, {summary['seconds']:.1f} s, {state}")
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+def _load_bundle(model: str):
+    from kedit import load_model
+
+    with console.status(f"loading {model} ..."):
+        return load_model(model)
+
+
+@app.command()
+def methods() -> None:
+    """List the methods that can run now, and what the others wait for."""
+    table = Table("method", "benchmarks", "status")
+    for name, info in available_methods().items():
+        table.add_row(name, ", ".join(info.benchmarks), f"[green]available[/]: {info.summary}")
+    for name, why in unavailable_methods().items():
+        table.add_row(name, "", f"[yellow]not available[/]: {why}")
+    console.print(table)
+
+
+@app.command()
+def knowedit(
+    method: str = typer.Option(..., "--method", help="editing method (see `methods`)"),
+    data: Path = typer.Option(None, "--data", help="KnowEdit-style file or directory [default: shared KnowEdit/]"),
+    kind: str = typer.Option(None, "--kind", help=f"data kind, detected if omitted: {' | '.join(KNOWEDIT_KINDS)}"),
+    model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
+    sadr: bool = typer.Option(False, "--sadr", help="add the SADR attention-drift regulariser (rome/memit/alphaedit)"),
+    sequential: bool = typer.Option(False, "--sequential", help="edits accumulate (EasyEdit sequential_edit)"),
+    limit: int = typer.Option(None, "--limit", min=1, help="first N usable cases only"),
+    fluency: bool = typer.Option(True, "--fluency/--no-fluency", help="sample EasyEdit's fluency text per case"),
+    seed: int = typer.Option(0, "--seed", help="seed of the fluency sampling (plus the case index)"),
+    out: Path = typer.Option(None, "--out", help="run directory [default: runs/knowedit-<kind>-<method>-<model>]"),
+) -> None:
+    """KnowEdit: Edit Succ, rephrase, portability, locality, fluency, as EasyEdit computes them."""
+    from benchmarks.knowedit import KnowEditSettings, run_knowedit
+    from benchmarks.runs import RunDir, RunSpec
+
+    try:
+        path = data if data is not None else require_data_dir() / "KnowEdit"
+        loaded = load_knowedit(path, kind=kind, limit=limit)
+        resolve_method(method, "knowedit", sadr)
+        _report_malformed(loaded)
+        settings = KnowEditSettings(loaded.kind, sequential, sadr, fluency, seed, limit)
+        name = "-".join(["knowedit", loaded.kind, method] + (["sadr"] if sadr else []) + (["seq"] if sequential else []))
+        out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
+        spec = RunSpec("knowedit", str(Path(path).resolve()), method, model, asdict(settings))
+        run = RunDir(out, spec)
+        bundle = _load_bundle(model)
+        summary = run_knowedit(make_method(method, bundle, "knowedit", sadr), loaded, run, settings, console)
+    except KeditError as exc:
+        _fail(exc)
+        return
+    _print_summary(summary)
+    console.print(f"written to {out}/")
+
+
+@app.command()
+def mquake(
+    method: str = typer.Option(..., "--method", help="editing method (see `methods`)"),
+    data: Path = typer.Option(None, "--data", help="MQuAKE file or directory [default: shared MQuAKE/]"),
+    edits_per_batch: str = typer.Option("1", "--edits-per-batch", help="k cases' edits applied together: 1 | 100 | all"),
+    model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
+    limit: int = typer.Option(None, "--limit", min=1, help="first N usable cases only ('all' = these N)"),
+    cot: bool = typer.Option(False, "--cot", help="chain-of-thought multi-hop prompt instead of the standard one"),
+    prompts_dir: Path = typer.Option(None, "--prompts", help="MQuAKE prompts/ directory [default: beside the data]"),
+    out: Path = typer.Option(None, "--out", help="run directory [default: runs/mquake-k<k>-<method>-<model>]"),
+) -> None:
+    """MQuAKE: edit-wise, instance-wise, multi-hop accuracy and edited/unedited hop recall."""
+    from benchmarks.mquake import MQuAKESettings, run_mquake
+    from benchmarks.prompts import load_mquake_prompts
+    from benchmarks.runs import RunDir, RunSpec
+
+    try:
+        path = data if data is not None else require_data_dir() / "MQuAKE"
+        loaded = load_mquake(path, limit=limit)
+        settings = MQuAKESettings(edits_per_batch, cot, limit)
+        settings.batch_size(len(loaded.cases))
+        resolve_method(method, "mquake")
+        if prompts_dir is None:
+            beside = (path if path.is_dir() else path.parent) / "prompts"
+            prompts_dir = beside if beside.is_dir() else None
+        prompts = load_mquake_prompts(prompts_dir)
+        _report_malformed(loaded)
+        name = f"mquake-k{edits_per_batch}-{method}" + ("-cot" if cot else "")
+        out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
+        spec = RunSpec("mquake", str(Path(path).resolve()), method, model, asdict(settings))
+        run = RunDir(out, spec)
+        bundle = _load_bundle(model)
+        summary = run_mquake(make_method(method, bundle, "mquake"), loaded, run, settings, prompts, console)
+    except KeditError as exc:
+        _fail(exc)
+        return
+    _print_summary(summary)
+    console.print(f"written to {out}/")
+
+
+@app.command()
+def compare(
+    dirs: list[Path] = typer.Argument(..., help="run directories (each with summary.json)"),
+    out: Path = typer.Option(Path("report.md"), "--out", help="Markdown report; PNG plots are written beside it"),
+) -> None:
+    """Markdown table across runs and PNG plots (MQuAKE accuracy vs k; KnowEdit metrics per method)."""
+    from benchmarks.compare import write_report
+
+    try:
+        written = write_report(dirs, out)
+    except KeditError as exc:
+        _fail(exc)
+        return
+    for p in written:
+        console.print(f"wrote {p}")
+
+
+def main() -> None:
+    """Entry point of `python -m benchmarks`."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except BenchmarkDataError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise SystemExit(2) from None

@@ -1,0 +1,177 @@
+"""Compare runs: Markdown tables across run directories and PNG plots (matplotlib, Agg backend).
+
+- KnowEdit: one row per run (kind, model, method) with Edit Succ, Rephrase, Portability, Locality
+  (×100) and Fluency (×100, as EasyEdit's tables); a grouped bar plot per (kind, model).
+- MQuAKE: one row per run (model, method, k) with the five MQuAKE metrics; multi-hop accuracy vs k per
+  method, one plot per model.
+
+>>> write_report([Path("runs/knowedit-zsre-rome-smollm2-135m")], Path("report.md"))   # doctest: +SKIP
+[PosixPath('report.md'), PosixPath('knowedit-zsre-smollm2-135m.png')]
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from benchmarks.runs import SUMMARY_JSON, RunDirError, format_metric  # noqa: E402
+
+KNOWEDIT_COLUMNS = [
+    ("edit_succ", "Edit Succ"),
+    ("rephrase", "Rephrase"),
+    ("portability", "Portability"),
+    ("locality", "Locality"),
+    ("fluency", "Fluency"),
+]
+MQUAKE_COLUMNS = [
+    ("edit_wise", "Edit-wise"),
+    ("instance_wise", "Instance-wise"),
+    ("multi_hop", "Multi-hop"),
+    ("edited_hop_recall", "Edited hops"),
+    ("unedited_hop_recall", "Unedited hops"),
+]
+
+
+def load_summaries(dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """`summary.json` of each run directory (a clear error for a directory without one)."""
+    out = []
+    for d in dirs:
+        path = Path(d) / SUMMARY_JSON
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise RunDirError(f"{d}: no readable {SUMMARY_JSON} ({exc})") from None
+        summary["_dir"] = str(d)
+        out.append(summary)
+    return out
+
+
+def method_label(summary: dict[str, Any]) -> str:
+    """Method name with its variant flags, e.g. `rome+sadr`, `memit (seq)`, `none (cot)`."""
+    settings = summary.get("settings", {})
+    label = summary["method"] + ("+sadr" if settings.get("sadr") else "")
+    flags = [f for f, on in (("seq", settings.get("sequential")), ("cot", settings.get("cot"))) if on]
+    return f"{label} ({', '.join(flags)})" if flags else label
+
+
+def _k(summary: dict[str, Any]) -> int:
+    return int(summary.get("edits_per_batch") or 1)
+
+
+def _k_label(summary: dict[str, Any]) -> str:
+    raw = summary.get("settings", {}).get("edits_per_batch", str(_k(summary)))
+    return f"all ({_k(summary)})" if raw == "all" else str(raw)
+
+
+def knowedit_table(runs: list[dict[str, Any]]) -> list[str]:
+    head = ["data", "model", "method", "n"] + [c for _, c in KNOWEDIT_COLUMNS] + ["s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in sorted(runs, key=lambda s: (s.get("kind", ""), s["model"], method_label(s))):
+        m = s["metrics"]
+        cells = [s.get("kind", "?"), s["model"], method_label(s), str(s["n_cases"])]
+        cells += [format_metric(k, m.get(k)) for k, _ in KNOWEDIT_COLUMNS]
+        cells.append(f"{s['seconds']:.0f}" + ("" if s.get("complete", True) else " (incomplete)"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def mquake_table(runs: list[dict[str, Any]]) -> list[str]:
+    head = ["model", "method", "k", "n"] + [c for _, c in MQUAKE_COLUMNS] + ["conflicted", "s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in sorted(runs, key=lambda s: (s["model"], method_label(s), _k(s))):
+        m = s["metrics"]
+        cells = [s["model"], method_label(s), _k_label(s), str(s["n_cases"])]
+        cells += [format_metric(k, m.get(k)) for k, _ in MQUAKE_COLUMNS]
+        cells += [str(s.get("n_conflicted", 0)), f"{s['seconds']:.0f}" + ("" if s.get("complete", True) else " (incomplete)")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)
+
+
+def plot_mquake(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Multi-hop accuracy (and instance-wise, dashed) vs k, one line per method, one PNG per model."""
+    written = []
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in runs:
+        by_model[s["model"]].append(s)
+    for model, group in sorted(by_model.items()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for s in group:
+            by_method[method_label(s)].append(s)
+        for label, ss in sorted(by_method.items()):
+            ss = sorted(ss, key=_k)
+            xs = [_k(s) for s in ss]
+            line = ax.plot(xs, [100 * (s["metrics"].get("multi_hop") or 0) for s in ss], marker="o", label=label)[0]
+            ax.plot(xs, [100 * (s["metrics"].get("instance_wise") or 0) for s in ss], ls="--", color=line.get_color(), alpha=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel("edits applied together (k cases)")
+        ax.set_ylabel("accuracy (%)  — multi-hop solid, instance-wise dashed")
+        ax.set_title(f"MQuAKE · {model}")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"mquake-{_slug(model)}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def plot_knowedit(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Grouped bars of Edit Succ / Rephrase / Portability / Locality per method, one PNG per (kind, model)."""
+    written = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for s in runs:
+        groups[(s.get("kind", "?"), s["model"])].append(s)
+    for (kind, model), group in sorted(groups.items()):
+        keys = [(k, c) for k, c in KNOWEDIT_COLUMNS if k != "fluency" and any(k in s["metrics"] for s in group)]
+        group = sorted(group, key=method_label)
+        fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(group) + 2), 4))
+        width = 0.8 / max(1, len(keys))
+        for j, (key, caption) in enumerate(keys):
+            xs = [i + j * width for i in range(len(group))]
+            ax.bar(xs, [100 * (s["metrics"].get(key) or 0) for s in group], width, label=caption)
+        ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(group))])
+        ax.set_xticklabels([method_label(s) for s in group], rotation=20)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("%")
+        ax.set_title(f"KnowEdit {kind} · {model}")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"knowedit-{_slug(kind)}-{_slug(model)}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(dirs: Sequence[Path], out: Path) -> list[Path]:
+    """Write the Markdown report `out` and its plots (beside it); returns the paths written."""
+    summaries = load_summaries(dirs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ke = [s for s in summaries if s["benchmark"] == "knowedit"]
+    mq = [s for s in summaries if s["benchmark"] == "mquake"]
+    plots = (plot_knowedit(ke, out.parent) if ke else []) + (plot_mquake(mq, out.parent) if mq else [])
+    lines = ["# Benchmark comparison", "", "Values ×100 (Fluency: EasyEdit's n-gram entropy ×100, as in its tables).", ""]
+    if ke:
+        lines += ["## KnowEdit", ""] + knowedit_table(ke) + [""]
+    if mq:
+        lines += ["## MQuAKE", ""] + mquake_table(mq) + [""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    lines += ["## Runs", ""] + [f"- `{s['_dir']}`: {s['benchmark']} on `{s['data']}`" for s in summaries]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [out, *plots]

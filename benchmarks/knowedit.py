@@ -1,0 +1,213 @@
+"""KnowEdit runner: edit each case, score it as EasyEdit does, write one line per case and a summary.
+
+Protocol (EasyEdit `BaseEditor.edit` + `compute_edit_quality`):
+- before the edit, the locality probes (`prompt + " " + answer`) are scored teacher-forced on the unedited
+  model, keeping the argmax tokens (plus pre-edit rewrite/rephrase/portability accuracy, reported as `pre_*`);
+- non-sequential: apply the case's edit, score rewrite (target_new), rephrase (target_new), portability
+  (first alias of each probe), locality (argmax tokens vs the pre-edit ones), sample the fluency text from
+  the edit prompt, then undo the edit before the next case;
+- sequential (EasyEdit `sequential_edit=True`): pre-edit scores of every case first, then all edits applied
+  one after another, then every case evaluated on the final model, then all edits undone.
+
+>>> from benchmarks.loaders import load_knowedit                      # doctest: +SKIP
+>>> summary = run_knowedit(method, load_knowedit(path), RunDir(out, spec), KnowEditSettings("zsre"))  # doctest: +SKIP
+>>> summary["metrics"]["edit_succ"]                                   # doctest: +SKIP
+0.97
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from benchmarks.cases import EditCase
+from benchmarks.loaders import Loaded
+from benchmarks.methods import Applied, Method
+from benchmarks.metrics import aggregate_knowedit, ngram_entropy, token_accuracy, token_agreement
+from benchmarks.runs import RunDir, progress_bar
+from kedit.scoring import TargetScore
+
+
+@dataclass(frozen=True)
+class KnowEditSettings:
+    """Run settings recorded in `run.json` / `summary.json`."""
+
+    kind: str
+    sequential: bool = False
+    sadr: bool = False
+    fluency: bool = True
+    seed: int = 0
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class _Probe:
+    section: str  # rewrite | rephrase | portability | locality
+    key: str
+    prompt: str
+    target: str
+
+
+def _probes(case: EditCase) -> list[_Probe]:
+    out = [_Probe("rewrite", "", case.prompt, case.target_new)]
+    out += [_Probe("rephrase", "", p, case.target_new) for p in case.rephrase]
+    for key, items in case.portability.items():
+        out += [_Probe("portability", key, qa.prompt, qa.answer) for qa in items]
+    for key, items in case.locality.items():
+        out += [_Probe("locality", key, qa.prompt, qa.answer) for qa in items]
+    return out
+
+
+def _score(method: Method, probes: list[_Probe]) -> list[TargetScore]:
+    return method.score([p.prompt for p in probes], [p.target for p in probes])
+
+
+def _accuracies(probes: list[_Probe], scores: list[TargetScore], pre: list[TargetScore] | None) -> dict[str, Any]:
+    """Per-case metric dict in EasyEdit's shape; locality needs the pre-edit scores."""
+    out: dict[str, Any] = {"portability": {}, "locality": {}}
+    for probe, s, i in zip(probes, scores, range(len(probes))):
+        if probe.section == "rewrite":
+            out["rewrite_acc"] = token_accuracy(s.predicted, s.target)
+        elif probe.section == "rephrase":
+            out.setdefault("rephrase_acc", []).append(token_accuracy(s.predicted, s.target))
+        elif probe.section == "portability":
+            out["portability"].setdefault(probe.key, []).append(token_accuracy(s.predicted, s.target))
+        elif pre is not None:
+            out["locality"].setdefault(probe.key, []).append(token_agreement(pre[i].predicted, s.predicted))
+    if pre is None:
+        del out["locality"]
+    return out
+
+
+def _inputs(case: EditCase) -> dict[str, Any]:
+    return {
+        "prompt": case.prompt,
+        "subject": case.subject,
+        "target_new": case.target_new,
+        "ground_truth": list(case.ground_truth),
+        "rephrase": list(case.rephrase),
+        "portability": {k: [[qa.prompt, list(qa.answers)] for qa in v] for k, v in case.portability.items()},
+        "locality": {k: [[qa.prompt, list(qa.answers)] for qa in v] for k, v in case.locality.items()},
+    }
+
+
+class _Evaluator:
+    def __init__(self, method: Method, settings: KnowEditSettings) -> None:
+        self.method = method
+        self.settings = settings
+        self.tok = method.bundle.tokenizer
+
+    def pre(self, case: EditCase) -> tuple[list[_Probe], list[TargetScore]]:
+        probes = _probes(case)
+        return probes, _score(self.method, probes)
+
+    def post(
+        self, case: EditCase, probes: list[_Probe], pre: list[TargetScore], applied: Applied
+    ) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        post = _score(self.method, probes)
+        metrics = _accuracies(probes, post, pre)
+        outputs: dict[str, Any] = {"rewrite_predicted": self.tok.decode(list(post[0].predicted))}
+        if self.settings.fluency:
+            text = self.method.sample(case.prompt, seed=self.settings.seed + case.index)
+            metrics["fluency"] = ngram_entropy(text)
+            outputs["fluency_text"] = text
+        pre_metrics = _accuracies(probes, pre, None)
+        return {
+            "case_id": case.case_id,
+            "index": case.index,
+            "source": case.source,
+            "inputs": _inputs(case),
+            "outputs": outputs,
+            "pre": pre_metrics,
+            "metrics": metrics,
+            "edit_error": applied.error,
+            "edit_seconds": round(applied.seconds, 3),
+            "eval_seconds": round(time.perf_counter() - t0, 3),
+        }
+
+
+def summarize_knowedit(records: list[dict]) -> dict[str, float]:
+    """Summary metrics of finished case records: EasyEdit's post metrics plus `pre_*` and edit errors."""
+    metrics = aggregate_knowedit([r["metrics"] for r in records])
+    pre = aggregate_knowedit([r["pre"] for r in records])
+    for key in ("edit_succ", "rephrase", "portability"):
+        if key in pre:
+            metrics[f"pre_{key}"] = pre[key]
+    return metrics
+
+
+def run_knowedit(
+    method: Method,
+    loaded: Loaded[EditCase],
+    run: RunDir,
+    settings: KnowEditSettings,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) KnowEdit over `loaded.cases`; returns the summary written to `run`."""
+    cases = loaded.cases
+    pending = [c for c in cases if c.case_id not in run.finished]
+    evaluator = _Evaluator(method, settings)
+    complete = False
+    try:
+        if settings.sequential:
+            _run_sequential(method, cases, pending, run, evaluator, console)
+        else:
+            with progress_bar(f"knowedit {loaded.kind} · {method.name}", len(cases), len(cases) - len(pending), console) as advance:
+                for case in pending:
+                    probes, pre = evaluator.pre(case)
+                    applied = method.apply([case.fact])
+                    try:
+                        run.record(evaluator.post(case, probes, pre, applied))
+                    finally:
+                        method.undo(applied)
+                    advance()
+        complete = True
+    finally:
+        records = [run.finished[c.case_id] for c in cases if c.case_id in run.finished]
+        summary = run.write_summary(
+            summarize_knowedit(records),
+            n_cases=len(records),
+            malformed=loaded.malformed,
+            extra={
+                "kind": loaded.kind,
+                "files": loaded.files,
+                "n_records": loaded.n_records,
+                "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
+                "n_requested": len(cases),
+            },
+            complete=complete and len(records) == len(cases),
+        )
+    return summary
+
+
+def _run_sequential(
+    method: Method,
+    cases: list[EditCase],
+    pending: list[EditCase],
+    run: RunDir,
+    evaluator: _Evaluator,
+    console: Console | None,
+) -> None:
+    """EasyEdit sequential editing; a resumed run re-applies every edit (the state is the whole sequence)."""
+    if not pending:
+        return
+    pre = {c.case_id: evaluator.pre(c) for c in pending}
+    applied: list[Applied] = []
+    try:
+        with progress_bar(f"sequential edits · {method.name}", len(cases), 0, console) as advance:
+            for case in cases:
+                applied.append(method.apply([case.fact]))
+                advance()
+        by_id = {a_case.case_id: a for a_case, a in zip(cases, applied)}
+        with progress_bar("evaluate", len(cases), len(cases) - len(pending), console) as advance:
+            for case in pending:
+                probes, pre_scores = pre[case.case_id]
+                run.record(evaluator.post(case, probes, pre_scores, by_id[case.case_id]))
+                advance()
+    finally:
+        for a in reversed(applied):
+            method.undo(a)

@@ -1,0 +1,219 @@
+"""The method adapters the runners drive: apply a batch of facts, undo them, score and answer prompts.
+
+A `Method` sees the model through four questions the benchmarks ask: teacher-forced scores of targets
+(KnowEdit accuracies and locality), greedy answers (MQuAKE probes), EasyEdit's fluency sample, and the
+multi-hop answer (official few-shot prompt by default; a memory method overrides it). Parametric methods
+change the weights and keep the default questions; a retrieval method would override them to add context.
+
+Only methods whose kedit API is present are registered; `unavailable_methods()` says what each missing one
+waits for, and the CLI prints it.
+
+>>> sorted(available_methods())          # doctest: +SKIP
+['alphaedit', 'ft-l', 'memit', 'none', 'rome']
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.cases import Fact
+from benchmarks.generation import greedy_generate, sample_like_easyedit
+from benchmarks.metrics import cot_answer, first_line_answer
+from benchmarks.prompts import MQuAKEPrompts
+from kedit.errors import EditError, KeditError
+from kedit.scoring import TargetScore, score_targets
+
+PARAMETRIC = ("rome", "memit", "alphaedit", "ft-l")
+
+
+class MethodUnavailableError(KeditError):
+    """The requested method is unknown, or the kedit API it needs is not there."""
+
+
+@dataclass
+class Applied:
+    """What `Method.apply` did: the facts, the method's own record (for undo), an error if it failed."""
+
+    facts: tuple[Fact, ...]
+    handle: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class MultiHopAnswer:
+    """A multi-hop answer and the raw text it was read from."""
+
+    answer: str | None
+    raw: str
+
+
+class Method(ABC):
+    """Base adapter: default questions are asked of `bundle` (the possibly edited model) directly."""
+
+    name: str = ""
+
+    def __init__(self, bundle) -> None:
+        self.bundle = bundle
+
+    @abstractmethod
+    def apply(self, facts: Sequence[Fact]) -> Applied:
+        """Write `facts` (together, as one batch); on failure leave the model as it was."""
+
+    @abstractmethod
+    def undo(self, applied: Applied) -> None:
+        """Revert exactly what `apply` returned."""
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def score(self, prompts: Sequence[str], targets: Sequence[str]) -> list[TargetScore]:
+        """Teacher-forced scores of `targets[i]` after `prompts[i]` (EasyEdit's accuracy protocol)."""
+        return score_targets(self.bundle, list(prompts), list(targets))
+
+    def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = ("\n",)) -> str:
+        return greedy_generate(self.bundle, prompt, max_new_tokens, stop)
+
+    def sample(self, prompt: str, seed: int) -> str:
+        """EasyEdit's fluency text (top-k 5 sampling, 100 tokens in all)."""
+        return sample_like_easyedit(self.bundle, prompt, seed=seed)
+
+    def answer_multihop(
+        self, question: str, prompts: MQuAKEPrompts, cot: bool = False, max_new_tokens: int = 24
+    ) -> MultiHopAnswer:
+        """Ask with the official few-shot multi-hop prompt (standard, or chain-of-thought).
+
+        `max_new_tokens` bounds the standard answer line; a CoT answer gets its thoughts first (128).
+        """
+        if cot:
+            raw = self.generate(prompts.cot_query(question), 128, stop=("\n\nQuestion:", "\nQuestion:"))
+            return MultiHopAnswer(cot_answer(raw), raw)
+        raw = self.generate(prompts.multihop_query(question), max_new_tokens, stop=("\n",))
+        return MultiHopAnswer(first_line_answer(raw), raw)
+
+
+class NoEdit(Method):
+    """Baseline: nothing is written; every metric measures the unedited model."""
+
+    name = "none"
+
+    def apply(self, facts: Sequence[Fact]) -> Applied:
+        return Applied(tuple(facts))
+
+    def undo(self, applied: Applied) -> None:
+        return None
+
+
+class ParametricMethod(Method):
+    """ROME / MEMIT / AlphaEdit / FT-L through `kedit.editing.ParametricEditor` (weights change in place)."""
+
+    def __init__(self, bundle, algorithm: str, sadr: bool = False) -> None:
+        super().__init__(bundle)
+        from kedit.editing import ParametricEditor
+
+        self.name = algorithm
+        self.algorithm = algorithm
+        self.sadr = sadr
+        self.editor = ParametricEditor(bundle)
+
+    def settings(self) -> dict[str, Any]:
+        return {"sadr": self.sadr}
+
+    def apply(self, facts: Sequence[Fact]) -> Applied:
+        """Edit the facts the model does not already state; ParametricEditor refuses a request whose target
+        already has teacher-forced accuracy 1.0, and for a benchmark such a fact is simply already in place."""
+        from kedit.editing import EditRequest
+
+        t0 = time.perf_counter()
+        try:  # a malformed request (subject not in the prompt, ...) is an EditError too
+            requests = [EditRequest(f.prompt, f.subject, f.target) for f in facts]
+            before = score_targets(self.bundle, [r.text for r in requests], [r.target for r in requests])
+            todo = [r for r, s in zip(requests, before) if s.accuracy < 1.0]
+            record = self.editor.apply(todo, method=self.algorithm, sadr=self.sadr) if todo else None
+        except EditError as exc:
+            return Applied(tuple(facts), None, str(exc), time.perf_counter() - t0)
+        return Applied(tuple(facts), record, None, time.perf_counter() - t0)
+
+    def undo(self, applied: Applied) -> None:
+        if applied.handle is not None:
+            self.editor.undo(applied.handle)
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    summary: str
+    benchmarks: tuple[str, ...]
+    factory: Callable[..., Method] = field(repr=False)
+
+
+def _has(module: str, *names: str) -> bool:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return False
+    return all(hasattr(mod, n) for n in names)
+
+
+def _registry() -> tuple[dict[str, MethodInfo], dict[str, str]]:
+    both = ("knowedit", "mquake")
+    available = {
+        "none": MethodInfo("none", "no edit: the unedited model (baseline)", both, lambda b, sadr=False: NoEdit(b)),
+    }
+    missing: dict[str, str] = {}
+    if _has("kedit.editing", "ParametricEditor", "EditRequest"):
+        for algo in PARAMETRIC:
+            available[algo] = MethodInfo(
+                algo,
+                f"{algo.upper()} weight edit via kedit.editing.ParametricEditor",
+                both,
+                lambda b, sadr=False, algo=algo: ParametricMethod(b, algo, sadr),
+            )
+    else:
+        for algo in PARAMETRIC:
+            missing[algo] = "waits for kedit.editing.ParametricEditor / EditRequest"
+    missing["rag"] = "waits for kedit's KnowledgeLayer store (insert + query without weight change)"
+    missing["layer"] = "waits for kedit's KnowledgeLayer (edit/insert/query: router, graph chains, evidence pool)"
+    missing["mello"] = "waits for kedit's fact store / retriever API (MeLLo loop over the batch's edits)"
+    return available, missing
+
+
+def available_methods(benchmark: str | None = None) -> dict[str, MethodInfo]:
+    """Registered methods (for `benchmark` if given), by name."""
+    available, _ = _registry()
+    return {n: m for n, m in available.items() if benchmark is None or benchmark in m.benchmarks}
+
+
+def unavailable_methods() -> dict[str, str]:
+    """Methods named by the benchmarks that are not registered yet, with what each waits for."""
+    return _registry()[1]
+
+
+def resolve_method(name: str, benchmark: str, sadr: bool = False) -> MethodInfo:
+    """The registry entry for `name`, or a clear error (unknown, not available yet, bad --sadr).
+
+    Called before any model is loaded, so a wrong name costs nothing.
+    """
+    available = available_methods(benchmark)
+    if name in available:
+        if sadr and name not in ("rome", "memit", "alphaedit"):
+            raise MethodUnavailableError(f"--sadr applies to rome, memit and alphaedit, not '{name}'")
+        return available[name]
+    missing = unavailable_methods()
+    have = ", ".join(sorted(available))
+    if name in missing:
+        raise MethodUnavailableError(f"method '{name}' is not available: it {missing[name]} (available: {have})")
+    raise MethodUnavailableError(f"unknown method '{name}' for {benchmark} (available: {have})")
+
+
+def make_method(name: str, bundle, benchmark: str, sadr: bool = False) -> Method:
+    """Build the adapter `name` on `bundle` (see `resolve_method` for the errors)."""
+    return resolve_method(name, benchmark, sadr).factory(bundle, sadr=sadr)

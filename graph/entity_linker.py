@@ -1,0 +1,89 @@
+"""Entity linking: text -> canonical entity name, by normalised names and aliases, then (optionally) by
+embedding similarity with an injected `embed(list[str]) -> unit vectors` function.
+
+>>> linker = EntityLinker()
+>>> linker.add("United States of America", ["USA", "the United States"])
+>>> linker.link("usa"), linker.link("The United States")
+('United States of America', 'United States of America')
+>>> linker.mentions("Who is the head of state of the USA?")
+['United States of America']
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+Embed = Callable[[list[str]], np.ndarray]
+_SPACE = re.compile(r"\s+")
+_EDGE_PUNCT = " \t\n.,;:!?\"'()[]{}"
+
+
+def normalise(text: str) -> str:
+    """Case-folded, accents kept, whitespace collapsed, outer punctuation and a leading 'the' dropped."""
+    folded = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip(_EDGE_PUNCT)
+    return folded[4:] if folded.startswith("the ") else folded
+
+
+class EntityLinker:
+    def __init__(self, embed: Embed | None = None, threshold: float = 0.8, max_words: int = 12) -> None:
+        self.embed = embed
+        self.threshold = threshold
+        self.max_words = max_words
+        self._names: dict[str, set[str]] = {}
+        self._canonical: list[str] = []
+        self._known: set[str] = set()
+        self._vectors: np.ndarray | None = None
+
+    def add(self, canonical: str, aliases: Iterable[str] = ()) -> None:
+        if canonical not in self._known:
+            self._known.add(canonical)
+            self._canonical.append(canonical)
+        for name in (canonical, *aliases):
+            key = normalise(name)
+            if key:
+                self._names.setdefault(key, set()).add(canonical)
+
+    def __len__(self) -> int:
+        return len(self._canonical)
+
+    def candidates(self, text: str) -> list[str]:
+        """Every canonical entity whose name or alias matches `text` exactly (after normalising)."""
+        return sorted(self._names.get(normalise(text), ()))
+
+    def link(self, text: str) -> str | None:
+        """The canonical name for `text`, or None. Exact name/alias first, then embedding similarity."""
+        exact = self.candidates(text)
+        if exact:
+            return exact[0] if len(exact) == 1 or text not in exact else text
+        if self.embed is None or not self._canonical or not text.strip():
+            return None
+        if self._vectors is None or len(self._vectors) < len(self._canonical):
+            done = 0 if self._vectors is None else len(self._vectors)
+            new = np.asarray(self.embed(self._canonical[done:]), dtype=np.float32)
+            self._vectors = new if self._vectors is None else np.vstack([self._vectors, new])
+        query = np.asarray(self.embed([text]), dtype=np.float32)[0]
+        scores = self._vectors @ query
+        best = int(np.argmax(scores))
+        return self._canonical[best] if scores[best] >= self.threshold else None
+
+    def mentions(self, text: str) -> list[str]:
+        """Entities named in `text` (longest word spans first, no overlaps), in order of appearance."""
+        words = text.split()
+        taken = [False] * len(words)
+        found: list[tuple[int, str]] = []
+        for size in range(min(self.max_words, len(words)), 0, -1):
+            for start in range(len(words) - size + 1):
+                if any(taken[start : start + size]):
+                    continue
+                span = " ".join(words[start : start + size])
+                names = self.candidates(span)
+                if not names and span.endswith("'s"):
+                    names = self.candidates(span[:-2])
+                if names:
+                    found.append((start, names[0]))
+                    taken[start : start + size] = [True] * size
+        return [name for _, name in sorted(found)]

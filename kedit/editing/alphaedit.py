@@ -1,0 +1,35 @@
+"""AlphaEdit: MEMIT with the update projected onto the null space of preserved keys (METHODS §3).
+
+The projector P_l (from the corpus second moment) keeps Δ k₀ ≈ 0 for preserved knowledge; the cache
+Σ K_pK_pᵀ of keys edited before keeps sequential edits from overwriting each other. After a batch the
+keys are recomputed on the edited model; the editor stores them in the record, so that undoing the
+record also removes them from the cache.
+
+>>> from kedit.editing import ParametricEditor, EditRequest, AlphaEditConfig   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from kedit.editing.config import AlphaEditConfig
+from kedit.editing.memit import edited_keys, memit_apply
+from kedit.editing.requests import EditRequest
+from kedit.editing.values import ValueResult
+
+
+def alphaedit_apply(
+    bundle,
+    requests: list[EditRequest],
+    cfg: AlphaEditConfig,
+    templates: list[str],
+    projectors: dict[int, torch.Tensor],
+    past: dict[int, torch.Tensor],
+    apply: Callable[[str, torch.Tensor], None],
+    sadr: bool = False,
+) -> tuple[ValueResult, dict[int, torch.Tensor]]:
+    """Apply the AlphaEdit batch via `apply`; returns the value result and the new keys K per layer."""
+    vr = memit_apply(bundle, requests, cfg, templates, None, apply, projectors=projectors, past=past, sadr=sadr)
+    return vr, edited_keys(bundle, requests, templates, sorted(cfg.layers))

@@ -1,0 +1,139 @@
+"""Frozen hyper-parameter dataclasses for every editing method, and the measured per-family defaults.
+
+The reference values (METHODS §1-§4) are for 32-layer Llama models; the defaults here were chosen by
+the sweep in `benchmarks/edit_sweep.py` on the two embedded models (results in `benchmarks/EDITING.md`).
+
+>>> cfg = default_config("rome", "llama")
+>>> cfg.layer, cfg.v_lr
+(4, 0.5)
+>>> from dataclasses import replace
+>>> replace(cfg, layer=5).layer
+5
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ValueOptConfig:
+    """Shared v*/z optimisation settings (METHODS §1.2 / §2.1)."""
+
+    v_lr: float = 0.5
+    v_num_grad_steps: int = 25
+    v_weight_decay: float = 1e-3
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    # Early stop once the total loss of a request is below this (ROME/MEMIT use 5e-2).
+    loss_stop: float = 5e-2
+    # (length_in_tokens, n_generated) groups of context templates; "{}" is always added.
+    context_templates: tuple[tuple[int, int], ...] = ((5, 10), (10, 10))
+    # SADR (METHODS §4): weight w (the loss is scaled by 1e-4 * w), hinge head selection, and the
+    # step budget used when SADR is on (the released scripts run more steps with it).
+    sadr_weight: float = 100.0
+    sadr_hinge: bool = True
+    sadr_num_grad_steps: int = 25
+    # Second-moment statistics: tokens of the Wikipedia corpus to average kk^T over.
+    mom2_n_tokens: int = 100_000
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["context_templates"] = [list(x) for x in self.context_templates]
+        if "layers" in d:
+            d["layers"] = list(d["layers"])
+        return d
+
+
+@dataclass(frozen=True)
+class ROMEConfig(ValueOptConfig):
+    """ROME: rank-one update of one layer's down_proj (METHODS §1)."""
+
+    layer: int = 4
+    mom2_adjustment: bool = False
+
+
+@dataclass(frozen=True)
+class MEMITConfig(ValueOptConfig):
+    """MEMIT: batch update spread over `layers`; z optimised at the last of them (METHODS §2)."""
+
+    layers: tuple[int, ...] = (3, 4, 5, 6, 7)
+    mom2_update_weight: float = 15000.0
+    context_templates: tuple[tuple[int, int], ...] = ((10, 5),)
+    sadr_weight: float = 50.0
+
+
+@dataclass(frozen=True)
+class AlphaEditConfig(MEMITConfig):
+    """AlphaEdit: MEMIT's residuals projected on the null space of preserved keys (METHODS §3)."""
+
+    nullspace_threshold: float = 2e-2
+    l2: float = 10.0
+
+
+@dataclass(frozen=True)
+class FTConfig:
+    """FT-L: fine-tune one down_proj with an L-infinity bound on the weight change (baseline)."""
+
+    layer: int = 4
+    lr: float = 5e-4
+    num_steps: int = 25
+    norm_constraint: float = 5e-4
+    loss_stop: float = 5e-2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EditConfig = ROMEConfig | MEMITConfig | AlphaEditConfig | FTConfig
+
+CONFIG_CLASSES: dict[str, type] = {
+    "rome": ROMEConfig,
+    "memit": MEMITConfig,
+    "alphaedit": AlphaEditConfig,
+    "ft-l": FTConfig,
+}
+METHODS = tuple(CONFIG_CLASSES)
+
+
+# Measured defaults (benchmarks/EDITING.md). Families without an entry use the class defaults,
+# which are the SmolLM2 (llama, 30 layers) values.
+_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "llama": {
+        "rome": {"layer": 4},
+        "memit": {"layers": (3, 4, 5, 6, 7)},
+        "alphaedit": {"layers": (3, 4, 5, 6, 7)},
+        "ft-l": {"layer": 4},
+    },
+    "gemma3": {
+        "rome": {"layer": 3},
+        "memit": {"layers": (2, 3, 4, 5)},
+        "alphaedit": {"layers": (2, 3, 4, 5)},
+        "ft-l": {"layer": 3},
+    },
+}
+
+
+def default_config(method: str, family: str) -> EditConfig:
+    """The measured default config of `method` for a model family (see module docstring)."""
+    if method not in CONFIG_CLASSES:
+        raise ValueError(f"unknown editing method '{method}' (known: {', '.join(METHODS)})")
+    overrides = _DEFAULTS.get(family, {}).get(method, {})
+    return CONFIG_CLASSES[method](**overrides)
+
+
+def config_from_dict(method: str, data: dict[str, Any]) -> EditConfig:
+    """Rebuild a config saved by `to_dict()` (lists back to tuples)."""
+    cls = CONFIG_CLASSES[method]
+    names = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            continue
+        if key == "context_templates":
+            value = tuple(tuple(x) for x in value)
+        elif key == "layers":
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)

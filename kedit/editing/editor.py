@@ -1,0 +1,288 @@
+"""The public entry point: apply, verify, undo and re-apply parametric edits on a loaded model.
+
+>>> from kedit import load_model                                             # doctest: +SKIP
+>>> from kedit.editing import ParametricEditor, EditRequest                  # doctest: +SKIP
+>>> editor = ParametricEditor(load_model("smollm2-135m"))                   # doctest: +SKIP
+>>> rec = editor.apply([EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English")])  # doctest: +SKIP
+>>> rec.verification[0]["after"]["accuracy"]                                # doctest: +SKIP
+1.0
+>>> editor.undo(rec)                                                         # doctest: +SKIP
+
+Undo semantics: `undo(rec)` restores the pre-edit copy of every matrix `rec` changed, so it is exact.
+That is only correct if no later live edit changed one of those matrices; otherwise it is refused
+with an EditError naming the later edits, unless `cascade=True`, which first undoes those later edits
+(newest first). Undoing never leaves the weights in a state no sequence of edits produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from kedit.editing.alphaedit import alphaedit_apply
+from kedit.editing.config import (
+    CONFIG_CLASSES,
+    AlphaEditConfig,
+    EditConfig,
+    FTConfig,
+    MEMITConfig,
+    ROMEConfig,
+    config_from_dict,
+    default_config,
+)
+from kedit.editing.covariance import second_moments
+from kedit.editing.ft import ft_delta
+from kedit.editing.memit import memit_apply
+from kedit.editing.projection import NullSpaceProjector
+from kedit.editing.records import EditRecord
+from kedit.editing.requests import EditRequest, EditRequestError
+from kedit.editing.rome import rome_delta
+from kedit.editing.templates import context_templates
+from kedit.editing.tracing import check_editable
+from kedit.errors import EditError
+from kedit.scoring import TargetScore, score_targets
+
+log = logging.getLogger(__name__)
+
+
+def _score_dict(s: TargetScore) -> dict[str, Any]:
+    return {"prob": s.prob, "mean_prob": s.mean_prob, "accuracy": s.accuracy, "first_token_rank": s.first_token_rank}
+
+
+class ParametricEditor:
+    """Edits one loaded model in place and keeps what is needed to take each edit back.
+
+    Holds the per-model caches: context templates, second moments, inverse covariances, null-space
+    projectors and AlphaEdit's cache of past edited keys.
+    """
+
+    def __init__(self, bundle):
+        check_editable(bundle)
+        self.bundle = bundle
+        self.live: list[EditRecord] = []
+        self._covs: dict[tuple[int, int], torch.Tensor] = {}
+        self._inv: dict[tuple[int, int], torch.Tensor] = {}
+        self._proj: dict[tuple[int, int, float], NullSpaceProjector] = {}
+
+    # -- caches --------------------------------------------------------------------------------
+    def second_moments(self, layers: list[int], n_tokens: int) -> dict[int, torch.Tensor]:
+        missing = [l for l in layers if (l, n_tokens) not in self._covs]
+        if missing:
+            for l, c in second_moments(self.bundle, missing, n_tokens).items():
+                self._covs[(l, n_tokens)] = c
+        return {l: self._covs[(l, n_tokens)] for l in layers}
+
+    def projector(self, layer: int, n_tokens: int, threshold: float) -> NullSpaceProjector:
+        key = (layer, n_tokens, threshold)
+        if key not in self._proj:
+            c = self.second_moments([layer], n_tokens)[layer]
+            self._proj[key] = NullSpaceProjector.from_second_moment(c, threshold, layer)
+        return self._proj[key]
+
+    def past_keys(self, layers: list[int]) -> dict[int, torch.Tensor]:
+        """AlphaEdit's Σ K_p K_pᵀ over the live AlphaEdit records, per layer."""
+        d_ff = self.bundle.spec.d_ff(self.bundle.model)
+        out = {l: torch.zeros(d_ff, d_ff, dtype=torch.float64) for l in layers}
+        for rec in self.live:
+            for l in layers:
+                k = rec.extra_tensors.get(f"keys.{l}")
+                if k is not None:
+                    out[l] += k.double() @ k.double().T
+        return out
+
+    # -- edits ---------------------------------------------------------------------------------
+    def _param(self, name: str) -> torch.nn.Parameter:
+        return self.bundle.model.get_parameter(name)
+
+    def apply(
+        self,
+        requests: list[EditRequest] | EditRequest,
+        method: str = "rome",
+        config: EditConfig | None = None,
+        sadr: bool = False,
+    ) -> EditRecord:
+        """Write the requests into the weights; returns the (live) record with verification.
+
+        Atomic: on any error (bad input, non-finite value) the weights are restored and EditError raised.
+        """
+        t0 = time.perf_counter()
+        if isinstance(requests, EditRequest):
+            requests = [requests]
+        requests = list(requests)
+        if not requests:
+            raise EditRequestError("no edit requests given")
+        if method not in CONFIG_CLASSES:
+            raise EditRequestError(f"unknown editing method '{method}' (known: {', '.join(CONFIG_CLASSES)})")
+        cfg = config if config is not None else default_config(method, self.bundle.spec.family)
+        if type(cfg) is not CONFIG_CLASSES[method]:
+            raise EditRequestError(f"method '{method}' needs a {CONFIG_CLASSES[method].__name__}, got {type(cfg).__name__}")
+        if sadr and method == "ft-l":
+            raise EditRequestError("SADR regularises the value optimisation of rome/memit/alphaedit, not ft-l")
+        self._check_layers(cfg)
+        prompts = [r.text for r in requests]
+        targets = [r.target for r in requests]
+        before = score_targets(self.bundle, prompts, targets)
+        for r, s in zip(requests, before):
+            if s.accuracy == 1.0:
+                raise EditRequestError(
+                    f"the model already answers '{r.target}' to '{r.text}' (teacher-forced accuracy 1.0): nothing to edit"
+                )
+        t_check = time.perf_counter()
+
+        steps: list[tuple[str, torch.Tensor]] = []
+        pre: dict[str, torch.Tensor] = {}
+        info: dict[str, Any] = {"model": self.bundle.name, "family": self.bundle.spec.family, "sadr": sadr}
+        extra: dict[str, torch.Tensor] = {}
+
+        def commit(name: str, delta: torch.Tensor) -> None:
+            param = self._param(name)
+            if delta.shape != param.shape or not torch.isfinite(delta).all():
+                raise EditError(f"invalid update for {name}; weights restored")
+            if name not in pre:
+                pre[name] = param.detach().clone()
+            param.data.add_(delta)
+            steps.append((name, delta.detach().clone()))
+
+        try:
+            self._run(method, cfg, requests, sadr, commit, info, extra)
+            for name in pre:
+                if not torch.isfinite(self._param(name)).all():
+                    raise EditError(f"edit made {name} non-finite; weights restored")
+        except BaseException:
+            self._restore(pre)
+            raise
+        t_edit = time.perf_counter()
+        after = score_targets(self.bundle, prompts, targets)
+        verification = [
+            {"prompt": p, "target": t, "before": _score_dict(b), "after": _score_dict(a), "success": a.accuracy == 1.0}
+            for p, t, b, a in zip(prompts, targets, before, after)
+        ]
+        timings = {
+            "check_s": t_check - t0,
+            "edit_s": t_edit - t_check,
+            "verify_s": time.perf_counter() - t_edit,
+            "total_s": time.perf_counter() - t0,
+        }
+        record = EditRecord.new(
+            method, cfg.to_dict(), requests, steps, pre, timings=timings, verification=verification, info=info,
+            extra_tensors=extra,
+        )
+        self.live.append(record)
+        log.info("kedit: %s edit %s of %d request(s) in %.2fs", method, record.id, len(requests), timings["total_s"])
+        return record
+
+    def _check_layers(self, cfg: EditConfig) -> None:
+        n = self.bundle.spec.n_layers(self.bundle.model)
+        layers = list(cfg.layers) if isinstance(cfg, MEMITConfig) else [cfg.layer]
+        bad = [l for l in layers if not 0 <= l < n - 1]
+        if bad or not layers:
+            raise EditRequestError(f"edit layers {layers} out of range for a {n}-layer model")
+
+    def _run(self, method, cfg, requests, sadr, commit, info, extra) -> None:
+        bundle = self.bundle
+        if method == "rome":
+            assert isinstance(cfg, ROMEConfig)
+            templates = context_templates(bundle, cfg.context_templates)
+            inv = None
+            if cfg.mom2_adjustment:
+                key = (cfg.layer, cfg.mom2_n_tokens)
+                if key not in self._inv:
+                    c = self.second_moments([cfg.layer], cfg.mom2_n_tokens)[cfg.layer]
+                    self._inv[key] = torch.linalg.inv(c.double()).float()
+                inv = self._inv[key]
+            info["value_steps"], info["value_s"] = [], []
+            # Sequential ROME: each request sees the model with the previous ones applied.
+            for req in requests:
+                name, delta, vr = rome_delta(bundle, req, cfg, templates, inv, sadr=sadr)
+                commit(name, delta)
+                info["value_steps"].append(vr.steps)
+                info["value_s"].append(vr.seconds)
+        elif method in ("memit", "alphaedit"):
+            assert isinstance(cfg, MEMITConfig)
+            templates = context_templates(bundle, cfg.context_templates)
+            layers = sorted(cfg.layers)
+            if method == "memit":
+                covs = self.second_moments(layers, cfg.mom2_n_tokens)
+                vr = memit_apply(bundle, requests, cfg, templates, covs, commit, sadr=sadr)
+            else:
+                assert isinstance(cfg, AlphaEditConfig)
+                projs = {l: self.projector(l, cfg.mom2_n_tokens, cfg.nullspace_threshold) for l in layers}
+                info["nullspace_dim"] = {str(l): p.dim for l, p in projs.items()}
+                vr, keys = alphaedit_apply(
+                    bundle, requests, cfg, templates, {l: p.matrix for l, p in projs.items()},
+                    self.past_keys(layers), commit, sadr=sadr,
+                )
+                extra.update({f"keys.{l}": k for l, k in keys.items()})
+            info["value_steps"], info["value_s"] = vr.steps, vr.seconds
+        else:
+            assert isinstance(cfg, FTConfig)
+            name, delta, n_steps, loss = ft_delta(bundle, requests, cfg)
+            commit(name, delta)
+            info["ft_steps"], info["ft_loss"] = n_steps, loss
+
+    @torch.no_grad()
+    def _restore(self, pre: dict[str, torch.Tensor]) -> None:
+        for name, w in pre.items():
+            self._param(name).data.copy_(w)
+
+    # -- undo / reapply ------------------------------------------------------------------------
+    def undo(self, record: EditRecord, cascade: bool = False) -> list[EditRecord]:
+        """Take `record` back bit-exact; returns the records undone (newest first). See module docstring."""
+        idx = next((i for i, r in enumerate(self.live) if r.id == record.id), None)
+        if idx is None:
+            raise EditError(f"edit {record.id} is not live on this model (already undone or never applied here)")
+        later = [r for r in self.live[idx + 1 :] if set(r.pre) & set(record.pre)]
+        if later and not cascade:
+            ids = ", ".join(r.id for r in later)
+            raise EditError(
+                f"edit {record.id} cannot be undone alone: later edit(s) {ids} changed the same matrices; "
+                "undo them first or pass cascade=True"
+            )
+        undone = []
+        for r in reversed(later):
+            undone += self.undo(r, cascade=True)
+        self._restore(record.pre)
+        self.live = [r for r in self.live if r.id != record.id]
+        undone.append(record)
+        return undone
+
+    def reapply(self, record: EditRecord, strict: bool = True) -> EditRecord:
+        """Replay a saved record's deltas on this model (e.g. freshly loaded); returns the live record.
+
+        With `strict`, the current weights must equal the record's pre-edit weights (then the result is
+        bit-identical to the original post-edit weights); otherwise the deltas are added to whatever is
+        there and the pre-edit copies are re-taken from this model.
+        """
+        if any(r.id == record.id for r in self.live):
+            raise EditError(f"edit {record.id} is already live on this model")
+        for name, w in record.pre.items():
+            try:
+                param = self._param(name)
+            except AttributeError as exc:
+                raise EditError(f"edit {record.id} changes {name}, which this model does not have") from exc
+            if param.shape != w.shape:
+                raise EditError(f"edit {record.id}: {name} has shape {tuple(param.shape)}, expected {tuple(w.shape)}")
+            if strict and not torch.equal(param.detach(), w):
+                raise EditError(
+                    f"edit {record.id}: current {name} differs from the weights it was made on; "
+                    "load the same base model (or pass strict=False)"
+                )
+        pre = {name: self._param(name).detach().clone() for name in record.pre}
+        try:
+            with torch.no_grad():
+                for name, delta in record.steps:
+                    self._param(name).data.add_(delta)
+        except BaseException:
+            self._restore(pre)
+            raise
+        live = replace(record, pre=pre)
+        self.live.append(live)
+        return live
+
+    def config_of(self, record: EditRecord) -> EditConfig:
+        """The config object a record was made with."""
+        return config_from_dict(record.method, record.config)

@@ -1,0 +1,77 @@
+"""MEMIT: a batch of edits spread over several layers (METHODS §2), and the AlphaEdit variant.
+
+z_i = h_i^L + δ_i is optimised at the residual output of the last edit layer L. Then for each layer l
+(ascending, weights updated in place): K = MEMIT keys on the current model, H = current h^L of the bare
+prompts, R = (Z − H)/(layers left), and
+
+    MEMIT:     Δ = R Kᵀ (λC + KKᵀ)⁻¹                              (float64)
+    AlphaEdit: Δᵀ = solve(P(KKᵀ + K_pK_pᵀ) + αI, P K Rᵀ)          (Δ = ΔP, so Δ k₀ ≈ 0)
+
+>>> from kedit.editing import ParametricEditor, EditRequest   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from kedit.editing.config import AlphaEditConfig, MEMITConfig
+from kedit.editing.keys import build_rows, collect_at_subject, grouped_keys
+from kedit.editing.requests import EditRequest
+from kedit.editing.values import ValueResult, optimise_values
+from kedit.errors import EditError
+
+
+def memit_apply(
+    bundle,
+    requests: list[EditRequest],
+    cfg: MEMITConfig,
+    templates: list[str],
+    covs: dict[int, torch.Tensor] | None,
+    apply: Callable[[str, torch.Tensor], None],
+    projectors: dict[int, torch.Tensor] | None = None,
+    past: dict[int, torch.Tensor] | None = None,
+    sadr: bool = False,
+) -> ValueResult:
+    """Run MEMIT (or AlphaEdit when `projectors` is given), calling `apply(name, delta)` per layer."""
+    spec, model, tok = bundle.spec, bundle.model, bundle.tokenizer
+    layers = sorted(cfg.layers)
+    last = layers[-1]
+    n = len(requests)
+    vr = optimise_values(bundle, requests, templates, cfg, "residual", last, sadr=sadr)
+    z = vr.init + vr.delta  # (n, d)
+    rows = build_rows(tok, requests, templates, target=False, truncate=True)
+    bare = torch.tensor([i for i, r in enumerate(rows) if r.template == 0])
+    for t, layer in enumerate(layers):
+        row_keys, outs = collect_at_subject(bundle, rows, [layer], [last])
+        k = grouped_keys(rows, row_keys[layer], n).T.double()  # (d_ff, n)
+        cur = outs[last][bare]  # (n, d)
+        resid = ((z - cur).T / (len(layers) - t)).double()  # (d, n)
+        if projectors is None:
+            if covs is None:
+                raise EditError("MEMIT needs the second-moment statistics of its layers")
+            a = cfg.mom2_update_weight * covs[layer].double() + k @ k.T
+            delta = resid @ torch.linalg.solve(a, k).T  # R Kᵀ A⁻¹ (A symmetric)
+        else:
+            if not isinstance(cfg, AlphaEditConfig):
+                raise TypeError("projectors are an AlphaEdit setting: pass an AlphaEditConfig")
+            p = projectors[layer].double()
+            kkt = k @ k.T + (past[layer].double() if past and layer in past else 0.0)
+            lhs = p @ kkt + cfg.l2 * torch.eye(p.shape[0], dtype=torch.float64)
+            delta = torch.linalg.solve(lhs, p @ k @ resid.T).T
+        delta = delta.float()
+        if not torch.isfinite(delta).all():
+            raise EditError(f"non-finite update at layer {layer}; weights restored")
+        if spec.down_proj_transposed:
+            delta = delta.T
+        apply(spec.down_proj_name(layer), delta.contiguous())
+    return vr
+
+
+@torch.no_grad()
+def edited_keys(bundle, requests: list[EditRequest], templates: list[str], layers: list[int]) -> dict[int, torch.Tensor]:
+    """MEMIT keys (d_ff, n) of the requests at each layer on the current model (AlphaEdit's K_p cache)."""
+    rows = build_rows(bundle.tokenizer, requests, templates, target=False, truncate=True)
+    row_keys, _ = collect_at_subject(bundle, rows, list(layers))
+    return {l: grouped_keys(rows, row_keys[l], len(requests)).T.contiguous() for l in layers}

@@ -1,0 +1,1 @@
+"""Adapters from kedit to other ecosystems (LangChain)."""

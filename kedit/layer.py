@@ -1,0 +1,625 @@
+"""The public face of kedit: one object that decides where each piece of knowledge goes and answers
+questions from all of it.
+
+>>> from kedit import KnowledgeLayer                                               # doctest: +SKIP
+>>> kl = KnowledgeLayer.open("kb/", model="smollm2-135m")                          # doctest: +SKIP
+>>> rec = kl.edit("The mother tongue of Danielle Darrieux is", target="English",
+...               subject="Danielle Darrieux")                                     # doctest: +SKIP
+>>> rec.route, rec.verified                                                        # doctest: +SKIP
+(<Route.BOTH: 'both'>, True)
+>>> ans = kl.query("What is the mother tongue of Danielle Darrieux?")              # doctest: +SKIP
+>>> ans.text, ans.trace["winner"]["tier"]                                          # doctest: +SKIP
+('English', 'stored')
+>>> kl.undo(rec.id)                                                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kedit.errors import EditError, KeditError, StoreError, UnsupportedArchitectureError
+from kedit.preference import Evidence, Tier
+from kedit.router import Route, RouteDecision, Router, RouterSignals
+from kedit.scoring import score_targets, token_agreement
+from kedit.statements import match_relation, parse_statements
+from kedit.weights import EDIT, UNLEARN, WeightStack
+
+log = logging.getLogger(__name__)
+
+# Fixed locality probes: general facts whose predicted tokens must not move when facts are edited.
+LOCALITY_PROBES: tuple[tuple[str, str], ...] = (
+    ("The capital of Japan is", "Tokyo"),
+    ("The capital of Italy is", "Rome"),
+    ("The largest planet in the solar system is", "Jupiter"),
+    ("Water is made of hydrogen and", "oxygen"),
+    ("The author of Romeo and Juliet is", "William Shakespeare"),
+    ("The currency of the United Kingdom is the", "pound"),
+    ("The Great Wall is located in", "China"),
+    ("The first president of the United States was", "George Washington"),
+    ("The chemical symbol for gold is", "Au"),
+    ("The official language of Brazil is", "Portuguese"),
+    ("Mount Everest is located in", "Nepal"),
+    ("The Mona Lisa was painted by", "Leonardo da Vinci"),
+)
+
+
+@dataclass
+class EditResult:
+    """What `edit` did: the route taken and why, the stored fact, the weight edit and its verification."""
+
+    id: str  # ledger id: pass it to `undo`
+    route: Route
+    reasons: list[str]
+    subject: str
+    relation: str | None
+    target: str
+    prompt: str
+    fact_id: int | None = None
+    edit_id: str | None = None
+    verification: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def verified(self) -> bool:
+        """The weight edit verified (target is the teacher-forced argmax), or nothing needed verifying."""
+        return all(v.get("after", {}).get("accuracy", 1.0) == 1.0 for v in self.verification)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "route": self.route.value,
+            "reasons": self.reasons,
+            "subject": self.subject,
+            "relation": self.relation,
+            "target": self.target,
+            "prompt": self.prompt,
+            "fact_id": self.fact_id,
+            "edit_id": self.edit_id,
+            "verified": self.verified,
+            "verification": self.verification,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class InsertResult:
+    id: str
+    fact_ids: list[int]
+    passage_ids: list[int]
+    route: Route
+    reasons: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "route": self.route.value,
+            "reasons": self.reasons,
+            "fact_ids": self.fact_ids,
+            "passage_ids": self.passage_ids,
+        }
+
+
+@dataclass
+class ForgetReport:
+    """What `forget` removed and how the model's belief in it changed."""
+
+    id: str
+    subject: str
+    relation: str | None
+    objects: list[str]
+    facts_deleted: list[int]
+    edits_undone: list[str]
+    unlearn_id: str | None
+    before: list[dict]  # per forgotten object: prob and rank of it after the relation prompt
+    after: list[dict]
+    retain_change: float | None  # mean |Δprob| of retain probes (unlearning only)
+    verified: bool
+    reasons: list[str]
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _clean_answer(text: str) -> str:
+    """First clause of a greedy continuation: ' French.\\n\\nThe ...' -> 'French'."""
+    text = text.strip().split("\n")[0]
+    for stop in (". ", ".", ",", ";", " and ", " (", "!"):
+        at = text.find(stop)
+        if at > 0:
+            text = text[:at]
+    return text.strip().strip('"').strip()
+
+
+class KnowledgeLayer:
+    """edit / insert / forget / query over a model's weights and a knowledge store in one directory.
+
+    Layout of `path`: `store/` (the KnowledgeStore: record, vectors, graph), `weights/` (live weight
+    changes: `weights.json` + one record per edit or unlearning run, re-applied on open).
+    """
+
+    def __init__(self, path: Path, bundle, store, *, edit_method: str = "rome", batch_method: str = "memit",
+                 router: Router | None = None, edit_budget: int = 64, drift_budget: float = 0.15) -> None:
+        self.path = path
+        self.bundle = bundle
+        self.store = store
+        self.router = router or Router()
+        self.edit_method = edit_method
+        self.batch_method = batch_method
+        self.edit_budget = edit_budget
+        self.drift_budget = drift_budget
+        self.editable = True
+        self.editable_reason = ""
+        self.weights = WeightStack(path / "weights", bundle.name, self._make_editor, self._make_unlearner)
+        # locality baseline from the unedited model (before the stack is re-applied)
+        self._probe_baseline = score_targets(bundle, [p for p, _ in LOCALITY_PROBES], [t for _, t in LOCALITY_PROBES])
+        self.locality_drift = 0.0
+
+    # -- opening --------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, model: str | Any = "smollm2-135m", *, embedder=None, **options) -> KnowledgeLayer:
+        """Create or reopen a knowledge base; its live weight edits are re-applied to the model.
+
+        `model` is a model name/path (loaded) or an already loaded `ModelBundle`.
+        """
+        from kedit.runtime import ModelBundle, load_model
+        from kedit.store import KnowledgeStore
+
+        root = Path(path).expanduser()
+        bundle = model if isinstance(model, ModelBundle) else load_model(model)
+        store = KnowledgeStore.open(root / "store", embedder=embedder)
+        try:
+            layer = cls(root, bundle, store, **options)
+            layer.weights.load()
+            if layer.weights.changes:
+                layer._measure_drift()
+        except BaseException:
+            store.close()
+            raise
+        return layer
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> KnowledgeLayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _make_editor(self):
+        from kedit.editing import ParametricEditor
+
+        return ParametricEditor(self.bundle)
+
+    def _make_unlearner(self):
+        from kedit.unlearning import Unlearner
+
+        return Unlearner(self.bundle)
+
+    # -- probes ---------------------------------------------------------------------------------
+    def _measure_drift(self) -> float:
+        now = score_targets(self.bundle, [p for p, _ in LOCALITY_PROBES], [t for _, t in LOCALITY_PROBES])
+        agree = [token_agreement(b, a) for b, a in zip(self._probe_baseline, now)]
+        self.locality_drift = 1.0 - sum(agree) / len(agree)
+        return self.locality_drift
+
+    def _greedy_answer(self, prompt: str, max_new_tokens: int = 6) -> str:
+        return _clean_answer(self.bundle.complete(prompt, max_new_tokens=max_new_tokens))
+
+    def _relation(self, relation: str | None, prompt_template: str | None = None) -> str | None:
+        if relation is not None:
+            try:
+                return self.store.relations.resolve(relation).id
+            except LookupError as exc:
+                raise StoreError(str(exc)) from None
+        if prompt_template is None:
+            return None
+        return match_relation(prompt_template, self.store.relations, self.store.embedder)
+
+    def _signals(self, request, relation_id: str | None, *, valid_from, valid_to, probe: bool = True) -> RouterSignals:
+        functional = None
+        if relation_id is not None:
+            functional = self.store.relations.resolve(relation_id).functional
+        already, prob, current = False, None, None
+        if probe:
+            score = score_targets(self.bundle, [request.text], [request.target])[0]
+            already, prob = score.accuracy == 1.0, score.prob
+            current = self._greedy_answer(request.text)
+        return RouterSignals(
+            relation=relation_id,
+            functional=functional,
+            time_bounded=valid_from is not None or valid_to is not None,
+            editable=self.editable,
+            editable_reason=self.editable_reason,
+            already_states_target=already,
+            target_prob_before=prob,
+            current_answer=current,
+            live_edits=self.weights.n_edits,
+            edit_budget=self.edit_budget,
+            locality_drift=self.locality_drift,
+            drift_budget=self.drift_budget,
+        )
+
+    # -- edit -----------------------------------------------------------------------------------
+    def _request(self, prompt: str | None, target: str | None, subject: str | None, relation: str | None):
+        from kedit.editing import EditRequest
+
+        if not subject or not str(subject).strip():
+            raise EditError("edit needs a subject (the entity the fact is about)")
+        if target is None or not str(target).strip():
+            raise EditError(f"edit of '{subject}' needs a non-empty target")
+        if prompt is None:
+            if relation is None:
+                raise EditError("edit needs a prompt, or a subject and a relation to build one")
+            prompt = self.store.relations.resolve(self._relation(relation)).cloze
+        return EditRequest(prompt, subject, target)
+
+    def edit(
+        self,
+        prompt: str | None = None,
+        target: str | None = None,
+        subject: str | None = None,
+        *,
+        relation: str | None = None,
+        route: Route | str | None = None,
+        method: str | None = None,
+        sadr: bool = False,
+        source: str = "edit",
+        valid_from: Any = None,
+        valid_to: Any = None,
+    ) -> EditResult:
+        """Write one fact where the router decides (or `route=` forces).
+
+        Either a prompt containing the subject (or `{}`) plus `target`, or `subject`, `relation`, `target`.
+        """
+        return self.edit_many(
+            [dict(prompt=prompt, target=target, subject=subject, relation=relation, valid_from=valid_from,
+                  valid_to=valid_to)],
+            route=route, method=method or self.edit_method, sadr=sadr, source=source,
+        )[0]
+
+    def edit_many(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        route: Route | str | None = None,
+        method: str | None = None,
+        sadr: bool = False,
+        source: str = "edit",
+    ) -> list[EditResult]:
+        """Write many facts; weight edits of the batch go into one batch edit (`batch_method`).
+
+        Each item has keys prompt/target/subject/relation/valid_from/valid_to. Contradictory items (same
+        subject and relation, different targets) are rejected before anything changes.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        items = [dict(i) for i in items]
+        if not items:
+            raise EditError("edit_many got no items")
+        prepared = []
+        for item in items:
+            request = self._request(item.get("prompt"), item.get("target"), item.get("subject"), item.get("relation"))
+            relation_id = self._relation(item.get("relation"), request.prompt)
+            prepared.append((item, request, relation_id))
+        seen: dict[tuple[str, str], Any] = {}
+        for item, request, relation_id in prepared:
+            key = (request.subject.casefold(), relation_id or request.prompt)
+            other = seen.get(key)
+            if other is not None and other.target.casefold() != request.target.casefold():
+                raise EditError(
+                    f"contradictory edits in one batch: '{other.text} {other.target}' vs "
+                    f"'{request.text} {request.target}'"
+                )
+            seen[key] = request
+        decisions: list[RouteDecision] = []
+        for item, request, relation_id in prepared:
+            signals = self._signals(request, relation_id, valid_from=item.get("valid_from"),
+                                    valid_to=item.get("valid_to"))
+            decisions.append(self.router.decide(signals, route))
+
+        # weight edits: one record for every item routed to the weights
+        to_weights = [i for i, d in enumerate(decisions) if d.route in (Route.PARAMETRIC, Route.BOTH)]
+        edit_id, verification = None, {}
+        if to_weights:
+            requests = [prepared[i][1] for i in to_weights]
+            chosen = method or (self.edit_method if len(requests) == 1 else self.batch_method)
+            try:
+                record = self.weights.editor.apply(requests, method=chosen, sadr=sadr)
+            except UnsupportedArchitectureError as exc:
+                self.editable, self.editable_reason = False, str(exc)
+                warnings.warn(f"kedit: {exc}; storing instead", stacklevel=2)
+                for i in to_weights:
+                    decisions[i] = self.router.fallback_after_failed_edit(decisions[i], str(exc))
+                record = None
+            except EditError as exc:
+                if "already answers" in str(exc):
+                    for i in to_weights:
+                        decisions[i] = self.router.fallback_after_failed_edit(decisions[i], str(exc))
+                    record = None
+                else:
+                    raise
+            if record is not None:
+                failed = [i for i, v in zip(to_weights, record.verification) if v["after"]["accuracy"] < 1.0]
+                if len(failed) == len(to_weights):
+                    self.weights.editor.undo(record)
+                    for i in failed:
+                        acc = record.verification[to_weights.index(i)]["after"]["accuracy"]
+                        decisions[i] = self.router.fallback_after_failed_edit(decisions[i], f"accuracy {acc:.2f}")
+                else:
+                    self.weights.push(EDIT, record)
+                    edit_id = record.id
+                    for i, v in zip(to_weights, record.verification):
+                        verification[i] = v
+                    for i in failed:
+                        # the batch stays (the others verified); this fact is also recorded in the store
+                        decisions[i] = RouteDecision(
+                            Route.BOTH, (*decisions[i].reasons, "this fact did not verify in the batch edit; "
+                                         "the store holds it for queries"), decisions[i].signals, decisions[i].forced)
+                    self._measure_drift()
+
+        results = []
+        for idx, ((item, request, relation_id), decision) in enumerate(zip(prepared, decisions)):
+            fact_id = None
+            stored_to = decision.route in (Route.STORE, Route.BOTH)
+            if stored_to and relation_id is not None:
+                fact = self.store.add_fact(
+                    request.subject, relation_id, request.target, source=source,
+                    valid_from=item.get("valid_from"), valid_to=item.get("valid_to"),
+                    provenance={"prompt": request.prompt, "edit_id": edit_id if idx in verification else None},
+                )
+                fact_id = fact.id
+            elif stored_to:
+                passages = self.store.add_document(f"{request.text} {request.target}.", source=source,
+                                                   valid_from=item.get("valid_from"), valid_to=item.get("valid_to"))
+                decision = RouteDecision(decision.route, (*decision.reasons, f"stored as passage {passages[0].id}"),
+                                         decision.signals, decision.forced)
+            entry = self.store.record_edit(
+                decision=decision.route.value,
+                reasons=list(decision.reasons),
+                fact_id=fact_id,
+                edit_id=edit_id if idx in verification else None,
+                details={"kind": "edit", "request": request.to_dict(), "relation": relation_id,
+                         "verification": verification.get(idx), "signals": decision.to_dict()["signals"]},
+            )
+            results.append(EditResult(
+                id=str(entry.id), route=decision.route, reasons=list(decision.reasons), subject=request.subject,
+                relation=relation_id, target=request.target, prompt=request.prompt, fact_id=fact_id,
+                edit_id=edit_id if idx in verification else None,
+                verification=[verification[idx]] if idx in verification else [],
+                seconds=time.perf_counter() - t0,
+            ))
+        return results
+
+    # -- insert ---------------------------------------------------------------------------------
+    def insert(
+        self,
+        text: str | None = None,
+        *,
+        subject: str | None = None,
+        relation: str | None = None,
+        object: str | None = None,
+        source: str = "user",
+        valid_from: Any = None,
+        valid_to: Any = None,
+        route: Route | str | None = None,
+    ) -> InsertResult:
+        """Insert a passage (`text`) or a structured fact (`subject`, `relation`, `object`) into the store.
+
+        Sentences of `text` that state a known relation ("The capital of X is Y.") also become facts.
+        `route="both"`/`"parametric"` sends a structured fact through `edit` instead.
+        """
+        if route is not None and Route.parse(route) in (Route.BOTH, Route.PARAMETRIC):
+            if subject is None or relation is None or object is None:
+                raise EditError("route=both/parametric needs a structured fact: subject, relation and object")
+            res = self.edit(subject=subject, relation=relation, target=object, route=route, source=source,
+                            valid_from=valid_from, valid_to=valid_to)
+            return InsertResult(res.id, [res.fact_id] if res.fact_id else [], [], res.route, res.reasons)
+        if route is not None and Route.parse(route) is Route.REMOVE:
+            raise EditError("insert cannot take route='remove'; use forget")
+        fact_ids: list[int] = []
+        passage_ids: list[int] = []
+        reasons = []
+        if subject is not None or relation is not None or object is not None:
+            if not (subject and relation and object):
+                raise StoreError("a structured fact needs subject, relation and object")
+            rel = self._relation(relation)
+            fact = self.store.add_fact(subject, rel, object, source=source, valid_from=valid_from, valid_to=valid_to)
+            fact_ids.append(fact.id)
+            reasons.append(f"structured fact ({subject}, {rel}, {object}) recorded")
+        if text is not None:
+            statements = parse_statements(text if isinstance(text, str) else "", self.store.relations)
+            passages = self.store.add_document(text, source=source, valid_from=valid_from, valid_to=valid_to)
+            passage_ids = [p.id for p in passages]
+            reasons.append(f"text stored as {len(passage_ids)} passage(s)")
+            if statements:
+                facts = self.store.add_facts([
+                    dict(subject=s.subject, relation=s.relation, object=s.object, sentence=s.text, source=source,
+                         valid_from=valid_from, valid_to=valid_to) for s in statements
+                ])
+                fact_ids += [f.id for f in facts]
+                reasons.append(f"{len(facts)} sentence(s) matched a relation template and became facts")
+        if text is None and not fact_ids:
+            raise StoreError("insert needs text or a structured fact (subject, relation, object)")
+        reasons.append("inserts go to the store: a record is versioned, time-bounded and cheap to change")
+        entry = self.store.record_edit(decision=Route.STORE.value, reasons=reasons,
+                                       fact_id=fact_ids[0] if fact_ids else None,
+                                       details={"kind": "insert", "fact_ids": fact_ids, "passage_ids": passage_ids,
+                                                "source": source})
+        return InsertResult(str(entry.id), fact_ids, passage_ids, Route.STORE, reasons)
+
+    def insert_many(self, items: Iterable[Mapping[str, Any]]) -> list[InsertResult]:
+        return [self.insert(**dict(item)) for item in items]
+
+    # -- forget ---------------------------------------------------------------------------------
+    def forget(
+        self,
+        subject: str,
+        relation: str | None = None,
+        object: str | None = None,
+        *,
+        unlearn: bool = True,
+        config=None,
+    ) -> ForgetReport:
+        """Remove a fact everywhere: tombstone it in the store, undo the weight edit that wrote it, and
+        unlearn it from the weights if the model still states it; then verify.
+
+        Raises KeditError, changing nothing, when neither the store nor the model holds the fact.
+        """
+        if not subject or not str(subject).strip():
+            raise KeditError("forget needs a subject")
+        relation_id = self._relation(relation) if relation is not None else None
+        live = self.store.facts(subject=subject, relation=relation_id, object=object)
+        objects = sorted({f.object for f in live} | ({object} if object else set()))
+        cloze = self.store.relations.resolve(relation_id).cloze.format(subject) if relation_id else None
+        if not objects and cloze and unlearn:
+            guess = self._greedy_answer(cloze)
+            if guess:
+                probe = score_targets(self.bundle, [cloze], [guess])[0]
+                if probe.first_token_rank == 0 and probe.mean_prob >= 0.1:
+                    objects = [guess]
+        if not live and not objects:
+            what = f"({subject}, {relation or '*'}, {object or '*'})"
+            raise KeditError(f"nothing to forget: no stored fact matches {what} and the model does not state one")
+        before = []
+        if cloze:
+            scores = score_targets(self.bundle, [cloze] * len(objects), objects)
+            before = [{"object": o, "prob": s.prob, "rank": s.first_token_rank} for o, s in zip(objects, scores)]
+
+        deleted = self.store.forget(subject, relation_id, object) if live else []
+        # a weight edit that wrote one of these facts is undone exactly: better than unlearning it
+        undone = []
+        for change in list(self.weights.changes):
+            if change.kind != EDIT:
+                continue
+            for req in change.record.requests:
+                if req.subject.casefold() == subject.casefold() and req.target in objects:
+                    if relation_id is None or match_relation(req.prompt, self.store.relations) in (relation_id, None):
+                        self.weights.remove(change.id)
+                        undone.append(change.id)
+                        break
+        reasons = [f"{len(deleted)} stored fact(s) tombstoned"] if deleted else []
+        if undone:
+            reasons.append(f"weight edit(s) {', '.join(undone)} that wrote the fact undone")
+        unlearn_id, retain_change, after = None, None, before
+        if cloze and unlearn and objects:
+            from kedit.unlearning import FactNotKnownError
+
+            still = [o for o, b in zip(objects, score_targets(self.bundle, [cloze] * len(objects), objects))
+                     if b.first_token_rank < 3 or b.mean_prob > 0.05]
+            if still:
+                retain = self._retain_pairs(subject, relation_id)
+                try:
+                    record = self.weights.unlearner.forget(
+                        forget=[(cloze, o) for o in still], retain=retain, config=config)
+                except FactNotKnownError as exc:
+                    reasons.append(f"no unlearning needed: {exc}")
+                else:
+                    self.weights.push(UNLEARN, record)
+                    unlearn_id = record.id
+                    retain_change = record.retain_mean_abs_change
+                    reasons.append(f"unlearned from the weights in {record.steps} GU-projected steps "
+                                   f"({'verified' if record.verified else 'NOT verified: ' + '; '.join(record.reasons)})")
+                    self._measure_drift()
+            else:
+                reasons.append("the model does not state it (rank ≥ 3 and p ≤ 0.05): no unlearning needed")
+            scores = score_targets(self.bundle, [cloze] * len(objects), objects)
+            after = [{"object": o, "prob": s.prob, "rank": s.first_token_rank} for o, s in zip(objects, scores)]
+        verified = all(a["rank"] >= 1 and a["prob"] < 0.1 for a in after) if after else True
+        entry = self.store.record_edit(
+            decision=Route.REMOVE.value, reasons=reasons, fact_id=deleted[0].id if deleted else None,
+            edit_id=unlearn_id,
+            details={"kind": "forget", "subject": subject, "relation": relation_id, "objects": objects,
+                     "facts": [f.id for f in deleted], "edits_undone": undone, "before": before, "after": after},
+        )
+        return ForgetReport(str(entry.id), subject, relation_id, objects, [f.id for f in deleted], undone,
+                            unlearn_id, before, after, retain_change, verified, reasons)
+
+    def _retain_pairs(self, subject: str, relation_id: str | None, n: int = 8) -> list[tuple[str, str]]:
+        """Retain set: neighbouring facts the model states now (other stored facts and the locality
+        probes), each paired with the model's current answer so unlearning keeps them."""
+        prompts: list[str] = []
+        for fact in self.store.facts()[:200]:
+            if fact.subject.casefold() == subject.casefold() and fact.relation == relation_id:
+                continue
+            prompts.append(self.store.relations.resolve(fact.relation).cloze.format(fact.subject))
+            if len(prompts) >= n // 2:
+                break
+        prompts += [p for p, _ in LOCALITY_PROBES[: n - len(prompts)]]
+        return [(p, a) for p in prompts if (a := self._greedy_answer(p))]
+
+    # -- undo / history -------------------------------------------------------------------------
+    def undo(self, entry_id: str | int) -> dict:
+        """Take back one ledger entry: its weight change (exactly) and the facts it stored."""
+        entries = {str(e.id): e for e in self.store.ledger}
+        entry = entries.get(str(entry_id))
+        if entry is None:
+            raise KeditError(f"no ledger entry {entry_id!r} (see `history()`)")
+        if entry.decision == "undo":
+            raise KeditError(f"ledger entry {entry_id} is itself an undo")
+        if any(e.decision == "undo" and e.details.get("undoes") == entry.id for e in entries.values()):
+            raise KeditError(f"ledger entry {entry_id} was already undone")
+        done = []
+        if entry.edit_id and self.weights.find(entry.edit_id):
+            self.weights.remove(entry.edit_id)
+            done.append(f"weight change {entry.edit_id} undone")
+            self._measure_drift()
+        fact_ids = list(entry.details.get("fact_ids") or ([entry.fact_id] if entry.fact_id else []))
+        if entry.decision != Route.REMOVE.value:
+            for fid in fact_ids:
+                if not self.store.fact(fid).deleted:
+                    self.store.delete_fact(fid)
+                    done.append(f"fact {fid} tombstoned")
+        if not done:
+            done.append("nothing live left to take back")
+        self.store.record_edit(decision="undo", reasons=done, details={"kind": "undo", "undoes": entry.id})
+        return {"undone": str(entry.id), "actions": done}
+
+    def history(self) -> list[dict]:
+        """The ledger, oldest first: every edit, insert, forget and undo with its route and reasons."""
+        return [
+            {"id": str(e.id), "decision": e.decision, "reasons": e.reasons, "fact_id": e.fact_id,
+             "edit_id": e.edit_id, "kind": e.details.get("kind"), "created_at": e.created_at,
+             "details": e.details}
+            for e in self.store.ledger
+        ]
+
+    def show(self, entry_id: str | int) -> dict:
+        for item in self.history():
+            if item["id"] == str(entry_id):
+                if item["fact_id"]:
+                    fact = self.store.fact(item["fact_id"])
+                    item["fact"] = {"subject": fact.subject, "relation": fact.relation, "object": fact.object,
+                                    "sentence": fact.sentence, "deleted_at": fact.deleted_at}
+                item["live_weight_change"] = bool(item["edit_id"] and self.weights.find(item["edit_id"]))
+                return item
+        raise KeditError(f"no ledger entry {entry_id!r}")
+
+    # -- query ----------------------------------------------------------------------------------
+    def query(self, question: str, instructions: str | None = None, *, as_of: Any = None, k: int = 5,
+              max_new_tokens: int = 12):
+        """Answer `question` from every source, resolving conflicts by the knowledge-preference rules."""
+        from kedit.query import answer_question
+
+        return answer_question(self, question, instructions=instructions, as_of=as_of, k=k,
+                               max_new_tokens=max_new_tokens)
+
+    # -- LangChain ------------------------------------------------------------------------------
+    def as_retriever(self, k: int = 5):
+        from kedit.integrations.langchain import KnowledgeRetriever
+
+        return KnowledgeRetriever(layer=self, k=k)
+
+    def as_runnable(self):
+        from kedit.integrations.langchain import knowledge_runnable
+
+        return knowledge_runnable(self)
+
+
+__all__ = ["EditResult", "Evidence", "ForgetReport", "InsertResult", "KnowledgeLayer", "Tier"]

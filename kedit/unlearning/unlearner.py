@@ -1,0 +1,375 @@
+"""`Unlearner`: make the model stop stating facts (GU-projected NPO / GA / SimNPO), verify, undo.
+
+One run: score every pair; refuse facts the model does not state; then, on a few MLP layers, step on
+the forget objective with each step projected H-orthogonal to the retain gradients (GU, METHODS §5)
+until every forget target is below the probability / rank thresholds or `max_steps` is reached; score
+again and verify. One forward/backward pass per step yields the forget gradient and every retain
+direction (`grads.GroupGradients`), and the same forward gives the early-stop check.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from kedit.scoring import score_targets
+from kedit.unlearning.config import UnlearnConfig, default_layers
+from kedit.unlearning.errors import FactNotKnownError, UnlearnError
+from kedit.unlearning.grads import GroupGradients
+from kedit.unlearning.losses import AnswerBatch, answer_scores, ga_loss, nll_loss, npo_loss, simnpo_loss
+from kedit.unlearning.optimizer import DiagonalAdamMetric
+from kedit.unlearning.projection import project_orthogonal
+from kedit.unlearning.record import ProbeChange, UnlearnRecord
+
+Pair = tuple[str, str]
+StepCallback = Callable[[int, dict], None]
+
+
+def _as_pairs(items: Sequence[Pair], what: str) -> list[Pair]:
+    pairs = []
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            raise UnlearnError(f"{what} entries must be (prompt, answer) string pairs, got {item!r}")
+        prompt, answer = item[0].strip(), item[1].strip()
+        if not prompt or not answer:
+            raise UnlearnError(f"{what} entry {tuple(item)!r} has an empty prompt or answer")
+        pairs.append((prompt, answer))
+    return pairs
+
+
+class Unlearner:
+    """Unlearns facts from a loaded model in place, keeping an exact record of every weight it changed.
+
+    >>> from kedit import load_model                                               # doctest: +SKIP
+    >>> un = Unlearner(load_model("smollm2-135m"))                                 # doctest: +SKIP
+    >>> rec = un.forget([("The capital of France is", "Paris")],                   # doctest: +SKIP
+    ...                 retain=[("The capital of Germany is", "Berlin"), ("The capital of Italy is", "Rome")])
+    >>> rec.verified, rec.forget[0].prob_before, rec.forget[0].prob_after          # doctest: +SKIP
+    (True, 0.77, 0.004)
+    >>> un.undo(rec)                                 # weights bit-identical to before   # doctest: +SKIP
+    """
+
+    def __init__(self, bundle):
+        self.bundle = bundle
+
+    # -- parameters -------------------------------------------------------------------------------
+
+    def trained_modules(self, config: UnlearnConfig | None = None) -> dict[str, nn.Module]:
+        """The modules whose weights `config` trains, keyed by module name (parameter = name + '.weight')."""
+        cfg = config or UnlearnConfig()
+        model, spec = self.bundle.model, self.bundle.spec
+        n_layers = spec.n_layers(model)
+        layers = cfg.layers if cfg.layers is not None else default_layers(n_layers)
+        bad = [layer for layer in layers if not 0 <= layer < n_layers]
+        if bad:
+            raise UnlearnError(f"layers {bad} do not exist: the model has layers 0..{n_layers - 1}")
+        modules: dict[str, nn.Module] = {}
+        for layer in layers:
+            mlp_name = spec.mlp.format(layer)
+            mlp = model.get_submodule(mlp_name)
+            for param in cfg.params:
+                try:
+                    module = mlp.get_submodule(param)
+                except AttributeError:
+                    linear = [n for n, m in mlp.named_children() if hasattr(m, "weight")]
+                    raise UnlearnError(
+                        f"{mlp_name} has no sub-module {param!r} (it has: {', '.join(linear)})"
+                    ) from None
+                if getattr(module, "weight", None) is None or module.weight.ndim != 2:
+                    raise UnlearnError(f"{mlp_name}.{param} is not a weight matrix")
+                modules[f"{mlp_name}.{param}"] = module
+        return modules
+
+    def _parameters(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        params = dict(self.bundle.model.named_parameters())
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise UnlearnError(f"the model has no parameters {missing}: the record is for another architecture")
+        return {n: params[n] for n in names}
+
+    # -- forget -----------------------------------------------------------------------------------
+
+    def forget(
+        self,
+        forget: Sequence[Pair],
+        retain: Sequence[Pair] = (),
+        config: UnlearnConfig | None = None,
+        *,
+        paraphrases: Sequence[Pair] = (),
+        probes: Sequence[Pair] = (),
+        on_step: StepCallback | None = None,
+    ) -> UnlearnRecord:
+        """Unlearn each (prompt, answer) of `forget` while keeping the `retain` pairs.
+
+        retain: pairs whose gradients the steps are projected against (neighbouring facts; at most
+        `n_retain_directions` directions, pairs beyond that are pooled). paraphrases: other wordings
+        of the forgotten facts, scored before/after only. probes: held-out retain pairs, scored only.
+        on_step(step, info): called after each step's forward (for progress bars).
+
+        Raises FactNotKnownError (nothing changed) when a forget target is already below the
+        thresholds, and UnlearnError (weights restored bit-exactly) on bad input or non-finite values.
+        """
+        cfg = config or UnlearnConfig()
+        forget_pairs = _as_pairs(forget, "forget")
+        retain_pairs = _as_pairs(retain, "retain")
+        para_pairs = _as_pairs(paraphrases, "paraphrases")
+        probe_pairs = _as_pairs(probes, "probes")
+        if not forget_pairs:
+            raise UnlearnError("nothing to forget: pass at least one (prompt, answer) pair")
+        if not retain_pairs and (cfg.projection or cfg.retain_weight > 0):
+            raise UnlearnError(
+                "GU needs retain pairs (e.g. neighbouring facts) to project against; pass retain=[...] "
+                "or use UnlearnConfig(projection=False, retain_weight=0)"
+            )
+        clash = sorted(set(forget_pairs) & set(retain_pairs + probe_pairs))
+        if clash:
+            raise UnlearnError(f"pairs both to forget and to retain: {clash}")
+        modules = self.trained_modules(cfg)
+        model = self.bundle.model
+        t0 = time.perf_counter()
+
+        everything = forget_pairs + para_pairs + retain_pairs + probe_pairs
+        before = score_targets(self.bundle, [p for p, _ in everything], [a for _, a in everything])
+        unknown = [
+            f"{a!r} after {p!r} (prob {s.prob:.4f}, rank {s.first_token_rank})"
+            for (p, a), s in zip(forget_pairs, before)
+            if cfg.is_forgotten(s.prob, s.first_token_rank)
+        ]
+        if unknown:
+            raise FactNotKnownError(
+                "the model does not state " + "; ".join(unknown) + f" — already below the forget thresholds "
+                f"(prob <= {cfg.target_max_prob}, rank >= {cfg.target_min_rank}); nothing to forget, "
+                "weights unchanged"
+            )
+
+        names = [f"{m}.weight" for m in modules]
+        weights = {f"{m}.weight": mod.weight for m, mod in modules.items()}
+        pre = {n: w.detach().clone() for n, w in weights.items()}
+        deltas = {n: torch.zeros_like(w) for n, w in pre.items()}
+        grad_flags = {n: w.requires_grad for n, w in weights.items()}
+        try:
+            for w in weights.values():
+                w.requires_grad_(True)
+            steps, history = self._train(modules, weights, pre, deltas, forget_pairs, retain_pairs, cfg, on_step)
+        except BaseException:
+            with torch.no_grad():
+                for n, w in weights.items():
+                    w.copy_(pre[n])
+            raise
+        finally:
+            for n, w in weights.items():
+                w.requires_grad_(grad_flags[n])
+
+        after = score_targets(self.bundle, [p for p, _ in everything], [a for _, a in everything])
+        changes = [
+            ProbeChange(p, a, b.prob, c.prob, b.first_token_rank, c.first_token_rank)
+            for (p, a), b, c in zip(everything, before, after)
+        ]
+        cuts = [len(forget_pairs), len(para_pairs), len(retain_pairs), len(probe_pairs)]
+        parts, start = [], 0
+        for n in cuts:
+            parts.append(changes[start : start + n])
+            start += n
+        f_changes, para_changes, retain_changes, probe_changes = parts
+
+        reasons = [
+            f"{c.target!r} after {c.prompt!r} not forgotten: prob {c.prob_after:.4f}, rank {c.rank_after}"
+            for c in f_changes
+            if not cfg.is_forgotten(c.prob_after, c.rank_after)
+        ]
+        kept = retain_changes + probe_changes
+        drift = sum(abs(c.delta_prob) for c in kept) / len(kept) if kept else 0.0
+        if drift > cfg.retain_budget:
+            reasons.append(f"retain probes moved by {drift:.4f} on average (budget {cfg.retain_budget})")
+        n_layers = self.bundle.spec.n_layers(model)
+        return UnlearnRecord(
+            id=uuid.uuid4().hex[:12],
+            model=self.bundle.name,
+            config=cfg,
+            param_names=names,
+            forget=f_changes,
+            retain=retain_changes,
+            paraphrases=para_changes,
+            probes=probe_changes,
+            layers=list(cfg.layers if cfg.layers is not None else default_layers(n_layers)),
+            steps=steps,
+            seconds=time.perf_counter() - t0,
+            verified=not reasons,
+            reasons=reasons,
+            history=history,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            pre_weights=pre,
+            deltas=deltas,
+        )
+
+    def _train(
+        self,
+        modules: dict[str, nn.Module],
+        weights: dict[str, torch.Tensor],
+        pre: dict[str, torch.Tensor],
+        deltas: dict[str, torch.Tensor],
+        forget_pairs: list[Pair],
+        retain_pairs: list[Pair],
+        cfg: UnlearnConfig,
+        on_step: StepCallback | None,
+    ) -> tuple[int, list[dict]]:
+        """Run the optimisation in place on `weights` (kept equal to pre + deltas); returns steps, history."""
+        model = self.bundle.model
+        device = self.bundle.device
+        batch = AnswerBatch.encode(self.bundle.tokenizer, forget_pairs + retain_pairs, device)
+        nf, nr = len(forget_pairs), len(retain_pairs)
+        k = min(cfg.n_retain_directions, nr)
+        # Retain pairs beyond k are pooled round-robin: each direction is the mean gradient of its group.
+        retain_groups = [torch.arange(nf + j, nf + nr, k, device=device) for j in range(k)]
+        groups = [torch.arange(nf, device=device)] + retain_groups
+        row_weight = torch.empty(nf + nr, device=device)
+        row_weight[:nf] = 1.0 / nf
+        for rows in retain_groups:
+            row_weight[rows] = 1.0 / len(rows)
+        group_share = torch.tensor([len(r) / nr for r in retain_groups], device=device) if k else None
+
+        n_params = sum(w.numel() for w in weights.values())
+        metric = DiagonalAdamMetric(n_params, cfg.adam_beta2, cfg.adam_eps, device=device)
+        ref_logprob: torch.Tensor | None = None
+        retain_ref: torch.Tensor | None = None
+        history: list[dict] = []
+        step = 0
+        for step in range(cfg.max_steps + 1):  # noqa: B007 - `step` is the number of updates made
+            with GroupGradients(modules) as capture:
+                scores = answer_scores(model, batch)
+                logprob = scores.logprob
+                if not bool(torch.isfinite(logprob).all()):
+                    raise UnlearnError(
+                        f"non-finite log-probabilities at step {step} (lr {cfg.lr} too large?); weights restored"
+                    )
+                lp_f, lp_r = logprob[:nf], logprob[nf:]
+                if ref_logprob is None:  # the frozen π_ref of NPO: the pre-unlearning model, computed once
+                    ref_logprob, retain_ref = lp_f.detach().clone(), lp_r.detach().clone()
+                probs = lp_f.detach().exp()
+                ranks = scores.first_rank[:nf]
+                info = {
+                    "step": step,
+                    "max_target_prob": float(probs.max()),
+                    "min_target_rank": int(ranks.min()),
+                    "retain_mean_abs_change": float((lp_r.detach().exp() - retain_ref.exp()).abs().mean())
+                    if nr
+                    else 0.0,
+                }
+                done = all(cfg.is_forgotten(float(p), int(r)) for p, r in zip(probs, ranks))
+                if done or step == cfg.max_steps:
+                    history.append(info)
+                    if on_step is not None:
+                        on_step(step, info)
+                    break
+                if cfg.objective == "npo":
+                    forget_terms = npo_loss(lp_f, ref_logprob, cfg.beta)
+                elif cfg.objective == "ga":
+                    forget_terms = ga_loss(lp_f)
+                else:
+                    forget_terms = simnpo_loss(lp_f, batch.lengths[:nf], cfg.beta, cfg.simnpo_delta)
+                info["forget_loss"] = float(forget_terms.detach().mean())
+                terms = torch.cat([forget_terms, nll_loss(lp_r, batch.lengths[nf:])])
+                flat = capture.gradients((terms * row_weight).sum(), groups)
+            if not bool(torch.isfinite(flat).all()):
+                raise UnlearnError(f"non-finite gradients at step {step}; weights restored")
+            g_forget, g_retain = flat[0], flat[1:]
+
+            if cfg.projection:
+                # H is fixed from this step's raw gradients before projecting (optimizer module docstring).
+                metric.observe(torch.cat([g_forget[None], g_retain]).square().amax(dim=0))
+                h = metric.h()
+                direction = project_orthogonal(g_forget, g_retain, h, cfg.ridge)
+                if cfg.retain_weight > 0:
+                    direction = direction + cfg.retain_weight * (group_share @ g_retain)
+            else:
+                direction = g_forget
+                if cfg.retain_weight > 0:
+                    direction = direction + cfg.retain_weight * (group_share @ g_retain)
+                metric.observe(direction.square())
+                h = metric.h()
+            update = -cfg.lr * h * direction
+            if k:
+                cos = (g_retain @ update) / (g_retain.norm(dim=1) * update.norm()).clamp_min(1e-30)
+                info["retain_cos"] = float(cos.abs().max())
+            history.append(info)
+            if on_step is not None:
+                on_step(step, info)
+
+            with torch.no_grad():
+                offset = 0
+                for n, w in weights.items():
+                    size = w.numel()
+                    deltas[n].add_(update[offset : offset + size].view_as(w))
+                    offset += size
+                    # W = W_pre + Δ exactly (not W += update), so a record's pre + delta replays bit-exactly.
+                    w.copy_(pre[n] + deltas[n])
+                    if not bool(torch.isfinite(w).all()):
+                        raise UnlearnError(f"non-finite weights in {n} at step {step}; weights restored")
+        return step, history
+
+    # -- undo / reapply ---------------------------------------------------------------------------
+
+    def _check_record(self, record: UnlearnRecord) -> dict[str, torch.Tensor]:
+        if record.model != self.bundle.name:
+            raise UnlearnError(f"record {record.id} was made on model {record.model!r}, not {self.bundle.name!r}")
+        params = self._parameters(record.param_names)
+        for n, p in params.items():
+            if p.shape != record.pre_weights[n].shape or p.shape != record.deltas[n].shape:
+                raise UnlearnError(f"record {record.id}: {n} has shape {tuple(p.shape)} in the model, "
+                                   f"{tuple(record.pre_weights[n].shape)} in the record")
+        return params
+
+    @torch.no_grad()
+    def undo(self, record: UnlearnRecord, strict: bool = True) -> None:
+        """Restore the weights `record` changed to their pre-unlearning values, bit-exactly.
+
+        strict: the weights must still be exactly what the run left (no later change to them);
+        otherwise UnlearnError and nothing is touched. strict=False subtracts the delta from whatever
+        is there now (exact only if nothing else changed those weights).
+
+        >>> un.undo(rec)                     # doctest: +SKIP
+        """
+        params = self._check_record(record)
+        if strict:
+            post = record.post_weights()
+            changed = [n for n, p in params.items() if not torch.equal(p, post[n].to(p.device))]
+            if changed:
+                raise UnlearnError(
+                    f"cannot undo record {record.id}: {changed} changed since it was applied "
+                    "(undo later changes first, or undo(record, strict=False))"
+                )
+            for n, p in params.items():
+                p.copy_(record.pre_weights[n].to(p.device))
+        else:
+            for n, p in params.items():
+                p.sub_(record.deltas[n].to(p.device))
+
+    @torch.no_grad()
+    def reapply(self, record: UnlearnRecord, strict: bool = True) -> None:
+        """Apply a saved run again (e.g. when a knowledge base is reopened): weights become pre + delta,
+        bit-identical to the weights the run produced.
+
+        strict: the weights must equal the record's pre-weights; otherwise UnlearnError and nothing is
+        touched. strict=False adds the delta to whatever is there now.
+
+        >>> un.reapply(UnlearnRecord.load("kb/unlearn/3fa2c1d09e7b"))       # doctest: +SKIP
+        """
+        params = self._check_record(record)
+        if strict:
+            differ = [n for n, p in params.items() if not torch.equal(p, record.pre_weights[n].to(p.device))]
+            if differ:
+                raise UnlearnError(
+                    f"cannot reapply record {record.id}: {differ} differ from its pre-weights "
+                    "(the model was changed since; reapply(record, strict=False) adds the delta anyway)"
+                )
+            post = record.post_weights()
+            for n, p in params.items():
+                p.copy_(post[n].to(p.device))
+        else:
+            for n, p in params.items():
+                p.add_(record.deltas[n].to(p.device))
