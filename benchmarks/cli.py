@@ -85,7 +85,7 @@ def methods() -> None:
 @app.command()
 def knowedit(
     method: str = typer.Option(..., "--method", help="editing method (see `methods`)"),
-    data: Path = typer.Option(None, "--data", help="KnowEdit-style file or directory [default: shared KnowEdit/]"),
+    data: Path = typer.Option(None, "--data", help="KnowEdit-style file or directory [default: the shared data's files of --kind]"),
     kind: str = typer.Option(None, "--kind", help=f"data kind, detected if omitted: {' | '.join(KNOWEDIT_KINDS)}"),
     model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
     sadr: bool = typer.Option(False, "--sadr", help="add the SADR attention-drift regulariser (rome/memit/alphaedit)"),
@@ -100,7 +100,8 @@ def knowedit(
     from benchmarks.runs import RunDir, RunSpec
 
     try:
-        path = data if data is not None else require_data_dir() / "KnowEdit"
+        # default: with --kind, every file of that kind in the shared data; without, KnowEdit/ (one kind needed)
+        path = data if data is not None else (require_data_dir() if kind else require_data_dir() / "KnowEdit")
         loaded = load_knowedit(path, kind=kind, limit=limit)
         resolve_method(method, "knowedit", sadr)
         _report_malformed(loaded)

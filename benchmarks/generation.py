@@ -52,9 +52,16 @@ def greedy_generate(bundle, prompt: str, max_new_tokens: int, stop: Sequence[str
     return cut_at_stop(text, stop)
 
 
-@torch.no_grad()
 def sample_like_easyedit(bundle, prompt: str, max_out_len: int = 100, top_k: int = 5, seed: int = 0) -> str:
     """EasyEdit's fluency text for one prompt (see the module docstring); `seed` makes it repeatable."""
+    ids = sample_ids_like_easyedit(bundle, prompt, max_out_len, top_k, seed)
+    text = bundle.tokenizer.decode(ids, skip_special_tokens=True)
+    return unicodedata.normalize("NFKD", text).replace("\n\n", " ").replace("<|endoftext|>", "")
+
+
+@torch.no_grad()
+def sample_ids_like_easyedit(bundle, prompt: str, max_out_len: int = 100, top_k: int = 5, seed: int = 0) -> list[int]:
+    """Token ids (prompt included) of EasyEdit's top-k sample: `max(max_out_len, len(prompt))` of them."""
     tok, model = bundle.tokenizer, bundle.model
     gen = torch.Generator(device="cpu").manual_seed(seed)
     ids = tok(prompt, return_tensors="pt")["input_ids"].to(bundle.device)
@@ -72,5 +79,4 @@ def sample_like_easyedit(bundle, prompt: str, max_out_len: int = 100, top_k: int
         new = top.indices.gather(1, choice).to(bundle.device)
         ids = torch.cat([ids, new], dim=1)
         step_input = new
-    text = tok.decode(ids[0].tolist(), skip_special_tokens=True)
-    return unicodedata.normalize("NFKD", text).replace("\n\n", " ").replace("<|endoftext|>", "")
+    return ids[0].tolist()

@@ -180,9 +180,18 @@ def _registry() -> tuple[dict[str, MethodInfo], dict[str, str]]:
     else:
         for algo in PARAMETRIC:
             missing[algo] = "waits for kedit.editing.ParametricEditor / EditRequest"
-    missing["rag"] = "waits for kedit's KnowledgeLayer store (insert + query without weight change)"
-    missing["layer"] = "waits for kedit's KnowledgeLayer (edit/insert/query: router, graph chains, evidence pool)"
-    missing["mello"] = "waits for kedit's fact store / retriever API (MeLLo loop over the batch's edits)"
+    missing["rag"] = (
+        "has no adapter yet: a Method over kedit.KnowledgeLayer.insert (no weight change) whose score/generate "
+        "prepend the retrieved facts"
+    )
+    missing["layer"] = (
+        "has no adapter yet: a Method over kedit.KnowledgeLayer.edit_many/undo whose answers come from "
+        "KnowledgeLayer.query (router, graph chains, evidence pool)"
+    )
+    missing["mello"] = (
+        "has no adapter yet: a Method whose answer_multihop runs the MeLLo loop (prompts.mello_query) over a "
+        "retriever of the batch's fact statements"
+    )
     return available, missing
 
 

@@ -59,33 +59,32 @@ def known_counterfact(bundle, n_scan: int, min_prob: float) -> list[dict]:
 
 
 def build_cases(known: list[dict], n: int, n_retain: int, n_probes: int) -> list[tuple]:
-    """(forget, retain, probes, paraphrases) per fact; neighbours share the relation template."""
+    """(forget, retain, probes, paraphrases) per fact.
+
+    Retain pairs are known facts of the same relation (same prompt template) first, topped up with
+    other known facts; probes are further known facts, held out from training, same relation first.
+    """
     by_template = defaultdict(list)
     for fact in known:
         by_template[fact["template"]].append(fact)
+    # Facts from relations with known neighbours, round-robin over relations (largest first).
+    templates = [t for t in sorted(by_template, key=lambda t: -len(by_template[t])) if len(by_template[t]) >= 2]
+    order = [by_template[t][d] for d in range(len(known)) for t in templates if d < len(by_template[t])]
     cases = []
-    # Facts from the relations with most known neighbours first, round-robin over relations.
-    templates = sorted(by_template, key=lambda t: -len(by_template[t]))
-    depth = 0
-    while len(cases) < n and depth < max(len(v) for v in by_template.values()):
-        for t in templates:
-            group = by_template[t]
-            if depth >= len(group) or len(group) < 3 or len(cases) >= n:
-                continue
-            fact = group[depth]
-            others = [f for f in group if f is not fact and f["prompt"] != fact["prompt"]]
-            outside = [f for f in known if f["template"] != t]
-            retain = others[:n_retain]
-            probes = others[n_retain : n_retain + n_probes // 2] + outside[depth :: 37][: n_probes - n_probes // 2]
-            cases.append(
-                (
-                    [(fact["prompt"], fact["ground_truth"])],
-                    [(f["prompt"], f["ground_truth"]) for f in retain],
-                    [(f["prompt"], f["ground_truth"]) for f in probes],
-                    [(fact["rephrase_prompt"], fact["ground_truth"])],
-                )
+    for i, fact in enumerate(order[:n]):
+        same = [f for f in by_template[fact["template"]] if f["prompt"] != fact["prompt"]]
+        other = [f for f in known if f["template"] != fact["template"]]
+        other = other[i % len(other) :] + other[: i % len(other)]  # a different slice for each fact
+        retain = (same + other)[:n_retain]
+        probes = [f for f in same + other if f not in retain][:n_probes]
+        cases.append(
+            (
+                [(fact["prompt"], fact["ground_truth"])],
+                [(f["prompt"], f["ground_truth"]) for f in retain],
+                [(f["prompt"], f["ground_truth"]) for f in probes],
+                [(fact["rephrase_prompt"], fact["ground_truth"])],
             )
-        depth += 1
+        )
     return cases
 
 
@@ -130,12 +129,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--n", type=int, default=20, help="CounterFact facts to forget (one at a time)")
-    ap.add_argument("--scan", type=int, default=600, help="CounterFact val entries scanned for known facts")
-    ap.add_argument("--min-prob", type=float, default=0.2)
+    ap.add_argument("--scan", type=int, default=2000, help="CounterFact val entries scanned for known facts")
+    ap.add_argument("--min-prob", type=float, default=0.1)
     ap.add_argument("--objective", default="npo", choices=["npo", "ga", "simnpo"])
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--layers", default=None, help="comma-separated MLP layers (default: the config's)")
+    ap.add_argument("--variants", default="gu,plain", help="gu (projected) and/or plain (no projection)")
     ap.add_argument("--sweep-layers", action="store_true", help="compare layer windows on the hand-picked facts")
     ap.add_argument("--json", type=Path, default=None, help="also write the summary rows here")
     args = ap.parse_args()
@@ -152,7 +152,7 @@ def main() -> None:
     if args.sweep_layers:
         cases = [([f], r, p, []) for f, r, p in SWEEP_FACTS]
         n = bundle.spec.n_layers(bundle.model)
-        for start in range(2, n - 3, 5):
+        for start in range(2, n - 3, 6):
             layers = tuple(range(start, start + 4))
             recs = [run_case(un, c, UnlearnConfig(layers=layers, **base)) for c in cases]
             rows.append(summarise(f"GU layers {layers[0]}-{layers[-1]}", recs))
@@ -162,7 +162,8 @@ def main() -> None:
         known = known_counterfact(bundle, args.scan, args.min_prob)
         cases = build_cases(known, args.n, n_retain=6, n_probes=6)
         print(f"{len(known)} known facts in the first {args.scan} CounterFact val entries; {len(cases)} cases")
-        for label, projection in (("GU (projected)", True), ("no projection", False)):
+        variants = {"gu": ("GU (projected)", True), "plain": ("no projection", False)}
+        for label, projection in (variants[v] for v in args.variants.split(",")):
             cfg = UnlearnConfig(projection=projection, **layers, **base)
             recs = []
             for case in cases:

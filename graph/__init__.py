@@ -9,7 +9,7 @@ walks, and entity linking.
 
 from graph.entity_linker import EntityLinker, normalise
 from graph.errors import GraphError, GraphInputError, GraphStoreError
-from graph.iris import entity_iri, entity_name, relation_iri, relation_id, source_iri, source_name
+from graph.iris import entity_iri, entity_name, relation_id, relation_iri, source_iri, source_name
 from graph.multihop import Edge, MultiHopGraph
 from graph.triple_store import TripleStore, read_stamp, read_triples, write_stamp
 

@@ -20,6 +20,13 @@ import numpy as np
 Embed = Callable[[list[str]], np.ndarray]
 _SPACE = re.compile(r"\s+")
 _EDGE_PUNCT = " \t\n.,;:!?\"'()[]{}"
+SHORT = 3  # names this short or shorter (after normalising) must match case-sensitively
+# Real alias lists hold ccTLDs like "is", "in", "it": never read a function word as an entity name.
+FUNCTION_WORDS = frozenset(
+    "a an and are as at be by did do does for from had has have he her his in is it its me my no not of on "
+    "or our she so than that the their them they this to us was we were what when where which who whom "
+    "whose why will with you your".split()
+)
 
 
 def normalise(text: str) -> str:
@@ -34,6 +41,7 @@ class EntityLinker:
         self.threshold = threshold
         self.max_words = max_words
         self._names: dict[str, set[str]] = {}
+        self._short: dict[str, set[str]] = {}
         self._canonical: list[str] = []
         self._known: set[str] = set()
         self._vectors: np.ndarray | None = None
@@ -44,15 +52,22 @@ class EntityLinker:
             self._canonical.append(canonical)
         for name in (canonical, *aliases):
             key = normalise(name)
-            if key:
+            if key in FUNCTION_WORDS:
+                continue
+            if len(key) > SHORT:
                 self._names.setdefault(key, set()).add(canonical)
+            elif key:  # "IS", "US", "HR": matched with their exact case only, never as the word "is"
+                self._short.setdefault(name.strip(), set()).add(canonical)
 
     def __len__(self) -> int:
         return len(self._canonical)
 
     def candidates(self, text: str) -> list[str]:
-        """Every canonical entity whose name or alias matches `text` exactly (after normalising)."""
-        return sorted(self._names.get(normalise(text), ()))
+        """Every canonical entity whose name or alias matches `text` (normalised; short names exactly)."""
+        key = normalise(text)
+        if len(key) > SHORT:
+            return sorted(self._names.get(key, ()))
+        return sorted(self._short.get(text.strip(" \t\n.,;:!?\"'()[]{}"), ()))
 
     def link(self, text: str) -> str | None:
         """The canonical name for `text`, or None. Exact name/alias first, then embedding similarity."""

@@ -125,13 +125,20 @@ class ForgetReport:
         return dict(self.__dict__)
 
 
+def _states(score: dict) -> bool:
+    """The model states an object when its first token ranks in the top 3 or it is likely (p > 0.05)."""
+    return score["rank"] < 3 or score["prob"] > 0.05
+
+
 def _clean_answer(text: str) -> str:
     """First clause of a greedy continuation: ' French.\\n\\nThe ...' -> 'French'."""
     text = text.strip().split("\n")[0]
-    for stop in (". ", ".", ",", ";", " and ", " (", "!"):
+    for stop in (". ", ",", ";", " and ", " (", "!", "?"):
         at = text.find(stop)
         if at > 0:
             text = text[:at]
+    if text.endswith(".") and not text[-3:-1].count("."):  # keep "D.C.", drop a sentence's full stop
+        text = text[:-1]
     return text.strip().strip('"').strip()
 
 
@@ -152,8 +159,8 @@ class KnowledgeLayer:
         self.batch_method = batch_method
         self.edit_budget = edit_budget
         self.drift_budget = drift_budget
-        self.editable = True
-        self.editable_reason = ""
+        self.editable = bundle.spec is not None
+        self.editable_reason = bundle.extra.get("spec_error", "")
         self.weights = WeightStack(path / "weights", bundle.name, self._make_editor, self._make_unlearner)
         # locality baseline from the unedited model (before the stack is re-applied)
         self._probe_baseline = score_targets(bundle, [p for p, _ in LOCALITY_PROBES], [t for _, t in LOCALITY_PROBES])
@@ -309,7 +316,7 @@ class KnowledgeLayer:
             relation_id = self._relation(item.get("relation"), request.prompt)
             prepared.append((item, request, relation_id))
         seen: dict[tuple[str, str], Any] = {}
-        for item, request, relation_id in prepared:
+        for _item, request, relation_id in prepared:
             key = (request.subject.casefold(), relation_id or request.prompt)
             other = seen.get(key)
             if other is not None and other.target.casefold() != request.target.casefold():
@@ -318,6 +325,9 @@ class KnowledgeLayer:
                     f"'{request.text} {request.target}'"
                 )
             seen[key] = request
+        if not self.editable and route != Route.STORE:
+            warnings.warn(f"kedit: the model cannot be edited ({self.editable_reason}); facts go to the store",
+                          stacklevel=2)
         decisions: list[RouteDecision] = []
         for item, request, relation_id in prepared:
             signals = self._signals(request, relation_id, valid_from=item.get("valid_from"),
@@ -484,13 +494,14 @@ class KnowledgeLayer:
                 probe = score_targets(self.bundle, [cloze], [guess])[0]
                 if probe.first_token_rank == 0 and probe.mean_prob >= 0.1:
                     objects = [guess]
-        if not live and not objects:
-            what = f"({subject}, {relation or '*'}, {object or '*'})"
-            raise KeditError(f"nothing to forget: no stored fact matches {what} and the model does not state one")
         before = []
-        if cloze:
+        if cloze and objects:
             scores = score_targets(self.bundle, [cloze] * len(objects), objects)
             before = [{"object": o, "prob": s.prob, "rank": s.first_token_rank} for o, s in zip(objects, scores)]
+        model_states = any(_states(b) for b in before)
+        if not live and not model_states:
+            what = f"({subject}, {relation or '*'}, {object or '*'})"
+            raise KeditError(f"nothing to forget: no stored fact matches {what} and the model does not state it")
 
         deleted = self.store.forget(subject, relation_id, object) if live else []
         # a weight edit that wrote one of these facts is undone exactly: better than unlearning it
@@ -511,10 +522,10 @@ class KnowledgeLayer:
         if cloze and unlearn and objects:
             from kedit.unlearning import FactNotKnownError
 
-            still = [o for o, b in zip(objects, score_targets(self.bundle, [cloze] * len(objects), objects))
-                     if b.first_token_rank < 3 or b.mean_prob > 0.05]
+            now = score_targets(self.bundle, [cloze] * len(objects), objects)
+            still = [o for o, b in zip(objects, now) if _states({"rank": b.first_token_rank, "prob": b.prob})]
             if still:
-                retain = self._retain_pairs(subject, relation_id)
+                retain = self._retain_pairs(subject, relation_id, cloze)
                 try:
                     record = self.weights.unlearner.forget(
                         forget=[(cloze, o) for o in still], retain=retain, config=config)
@@ -541,7 +552,8 @@ class KnowledgeLayer:
         return ForgetReport(str(entry.id), subject, relation_id, objects, [f.id for f in deleted], undone,
                             unlearn_id, before, after, retain_change, verified, reasons)
 
-    def _retain_pairs(self, subject: str, relation_id: str | None, n: int = 8) -> list[tuple[str, str]]:
+    def _retain_pairs(self, subject: str, relation_id: str | None, forget_prompt: str,
+                      n: int = 8) -> list[tuple[str, str]]:
         """Retain set: neighbouring facts the model states now (other stored facts and the locality
         probes), each paired with the model's current answer so unlearning keeps them."""
         prompts: list[str] = []
@@ -551,8 +563,8 @@ class KnowledgeLayer:
             prompts.append(self.store.relations.resolve(fact.relation).cloze.format(fact.subject))
             if len(prompts) >= n // 2:
                 break
-        prompts += [p for p, _ in LOCALITY_PROBES[: n - len(prompts)]]
-        return [(p, a) for p in prompts if (a := self._greedy_answer(p))]
+        prompts += [p for p, _ in LOCALITY_PROBES if p != forget_prompt][: n - len(prompts)]
+        return [(p, a) for p in prompts if p != forget_prompt and (a := self._greedy_answer(p))]
 
     # -- undo / history -------------------------------------------------------------------------
     def undo(self, entry_id: str | int) -> dict:

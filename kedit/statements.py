@@ -27,8 +27,10 @@ class Statement:
 
 
 def _template_regex(cloze: str) -> re.Pattern:
-    head, tail = cloze.split("{}")
-    pattern = re.escape(head.strip()) + r"\s*(?P<subject>.+?)\s*" + re.escape(tail.strip())
+    head, tail = (part.strip() for part in cloze.split("{}"))
+    # a word-like tail must start after whitespace, so "is" never matches inside "Atlantis"
+    glue = r"\s+" if tail[:1].isalnum() else r"\s*"
+    pattern = re.escape(head) + r"\s*(?P<subject>.+?)" + (glue + re.escape(tail) if tail else "")
     return re.compile(r"^" + pattern + r"\s+(?P<object>.+?)\s*[.!]?$", re.IGNORECASE)
 
 

@@ -3,8 +3,8 @@
 `rerank` adds to each dense score the share of the query's salient tokens (capitalised words, numbers)
 found in the candidate's text, weighted by `weight`.
 
->>> salient_tokens("Which city was Barack Obama born in 1961?")
-{'barack', 'obama', '1961'}
+>>> sorted(salient_tokens("Which city was Barack Obama born in 1961?"))
+['1961', 'barack', 'obama']
 >>> [i for i, _ in rerank("Toko Yasuda plays", [(1, 0.50, "Yoko Ono plays"), (2, 0.45, "Toko Yasuda plays piano")])]
 [2, 1]
 """

@@ -154,7 +154,7 @@ def compute_second_moments(bundle, layers: list[int], n_tokens: int, batch_token
         mask = batch.attention_mask.bool()
         found: dict[int, torch.Tensor] = {}
 
-        def grab(l):
+        def grab(l, found=found, mask=mask):
             return lambda m, a: found.__setitem__(l, a[0][mask])
 
         pairs = [(spec.down_proj_module(model, l), grab(l)) for l in layers]

@@ -54,7 +54,7 @@ def ft_delta(bundle, requests: list[EditRequest], cfg: FTConfig) -> tuple[str, t
             logp = torch.log_softmax(lm_head(hs[torch.arange(len(rows))[:, None], cols]).float(), -1)
             nll = -(logp.gather(2, ids[..., None]).squeeze(2) * mask).sum(1) / mask.sum(1)
             loss = nll.mean()
-            loss_val = float(loss)
+            loss_val = float(loss.detach())
             if not torch.isfinite(loss):
                 raise EditError("non-finite FT-L loss; weights left untouched")
             if loss_val < cfg.loss_stop or step == cfg.num_steps - 1:

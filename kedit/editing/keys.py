@@ -102,10 +102,10 @@ def collect_at_subject(
         col = batch.n_prefix
         found: dict = {}
 
-        def _key(layer):
+        def _key(layer, found=found, col=col):
             return lambda m, a: found.__setitem__(("k", layer), a[0][:, col].clone())
 
-        def _out(layer):
+        def _out(layer, found=found, col=col):
             return lambda m, a, o: found.__setitem__(("o", layer), o[:, col].clone())
 
         pre = [(spec.down_proj_module(model, l), _key(l)) for l in key_layers]

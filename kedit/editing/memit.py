@@ -35,7 +35,7 @@ def memit_apply(
     sadr: bool = False,
 ) -> ValueResult:
     """Run MEMIT (or AlphaEdit when `projectors` is given), calling `apply(name, delta)` per layer."""
-    spec, model, tok = bundle.spec, bundle.model, bundle.tokenizer
+    spec, tok = bundle.spec, bundle.tokenizer
     layers = sorted(cfg.layers)
     last = layers[-1]
     n = len(requests)

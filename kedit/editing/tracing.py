@@ -37,6 +37,8 @@ class _PassThrough(nn.Module):
 
 
 def check_editable(bundle) -> None:
+    if bundle.spec is None:
+        raise UnsupportedArchitectureError(bundle.extra.get("spec_error") or f"'{bundle.name}' has no architecture spec")
     if bundle.spec.family not in EDITABLE_FAMILIES:
         raise UnsupportedArchitectureError(
             f"parametric editing supports the families {sorted(EDITABLE_FAMILIES)}; "

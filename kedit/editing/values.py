@@ -95,10 +95,11 @@ def optimise_values(
     # and the initial value at subject_last.
     found: dict = {}
     key_layers = sorted(set(key_layers))
-    pre_hooks = [
-        (spec.down_proj_module(model, l), (lambda l: lambda m, a: found.__setitem__(("k", l), a[0][:, P].clone()))(l))
-        for l in key_layers
-    ]
+
+    def _grab_key(layer: int):
+        return lambda m, a: found.__setitem__(("k", layer), a[0][:, P].clone())
+
+    pre_hooks = [(spec.down_proj_module(model, l), _grab_key(l)) for l in key_layers]
     if start < n_layers:
         pre_hooks.append(
             (spec.layer(model, start), lambda m, a: found.__setitem__("h_in", a[0][:, P:].clone()))
@@ -186,7 +187,7 @@ def optimise_values(
             raise EditError("non-finite loss while optimising the edit value; weights left untouched")
         final_loss[active] = loss[active].detach()
         final_nll[active] = nll[active].detach()
-        trace.append(float(loss[active].mean()))
+        trace.append(float(loss.detach()[active].mean()))
         done = active & (loss.detach() < cfg.loss_stop)
         if it == steps - 1:
             break

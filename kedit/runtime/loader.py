@@ -50,7 +50,7 @@ class ModelBundle:
 
     model: nn.Module
     tokenizer: object
-    spec: ArchSpec
+    spec: ArchSpec | None  # None: the architecture has no spec; see extra['spec_error']
     name: str
     source: str
     load_seconds: float
@@ -82,8 +82,15 @@ def _finish(model: nn.Module, tokenizer, name: str, source: str, t0: float, from
     model.eval()
     model.requires_grad_(False)
     _finish_tokenizer(tokenizer)
-    spec = spec_for(model)
-    return ModelBundle(model, tokenizer, spec, name, source, time.perf_counter() - t0, from_cache)
+    # A model kedit cannot edit still loads (it can answer, and facts go to the store); the editors
+    # refuse it with the reason kept here.
+    extra: dict = {}
+    try:
+        spec = spec_for(model)
+    except UnsupportedArchitectureError as exc:
+        spec, extra["spec_error"] = None, str(exc)
+        log.warning("kedit: %s", exc)
+    return ModelBundle(model, tokenizer, spec, name, source, time.perf_counter() - t0, from_cache, extra)
 
 
 def gguf_architecture(path: Path) -> str:

@@ -226,13 +226,30 @@ class EvidencePool:
         """When slot `index` cannot bind, try a later slot's relation from the same subject instead."""
         slot = slots[index]
         for later in range(index + 1, len(slots)):
-            trial = self._bind(replace(slot, relation=slots[later].relation), evidence)
-            if not trial.bound:
-                fact = self.store.current(self._entity(slot.subject or ""), slots[later].relation)
-                if fact is None:
-                    continue
+            fact = self.store.current(self._entity(slot.subject or ""), slots[later].relation)
+            if fact is not None:  # the fact in force wins over older evidence in the pool
                 trial = replace(slot, relation=fact.relation, object=fact.object, fact_id=fact.id, score=1.0)
+            else:
+                trial = self._bind(replace(slot, relation=slots[later].relation), evidence)
+                if not trial.bound:
+                    continue
             slots[later] = replace(slots[later], relation=slot.relation)
             slots[index] = trial
             return trial
+        return self._bridge(slots, index)
+
+    def _bridge(self, slots: list[Slot], index: int) -> Slot:
+        """An unstated hop: the question names a relation its entity lacks ("the official language of
+        the country Herb Caen belongs to"), so look one hop out in the graph for an entity that has it,
+        and insert that hop as a bound slot before this one."""
+        slot = slots[index]
+        subject = self._entity(slot.subject or "")
+        for edge in self.store.view.out_edges(subject):
+            if self.store.current(edge.object, slot.relation) is not None:
+                bridge = Slot(index, edge.relation, subject, edge.object, edge.key, 1.0)
+                slots.insert(index, bridge)
+                for later in range(index + 1, len(slots)):
+                    slots[later] = replace(slots[later], position=later)
+                slots[index + 1] = replace(slots[index + 1], subject=edge.object)
+                return bridge
         return slot

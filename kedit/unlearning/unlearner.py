@@ -10,6 +10,7 @@ direction (`grads.GroupGradients`), and the same forward gives the early-stop ch
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -85,7 +86,8 @@ class Unlearner:
                 modules[f"{mlp_name}.{param}"] = module
         return modules
 
-    def _parameters(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    def parameters(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The model parameters called `names` (as in `named_parameters()`), e.g. a record's `param_names`."""
         params = dict(self.bundle.model.named_parameters())
         missing = [n for n in names if n not in params]
         if missing:
@@ -135,6 +137,12 @@ class Unlearner:
 
         everything = forget_pairs + para_pairs + retain_pairs + probe_pairs
         before = score_targets(self.bundle, [p for p, _ in everything], [a for _, a in everything])
+        broken = [f"{a!r} after {p!r}" for (p, a), s in zip(everything, before) if not math.isfinite(s.logprob)]
+        if broken:
+            raise UnlearnError(
+                f"the model gives non-finite log-probabilities for {', '.join(broken)} before any change "
+                "(damaged weights?); nothing was changed"
+            )
         unknown = [
             f"{a!r} after {p!r} (prob {s.prob:.4f}, rank {s.first_token_rank})"
             for (p, a), s in zip(forget_pairs, before)
@@ -317,7 +325,7 @@ class Unlearner:
     def _check_record(self, record: UnlearnRecord) -> dict[str, torch.Tensor]:
         if record.model != self.bundle.name:
             raise UnlearnError(f"record {record.id} was made on model {record.model!r}, not {self.bundle.name!r}")
-        params = self._parameters(record.param_names)
+        params = self.parameters(record.param_names)
         for n, p in params.items():
             if p.shape != record.pre_weights[n].shape or p.shape != record.deltas[n].shape:
                 raise UnlearnError(f"record {record.id}: {n} has shape {tuple(p.shape)} in the model, "

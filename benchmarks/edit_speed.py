@@ -1,0 +1,94 @@
+"""Speed of the value optimisation (the dominant cost of ROME/MEMIT) against a naive baseline run in
+the same process: the naive step is a full forward+backward of every templated prompt through all
+layers with logits at every position (what EasyEdit does); kedit's step reuses the prefix KV cache,
+runs only the layers from the edit layer up, on the positions from subject_last on, and computes
+logits only at the target positions. Both run the same number of steps (early stop off), so the ratio
+is per step; the full ROME edit time (with early stop, verification) is printed too.
+
+    python -m benchmarks.edit_speed --n 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+
+import torch
+
+from benchmarks.edit_quality import load_counterfact, request_of
+from kedit.editing import ParametricEditor, default_config
+from kedit.editing.keys import build_rows, pad_id, target_ids
+from kedit.editing.templates import context_templates
+from kedit.editing.tracing import PrefixBatch, hooks
+from kedit.editing.values import optimise_values
+from kedit.runtime import load_model
+
+
+def naive_steps(bundle, request, templates, cfg, steps: int) -> float:
+    """EasyEdit-style: full model, all positions' logits, δ hooked into the MLP output."""
+    tok, spec, model = bundle.tokenizer, bundle.spec, bundle.model
+    rows = build_rows(tok, [request], templates, target=True)
+    batch = PrefixBatch.build([list(r.ids) for r in rows], [0] * len(rows), pad_id(tok))
+    y = target_ids(tok, request.target)
+    delta = torch.zeros(spec.d_model(model), requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=cfg.v_lr)
+    cols = torch.tensor([[r.n_prompt - 1 + j for j in range(len(y))] for r in rows])
+    subj = torch.tensor([r.subject_col for r in rows])
+
+    def inject(m, a, o):
+        add = torch.zeros_like(o)
+        add[torch.arange(len(rows)), subj] = delta
+        return o + add
+
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        with hooks([(spec.down_proj_module(model, cfg.layer), inject)]):
+            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        lp = torch.log_softmax(logits, -1)[torch.arange(len(rows))[:, None], cols]
+        loss = -lp.gather(2, torch.tensor(y).expand(len(rows), -1)[..., None]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--n", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=10)
+    a = ap.parse_args()
+    bundle = load_model(a.model)
+    cfg = default_config("rome", bundle.spec.family)
+    templates = context_templates(bundle, cfg.context_templates)
+    fixed = replace(cfg, v_num_grad_steps=a.steps, loss_stop=-1.0)
+    cases, _ = load_counterfact(None, a.n)
+    ours, naive, edits = [], [], []
+    editor = ParametricEditor(bundle)
+    for case in cases:
+        req = request_of(case)
+        t0 = time.perf_counter()
+        optimise_values(bundle, [req], templates, fixed, "mlp", cfg.layer, key_layers=[cfg.layer])
+        ours.append(time.perf_counter() - t0)
+        naive.append(naive_steps(bundle, req, templates, cfg, a.steps))
+        t0 = time.perf_counter()
+        try:
+            rec = editor.apply([req], method="rome")
+        except Exception:  # noqa: BLE001 - already-true cases are not edits
+            continue
+        edits.append(time.perf_counter() - t0)
+        editor.undo(rec)
+    out = {
+        "model": a.model, "threads": torch.get_num_threads(), "templates": len(templates), "steps": a.steps,
+        "kedit_values_median_s": statistics.median(ours), "naive_values_median_s": statistics.median(naive),
+        "speedup": statistics.median(naive) / statistics.median(ours),
+        "rome_edit_median_s": statistics.median(edits) if edits else None, "edits": len(edits),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Parametric editing on the real SmolLM2-135M: ROME, undo, stacking, save/reapply, bad input, NaN safety."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from kedit.editing import (
+    EditRecord,
+    EditRequest,
+    EditRequestError,
+    FTConfig,
+    ParametricEditor,
+    ROMEConfig,
+    default_config,
+)
+from kedit.errors import EditError, UnsupportedArchitectureError
+
+DARRIEUX = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English")
+HILTON = EditRequest("{} is a citizen of", "Paris Hilton", "Germany")
+EIFFEL = EditRequest("{}, which is located in", "Eiffel Tower", "Rome")
+# The default run must stay short on a shared 2-core machine: the bare prompt only (no generated
+# context templates); the full 21-template default is measured in benchmarks/edit_quality.py.
+FAST = replace(default_config("rome", "llama"), context_templates=())
+
+
+def _state(bundle) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in bundle.model.state_dict().items()}
+
+
+def _same(bundle, state) -> bool:
+    return all(torch.equal(v, state[k]) for k, v in bundle.model.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def editor(smollm):
+    ed = ParametricEditor(smollm)
+    yield ed
+    for rec in reversed(list(ed.live)):  # leave the session model as it was
+        ed.undo(rec)
+
+
+@pytest.fixture(scope="module")
+def pristine(smollm):
+    return _state(smollm)
+
+
+def test_rome_edit_verifies_and_undo_is_bit_exact(smollm, editor, pristine):
+    rec = editor.apply([DARRIEUX], method="rome", config=FAST)
+    v = rec.verification[0]
+    assert v["after"]["accuracy"] == 1.0 and v["after"]["first_token_rank"] == 0
+    assert v["after"]["prob"] > v["before"]["prob"]
+    assert rec.changed == [smollm.spec.down_proj_name(default_config("rome", "llama").layer)]
+    assert editor.live[-1] is rec
+    assert not _same(smollm, pristine)
+    assert editor.undo(rec) == [rec]
+    assert _same(smollm, pristine)
+    assert editor.live == []
+    with pytest.raises(EditError):
+        editor.undo(rec)  # not live any more
+
+
+def test_sequential_stack_and_undo_semantics(smollm, editor, pristine):
+    r1 = editor.apply([HILTON], method="rome", config=FAST)
+    mid = _state(smollm)
+    other_layer = replace(FAST, layer=6)
+    r2 = editor.apply([EIFFEL], method="rome", config=other_layer)  # a different matrix
+    r3 = editor.apply([DARRIEUX], method="rome", config=FAST)  # same matrix as r1
+    assert [r.id for r in editor.live] == [r1.id, r2.id, r3.id]
+    assert all(r.success for r in (r1, r2, r3))
+    # r1 shares its matrix with the later r3: refused alone ...
+    with pytest.raises(EditError, match="later edit"):
+        editor.undo(r1)
+    # ... r2 touched another matrix only: undoing it out of order is exact.
+    editor.undo(r2)
+    editor.undo(r3)
+    assert _same(smollm, mid)
+    r3b = editor.apply([DARRIEUX], method="rome", config=FAST)
+    assert [r.id for r in editor.undo(r1, cascade=True)] == [r3b.id, r1.id]
+    assert _same(smollm, pristine) and editor.live == []
+
+
+def test_save_and_reapply_on_fresh_model(smollm, editor, pristine, tmp_path):
+    from kedit.runtime import load_model
+
+    rec = editor.apply([HILTON, EIFFEL], method="rome", config=FAST)  # sequential ROME in one record
+    assert len(rec.steps) == 2 and len(rec.verification) == 2
+    edited = _state(smollm)
+    rec.save(tmp_path / "edit")
+    editor.undo(rec)
+    fresh = load_model("smollm2-135m")
+    assert fresh.model is not smollm.model
+    ed2 = ParametricEditor(fresh)
+    loaded = EditRecord.load(tmp_path / "edit")
+    assert loaded.id == rec.id and loaded.requests == rec.requests and loaded.config == rec.config
+    live = ed2.reapply(loaded)
+    assert _same(fresh, edited)
+    with pytest.raises(EditError, match="already live"):
+        ed2.reapply(loaded)
+    ed2.undo(live)
+    assert _same(fresh, pristine)
+    # strict reapply refuses a model whose weights differ from the record's base
+    ed2.reapply(loaded)
+    with pytest.raises(EditError, match="differs"):
+        ParametricEditor(fresh).reapply(EditRecord.load(tmp_path / "edit"))
+
+
+def test_bad_inputs_raise_clear_errors(smollm, editor, pristine):
+    with pytest.raises(EditRequestError, match="not in the prompt"):
+        EditRequest("The capital of France is", "Germany", "Paris")
+    with pytest.raises(EditRequestError, match="empty target"):
+        EditRequest("{} is located in", "Paris", "  ")
+    with pytest.raises(ValueError):  # EditRequestError is also a ValueError
+        EditRequest("{} and {} are", "A", "B")
+    literal = EditRequest("The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "English")
+    assert literal.prompt == "The mother tongue of {} is"
+    with pytest.raises(EditError, match="already answers"):
+        editor.apply([EditRequest("The capital of France is", "France", "Paris")], config=FAST)
+    with pytest.raises(EditError, match="unknown editing method"):
+        editor.apply([DARRIEUX], method="grace")
+    with pytest.raises(EditError, match="needs a"):
+        editor.apply([DARRIEUX], method="rome", config=FTConfig())
+    with pytest.raises(EditError, match="out of range"):
+        editor.apply([DARRIEUX], method="rome", config=ROMEConfig(layer=99))
+    assert _same(smollm, pristine) and editor.live == []
+
+
+def test_unsupported_architecture(smollm):
+    from dataclasses import replace as dc_replace
+
+    gpt2_like = dc_replace(smollm, spec=dc_replace(smollm.spec, family="gpt2"))
+    with pytest.raises(UnsupportedArchitectureError):
+        ParametricEditor(gpt2_like)
+
+
+def test_nan_leaves_weights_untouched(smollm, editor, pristine):
+    # An absurd learning rate blows the value optimisation up; the weights must not change.
+    cfg = replace(FAST, v_lr=math.inf)
+    with pytest.raises(EditError, match="non-finite"):
+        editor.apply([DARRIEUX], method="rome", config=cfg)
+    assert _same(smollm, pristine) and editor.live == []
+
+
+def test_context_templates_are_cached(smollm):
+    from kedit.editing.templates import context_templates
+
+    first = context_templates(smollm, ((5, 5),), seed=1)
+    assert len(first) == 6 and first[0] == "{}"
+    assert all(t.endswith(". {}") and t.count("{}") == 1 for t in first[1:])
+    assert context_templates(smollm, ((5, 5),), seed=1) == first

@@ -1,0 +1,128 @@
+"""MEMIT, AlphaEdit (retain projection), SADR and FT-L on the real SmolLM2-135M (small settings)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from kedit.editing import (
+    AlphaEditConfig,
+    EditRequest,
+    MEMITConfig,
+    NullSpaceProjector,
+    ParametricEditor,
+    default_config,
+)
+from kedit.errors import EditError
+
+# Small statistics and no generated templates keep the default run short (benchmarks use the defaults).
+N_TOKENS = 4000
+REQUESTS = [
+    EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English"),
+    EditRequest("{} is a citizen of", "Paris Hilton", "Germany"),
+    EditRequest("{}, which is located in", "Eiffel Tower", "Rome"),
+]
+
+
+def _state(bundle):
+    return {k: v.detach().clone() for k, v in bundle.model.state_dict().items()}
+
+
+def _same(bundle, state) -> bool:
+    return all(torch.equal(v, state[k]) for k, v in bundle.model.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def editor(smollm):
+    ed = ParametricEditor(smollm)
+    yield ed
+    for rec in reversed(list(ed.live)):
+        ed.undo(rec)
+
+
+@pytest.fixture(scope="module")
+def pristine(smollm):
+    return _state(smollm)
+
+
+def _small(method: str):
+    return replace(default_config(method, "llama"), context_templates=(), mom2_n_tokens=N_TOKENS)
+
+
+def test_memit_batch(smollm, editor, pristine):
+    cfg = _small("memit")
+    rec = editor.apply(REQUESTS, method="memit", config=cfg)
+    assert sorted(rec.changed) == sorted(smollm.spec.down_proj_name(l) for l in cfg.layers)
+    accs = [v["after"]["accuracy"] for v in rec.verification]
+    assert sum(a == 1.0 for a in accs) >= 2, accs
+    assert all(v["after"]["prob"] > v["before"]["prob"] for v in rec.verification)
+    editor.undo(rec)
+    assert _same(smollm, pristine)
+
+
+def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
+    cfg = _small("alphaedit")
+    proj = editor.projector(cfg.layers[0], N_TOKENS, cfg.nullspace_threshold)
+    assert 0 < proj.dim < smollm.spec.d_ff(smollm.model)
+    rec = editor.apply(REQUESTS, method="alphaedit", config=cfg)
+    assert rec.info["nullspace_dim"][str(cfg.layers[0])] == proj.dim
+    assert sum(v["success"] for v in rec.verification) >= 2, rec.verification
+    # Δ lies in the null space: preserved directions (eigenvalue >= tau) are mapped to ~0.
+    layer = cfg.layers[0]
+    name = smollm.spec.down_proj_name(layer)
+    delta = sum(d for n, d in rec.steps if n == name)
+    c = editor.second_moments([layer], N_TOKENS)[layer].double()
+    eigvals, eigvecs = torch.linalg.eigh(c)
+    kept = eigvecs[:, eigvals >= cfg.nullspace_threshold]
+    k0 = kept * eigvals[eigvals >= cfg.nullspace_threshold].sqrt()  # K0 with K0 K0ᵀ = C restricted
+    assert float((delta.double() @ k0).norm() / (delta.double() @ eigvecs * eigvals.sqrt()).norm().clamp(min=1e-30)) < 1e-3
+    # the record carries the edited keys for the sequential cache, and undo drops them
+    assert f"keys.{layer}" in rec.extra_tensors
+    assert editor.past_keys([layer])[layer].abs().sum() > 0
+    editor.undo(rec)
+    assert editor.past_keys([layer])[layer].abs().sum() == 0
+    assert _same(smollm, pristine)
+
+
+def test_empty_null_space_is_an_error(smollm, editor, pristine):
+    c = editor.second_moments([3], N_TOKENS)[3]
+    with pytest.raises(EditError, match="null space"):
+        NullSpaceProjector.from_second_moment(c, threshold=1e-9, layer=3)
+    cfg = replace(_small("alphaedit"), nullspace_threshold=1e-9)
+    with pytest.raises(EditError, match="null space"):
+        editor.apply(REQUESTS[:1], method="alphaedit", config=cfg)
+    assert _same(smollm, pristine) and editor.live == []
+
+
+def test_sadr_changes_the_value_optimisation(smollm):
+    from kedit.editing.values import optimise_values
+
+    cfg = replace(default_config("rome", "llama"), context_templates=(), sadr_weight=1e4, sadr_num_grad_steps=8,
+                  v_num_grad_steps=8, loss_stop=0.0)
+    plain = optimise_values(smollm, REQUESTS[:1], ["{}"], cfg, "mlp", cfg.layer)
+    with_sadr = optimise_values(smollm, REQUESTS[:1], ["{}"], cfg, "mlp", cfg.layer, sadr=True)
+    assert plain.loss_trace[0] == pytest.approx(with_sadr.loss_trace[0], rel=1e-5)  # SADR is 0 at δ=0
+    assert with_sadr.loss_trace[1:] != pytest.approx(plain.loss_trace[1:], rel=1e-4)
+    assert not torch.allclose(plain.delta, with_sadr.delta)
+
+
+def test_ft_l_edits_within_its_bound(smollm, editor, pristine):
+    cfg = default_config("ft-l", "llama")
+    rec = editor.apply(REQUESTS[:1], method="ft-l", config=cfg)
+    (name, delta), = rec.steps
+    assert float(delta.abs().max()) <= cfg.norm_constraint * (1 + 1e-3)
+    v = rec.verification[0]
+    assert v["after"]["prob"] > 3 * v["before"]["prob"], v
+    assert rec.info["ft_steps"] >= 1
+    editor.undo(rec)
+    assert _same(smollm, pristine)
+    with pytest.raises(EditError):
+        editor.apply(REQUESTS[:1], method="ft-l", sadr=True)
+
+
+def test_memit_config_types(editor):
+    with pytest.raises(EditError, match="needs a"):
+        editor.apply(REQUESTS[:1], method="alphaedit", config=MEMITConfig())
+    assert isinstance(default_config("alphaedit", "gemma3"), AlphaEditConfig)

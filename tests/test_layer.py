@@ -1,0 +1,186 @@
+"""The knowledge layer end to end on the real SmolLM2 model and real MiniLM embeddings."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from kedit import KnowledgeLayer, Route
+from kedit.errors import EditError, KeditError, StoreError
+
+SUBJECT = "Danielle Darrieux"
+
+
+def _state(bundle) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in bundle.model.state_dict().items()}
+
+
+def _same_weights(bundle, state) -> bool:
+    return all(torch.equal(v, state[k]) for k, v in bundle.model.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def pristine(smollm):
+    return _state(smollm)
+
+
+@pytest.fixture()
+def kl(tmp_path, smollm, pristine, embedder):
+    layer = KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder)
+    yield layer
+    # leave the shared model as we found it, whatever the test did
+    for change in reversed(list(layer.weights.changes)):
+        layer.weights.remove(change.id)
+    layer.close()
+    assert _same_weights(smollm, pristine)
+
+
+def test_edit_routes_to_weights_and_store_then_query_and_undo(kl, smollm, pristine):
+    rec = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT)
+    assert rec.route is Route.BOTH and rec.verified and rec.relation == "P27"
+    assert any("functional" in r for r in rec.reasons)
+    assert "Italy" in smollm.complete(f"{SUBJECT} is a citizen of", max_new_tokens=3)
+    assert kl.store.current(SUBJECT, "P27").object == "Italy"
+    ledger = kl.history()[-1]
+    assert ledger["decision"] == "both" and ledger["edit_id"] == rec.edit_id
+
+    kl.insert(subject="Italy", relation="capital", object="Rome", source="atlas")
+    ans = kl.query("What is the capital of the country of citizenship of Danielle Darrieux?")
+    assert ans.text == "Rome"
+    assert [h["answer"] for h in ans.trace["hops"]] == ["Italy", "Rome"]
+    assert all(h["tier"] == "stored" for h in ans.trace["hops"])
+    assert {e.fact_id for e in ans.evidence} == {rec.fact_id, kl.store.current("Italy", "P36").id}
+
+    out = kl.undo(rec.id)
+    assert any("weight change" in a for a in out["actions"])
+    assert _same_weights(smollm, pristine)  # bit-exact
+    assert kl.store.current(SUBJECT, "P27") is None
+    with pytest.raises(KeditError, match="already undone"):
+        kl.undo(rec.id)
+
+
+def test_router_sends_time_bounded_multivalued_and_known_facts_to_the_store(kl, smollm, pristine):
+    timed = kl.edit(subject="Italy", relation="head of government", target="Giorgia Meloni",
+                    valid_from="2022-10-22")
+    assert timed.route is Route.STORE and "time span" in timed.reasons[0]
+    known = kl.edit("The capital of France is", target="Paris", subject="France")
+    assert known.route is Route.STORE and any("already states" in r for r in known.reasons)
+    forced = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT, route="store")
+    assert forced.route is Route.STORE and forced.reasons == ["route=store requested by the caller"]
+    assert _same_weights(smollm, pristine)  # none of these touched the weights
+
+
+def test_preference_hierarchy_instruction_stored_passage_and_time(kl):
+    kl.insert(subject="Atlantis", relation="capital", object="Poseidonia", source="old-atlas",
+              valid_from="2001-01-01")
+    kl.insert(subject="Atlantis", relation="capital", object="Meropis", source="new-atlas", valid_from="2020-01-01")
+    q = "What is the capital of Atlantis?"
+    now = kl.query(q)
+    assert now.text == "Meropis" and now.trace["hops"][0]["tier"] == "stored"  # newer valid first
+    assert kl.query(q, as_of="2010-06-01").text == "Poseidonia"  # as of then
+    told = kl.query(q, instructions="Assume the capital of Atlantis is Thule.")
+    assert told.text == "Thule" and told.trace["winner"]["tier"] == "instruction"
+    assert "outranks" in told.trace["hops"][0]["why"]
+
+    kl.insert("The Eiffel Tower was repainted in 2026 in a golden brown.", source="news", valid_from="2026-01-01")
+    ans = kl.query("When was the Eiffel Tower repainted?")
+    assert ans.trace["winner"]["tier"] == "passage"
+    assert any(e.passage_id is not None for e in ans.evidence)
+    with pytest.raises(KeditError, match="non-empty question"):
+        kl.query("   ")
+
+
+def test_bad_input_changes_nothing(kl, smollm, pristine):
+    kl.insert(subject="Atlantis", relation="capital", object="Meropis")
+    before = kl.history()
+    with pytest.raises(EditError, match="contradictory"):
+        kl.edit_many([
+            {"subject": "Atlantis", "relation": "capital", "target": "Thule"},
+            {"subject": "Atlantis", "relation": "capital", "target": "Meropis"},
+        ])
+    with pytest.raises(EditError, match="non-empty target"):
+        kl.edit(f"{SUBJECT} is a citizen of", target="  ", subject=SUBJECT)
+    with pytest.raises(StoreError, match="unknown relation"):
+        kl.insert(subject="Atlantis", relation="favourite colour of the moon", object="blue")
+    with pytest.raises(KeditError, match="nothing to forget"):
+        kl.forget("Nobody Anyone", "capital", "Nowhere")
+    assert kl.history() == before
+    assert _same_weights(smollm, pristine)
+
+
+def test_forget_undoes_the_edit_that_wrote_the_fact(kl, smollm, pristine):
+    rec = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT)
+    assert rec.route is Route.BOTH
+    rep = kl.forget(SUBJECT, "country of citizenship", "Italy")
+    assert rep.edits_undone == [rec.edit_id] and rep.facts_deleted == [rec.fact_id]
+    assert rep.verified and rep.after[0]["rank"] > 0
+    assert _same_weights(smollm, pristine)
+    assert kl.store.history(SUBJECT, "P27")[0].deleted  # history keeps that it was forgotten
+
+
+def test_forget_unlearns_what_the_model_itself_knows_and_undo_restores(kl, smollm, pristine):
+    kl.store.register_relation("chemical_symbol", "chemical symbol", cloze="The chemical symbol for {} is",
+                               question="What is the chemical symbol for {}?")
+    rep = kl.forget("gold", "chemical symbol", "Au")
+    assert rep.unlearn_id is not None
+    assert rep.after[0]["prob"] < rep.before[0]["prob"] / 5
+    assert rep.retain_change is not None
+    assert not _same_weights(smollm, pristine)
+    kl.undo(rep.id)
+    assert _same_weights(smollm, pristine)
+
+
+def test_reopen_reapplies_edits_and_middle_undo(tmp_path, smollm, pristine, embedder):
+    kb = tmp_path / "kb"
+    with KnowledgeLayer.open(kb, model=smollm, embedder=embedder) as kl:
+        a = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT)
+        b = kl.edit("Toko Yasuda is a citizen of", target="Canada", subject="Toko Yasuda")
+        after_both = _state(smollm)
+    for change in reversed(kl.weights.changes):  # simulate a fresh process: pristine model
+        kl.weights.editor.undo(change.record)
+    assert _same_weights(smollm, pristine)
+    kl2 = KnowledgeLayer.open(kb, model=smollm, embedder=embedder)
+    try:
+        assert [c.id for c in kl2.weights.changes] == [a.edit_id, b.edit_id]
+        assert _same_weights(smollm, after_both)  # re-applied bit-identically
+        kl2.undo(a.id)  # the older edit: later one undone, this one removed, later one re-applied
+        assert [c.id for c in kl2.weights.changes] == [b.edit_id]
+        assert "Canada" in smollm.complete("Toko Yasuda is a citizen of", max_new_tokens=3)
+        kl2.undo(b.id)
+        assert _same_weights(smollm, pristine)
+    finally:
+        kl2.close()
+
+
+def test_unsupported_architecture_falls_back_to_store(tmp_path, smollm, embedder):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from kedit.runtime import load_model
+
+    model_dir = tmp_path / "tiny-opt"
+    config = OPTConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, num_hidden_layers=2, ffn_dim=64,
+                       num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=64)
+    OPTForCausalLM(config).save_pretrained(model_dir, safe_serialization=True)
+    smollm.tokenizer.save_pretrained(model_dir)
+    bundle = load_model(model_dir)
+    assert bundle.spec is None and "OPTForCausalLM" in bundle.extra["spec_error"]
+    with KnowledgeLayer.open(tmp_path / "kb", model=bundle, embedder=embedder) as kl, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rec = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT)
+    assert rec.route is Route.STORE and "cannot be edited" in rec.reasons[0]
+    assert any("cannot be edited" in str(w.message) for w in seen)
+
+
+def test_langchain_retriever_and_runnable_in_an_lcel_chain(kl):
+    from langchain_core.runnables import RunnableLambda
+
+    kl.insert(subject="Atlantis", relation="capital", object="Meropis", source="atlas")
+    retriever = kl.as_retriever(k=2)
+    chain = retriever | RunnableLambda(lambda docs: [d.page_content for d in docs])
+    assert "The capital of Atlantis is Meropis." in chain.invoke("capital city of Atlantis")
+    docs = retriever.invoke("capital city of Atlantis")
+    assert docs[0].metadata["tier"] == "stored" and docs[0].metadata["source"] == "atlas"
+    qa = RunnableLambda(lambda x: x["question"]) | kl.as_runnable()
+    assert qa.invoke({"question": "What is the capital of Atlantis?"}) == "Meropis"
