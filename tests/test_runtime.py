@@ -151,22 +151,12 @@ def test_sentence_embeddings_are_unit_vectors_and_semantic(embedder):
     assert embedder.encode([]).shape == (0, 384)
 
 
-def test_cli_demo_prints_real_answers():
-    from typer.testing import CliRunner
-
-    from kedit.cli import app
-
-    result = CliRunner().invoke(app, ["demo"], env={**os.environ, "COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    assert "Paris" in result.output and "loaded in" in result.output
-
-
-def test_cli_reports_bad_model_without_traceback():
+def test_cli_reports_bad_model_without_traceback(tmp_path):
     import subprocess
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "kedit.cli", "demo", "--model", "no-such-model"],
+        [sys.executable, "-m", "kedit.cli", "query", "Who?", "--model", "no-such-model", "--kb", str(tmp_path / "kb")],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
