@@ -28,15 +28,17 @@ class QA:
 
 @dataclass(frozen=True)
 class Fact:
-    """One fact to write: `prompt` holds `{}` for the subject or contains the subject verbatim.
+    """One fact to write: `prompt` holds `{}` for the subject or contains the subject verbatim;
+    `relation` is its Wikidata relation id when the data names one (MQuAKE), else None.
 
-    >>> Fact("{} is a citizen of", "Ellie Kemper", "Croatia").statement
+    >>> Fact("{} is a citizen of", "Ellie Kemper", "Croatia", "P27").statement
     'Ellie Kemper is a citizen of Croatia'
     """
 
     prompt: str
     subject: str
     target: str
+    relation: str | None = None
 
     @property
     def statement(self) -> str:
@@ -86,7 +88,7 @@ class Rewrite:
 
     @property
     def fact(self) -> Fact:
-        return Fact(self.prompt, self.subject, self.target_new)
+        return Fact(self.prompt, self.subject, self.target_new, self.relation_id or None)
 
 
 @dataclass(frozen=True)

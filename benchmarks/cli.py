@@ -111,7 +111,11 @@ def knowedit(
         spec = RunSpec("knowedit", str(Path(path).resolve()), method, model, asdict(settings))
         run = RunDir(out, spec)
         bundle = _load_bundle(model)
-        summary = run_knowedit(make_method(method, bundle, "knowedit", sadr), loaded, run, settings, console)
+        adapter = make_method(method, bundle, "knowedit", sadr)
+        try:
+            summary = run_knowedit(adapter, loaded, run, settings, console)
+        finally:
+            adapter.close()
     except KeditError as exc:
         _fail(exc)
         return
@@ -151,7 +155,11 @@ def mquake(
         spec = RunSpec("mquake", str(Path(path).resolve()), method, model, asdict(settings))
         run = RunDir(out, spec)
         bundle = _load_bundle(model)
-        summary = run_mquake(make_method(method, bundle, "mquake"), loaded, run, settings, prompts, console)
+        adapter = make_method(method, bundle, "mquake")
+        try:
+            summary = run_mquake(adapter, loaded, run, settings, prompts, console)
+        finally:
+            adapter.close()
     except KeditError as exc:
         _fail(exc)
         return
@@ -162,14 +170,17 @@ def mquake(
 @app.command()
 def compare(
     dirs: list[Path] = typer.Argument(..., help="run directories (each with summary.json)"),
-    out: Path = typer.Option(Path("report.md"), "--out", help="Markdown report; PNG plots are written beside it"),
+    out: Path = typer.Option(Path("report.md"), "--out", help="Markdown report"),
+    plots: Path = typer.Option(None, "--plots", help="directory of the PNG plots [default: beside --out]"),
+    header: Path = typer.Option(None, "--header", help="Markdown file put at the top of the report"),
 ) -> None:
     """Markdown table across runs and PNG plots (MQuAKE accuracy vs k; KnowEdit metrics per method)."""
     from benchmarks.compare import write_report
 
     try:
-        written = write_report(dirs, out)
-    except KeditError as exc:
+        text = header.read_text(encoding="utf-8") if header is not None else None
+        written = write_report(dirs, out, plots, text)
+    except (KeditError, OSError) as exc:
         _fail(exc)
         return
     for p in written:

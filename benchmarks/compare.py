@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,21 +158,26 @@ def plot_knowedit(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     return written
 
 
-def write_report(dirs: Sequence[Path], out: Path) -> list[Path]:
-    """Write the Markdown report `out` and its plots (beside it); returns the paths written."""
+def write_report(dirs: Sequence[Path], out: Path, plots_dir: Path | None = None, header: str | None = None) -> list[Path]:
+    """Write the Markdown report `out` and its plots (in `plots_dir`, default beside it); returns the paths
+    written. `header` (Markdown) is put first, in place of the default title."""
     summaries = load_summaries(dirs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    plots_dir = Path(plots_dir) if plots_dir is not None else out.parent
+    plots_dir.mkdir(parents=True, exist_ok=True)
     ke = [s for s in summaries if s["benchmark"] == "knowedit"]
     mq = [s for s in summaries if s["benchmark"] == "mquake"]
-    plots = (plot_knowedit(ke, out.parent) if ke else []) + (plot_mquake(mq, out.parent) if mq else [])
-    lines = ["# Benchmark comparison", "", "Values ×100 (Fluency: EasyEdit's n-gram entropy ×100, as in its tables).", ""]
+    plots = (plot_knowedit(ke, plots_dir) if ke else []) + (plot_mquake(mq, plots_dir) if mq else [])
+    lines = header.rstrip().split("\n") + [""] if header else ["# Benchmark comparison", ""]
+    lines += ["Values ×100 (Fluency: EasyEdit's n-gram entropy ×100, as in its tables).", ""]
     if ke:
         lines += ["## KnowEdit", ""] + knowedit_table(ke) + [""]
     if mq:
         lines += ["## MQuAKE", ""] + mquake_table(mq) + [""]
     if plots:
-        lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+        rel = [os.path.relpath(p, out.parent) for p in plots]
+        lines += ["## Plots", ""] + [f"![{p.stem}]({r})" for p, r in zip(plots, rel)] + [""]
     lines += ["## Runs", ""] + [f"- `{s['_dir']}`: {s['benchmark']} on `{s['data']}`" for s in summaries]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return [out, *plots]

@@ -3,15 +3,18 @@ the same process: the naive step is a full forward+backward of every templated p
 layers with logits at every position (what EasyEdit does); kedit's step reuses the prefix KV cache,
 runs only the layers from the edit layer up, on the positions from subject_last on, and computes
 logits only at the target positions. Both run the same number of steps (early stop off), so the ratio
-is per step; the full ROME edit time (with early stop, verification) is printed too.
+is per step. The full ROME edit time (default config: early stop, before/after verification) is printed
+too and, with --baseline, the pre-speed-work default (21 templates, loss-only stop) on the same cases in
+the same process, with the ratio.
 
-    python -m benchmarks.edit_speed --n 3
+    python -m benchmarks.edit_speed --n 10 --baseline
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from dataclasses import replace
@@ -55,38 +58,69 @@ def naive_steps(bundle, request, templates, cfg, steps: int) -> float:
     return time.perf_counter() - t0
 
 
+# The ROME default before the speed work (issue #3 baseline): 21 templates, stop only on loss < 0.05.
+OLD_ROME = {"context_templates": ((5, 10), (10, 10)), "argmax_stop_prob": 0.0}
+
+
+def _rome_times(editor, cases, cfg) -> tuple[list[float], list[float], list[int]]:
+    times, accs, steps = [], [], []
+    for case in cases:
+        t0 = time.perf_counter()
+        try:
+            rec = editor.apply([request_of(case)], method="rome", config=cfg)
+        except Exception:  # noqa: BLE001 - already-true cases are not edits
+            continue
+        times.append(time.perf_counter() - t0)
+        accs.append(rec.verification[0]["after"]["accuracy"])
+        steps.append(rec.info["value_steps"][0])
+        editor.undo(rec)
+    return times, accs, steps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--n", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=5, help="fixed steps of the per-step comparison (0: skip it)")
+    ap.add_argument("--baseline", action="store_true", help="also time the pre-speed-work ROME default (slow)")
     a = ap.parse_args()
     bundle = load_model(a.model)
     cfg = default_config("rome", bundle.spec.family)
     templates = context_templates(bundle, cfg.context_templates)
-    fixed = replace(cfg, v_num_grad_steps=a.steps, loss_stop=-1.0)
     cases, _ = load_counterfact(None, a.n)
-    ours, naive, edits = [], [], []
     editor = ParametricEditor(bundle)
-    for case in cases:
-        req = request_of(case)
-        t0 = time.perf_counter()
-        optimise_values(bundle, [req], templates, fixed, "mlp", cfg.layer, key_layers=[cfg.layer])
-        ours.append(time.perf_counter() - t0)
-        naive.append(naive_steps(bundle, req, templates, cfg, a.steps))
-        t0 = time.perf_counter()
-        try:
-            rec = editor.apply([req], method="rome")
-        except Exception:  # noqa: BLE001 - already-true cases are not edits
-            continue
-        edits.append(time.perf_counter() - t0)
-        editor.undo(rec)
-    out = {
-        "model": a.model, "threads": torch.get_num_threads(), "templates": len(templates), "steps": a.steps,
-        "kedit_values_median_s": statistics.median(ours), "naive_values_median_s": statistics.median(naive),
-        "speedup": statistics.median(naive) / statistics.median(ours),
-        "rome_edit_median_s": statistics.median(edits) if edits else None, "edits": len(edits),
-    }
+    out: dict = {"model": a.model, "threads": torch.get_num_threads(), "load_avg_start": os.getloadavg()[0]}
+    if a.steps:
+        fixed = replace(cfg, v_num_grad_steps=a.steps, loss_stop=-1.0, argmax_stop_prob=0.0)
+        ours, naive = [], []
+        for case in cases:
+            req = request_of(case)
+            t0 = time.perf_counter()
+            optimise_values(bundle, [req], templates, fixed, "mlp", cfg.layer, key_layers=[cfg.layer])
+            ours.append(time.perf_counter() - t0)
+            naive.append(naive_steps(bundle, req, templates, cfg, a.steps))
+        out.update({
+            "templates": len(templates), "steps": a.steps,
+            "kedit_values_median_s": round(statistics.median(ours), 3),
+            "naive_values_median_s": round(statistics.median(naive), 3),
+            "per_step_speedup": round(statistics.median(naive) / statistics.median(ours), 2),
+        })
+    times, accs, steps = _rome_times(editor, cases, cfg)
+    out.update({
+        "rome_edit_median_s": round(statistics.median(times), 3) if times else None, "edits": len(times),
+        "rome_rewrite_acc": round(statistics.mean(accs), 3) if accs else None,
+        "rome_value_steps": steps,
+    })
+    if a.baseline:
+        old = replace(cfg, **OLD_ROME)
+        b_times, b_accs, b_steps = _rome_times(editor, cases, old)
+        out.update({
+            "baseline_rome_edit_median_s": round(statistics.median(b_times), 3) if b_times else None,
+            "baseline_rewrite_acc": round(statistics.mean(b_accs), 3) if b_accs else None,
+            "baseline_value_steps": b_steps,
+            "rome_speedup": round(statistics.median(b_times) / statistics.median(times), 2) if b_times and times else None,
+        })
+    out["load_avg_end"] = os.getloadavg()[0]
     print(json.dumps(out))
 
 

@@ -125,6 +125,7 @@ class _Evaluator:
             "pre": pre_metrics,
             "metrics": metrics,
             "edit_error": applied.error,
+            "edit_info": applied.info,
             "edit_seconds": round(applied.seconds, 3),
             "eval_seconds": round(time.perf_counter() - t0, 3),
         }

@@ -3,13 +3,14 @@
 A `Method` sees the model through four questions the benchmarks ask: teacher-forced scores of targets
 (KnowEdit accuracies and locality), greedy answers (MQuAKE probes), EasyEdit's fluency sample, and the
 multi-hop answer (official few-shot prompt by default; a memory method overrides it). Parametric methods
-change the weights and keep the default questions; a retrieval method would override them to add context.
+change the weights and keep the default questions; the store methods (`benchmarks.store_methods`: `rag`,
+`mello`, `layer`) override them to add retrieved facts, run MeLLo, or ask `KnowledgeLayer.query`.
 
 Only methods whose kedit API is present are registered; `unavailable_methods()` says what each missing one
 waits for, and the CLI prints it.
 
 >>> sorted(available_methods())          # doctest: +SKIP
-['alphaedit', 'ft-l', 'memit', 'none', 'rome']
+['alphaedit', 'ft-l', 'layer', 'mello', 'memit', 'none', 'rag', 'rome']
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Applied:
     handle: Any = None
     error: str | None = None
     seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)  # recorded with each case (e.g. layer's routes)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,10 @@ class Method(ABC):
 
     def settings(self) -> dict[str, Any]:
         return {}
+
+    def close(self) -> None:
+        """Release what the method holds besides the model (a temporary store); idempotent."""
+        return None
 
     def score(self, prompts: Sequence[str], targets: Sequence[str]) -> list[TargetScore]:
         """Teacher-forced scores of `targets[i]` after `prompts[i]` (EasyEdit's accuracy protocol)."""
@@ -180,19 +186,29 @@ def _registry() -> tuple[dict[str, MethodInfo], dict[str, str]]:
     else:
         for algo in PARAMETRIC:
             missing[algo] = "waits for kedit.editing.ParametricEditor / EditRequest"
-    missing["rag"] = (
-        "has no adapter yet: a Method over kedit.KnowledgeLayer.insert (no weight change) whose score/generate "
-        "prepend the retrieved facts"
-    )
-    missing["layer"] = (
-        "has no adapter yet: a Method over kedit.KnowledgeLayer.edit_many/undo whose answers come from "
-        "KnowledgeLayer.query (router, graph chains, evidence pool)"
-    )
-    missing["mello"] = (
-        "has no adapter yet: a Method whose answer_multihop runs the MeLLo loop (prompts.mello_query) over a "
-        "retriever of the batch's fact statements"
-    )
+    if _has("kedit", "KnowledgeLayer", "Route"):
+        available["rag"] = MethodInfo(
+            "rag", "store only (no weight change); top retrieved facts prepended in context (ICE-style)", both,
+            lambda b, sadr=False: _store_method("RagMethod", b),
+        )
+        available["mello"] = MethodInfo(
+            "mello", "MeLLo loop (4 demos, <= 4 rounds) over a MiniLM store of the batch's edits", ("mquake",),
+            lambda b, sadr=False: _store_method("MeLLoMethod", b),
+        )
+        available["layer"] = MethodInfo(
+            "layer", "kedit.KnowledgeLayer: router (weights/store/both), answers from KnowledgeLayer.query", both,
+            lambda b, sadr=False: _store_method("LayerMethod", b),
+        )
+    else:
+        for name in ("rag", "mello", "layer"):
+            missing[name] = "waits for kedit.KnowledgeLayer / kedit.Route"
     return available, missing
+
+
+def _store_method(cls: str, bundle) -> Method:
+    from benchmarks import store_methods
+
+    return getattr(store_methods, cls)(bundle)
 
 
 def available_methods(benchmark: str | None = None) -> dict[str, MethodInfo]:

@@ -194,6 +194,7 @@ def run_mquake(
                                 "outputs": outputs,
                                 "metrics": metrics,
                                 "edit_error": applied.error,
+                                "edit_info": applied.info,
                                 "edit_seconds": round(applied.seconds, 3),
                                 "eval_seconds": round(time.perf_counter() - t0, 3),
                             }

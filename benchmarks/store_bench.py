@@ -31,15 +31,22 @@ from retrieval import VectorIndex
 
 
 class SyntheticEmbedder:
-    """Unit vectors seeded by the text's CRC32: the same text always gets the same vector."""
+    """Unit vectors seeded by the text's CRC32 (the same text always gets the same vector), drawn from a
+    48-dimensional subspace plus noise: sentence embeddings have a low intrinsic dimension, and i.i.d.
+    Gaussian vectors (where every neighbour beyond the first is a near-tie) would measure nothing."""
 
     name = "synthetic-384"
     dim = 384
+    rank = 48
+
+    def __init__(self) -> None:
+        self.basis = np.random.default_rng(0).standard_normal((self.rank, self.dim)).astype(np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
-            out[row] = np.random.default_rng(zlib.crc32(text.encode())).standard_normal(self.dim)
+            rng = np.random.default_rng(zlib.crc32(text.encode()))
+            out[row] = rng.standard_normal(self.rank) @ self.basis + 0.5 * rng.standard_normal(self.dim)
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 

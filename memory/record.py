@@ -393,6 +393,23 @@ class Record:
         winner = self.current(fact.subject, fact.relation, when)
         return winner is not None and winner.id == fact.id
 
+    def current_among(self, facts: Sequence[Fact], as_of: TimeLike = None) -> set[int]:
+        """Ids of `facts` that are current `as_of` (now): one query for all their (subject, relation) pairs."""
+        when = to_timestamp(as_of, "as_of") if as_of is not None else now_timestamp()
+        pairs = sorted({(f.subject, f.relation) for f in facts})
+        rivals: list[Fact] = []
+        for first in range(0, len(pairs), 400):
+            chunk = pairs[first : first + 400]
+            values = ",".join("(?, ?)" for _ in chunk)
+            rows = self._conn.execute(
+                f"SELECT {_FACT_COLUMNS} FROM facts WHERE (subject, relation) IN (VALUES {values})"
+                " AND deleted_at IS NULL AND (valid_from IS NULL OR valid_from <= ?)"
+                " AND (valid_to IS NULL OR valid_to > ?)",
+                [v for pair in chunk for v in pair] + [when, when],
+            )
+            rivals += [_fact(row) for row in rows]
+        return self._winners(rivals, when) & {f.id for f in facts}
+
     def history(self, subject: str | None = None, relation: str | None = None) -> list[Fact]:
         """Every fact ever written for the filters, forgotten and superseded ones included, by start."""
         found = self._select_facts(subject, self._relation_id(relation), None, None, True)

@@ -1,6 +1,11 @@
 """End-to-end benchmark runs on the real SmolLM2-135M: 3 KnowEdit and 3 MQuAKE cases (k = all) with the
 `none` baseline, one KnowEdit case edited with ROME (undo, resume), EasyEdit's fluency sampling. The
-3-case ROME runs of both benchmarks are `slow` (a ROME edit costs 20-70 s of CPU here)."""
+3-case ROME runs of both benchmarks are `slow` (a ROME edit costs 20-70 s of CPU here).
+
+Store methods: `rag` on 3 MQuAKE and 3 KnowEdit cases; MeLLo's loop with scripted generations and on one
+real question (a MeLLo case costs 1-2 min here, so the 3-case run is `slow`); `layer` on 3 MQuAKE cases with the route
+forced to the store (kedit's query path, no weight edit) and on one KnowEdit case through the router (a
+weight edit); the 3-case `layer` runs through the router (ROME / MEMIT edits) are `slow`."""
 
 from __future__ import annotations
 
@@ -62,6 +67,7 @@ def _knowedit_run(smollm, data_dir, tmp_path, method_name: str, limit: int) -> t
 
     # resume: nothing left to do, nothing recomputed, same summary
     again = run_knowedit(method, loaded, RunDir(tmp_path / "run", spec), settings)
+    method.close()
     assert len((tmp_path / "run" / CASES).read_text().splitlines()) == limit
     assert again["metrics"] == summary["metrics"]
     return summary, records, loaded.cases
@@ -148,4 +154,203 @@ def test_mquake_rome_three_cases(smollm, data_dir, tmp_path):
                          MQuAKESettings("all", limit=3), load_mquake_prompts(data_dir / "MQuAKE" / "prompts"))
     assert all(torch.equal(before[n], p) for n, p in _weights(smollm).items())
     assert summary["n_edit_errors"] == 0
+    assert summary["metrics"]["edit_wise"] > 0.0
+
+
+# ---------------------------------------------------------------- store methods: rag, mello, layer
+
+
+def _mquake_run(smollm, data_dir, tmp_path, method, limit: int = 3, k: str = "all") -> tuple[dict, list[dict]]:
+    loaded = load_mquake(data_dir / "MQuAKE", limit=limit)
+    spec = RunSpec("mquake", str(data_dir / "MQuAKE"), method.name, "smollm2-135m", {"edits_per_batch": k})
+    summary = run_mquake(method, loaded, RunDir(tmp_path / "mq", spec), MQuAKESettings(k, limit=limit),
+                         load_mquake_prompts(data_dir / "MQuAKE" / "prompts"))
+    assert summary["n_cases"] == limit and summary["complete"] and summary["n_edit_errors"] == 0
+    assert MQUAKE_KEYS <= set(summary["metrics"])
+    assert all(v is None or 0.0 <= v <= 1.0 for v in summary["metrics"].values())
+    records = [json.loads(line) for line in (tmp_path / "mq" / CASES).read_text().splitlines()]
+    return summary, records
+
+
+def _store_is_empty(method) -> bool:
+    store = method.kl.store
+    return not store.facts() and not [p for p in store.passages() if p.deleted_at is None]
+
+
+def test_retrieval_query_and_fact_lines():
+    from benchmarks.store_methods import fact_lines, retrieval_query
+
+    assert retrieval_query("Q: Who? A: X\nQ: Which city was Y born in? A:") == "Which city was Y born in?"
+    assert retrieval_query("The author of Misery is") == "The author of Misery is"
+    assert fact_lines(["A is B.", "C is D"]) == "New Fact: A is B.\nNew Fact: C is D.\n"
+
+
+def test_mquake_rag_three_cases_uses_and_empties_the_store(smollm, data_dir, tmp_path):
+    before = _weights(smollm)
+    method = make_method("rag", smollm, "mquake")
+    try:
+        loaded = load_mquake(data_dir / "MQuAKE", limit=3)
+        applied = method.apply([f for c in loaded.cases for f in c.facts])
+        # every edit is a graph fact (MQuAKE names the relation) and the top hit for its own cloze
+        assert len(method.kl.store.facts()) == sum(len(c.facts) for c in loaded.cases)
+        rw = loaded.cases[0].requested_rewrite[0]
+        assert method.retrieve(rw.cloze, k=1) == [rw.fact.statement]
+        assert method._context(rw.cloze).startswith(f"New Fact: {rw.fact.statement}.\n")
+        method.undo(applied)
+        assert _store_is_empty(method) and method.retrieve(rw.cloze) == []
+
+        summary, records = _mquake_run(smollm, data_dir, tmp_path, method)
+        assert _store_is_empty(method)
+    finally:
+        method.close()
+    assert all(torch.equal(before[n], p) for n, p in _weights(smollm).items())  # no weight change
+    assert all(len(r["outputs"]["multi_hop_answers"]) >= 1 for r in records)
+
+
+def test_knowedit_rag_three_cases(smollm, data_dir, tmp_path):
+    from benchmarks.store_methods import RagMethod
+
+    summary, records, cases = _knowedit_run(smollm, data_dir, tmp_path, "rag", 3)
+    # ZsRE prompts are questions no relation template matches: each edit is stored as a passage, put in
+    # context for scoring, and taken back; with it in context the target is more likely than without
+    case = cases[0]
+    method = RagMethod(smollm)
+    try:
+        applied = method.apply([case.fact])
+        assert method.retrieve(case.prompt) == [f"{case.fact.statement}."]
+        with_ctx = method.score([case.prompt], [case.target_new])[0]
+        text = method.sample(case.prompt, seed=0)  # EasyEdit's fluency text: the prompt, then the sample
+        method.undo(applied)
+        assert _store_is_empty(method)
+        without = method.score([case.prompt], [case.target_new])[0]
+    finally:
+        method.close()
+    assert with_ctx.logprob > without.logprob
+    assert text.startswith(case.prompt) and "New Fact" not in text[: len(case.prompt) + 1]
+    assert records[0]["metrics"]["rewrite_acc"] >= records[0]["pre"]["rewrite_acc"]
+
+
+def test_prefix_cached_greedy_matches_plain_greedy(smollm):
+    from benchmarks.generation import greedy_generate
+    from benchmarks.store_methods import PrefixCachedGreedy
+
+    gen = PrefixCachedGreedy(smollm)
+    base = "Q: What is the capital of France? A: Paris\nQ: What is the capital of Italy? A:"
+    for prompt in (base, base + " Rome\nQ: What is the capital of Spain? A:", base):
+        assert gen(prompt, 6, stop=("\n",)) == greedy_generate(smollm, prompt, 6, stop=("\n",))
+
+
+def test_mello_loop_reads_subquestions_retrieves_and_stops(smollm, data_dir):
+    """The MeLLo control flow with scripted generations (the real model is exercised below)."""
+    from benchmarks.store_methods import MeLLoMethod
+
+    prompts = load_mquake_prompts(data_dir / "MQuAKE" / "prompts")
+    method = MeLLoMethod(smollm)
+    script = iter([
+        "\nSubquestion: What is the country of citizenship of Ellie Kemper?\nGenerated answer: USA.\n",
+        "\nRetrieved fact contradicts to generated answer, so the intermediate answer is: Croatia\n"
+        "Subquestion: Who is the head of state of Croatia?\nGenerated answer: Kolinda Grabar-Kitarović.\n",
+        "\nRetrieved fact does not contradict to generated answer, so the intermediate answer is: "
+        "Kolinda Grabar-Kitarović\nFinal answer: Kolinda Grabar-Kitarović",
+    ])
+    seen: list[str] = []
+
+    def scripted(prompt, max_new_tokens, stop=()):
+        seen.append(prompt)
+        return next(script)
+
+    method._greedy = scripted
+    try:
+        loaded = load_mquake(data_dir / "MQuAKE", limit=1)
+        applied = method.apply(list(loaded.cases[0].facts))
+        got = method.answer_multihop(loaded.cases[0].questions[0], prompts)
+        assert got.answer == "Kolinda Grabar-Kitarović" and len(seen) == 3
+        assert seen[0] == prompts.mello_query(loaded.cases[0].questions[0])
+        assert seen[1].endswith("Generated answer: USA.\nRetrieved fact: Ellie Kemper is a citizen of Croatia.")
+        method.undo(applied)
+    finally:
+        method.close()
+
+
+def test_mello_loop_with_the_model(smollm, data_dir):
+    """One question through the real loop (a whole MeLLo case costs ~1-2 min here: the runs are `slow`)."""
+    prompts = load_mquake_prompts(data_dir / "MQuAKE" / "prompts")
+    case = load_mquake(data_dir / "MQuAKE", limit=1).cases[0]
+    method = make_method("mello", smollm, "mquake")
+    try:
+        applied = method.apply(list(case.facts))
+        got = method.answer_multihop(case.questions[1], prompts)
+        method.undo(applied)
+        assert _store_is_empty(method)
+    finally:
+        method.close()
+    # the model decomposed the question and the edit was retrieved for its subquestion
+    assert got.raw.startswith("\nSubquestion:") and "Retrieved fact: Ellie Kemper is a citizen of Croatia." in got.raw
+
+
+@pytest.mark.slow
+def test_mquake_mello_three_cases(smollm, data_dir, tmp_path):
+    method = make_method("mello", smollm, "mquake")
+    try:
+        _mquake_run(smollm, data_dir, tmp_path, method)
+    finally:
+        method.close()
+
+
+def test_mquake_layer_three_cases_store_route(smollm, data_dir, tmp_path):
+    """kedit's query path over the store (route forced to `store`, so no weight edit: fast)."""
+    from benchmarks.store_methods import LayerMethod
+
+    before = _weights(smollm)
+    method = LayerMethod(smollm, route="store")
+    try:
+        summary, records = _mquake_run(smollm, data_dir, tmp_path, method)
+        assert not method.kl.store.facts() and not method.kl.weights.changes
+        raw = json.loads(records[0]["outputs"]["multi_hop_answers"][0]["raw"])
+        # Ellie Kemper -> P27 -> Croatia comes from the stored edit (first hop of the chain)
+        assert raw["mode"] == "chain" and raw["hops"][0][:3] == ["Ellie Kemper", "P27", "Croatia"]
+        assert raw["hops"][0][3] == "stored"
+    finally:
+        method.close()
+    assert all(torch.equal(before[n], p) for n, p in _weights(smollm).items())
+
+
+def test_knowedit_layer_one_case_router(smollm, data_dir, tmp_path):
+    """The router's choice on a ZsRE edit (a question prompt: weights), scored on the edited model, undone
+    bit-exactly through `KnowledgeLayer.undo`."""
+    method = make_method("layer", smollm, "knowedit")
+    try:
+        loaded = load_knowedit(data_dir / "KnowEdit" / "ZsRE", limit=1)
+        before = _weights(smollm)
+        applied = method.apply([loaded.cases[0].fact])
+        assert applied.error is None
+        routes = method.routes(applied)
+        assert routes and routes[0] in ("parametric", "both", "store")
+        if routes[0] != "store":
+            assert method.kl.weights.changes
+            s = method.score([loaded.cases[0].prompt], [loaded.cases[0].target_new])[0]
+            assert s.accuracy == 1.0  # the router verified the edit
+        method.undo(applied)
+        assert not method.kl.weights.changes and _store_is_empty(method)
+        assert all(torch.equal(before[n], p) for n, p in _weights(smollm).items())
+    finally:
+        method.close()
+
+
+@pytest.mark.slow
+def test_knowedit_layer_three_cases(smollm, data_dir, tmp_path):
+    summary, _, _ = _knowedit_run(smollm, data_dir, tmp_path, "layer", 3)
+    assert summary["metrics"]["edit_succ"] > summary["metrics"]["pre_edit_succ"]
+
+
+@pytest.mark.slow
+def test_mquake_layer_three_cases_router(smollm, data_dir, tmp_path):
+    before = _weights(smollm)
+    method = make_method("layer", smollm, "mquake")
+    try:
+        summary, _ = _mquake_run(smollm, data_dir, tmp_path, method)
+        assert not method.kl.weights.changes and _store_is_empty(method)
+    finally:
+        method.close()
+    assert all(torch.equal(before[n], p) for n, p in _weights(smollm).items())
     assert summary["metrics"]["edit_wise"] > 0.0

@@ -179,14 +179,22 @@ def test_compare_writes_tables_and_plots(tmp_path):
     assert {p.name for p in pngs} == {"knowedit-zsre-smollm2-135m.png", "mquake-smollm2-135m.png"}
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
+    # a header replaces the title; plots may go to their own directory, linked relative to the report
+    written = write_report(dirs, tmp_path / "rep2" / "R.md", tmp_path / "rep2" / "plots", "# Results\n\nN = 3.")
+    report = written[0].read_text()
+    assert report.startswith("# Results\n\nN = 3.\n") and "# Benchmark comparison" not in report
+    assert "![mquake-smollm2-135m](plots/mquake-smollm2-135m.png)" in report
+    assert (tmp_path / "rep2" / "plots" / "mquake-smollm2-135m.png").is_file()
+
 
 def test_cli_checks_data_and_method_before_loading_a_model(data_dir, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["knowedit", "--method", "none", "--data", str(data_dir / "MQuAKE/MQuAKE-CF-3k-dev.json"),
                               "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "is an MQuAKE file" in res.output
-    res = runner.invoke(app, ["mquake", "--method", "rag", "--limit", "2", "--out", str(tmp_path / "y")])
-    assert res.exit_code == 2 and "not available" in res.output and "none" in res.output
+    res = runner.invoke(app, ["knowedit", "--method", "mello", "--data", str(data_dir / "KnowEdit" / "ZsRE"),
+                              "--limit", "2", "--out", str(tmp_path / "y")])
+    assert res.exit_code == 2 and "unknown method 'mello' for knowedit" in res.output and "rag" in res.output
     res = runner.invoke(app, ["mquake", "--method", "none", "--edits-per-batch", "zero", "--out", str(tmp_path / "z")])
     assert res.exit_code == 2 and "--edits-per-batch" in res.output
     res = runner.invoke(app, ["methods"])

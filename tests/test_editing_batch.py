@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -100,7 +101,7 @@ def test_sadr_changes_the_value_optimisation(smollm):
     from kedit.editing.values import optimise_values
 
     cfg = replace(default_config("rome", "llama"), context_templates=(), sadr_weight=1e4, sadr_num_grad_steps=8,
-                  v_num_grad_steps=8, loss_stop=0.0)
+                  v_num_grad_steps=8, loss_stop=0.0, argmax_stop_prob=0.0)
     plain = optimise_values(smollm, REQUESTS[:1], ["{}"], cfg, "mlp", cfg.layer)
     with_sadr = optimise_values(smollm, REQUESTS[:1], ["{}"], cfg, "mlp", cfg.layer, sadr=True)
     assert plain.loss_trace[0] == pytest.approx(with_sadr.loss_trace[0], rel=1e-5)  # SADR is 0 at δ=0
@@ -126,3 +127,38 @@ def test_memit_config_types(editor):
     with pytest.raises(EditError, match="needs a"):
         editor.apply(REQUESTS[:1], method="alphaedit", config=MEMITConfig())
     assert isinstance(default_config("alphaedit", "gemma3"), AlphaEditConfig)
+
+
+def test_argmax_stop_ends_the_value_optimisation_early(smollm):
+    from kedit.editing.values import optimise_values
+
+    base = replace(default_config("rome", "llama"), context_templates=(), loss_stop=0.0)
+    full = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(base, argmax_stop_prob=0.0), "mlp", base.layer)
+    early = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(base, argmax_stop_prob=0.5), "mlp", base.layer)
+    assert full.steps == base.v_num_grad_steps
+    assert early.steps < full.steps
+    # the stop happened at the first step whose δ already makes the target likely: same trajectory
+    assert early.loss_trace == pytest.approx(full.loss_trace[: early.steps], rel=1e-4)
+    assert math.exp(-early.final_nll[0]) >= 0.5 - 1e-6 or early.final_loss[0] < base.loss_stop
+
+
+def test_subject_runs_resume_matches_a_full_run(smollm):
+    from kedit.editing.keys import SubjectRuns, build_rows, collect_at_subject
+
+    rows = build_rows(smollm.tokenizer, REQUESTS, ["{}", "Hello there. {}"], target=False, truncate=True)
+    runs = SubjectRuns(smollm, rows, batch_size=4)  # several batches
+    k3, _ = runs.collect([3], [7], remember=3)
+    k5, o7 = runs.collect([5], [7], resume=3, remember=5)
+    ref_k, ref_o = collect_at_subject(smollm, rows, [3, 5], [7])
+    assert torch.allclose(k3[3], ref_k[3], atol=1e-5)
+    assert torch.allclose(k5[5], ref_k[5], atol=1e-4) and torch.allclose(o7[7], ref_o[7], atol=1e-4)
+
+
+def test_second_moments_one_pass_matches_per_layer(smollm):
+    from kedit.editing.covariance import compute_second_moments
+
+    both = compute_second_moments(smollm, [2, 4], 600)
+    alone = compute_second_moments(smollm, [2], 600)
+    assert torch.allclose(both[2], alone[2], rtol=1e-5, atol=1e-7)
+    assert both[4].shape == (smollm.spec.d_ff(smollm.model),) * 2
+    assert torch.allclose(both[4], both[4].T, atol=1e-6)

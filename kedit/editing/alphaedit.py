@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from kedit.editing.config import AlphaEditConfig
-from kedit.editing.memit import edited_keys, memit_apply
+from kedit.editing.memit import memit_apply
 from kedit.editing.requests import EditRequest
 from kedit.editing.values import ValueResult
 
@@ -31,5 +31,8 @@ def alphaedit_apply(
     sadr: bool = False,
 ) -> tuple[ValueResult, dict[int, torch.Tensor]]:
     """Apply the AlphaEdit batch via `apply`; returns the value result and the new keys K per layer."""
-    vr = memit_apply(bundle, requests, cfg, templates, None, apply, projectors=projectors, past=past, sadr=sadr)
-    return vr, edited_keys(bundle, requests, templates, sorted(cfg.layers))
+    keys: dict[int, torch.Tensor] = {}
+    vr = memit_apply(
+        bundle, requests, cfg, templates, None, apply, projectors=projectors, past=past, sadr=sadr, keys_out=keys
+    )
+    return vr, keys

@@ -135,36 +135,60 @@ def corpus_chunks(tokenizer, n_tokens: int, seq_len: int = 256, seed: int = 0) -
     return out
 
 
+class _StopForward(Exception):
+    """Raised by the deepest layer's hook: nothing after it is needed."""
+
+
 @torch.no_grad()
 def compute_second_moments(bundle, layers: list[int], n_tokens: int, batch_tokens: int = 4096) -> dict[int, torch.Tensor]:
-    """E[k kᵀ] at each layer's down_proj input over ~n_tokens corpus tokens, in one pass."""
+    """E[k kᵀ] at each layer's down_proj input over ~n_tokens corpus tokens, in one pass.
+
+    One forward per batch of ~`batch_tokens` tokens serves every layer and is cut off right after the
+    deepest layer's down_proj input has been read; kᵀk is one float32 matmul per batch and layer,
+    folded into a float64 running sum (no precision loss over 100k tokens).
+    """
     t0 = time.perf_counter()
     spec, model = bundle.spec, bundle.model
+    layers = sorted(set(layers))
     chunks = corpus_chunks(bundle.tokenizer, n_tokens)
+    chunks.sort(key=len, reverse=True)  # similar lengths per batch: little padding
+    t_corpus = time.perf_counter() - t0
     d_ff = spec.d_ff(model)
     sums = {l: torch.zeros(d_ff, d_ff, dtype=torch.float64) for l in layers}
+    part_sum = torch.empty(d_ff, d_ff, dtype=torch.float32)
     count = 0
     pad = bundle.tokenizer.pad_token_id or 0
     base = base_model(bundle)
-    seq_len = max(len(c) for c in chunks)
-    per_batch = max(1, batch_tokens // seq_len)
-    for start in range(0, len(chunks), per_batch):
+    deepest = layers[-1]
+    start = 0
+    while start < len(chunks):
+        per_batch = max(1, batch_tokens // len(chunks[start]))
         part = chunks[start : start + per_batch]
+        start += per_batch
         batch = PrefixBatch.build(part, [0] * len(part), pad)  # right padding only
         mask = batch.attention_mask.bool()
-        found: dict[int, torch.Tensor] = {}
 
-        def grab(l, found=found, mask=mask):
-            return lambda m, a: found.__setitem__(l, a[0][mask])
+        def grab(l, mask=mask):
+            def fn(m, a):
+                k = a[0][mask].float()  # (tokens, d_ff), non-pad tokens only
+                torch.mm(k.T, k, out=part_sum)
+                sums[l].add_(part_sum)
+                if l == deepest:
+                    raise _StopForward
+
+            return fn
 
         pairs = [(spec.down_proj_module(model, l), grab(l)) for l in layers]
-        with hooks(pairs, pre=True), layer_window(bundle, 0, max(layers) + 1):
-            base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
-        for l in layers:
-            k = found[l].float()
-            sums[l] += (k.T @ k).double()
+        try:
+            with hooks(pairs, pre=True), layer_window(bundle, 0, deepest + 1):
+                base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        except _StopForward:
+            pass
         count += int(mask.sum())
-    log.info("kedit: second moments of layers %s over %d tokens in %.1fs", layers, count, time.perf_counter() - t0)
+    log.info(
+        "kedit: second moments of layers %s over %d tokens in %.1fs (corpus %.1fs)",
+        layers, count, time.perf_counter() - t0, t_corpus,
+    )
     return {l: (sums[l] / count).float() for l in layers}
 
 
@@ -185,9 +209,23 @@ def second_moments(bundle, layers: list[int], n_tokens: int, use_cache: bool = T
     if missing:
         have.update(compute_second_moments(bundle, missing, n_tokens))
         if use_cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
-            os.close(fd)
-            save_file({f"layer.{l}": t.contiguous() for l, t in have.items()}, tmp, metadata={"n_tokens": str(n_tokens)})
-            os.replace(tmp, path)
+            save_second_moments(bundle, n_tokens, have)
     return {l: have[l] for l in layers}
+
+
+def save_second_moments(bundle, n_tokens: int, moments: dict[int, torch.Tensor]) -> Path:
+    """Write (merge) per-layer statistics into the model's cache file; returns its path."""
+    path = _path(bundle, n_tokens)
+    have: dict[int, torch.Tensor] = {}
+    if path.is_file():
+        try:
+            have = {int(k.split(".")[1]): v for k, v in load_file(str(path)).items()}
+        except (OSError, ValueError, RuntimeError):
+            have = {}
+    have.update(moments)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    os.close(fd)
+    save_file({f"layer.{l}": t.contiguous() for l, t in have.items()}, tmp, metadata={"n_tokens": str(n_tokens)})
+    os.replace(tmp, path)
+    return path

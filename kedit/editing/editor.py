@@ -72,7 +72,16 @@ class ParametricEditor:
     def second_moments(self, layers: list[int], n_tokens: int) -> dict[int, torch.Tensor]:
         missing = [l for l in layers if (l, n_tokens) not in self._covs]
         if missing:
-            for l, c in second_moments(self.bundle, missing, n_tokens).items():
+            # One corpus pass serves every layer up to the deepest: collect the default edit layers of
+            # every method along with the requested ones, so the statistics are computed once.
+            family = self.bundle.spec.family
+            wanted = set(missing)
+            for method in CONFIG_CLASSES:
+                cfg = default_config(method, family)
+                wanted |= set(cfg.layers) if isinstance(cfg, MEMITConfig) else {cfg.layer}
+            n_layers = self.bundle.spec.n_layers(self.bundle.model)
+            wanted = {l for l in wanted if 0 <= l < n_layers and (l, n_tokens) not in self._covs}
+            for l, c in second_moments(self.bundle, sorted(wanted), n_tokens).items():
                 self._covs[(l, n_tokens)] = c
         return {l: self._covs[(l, n_tokens)] for l in layers}
 
@@ -205,6 +214,7 @@ class ParametricEditor:
             assert isinstance(cfg, MEMITConfig)
             templates = context_templates(bundle, cfg.context_templates)
             layers = sorted(cfg.layers)
+            t_start = time.perf_counter()
             if method == "memit":
                 covs = self.second_moments(layers, cfg.mom2_n_tokens)
                 vr = memit_apply(bundle, requests, cfg, templates, covs, commit, sadr=sadr)
@@ -218,6 +228,7 @@ class ParametricEditor:
                 )
                 extra.update({f"keys.{l}": k for l, k in keys.items()})
             info["value_steps"], info["value_s"] = vr.steps, vr.seconds
+            info["update_s"] = time.perf_counter() - t_start - vr.seconds  # keys, residuals, solves
         else:
             assert isinstance(cfg, FTConfig)
             name, delta, n_steps, loss = ft_delta(bundle, requests, cfg)

@@ -119,6 +119,67 @@ def collect_at_subject(
     return ({l: torch.cat(v) for l, v in keys.items()}, {l: torch.cat(v) for l, v in outs.items()})
 
 
+class SubjectRuns:
+    """Rows truncated at the subject, batched once, run repeatedly while MEMIT updates layers bottom-up.
+
+    After a layer l is edited, states entering l are unchanged; `collect(..., resume=l)` therefore
+    restarts at layer l from the hidden states remembered by the previous call (`remember=l`) instead of
+    running the whole stack again.
+    """
+
+    def __init__(self, bundle, rows: list[Row], batch_size: int = 256):
+        self.bundle = bundle
+        self.rows = rows
+        self.batches: list[PrefixBatch] = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            seqs = [list(r.ids[: r.subject_col + 1]) for r in chunk]
+            # Split every row at its subject column: the subject's last token is suffix column 0.
+            self.batches.append(PrefixBatch.build(seqs, [r.subject_col for r in chunk], pad_id(bundle.tokenizer)))
+        self.saved: dict[int, list[torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def collect(
+        self, key_layers: list[int], out_layers: list[int] = (), resume: int | None = None, remember: int | None = None
+    ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """Keys at `key_layers` and block outputs at `out_layers` at subject_last (as `collect_at_subject`)."""
+        spec, model = self.bundle.spec, self.bundle.model
+        stop = max([*key_layers, *out_layers]) + 1
+        if resume is not None and resume not in self.saved:
+            raise KeyError(f"no hidden states remembered at layer {resume}")
+        start = resume if resume is not None else 0
+        keys: dict[int, list[torch.Tensor]] = {l: [] for l in key_layers}
+        outs: dict[int, list[torch.Tensor]] = {l: [] for l in out_layers}
+        base = base_model(self.bundle)
+        new_saved: list[torch.Tensor] = []
+        for b, batch in enumerate(self.batches):
+            col = batch.n_prefix
+            found: dict = {}
+
+            def _key(layer, found=found, col=col):
+                return lambda m, a: found.__setitem__(("k", layer), a[0][:, col].clone())
+
+            def _out(layer, found=found, col=col):
+                return lambda m, a, o: found.__setitem__(("o", layer), o[:, col].clone())
+
+            pre = [(spec.down_proj_module(model, l), _key(l)) for l in key_layers]
+            if remember is not None:
+                pre.append((spec.layer(model, remember), lambda m, a, found=found: found.__setitem__("h", a[0].clone())))
+            post = [(spec.layer(model, l), _out(l)) for l in out_layers]
+            hidden = self.saved[resume][b] if resume is not None else None
+            with hooks(pre, pre=True), hooks(post), layer_window(self.bundle, start, stop, hidden_in=hidden):
+                base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+            for l in key_layers:
+                keys[l].append(found[("k", l)])
+            for l in out_layers:
+                outs[l].append(found[("o", l)])
+            if remember is not None:
+                new_saved.append(found["h"])
+        if remember is not None:
+            self.saved[remember] = new_saved
+        return ({l: torch.cat(v) for l, v in keys.items()}, {l: torch.cat(v) for l, v in outs.items()})
+
+
 def grouped_keys(rows: list[Row], row_keys: torch.Tensor, n_requests: int) -> torch.Tensor:
     """MEMIT's key: ½·k(bare "{}") + ½·mean over the prefixed templates, per request -> (n, d_ff)."""
     d_ff = row_keys.shape[1]

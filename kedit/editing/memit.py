@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from kedit.editing.config import AlphaEditConfig, MEMITConfig
-from kedit.editing.keys import build_rows, collect_at_subject, grouped_keys
+from kedit.editing.keys import SubjectRuns, build_rows, collect_at_subject, grouped_keys
 from kedit.editing.requests import EditRequest
 from kedit.editing.values import ValueResult, optimise_values
 from kedit.errors import EditError
@@ -33,8 +33,14 @@ def memit_apply(
     projectors: dict[int, torch.Tensor] | None = None,
     past: dict[int, torch.Tensor] | None = None,
     sadr: bool = False,
+    keys_out: dict[int, torch.Tensor] | None = None,
 ) -> ValueResult:
-    """Run MEMIT (or AlphaEdit when `projectors` is given), calling `apply(name, delta)` per layer."""
+    """Run MEMIT (or AlphaEdit when `projectors` is given), calling `apply(name, delta)` per layer.
+
+    `keys_out` (if given) receives the keys K (d_ff, n) of every layer; each is computed after the layers
+    below it were updated and does not depend on its own or later layers, so they are the keys of the
+    edited model (AlphaEdit's cache).
+    """
     spec, tok = bundle.spec, bundle.tokenizer
     layers = sorted(cfg.layers)
     last = layers[-1]
@@ -43,9 +49,15 @@ def memit_apply(
     z = vr.init + vr.delta  # (n, d)
     rows = build_rows(tok, requests, templates, target=False, truncate=True)
     bare = torch.tensor([i for i, r in enumerate(rows) if r.template == 0])
+    runs = SubjectRuns(bundle, rows)
     for t, layer in enumerate(layers):
-        row_keys, outs = collect_at_subject(bundle, rows, [layer], [last])
+        # Layers below the one updated last are unchanged: restart from the states entering it.
+        resume = layers[t - 1] if t > 0 else None
+        row_keys, outs = runs.collect([layer], [last], resume=resume, remember=layer)
+        runs.saved.pop(resume, None)
         k = grouped_keys(rows, row_keys[layer], n).T.double()  # (d_ff, n)
+        if keys_out is not None:
+            keys_out[layer] = k.float().contiguous()
         cur = outs[last][bare]  # (n, d)
         resid = ((z - cur).T / (len(layers) - t)).double()  # (d, n)
         if projectors is None:

@@ -163,17 +163,29 @@ def full_forward(bundle, batch: PrefixBatch, stop: int | None = None) -> list[tu
     return kv
 
 
-def fresh_cache(bundle, kv: list[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor | None = None) -> DynamicCache:
+def fresh_cache(
+    bundle, kv: list[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor | None = None, start: int = 0
+) -> DynamicCache:
     """A new DynamicCache holding the given prefix KV (optionally a subset of rows).
 
     A fresh cache per step keeps autograd graphs of different steps apart (a cropped cache would
-    keep a view into the previous step's graph).
+    keep a view into the previous step's graph). Layers below `start` are never read by a window
+    starting there: they get layer 0's tensors (the masks read the cache length from layer 0) instead
+    of a copy of their own rows.
     """
     cache = DynamicCache(config=bundle.model.config)
+    if rows is not None and len(kv) and kv[0][0] is not None and rows.numel() == kv[0][0].shape[0]:
+        if torch.equal(rows, torch.arange(rows.numel())):
+            rows = None  # every row: no copies
+    first = None
     for idx, (k, v) in enumerate(kv):
         if k is None:  # a layer the window skipped: never read during the step either
             continue
-        if rows is not None:
+        if 0 < idx < start and first is not None:
+            k, v = first
+        elif rows is not None:
             k, v = k[rows], v[rows]
+        if first is None:
+            first = (k, v)
         cache.update(k, v, idx)
     return cache

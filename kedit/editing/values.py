@@ -144,7 +144,7 @@ def optimise_values(
                 return torch.cat([o[:, :1] + d_rows[:, None], o[:, 1:]], dim=1)
 
             hook_pairs.append((spec.down_proj_module(model, layer), _inject))
-        cache = fresh_cache(bundle, kv, sel) if P > 0 else None
+        cache = fresh_cache(bundle, kv, sel, start=start) if P > 0 else None
         rw_local = torch.nonzero(~is_kl[sel]).squeeze(1)  # local indices of rewriting rows
         rw_global = sel[rw_local]
         tap_ctx = tap.active(rw_local, query_cols[rw_global]) if tap else contextlib.nullcontext()
@@ -165,6 +165,11 @@ def optimise_values(
         rw_req = row_req[rw_global]
         counts = torch.bincount(rw_req, minlength=n).clamp(min=1).float()
         nll = torch.zeros(n).index_add(0, rw_req, nll_row) / counts
+        with torch.no_grad():  # per request: is every target token the argmax on every prompt?
+            hit_row = ((logp.argmax(-1) == tgt_ids[rw_global]) | (tgt_mask[rw_global] == 0)).all(1)
+            misses = torch.zeros(n).index_add(0, rw_req, (~hit_row).float())
+            prob = torch.zeros(n).index_add(0, rw_req, (tok_lp.sum(1) / tgt_mask[rw_global].sum(1)).exp()) / counts
+            reached = (misses == 0) & (prob >= cfg.argmax_stop_prob) if cfg.argmax_stop_prob > 0 else None
         # KL of the next-token distribution at the anchor's subject_last
         kl_local = torch.nonzero(is_kl[sel]).squeeze(1)
         kl_lp = torch.log_softmax(lm_head(hs[kl_local, 0]).float(), dim=-1)
@@ -189,6 +194,8 @@ def optimise_values(
         final_nll[active] = nll[active].detach()
         trace.append(float(loss.detach()[active].mean()))
         done = active & (loss.detach() < cfg.loss_stop)
+        if reached is not None:
+            done |= active & reached
         if it == steps - 1:
             break
         todo = active & ~done

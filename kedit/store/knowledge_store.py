@@ -108,6 +108,7 @@ class KnowledgeStore:
         self.lexical_weight = lexical_weight
         self.hnsw_threshold = hnsw_threshold
         self._embedder = embedder
+        self._model_recorded = False
         self._indexes: dict[str, retrieval.VectorIndex] = {}
         self._triples: graph.TripleStore | None = None
         self._view: graph.MultiHopGraph | None = None
@@ -190,17 +191,18 @@ class KnowledgeStore:
     @property
     def model_name(self) -> str:
         """The embedding model the vectors come from (stored in the record at the first write)."""
-        stored = self.record.get_meta("embedding_model")
         if self._embedder is not None:
             return getattr(self._embedder, "name", type(self._embedder).__name__)
-        return stored or "all-MiniLM-L6-v2"
+        return self.record.get_meta("embedding_model") or "all-MiniLM-L6-v2"
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(self.embedder.encode(list(texts)), dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(texts):
             raise StoreError(f"the embedder returned shape {vectors.shape} for {len(texts)} texts")
-        if not self.read_only and self.record.get_meta("embedding_model") != self.model_name:
-            self.record.set_meta("embedding_model", self.model_name)
+        if not self.read_only and not self._model_recorded:
+            if self.record.get_meta("embedding_model") != self.model_name:
+                self.record.set_meta("embedding_model", self.model_name)
+            self._model_recorded = True
         return vectors
 
     # -- index consistency ----------------------------------------------------------------------
@@ -532,14 +534,15 @@ class KnowledgeStore:
                 self.record.get_facts(i for i, _ in found) if kind == FACT
                 else self.record.get_passages(i for i, _ in found)
             )
-            keep = []
-            for item_id, score in found:
-                row = rows.get(item_id)
-                if row is None or row.deleted_at is not None or not row.valid_at(when):
-                    continue
-                if kind == FACT and not include_superseded and not self.record.is_current(row, when):
-                    continue
-                keep.append((item_id, score, row.sentence if kind == FACT else row.text))
+            live = {i: r for i, r in rows.items() if r.deleted_at is None and r.valid_at(when)}
+            if kind == FACT and not include_superseded:
+                current = self.record.current_among(list(live.values()), when)
+                live = {i: r for i, r in live.items() if i in current}
+            keep = [
+                (item_id, score, live[item_id].sentence if kind == FACT else live[item_id].text)
+                for item_id, score in found
+                if item_id in live
+            ]
             if len(keep) >= k or len(found) < fetch:
                 break
             fetch *= 4
