@@ -15,6 +15,7 @@ questions from all of it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Iterable, Mapping
@@ -329,10 +330,13 @@ class KnowledgeLayer:
             warnings.warn(f"kedit: the model cannot be edited ({self.editable_reason}); facts go to the store",
                           stacklevel=2)
         decisions: list[RouteDecision] = []
+        routed = 0  # requests of this batch already sent to the weights count against the budget
         for item, request, relation_id in prepared:
             signals = self._signals(request, relation_id, valid_from=item.get("valid_from"),
                                     valid_to=item.get("valid_to"))
+            signals = dataclasses.replace(signals, live_edits=signals.live_edits + routed)
             decisions.append(self.router.decide(signals, route))
+            routed += decisions[-1].route in (Route.PARAMETRIC, Route.BOTH)
 
         # weight edits: one record for every item routed to the weights
         to_weights = [i for i, d in enumerate(decisions) if d.route in (Route.PARAMETRIC, Route.BOTH)]
@@ -376,7 +380,7 @@ class KnowledgeLayer:
 
         results = []
         for idx, ((item, request, relation_id), decision) in enumerate(zip(prepared, decisions)):
-            fact_id = None
+            fact_id, passage_ids = None, []
             stored_to = decision.route in (Route.STORE, Route.BOTH)
             if stored_to and relation_id is not None:
                 fact = self.store.add_fact(
@@ -388,6 +392,7 @@ class KnowledgeLayer:
             elif stored_to:
                 passages = self.store.add_document(f"{request.text} {request.target}.", source=source,
                                                    valid_from=item.get("valid_from"), valid_to=item.get("valid_to"))
+                passage_ids = [p.id for p in passages]
                 decision = RouteDecision(decision.route, (*decision.reasons, f"stored as passage {passages[0].id}"),
                                          decision.signals, decision.forced)
             entry = self.store.record_edit(
@@ -396,6 +401,7 @@ class KnowledgeLayer:
                 fact_id=fact_id,
                 edit_id=edit_id if idx in verification else None,
                 details={"kind": "edit", "request": request.to_dict(), "relation": relation_id,
+                         "passage_ids": passage_ids,
                          "verification": verification.get(idx), "signals": decision.to_dict()["signals"]},
             )
             results.append(EditResult(
@@ -588,6 +594,12 @@ class KnowledgeLayer:
                 if not self.store.fact(fid).deleted:
                     self.store.delete_fact(fid)
                     done.append(f"fact {fid} tombstoned")
+        passage_ids = set(entry.details.get("passage_ids") or [])
+        if passage_ids and entry.decision != Route.REMOVE.value:
+            documents = {p.document_id for p in self.store.passages() if p.id in passage_ids and not p.deleted_at}
+            for document_id in sorted(documents):
+                self.store.delete_document(document_id)
+                done.append(f"document {document_id} deleted")
         if not done:
             done.append("nothing live left to take back")
         self.store.record_edit(decision="undo", reasons=done, details={"kind": "undo", "undoes": entry.id})

@@ -132,7 +132,7 @@ def test_memit_config_types(editor):
 def test_argmax_stop_ends_the_value_optimisation_early(smollm):
     from kedit.editing.values import optimise_values
 
-    base = replace(default_config("rome", "llama"), context_templates=(), loss_stop=0.0)
+    base = replace(default_config("rome", "llama"), context_templates=(), loss_stop=0.0, v_num_grad_steps=12)
     full = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(base, argmax_stop_prob=0.0), "mlp", base.layer)
     early = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(base, argmax_stop_prob=0.5), "mlp", base.layer)
     assert full.steps == base.v_num_grad_steps

@@ -12,14 +12,14 @@ if [ "${1:-}" != report ]; then
   $B mquake --method rag   --edits-per-batch 1   --limit 20 --out runs/mquake-k1-rag
   $B mquake --method rag   --edits-per-batch all --limit 20 --out runs/mquake-kall-rag
   $B knowedit --data "$ZSRE" --method rag   --limit 20 --no-fluency --out runs/knowedit-zsre-rag
-  $B knowedit --data "$ZSRE" --method layer --limit 5  --no-fluency --out runs/knowedit-zsre-layer
+  $B knowedit --data "$ZSRE" --method layer --limit 10 --no-fluency --out runs/knowedit-zsre-layer
   $B mquake --method layer --edits-per-batch all --limit 10 --out runs/mquake-kall-layer
   $B mquake --method mello --edits-per-batch all --limit 5  --out runs/mquake-kall-mello
   $B mquake --method mello --edits-per-batch 1   --limit 5  --out runs/mquake-k1-mello
-  $B knowedit --data "$ZSRE" --method rome  --limit 5  --no-fluency --out runs/knowedit-zsre-rome
+  $B knowedit --data "$ZSRE" --method rome  --limit 10 --no-fluency --out runs/knowedit-zsre-rome
   $B mquake --method rome  --edits-per-batch all --limit 10 --out runs/mquake-kall-rome
-  $B mquake --method layer --edits-per-batch 1   --limit 5  --out runs/mquake-k1-layer
-  $B mquake --method rome  --edits-per-batch 1   --limit 5  --out runs/mquake-k1-rome
+  $B mquake --method layer --edits-per-batch 1   --limit 10 --out runs/mquake-k1-layer
+  $B mquake --method rome  --edits-per-batch 1   --limit 10 --out runs/mquake-k1-rome
 fi
 $B compare runs/mquake-* runs/knowedit-* --out benchmarks/RESULTS.md --plots benchmarks/results \
   --header benchmarks/results/HEADER.md
