@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -41,15 +41,17 @@ def _root() -> None:
     """kedit: edit, insert, forget and query knowledge of a language model."""
 
 
+def _status(message: str, quiet: bool):
+    """A spinner for long work, except under --json (stdout must stay machine-readable)."""
+    return nullcontext() if quiet else console.status(message)
+
+
 @contextmanager
 def _layer(kb: str, model: str, quiet: bool = False):
     from kedit.layer import KnowledgeLayer
 
-    if quiet:
+    with _status(f"opening {kb} with {model} ...", quiet):
         layer = KnowledgeLayer.open(kb, model=model)
-    else:
-        with console.status(f"opening {kb} with {model} ..."):
-            layer = KnowledgeLayer.open(kb, model=model)
     try:
         yield layer
     finally:
@@ -104,13 +106,9 @@ def edit(
 ) -> None:
     """Write a fact: the router picks the weights, the store or both."""
     with _layer(kb, model, as_json) as kl:
-        if as_json:
+        with _status("editing (probe, route, edit, verify) ...", as_json):
             rec = kl.edit(prompt, target, subject, relation=relation, route=route, method=method,
                           valid_from=valid_from, valid_to=valid_to)
-        else:
-            with console.status("editing (probe, route, edit, verify) ..."):
-                rec = kl.edit(prompt, target, subject, relation=relation, route=route, method=method,
-                              valid_from=valid_from, valid_to=valid_to)
         _emit(rec.to_dict(), as_json, _render_edit)
 
 
@@ -145,11 +143,8 @@ def forget(
 ) -> None:
     """Forget a fact everywhere (store, weight edits, and the model's own memory), then verify."""
     with _layer(kb, model, as_json) as kl:
-        if as_json:
+        with _status("forgetting (tombstone, undo edits, unlearn, verify) ...", as_json):
             rep = kl.forget(subject, relation, obj)
-        else:
-            with console.status("forgetting (tombstone, undo edits, unlearn, verify) ..."):
-                rep = kl.forget(subject, relation, obj)
         _emit(rep.to_dict(), as_json)
 
 
