@@ -425,10 +425,12 @@ class KnowledgeLayer:
         valid_from: Any = None,
         valid_to: Any = None,
         route: Route | str | None = None,
+        extract_facts: bool = True,
     ) -> InsertResult:
         """Insert a passage (`text`) or a structured fact (`subject`, `relation`, `object`) into the store.
 
-        Sentences of `text` that state a known relation ("The capital of X is Y.") also become facts.
+        Sentences of `text` that state a known relation ("The capital of X is Y.") also become facts,
+        unless `extract_facts=False` (the text is kept as a passage only, e.g. an unverified source).
         `route="both"`/`"parametric"` sends a structured fact through `edit` instead.
         """
         if route is not None and Route.parse(route) in (Route.BOTH, Route.PARAMETRIC):
@@ -450,7 +452,8 @@ class KnowledgeLayer:
             fact_ids.append(fact.id)
             reasons.append(f"structured fact ({subject}, {rel}, {object}) recorded")
         if text is not None:
-            statements = parse_statements(text if isinstance(text, str) else "", self.store.relations)
+            statements = (parse_statements(text if isinstance(text, str) else "", self.store.relations)
+                          if extract_facts else [])
             passages = self.store.add_document(text, source=source, valid_from=valid_from, valid_to=valid_to)
             passage_ids = [p.id for p in passages]
             reasons.append(f"text stored as {len(passage_ids)} passage(s)")

@@ -1,13 +1,13 @@
 """The router: for every update, decide where the knowledge goes, from signals it can explain.
 
 Routes:
-- PARAMETRIC: edit the weights only (a prompt-level edit with no recognised relation: nothing structured
-  to store);
+- PARAMETRIC: edit the weights only (only when the caller forces it: every routed weight edit is also
+  recorded, so answers carry evidence and the edit can be found, undone or forgotten);
 - STORE: record only (time-bounded or volatile facts, multi-valued relations, facts the model already
   states, an exhausted edit budget or drifted locality probes, a model that cannot be edited, an edit
   that did not verify);
 - BOTH: edit the weights so closed-book answers agree, and record the fact so answers carry evidence and
-  multi-hop chains can use it;
+  multi-hop chains can use it (a prompt with no recognised relation is recorded as a passage);
 - REMOVE: forget (delete from every store; unlearn from the weights if the model still states it).
 """
 
@@ -120,8 +120,9 @@ class Router:
         now = f"the model now answers {s.current_answer!r}" if s.current_answer is not None else "the model does not state it"
         if s.relation is None:
             return RouteDecision(
-                Route.PARAMETRIC,
-                (now, "no relation recognised: nothing structured to store, so the weights are edited only"),
+                Route.BOTH,
+                (now, f"{s.live_edits} < {s.edit_budget} edits are live",
+                 "no relation recognised: edit the weights, and keep the statement as a passage for evidence"),
                 s,
             )
         return RouteDecision(

@@ -1,0 +1,67 @@
+"""The knowledge-preference conflict suite on real MQuAKE edits and the real SmolLM2 model, and the
+router's no-relation route (weights + a passage)."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.conflicts import KINDS, build_cases, run_suite, states, summarise
+from benchmarks.loaders import load_mquake
+from kedit import KnowledgeLayer, Route
+
+# kinds the hierarchy decides alone (no reading by the model): every case must obey
+BY_RULE = ("stored_vs_model", "stored_vs_passage", "instruction_vs_stored", "newer_vs_stale", "as_of_stale")
+
+
+def _state(bundle) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in bundle.model.state_dict().items()}
+
+
+def test_states_is_article_and_case_insensitive():
+    assert states("the United Kingdom.", "United Kingdom")
+    assert not states("", "Paris") and not states("Lyon", "Paris")
+
+
+def test_conflict_cases_are_built_from_real_edits(data_dir, tmp_path, smollm, embedder):
+    cases = load_mquake(data_dir / "MQuAKE", limit=10).cases
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        built = build_cases(cases, kl.store.relations, per_kind=2)
+    assert {c.kind for c in built} == set(KINDS)
+    for c in built:
+        assert c.expected != c.loser and c.question.endswith("?")
+    newer = next(c for c in built if c.kind == "newer_vs_stale")
+    stale = next(c for c in built if c.kind == "as_of_stale" and c.case_id == newer.case_id)
+    assert (newer.expected, newer.loser) == (stale.loser, stale.expected)
+
+
+def test_conflict_suite_obeys_the_hierarchy(data_dir, smollm, embedder, tmp_path):
+    before = _state(smollm)
+    cases = load_mquake(data_dir / "MQuAKE", limit=10).cases
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        relations = kl.store.relations
+    built = build_cases(cases, relations, per_kind=2, kinds=(*BY_RULE, "edited_vs_model"))
+    results = run_suite(smollm, built, workdir=tmp_path, embedder=embedder, show_progress=False)
+    summary = summarise(results)
+    for kind in BY_RULE:
+        failed = [(r.case.question, r.answer, r.case.expected) for r in results if r.case.kind == kind and not r.obeys]
+        assert not failed, f"{kind}: {failed}"
+        assert summary["per_kind"][kind]["tier_ok"] == 1.0
+    assert summary["per_kind"]["edited_vs_model"]["obeys"] >= 0.5
+    assert all(torch.equal(v, before[k]) for k, v in smollm.model.state_dict().items())  # edits undone
+
+
+def test_router_edits_and_keeps_a_passage_when_no_relation_matches(tmp_path, smollm, embedder):
+    before = _state(smollm)
+    prompt, subject = "Which family does Epaspidoceras belong to?", "Epaspidoceras"
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        rec = kl.edit(prompt, target="Noctuidae", subject=subject)
+        assert rec.relation is None
+        if rec.verified:
+            assert rec.route is Route.BOTH and rec.edit_id is not None
+        else:  # an edit that does not verify is undone and only the passage stays
+            assert rec.route is Route.STORE
+        passages = [p for p in kl.store.passages() if not p.deleted_at]
+        assert len(passages) == 1 and "Noctuidae" in passages[0].text
+        kl.undo(rec.id)
+        assert not [p for p in kl.store.passages() if not p.deleted_at]
+    assert all(torch.equal(v, before[k]) for k, v in smollm.model.state_dict().items())
