@@ -25,7 +25,7 @@ from typing import Any
 
 from kedit.errors import EditError, KeditError, StoreError, UnsupportedArchitectureError
 from kedit.preference import Evidence, Tier
-from kedit.router import Route, RouteDecision, Router, RouterSignals
+from kedit.router import VOLATILE_RELATIONS, Route, RouteDecision, Router, RouterSignals
 from kedit.scoring import score_targets, token_agreement
 from kedit.statements import match_relation, parse_statements
 from kedit.weights import EDIT, UNLEARN, WeightStack
@@ -229,7 +229,8 @@ class KnowledgeLayer:
             return None
         return match_relation(prompt_template, self.store.relations, self.store.embedder)
 
-    def _signals(self, request, relation_id: str | None, *, valid_from, valid_to, probe: bool = True) -> RouterSignals:
+    def _signals(self, request, relation_id: str | None, *, valid_from, valid_to, volatile: bool = False,
+                 probe: bool = True) -> RouterSignals:
         functional = None
         if relation_id is not None:
             functional = self.store.relations.resolve(relation_id).functional
@@ -242,6 +243,7 @@ class KnowledgeLayer:
             relation=relation_id,
             functional=functional,
             time_bounded=valid_from is not None or valid_to is not None,
+            volatile=bool(volatile) or relation_id in VOLATILE_RELATIONS,
             editable=self.editable,
             editable_reason=self.editable_reason,
             already_states_target=already,
@@ -280,14 +282,16 @@ class KnowledgeLayer:
         source: str = "edit",
         valid_from: Any = None,
         valid_to: Any = None,
+        volatile: bool = False,
     ) -> EditResult:
         """Write one fact where the router decides (or `route=` forces).
 
         Either a prompt containing the subject (or `{}`) plus `target`, or `subject`, `relation`, `target`.
+        `volatile=True` marks a fact expected to change soon (the router keeps it in the store).
         """
         return self.edit_many(
             [dict(prompt=prompt, target=target, subject=subject, relation=relation, valid_from=valid_from,
-                  valid_to=valid_to)],
+                  valid_to=valid_to, volatile=volatile)],
             route=route, method=method or self.edit_method, sadr=sadr, source=source,
         )[0]
 
@@ -302,7 +306,7 @@ class KnowledgeLayer:
     ) -> list[EditResult]:
         """Write many facts; weight edits of the batch go into one batch edit (`batch_method`).
 
-        Each item has keys prompt/target/subject/relation/valid_from/valid_to. Contradictory items (same
+        Each item has keys prompt/target/subject/relation/valid_from/valid_to/volatile. Contradictory items (same
         subject and relation, different targets) are rejected before anything changes.
         """
         import time
@@ -333,7 +337,7 @@ class KnowledgeLayer:
         routed = 0  # requests of this batch already sent to the weights count against the budget
         for item, request, relation_id in prepared:
             signals = self._signals(request, relation_id, valid_from=item.get("valid_from"),
-                                    valid_to=item.get("valid_to"))
+                                    valid_to=item.get("valid_to"), volatile=item.get("volatile", False))
             signals = dataclasses.replace(signals, live_edits=signals.live_edits + routed)
             decisions.append(self.router.decide(signals, route))
             routed += decisions[-1].route in (Route.PARAMETRIC, Route.BOTH)

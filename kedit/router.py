@@ -16,6 +16,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+# Relations whose value changes with elections, appointments and transfers: a record is cheap to change
+# and keeps the history, a weight edit would have to be redone each time.
+VOLATILE_RELATIONS: frozenset[str] = frozenset({
+    "P6",  # head of government
+    "P35",  # head of state
+    "P169",  # chief executive officer
+    "P286",  # head coach
+    "P488",  # chairperson
+    "P1037",  # director / manager
+    "P1308",  # officeholder
+})
+
 
 class Route(str, Enum):
     PARAMETRIC = "parametric"
@@ -96,7 +108,9 @@ class Router:
                 Route.STORE, ("the fact is valid only for a time span; weights cannot hold time validity",), s
             )
         if s.volatile:
-            return RouteDecision(Route.STORE, ("the fact is volatile: a record is cheap to change",), s)
+            why = (f"relation {s.relation} is volatile (office-holders change)" if s.relation in VOLATILE_RELATIONS
+                   else "the caller marked the fact volatile")
+            return RouteDecision(Route.STORE, (f"{why}: a record is cheap to change and keeps the history",), s)
         if s.relation is not None and s.functional is False:
             return RouteDecision(
                 Route.STORE,

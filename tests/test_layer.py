@@ -65,9 +65,13 @@ def test_router_sends_time_bounded_multivalued_and_known_facts_to_the_store(kl, 
     timed = kl.edit(subject="Italy", relation="head of government", target="Giorgia Meloni",
                     valid_from="2022-10-22")
     assert timed.route is Route.STORE and "time span" in timed.reasons[0]
+    office = kl.edit(subject="Croatia", relation="head of state", target="Zoran Milanović")
+    assert office.route is Route.STORE and "volatile" in office.reasons[0]
+    marked = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT, volatile=True)
+    assert marked.route is Route.STORE and "marked the fact volatile" in marked.reasons[0]
     known = kl.edit("The capital of France is", target="Paris", subject="France")
     assert known.route is Route.STORE and any("already states" in r for r in known.reasons)
-    forced = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT, route="store")
+    forced = kl.edit(f"{SUBJECT} is a citizen of", target="France", subject=SUBJECT, route="store")
     assert forced.route is Route.STORE and forced.reasons == ["route=store requested by the caller"]
     assert _same_weights(smollm, pristine)  # none of these touched the weights
 
