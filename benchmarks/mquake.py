@@ -22,6 +22,7 @@ Protocol (princeton-nlp/MQuAKE README; MQuAKE-Remastered):
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -85,60 +86,166 @@ def batch_facts(batch: list[MQuAKECase]) -> tuple[list[Fact], set[str]]:
     return facts, conflicted
 
 
+def _upper(text: str) -> str:
+    return text.upper()
+
+
+def cloze_settled(continuation: str, gold: str, aliases: tuple[str, ...] = ()) -> bool:
+    """Whether `cloze_recalled` of every continuation of `continuation` is already decided: a candidate
+    is followed by a non-word character (recalled, whatever follows), or no candidate can still be
+    reached (not recalled). A newline ends the probe (its stop string). Exact: used to stop generating
+    once more tokens cannot change the verdict.
+
+    >>> cloze_settled(" Croatia,", "Croatia"), cloze_settled(" Croatia", "Croatia"), cloze_settled(" Paris", "Croatia")
+    (True, False, True)
+    """
+    if "\n" in continuation:
+        return True
+    text = _upper(continuation.lstrip())
+    if "\ufffd" in text or not text:
+        return False  # an incomplete character: wait for the next token
+    for candidate in (gold, *aliases):
+        c = _upper(candidate.strip())
+        if not c:
+            continue
+        if c.startswith(text):
+            return False  # may still become this candidate
+        if text.startswith(c) and not re.match(r"\w", text[len(c)]):
+            return True  # recalled, whatever follows
+    return True  # no candidate can be reached any more
+
+
+def line_settled(continuation: str, gold: str, aliases: tuple[str, ...] = ()) -> bool:
+    """Whether the exact-match verdict of the first answer line is decided: the line ended (newline),
+    or its text so far is no prefix of any candidate (it can never equal one). Exact, as above.
+
+    >>> line_settled(" Croat", "Croatia"), line_settled(" Paris", "Croatia"), line_settled(" Croatia\n", "Croatia")
+    (False, True, True)
+    """
+    if "\n" in continuation:
+        return True
+    text = _upper(continuation.strip())
+    if "\ufffd" in text or not text:
+        return False
+    return not any(_upper(c.strip()).startswith(text) for c in (gold, *aliases) if c.strip())
+
+
+@dataclass
+class _Probe:
+    kind: str  # "cloze" | "question"
+    prompt: str  # what the probe asks (cloze, or the hop question)
+    query: str  # the text given to the model
+    answer: str
+    aliases: tuple[str, ...]
+    budget: int
+    output: str = ""
+    recalled: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.query, self.answer, self.aliases, self.budget)
+
+    def settled(self, text: str) -> bool:
+        check = cloze_settled if self.kind == "cloze" else line_settled
+        return check(text, self.answer, self.aliases)
+
+    def read(self, text: str) -> None:
+        if self.kind == "cloze":
+            self.output, self.recalled = text, cloze_recalled(text, self.answer, self.aliases)
+        else:
+            self.output = first_line_answer(text)
+            self.recalled = answer_matches(self.output, self.answer, self.aliases)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"probe": self.kind, "prompt": self.prompt, "output": self.output, "recalled": self.recalled}
+
+
 class _Prober:
+    """The probes of a batch of cases, run together: every single-hop probe of the batch in one batched
+    greedy call (a probe asked by several cases is generated once: same weights, same prompt), then
+    the multi-hop questions in up to 3 rounds (round j asks question j of the cases not yet right).
+
+    Each probe's generation stops at its budget, its stop string, or as soon as its verdict is settled
+    (`cloze_settled` / `line_settled`: further tokens cannot change it), so the metrics are those of
+    the full generations; the recorded `output` is the text generated until then."""
+
     def __init__(self, method: Method, prompts: MQuAKEPrompts, cot: bool) -> None:
         self.method, self.prompts, self.cot = method, prompts, cot
 
     def budget(self, answer: str, aliases: tuple[str, ...]) -> int:
         return answer_budget(self.method.bundle.tokenizer, (answer, *aliases))
 
-    def cloze(self, cloze: str, answer: str, aliases: tuple[str, ...]) -> dict[str, Any]:
-        text = self.method.generate(cloze, self.budget(answer, aliases), stop=("\n",))
-        return {"probe": "cloze", "prompt": cloze, "output": text, "recalled": cloze_recalled(text, answer, aliases)}
+    def _cloze(self, cloze: str, answer: str, aliases: tuple[str, ...]) -> _Probe:
+        return _Probe("cloze", cloze, cloze, answer, aliases, self.budget(answer, aliases))
 
-    def question(self, hop: Hop) -> dict[str, Any]:
+    def _question(self, hop: Hop) -> _Probe:
         query = self.prompts.relation_query(hop.relation_id, hop.question)
-        text = self.method.generate(query, self.budget(hop.answer, hop.aliases), stop=("\n",))
-        answer = first_line_answer(text)
-        return {
-            "probe": "question",
-            "prompt": hop.question,
-            "output": answer,
-            "recalled": answer_matches(answer, hop.answer, hop.aliases),
-        }
+        return _Probe("question", hop.question, query, hop.answer, hop.aliases, self.budget(hop.answer, hop.aliases))
 
-    def case(self, case: MQuAKECase, conflicted: bool) -> dict[str, Any]:
-        cloze_cache: dict[str, dict[str, Any]] = {}
+    def single_hops(self, cases: list[MQuAKECase]) -> list[tuple[list[_Probe], list[tuple[Hop, _Probe]]]]:
+        plans = []
+        for case in cases:
+            edits = []
+            for rw in case.requested_rewrite:
+                hop = next((h for h in case.new_single_hops if h.edited and h.answer == rw.target_new), None)
+                edits.append(self._cloze(rw.cloze, rw.target_new, hop.aliases if hop else ()))
+            hops = [(h, self._cloze(h.cloze, h.answer, h.aliases) if h.edited else self._question(h))
+                    for h in case.new_single_hops]
+            plans.append((edits, hops))
+        unique: dict[tuple, _Probe] = {}
+        for edits, hops in plans:
+            for probe in [*edits, *(p for _, p in hops)]:
+                unique.setdefault(probe.key, probe)
+        todo = list(unique.values())
+        texts = self.method.generate_lines([p.query for p in todo], [p.budget for p in todo],
+                                           [p.settled for p in todo])
+        for probe, text in zip(todo, texts):
+            probe.read(text)
+        for edits, hops in plans:
+            for probe in [*edits, *(p for _, p in hops)]:
+                done = unique[probe.key]
+                probe.output, probe.recalled = done.output, done.recalled
+        return plans
 
-        def cloze(text: str, answer: str, aliases: tuple[str, ...]) -> dict[str, Any]:
-            if text not in cloze_cache:
-                cloze_cache[text] = self.cloze(text, answer, aliases)
-            return cloze_cache[text]
+    def multi_hop(self, cases: list[MQuAKECase]) -> list[tuple[bool, list[dict[str, Any]]]]:
+        results: list[tuple[bool, list[dict[str, Any]]]] = [(False, []) for _ in cases]
+        for j in range(max((len(c.questions) for c in cases), default=0)):
+            ask = [i for i, c in enumerate(cases) if not results[i][0] and j < len(c.questions)]
+            if not ask:
+                break
+            golds = [(cases[i].new_answer, cases[i].new_answer_alias) for i in ask]
+            got = self.method.answer_multihop_many(
+                [cases[i].questions[j] for i in ask], self.prompts, cot=self.cot,
+                max_new_tokens=[self.budget(a, al) for a, al in golds],
+                stop_when=[lambda t, a=a, al=al: line_settled(t, a, al) for a, al in golds],
+            )
+            for i, (gold, aliases), ans in zip(ask, golds, got):
+                ok = answer_matches(ans.answer, gold, aliases)
+                results[i][1].append({"question": cases[i].questions[j], "answer": ans.answer, "raw": ans.raw,
+                                      "correct": ok})
+                if ok:  # MQuAKE: a case counts if any of its questions is answered right
+                    results[i] = (True, results[i][1])
+        return results
 
-        edit_probes = []
-        for rw in case.requested_rewrite:
-            hop = next((h for h in case.new_single_hops if h.edited and h.answer == rw.target_new), None)
-            edit_probes.append(cloze(rw.cloze, rw.target_new, hop.aliases if hop else ()))
-        hops = []
-        for hop in case.new_single_hops:
-            probe = cloze(hop.cloze, hop.answer, hop.aliases) if hop.edited else self.question(hop)
-            hops.append({"edited": hop.edited, "relation": hop.relation_id, "answer": hop.answer, **probe})
-        answers = []
-        correct = False
-        budget = self.budget(case.new_answer, case.new_answer_alias)
-        for q in case.questions:
-            got = self.method.answer_multihop(q, self.prompts, cot=self.cot, max_new_tokens=budget)
-            ok = answer_matches(got.answer, case.new_answer, case.new_answer_alias)
-            answers.append({"question": q, "answer": got.answer, "raw": got.raw, "correct": ok})
-            if ok:
-                correct = True
-                break  # MQuAKE: a case counts if any of its questions is answered right
-        return {
-            "edit_recalled": [p["recalled"] for p in edit_probes],
-            "hops": [{"edited": h["edited"], "recalled": h["recalled"]} for h in hops],
-            "multi_hop": correct,
-            "conflicted": conflicted,
-        }, {"edit_probes": edit_probes, "hop_probes": hops, "multi_hop_answers": answers}
+    def cases(self, cases: list[MQuAKECase], conflicted: set[str]) -> tuple[list[tuple[dict, dict]], dict[str, float]]:
+        """(metrics, outputs) per case, and the seconds (wall and process CPU) of each stage."""
+        w0, c0 = time.perf_counter(), time.process_time()
+        plans = self.single_hops(cases)
+        w1, c1 = time.perf_counter(), time.process_time()
+        multi = self.multi_hop(cases)
+        w2, c2 = time.perf_counter(), time.process_time()
+        out = []
+        for case, (edits, hops), (correct, answers) in zip(cases, plans, multi):
+            hop_probes = [{"edited": h.edited, "relation": h.relation_id, "answer": h.answer, **p.to_dict()}
+                          for h, p in hops]
+            out.append(({
+                "edit_recalled": [p.recalled for p in edits],
+                "hops": [{"edited": h["edited"], "recalled": h["recalled"]} for h in hop_probes],
+                "multi_hop": correct,
+                "conflicted": case.case_id in conflicted,
+            }, {"edit_probes": [p.to_dict() for p in edits], "hop_probes": hop_probes, "multi_hop_answers": answers}))
+        stages = {"single_hop_s": w1 - w0, "single_hop_cpu_s": c1 - c0, "multi_hop_s": w2 - w1, "multi_hop_cpu_s": c2 - c1}
+        return out, stages
 
 
 def _inputs(case: MQuAKECase) -> dict[str, Any]:
@@ -172,6 +279,12 @@ def run_mquake(
     prober = _Prober(method, prompts, settings.cot)
     done = sum(1 for c in cases if c.case_id in run.finished)
     complete = False
+    stages: dict[str, float] = {}
+
+    def add(name: str, wall: float, cpu: float) -> None:
+        stages[f"{name}_s"] = stages.get(f"{name}_s", 0.0) + wall
+        stages[f"{name}_cpu_s"] = stages.get(f"{name}_cpu_s", 0.0) + cpu
+
     try:
         with progress_bar(f"mquake k={settings.edits_per_batch} · {method.name}", len(cases), done, console) as advance:
             for b, batch in enumerate(batches(cases, k)):
@@ -179,11 +292,16 @@ def run_mquake(
                 if not todo:
                     continue
                 facts, conflicted = batch_facts(batch)
+                w0, c0 = time.perf_counter(), time.process_time()
                 applied: Applied = method.apply(facts)
+                add("apply", time.perf_counter() - w0, time.process_time() - c0)
                 try:
-                    for case in todo:
-                        t0 = time.perf_counter()
-                        metrics, outputs = prober.case(case, case.case_id in conflicted)
+                    w0 = time.perf_counter()
+                    results, probe_stages = prober.cases(todo, conflicted)
+                    for name in ("single_hop", "multi_hop"):
+                        add(name, probe_stages[f"{name}_s"], probe_stages[f"{name}_cpu_s"])
+                    per_case = (time.perf_counter() - w0) / len(todo)
+                    for case, (metrics, outputs) in zip(todo, results):
                         run.record(
                             {
                                 "case_id": case.case_id,
@@ -196,12 +314,14 @@ def run_mquake(
                                 "edit_error": applied.error,
                                 "edit_info": applied.info,
                                 "edit_seconds": round(applied.seconds, 3),
-                                "eval_seconds": round(time.perf_counter() - t0, 3),
+                                "eval_seconds": round(per_case, 3),  # the batch's probing time, shared out
                             }
                         )
                         advance()
                 finally:
+                    w0, c0 = time.perf_counter(), time.process_time()
                     method.undo(applied)
+                    add("undo", time.perf_counter() - w0, time.process_time() - c0)
         complete = True
     finally:
         records = [run.finished[c.case_id] for c in cases if c.case_id in run.finished]
@@ -217,7 +337,11 @@ def run_mquake(
                 "n_conflicted": sum(1 for r in records if r["metrics"].get("conflicted")),
                 "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
                 "n_requested": len(cases),
+                "stages": {name: round(v, 2) for name, v in stages.items()},  # this invocation only
             },
             complete=complete and len(records) == len(cases),
         )
+        if console is not None and stages:
+            console.print("stages (wall s / process CPU s): " + ", ".join(
+                f"{n[:-2]} {stages[n]:.1f}/{stages[n[:-2] + '_cpu_s']:.1f}" for n in stages if not n.endswith("_cpu_s")))
     return summary

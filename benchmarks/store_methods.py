@@ -29,7 +29,7 @@ import tempfile
 import time
 import unicodedata
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,6 +180,10 @@ class _StoreBacked(Method):
 
     def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = ("\n",)) -> str:
         return greedy_generate(self.bundle, self._context(prompt) + prompt, max_new_tokens, stop)
+
+    def generate_lines(self, prompts: Sequence[str], max_new_tokens: Sequence[int],
+                       stop_when: Sequence[Callable[[str], bool] | None] | None = None) -> list[str]:
+        return super().generate_lines([self._context(p) + p for p in prompts], max_new_tokens, stop_when)
 
     def sample(self, prompt: str, seed: int) -> str:
         """EasyEdit's fluency text of `prompt` (prompt + continuation, 100 tokens with the prompt), the
@@ -340,6 +344,13 @@ class MeLLoMethod(RagMethod):
             prompt = prompt + gen + "Retrieved fact: " + found[0].strip().rstrip(".") + "."
         return MultiHopAnswer(answer, prompt[len(start) :])
 
+    def answer_multihop_many(
+        self, questions: Sequence[str], prompts: MQuAKEPrompts, cot: bool = False,
+        max_new_tokens: Sequence[int] | None = None, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+    ) -> list[MultiHopAnswer]:
+        """MeLLo's loop is sequential (each round reads the last): one question at a time."""
+        return [self.answer_multihop(q, prompts, cot=cot) for q in questions]
+
 
 class LayerMethod(_StoreBacked):
     """kedit's own path: facts go through `KnowledgeLayer.edit_many` (the router picks weights, store or
@@ -426,7 +437,10 @@ class LayerMethod(_StoreBacked):
     def answer_multihop(
         self, question: str, prompts: MQuAKEPrompts, cot: bool = False, max_new_tokens: int = 24
     ) -> MultiHopAnswer:
-        ans = self.kl.query(question)
+        return self._multihop(self.kl.query(question))
+
+    @staticmethod
+    def _multihop(ans) -> MultiHopAnswer:
         trace = ans.trace
         raw = json.dumps({
             "mode": trace.get("mode"),
@@ -434,3 +448,11 @@ class LayerMethod(_StoreBacked):
             "generated": trace.get("generated"),
         }, ensure_ascii=False)
         return MultiHopAnswer(ans.text, raw)
+
+    def answer_multihop_many(
+        self, questions: Sequence[str], prompts: MQuAKEPrompts, cot: bool = False,
+        max_new_tokens: Sequence[int] | None = None, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+    ) -> list[MultiHopAnswer]:
+        """`KnowledgeLayer.query_many`: the same answers as `query` one by one, the model's work batched.
+        The gold-dependent `stop_when` is not used: the layer answers as it would for a user."""
+        return [self._multihop(ans) for ans in self.kl.query_many(list(questions))]

@@ -641,6 +641,14 @@ class KnowledgeLayer:
         return answer_question(self, question, instructions=instructions, as_of=as_of, k=k,
                                max_new_tokens=max_new_tokens)
 
+    def query_many(self, questions: Iterable[str], instructions: str | None = None, *, as_of: Any = None,
+                   k: int = 5, max_new_tokens: int = 12) -> list:
+        """`query` for many questions at once (the model's work of all of them is batched)."""
+        from kedit.query import answer_questions
+
+        return answer_questions(self, list(questions), instructions=instructions, as_of=as_of, k=k,
+                                max_new_tokens=max_new_tokens)
+
     # -- LangChain ------------------------------------------------------------------------------
     def as_retriever(self, k: int = 5):
         from kedit.integrations.langchain import KnowledgeRetriever

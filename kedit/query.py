@@ -2,19 +2,29 @@
 
 1. Instructions: sentences that state a known relation bind hops at the top tier; the text itself is
    kept as evidence.
-2. The evidence pool (RFM-RAG) extracts the question's (subject, relation, ?) slots and retrieves over
-   rounds from the vectors and the graph.
-3. The chain is walked hop by hop from the question's entity. At each hop the candidates are: an
-   instruction statement, the stored facts valid at `as_of` (newest first), a retrieved passage about
-   the subject (read by the model), and the model's own cloze answer; `preference.resolve` picks one and
-   its answer becomes the next hop's subject (edited facts therefore override the chain).
-4. The model generates the answer from the winning evidence only; `Answer.trace` says which tier won
-   and why, hop by hop.
+2. The question's (subject, relation, ?) slots come from the evidence pool's slot extraction (relation
+   templates, relation cue phrases ordered outward from the entity). When the store does not know the
+   entity, the one the question names (a whole relation template's subject, else its longest
+   capitalised name) starts the chain anyway: its hops are answered by the model, closed-book.
+3. The chain is walked hop by hop. At each hop the candidates are: an instruction statement, the stored
+   facts valid at `as_of` (newest first), a retrieved passage about the subject (read by the model), and
+   the model's closed-book answer (the relation's few-shot `Q: ... A:` question when the vocabulary has
+   demos, else its cloze); `preference.resolve` picks one and its answer becomes the next hop's subject
+   (edited facts therefore override the chain). A walked chain is the answer: no generation is needed.
+4. Without a chain, the RFM-RAG pool retrieves over rounds and the model generates the answer from the
+   winning tier's evidence only (an empty generation falls back to that evidence's answer, else to a
+   closed-book `Q: ... A:`). `Answer.trace` says which tier won and why, hop by hop; `Answer.evidence`
+   lists what was used. Short answers are returned without a leading lowercase "the".
+
+`answer_questions` answers many questions at once: the model's work of every question at one hop level
+is one batched greedy call (`greedy_many`: shared prompt prefixes computed once, left padding).
 """
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +46,276 @@ class Answer:
         return {"text": self.text, "answer": self.answer, "evidence": [e.to_dict() for e in self.evidence],
                 "trace": self.trace}
 
+# ---------------------------------------------------------------- batched greedy generation
+
+
+def _cache_arg(model) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    n = min(len(r) for r in rows)
+    first = rows[0]
+    for i in range(n):
+        if any(r[i] != first[i] for r in rows[1:]):
+            return i
+    return n
+
+
+def _out_cache(out, arg: str):
+    cache = getattr(out, arg, None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _eos_ids(bundle) -> set[int]:
+    """End-of-text ids as `generate` uses them (the generation config's, plus the tokenizer's)."""
+    ids = {bundle.tokenizer.eos_token_id}
+    config = getattr(bundle.model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None) if config is not None else None
+    ids |= set(extra) if isinstance(extra, (list, tuple)) else {extra}
+    return {i for i in ids if i is not None}
+
+
+_UNTIL = ("newline", "line", "none")
+
+
+def _finished(text: str, until: str) -> bool:
+    if until == "newline":
+        return "\n" in text
+    if until == "line":
+        return "\n" in text.lstrip()
+    return False
+
+
+_LONG = 48  # prompts at least this long (tokens) are batched by shared prefix (few-shot demos)
+_BATCH_OVERHEAD = 64  # a new batch costs about this many prefill tokens (its decode steps)
+
+
+def _batches(indices: list[int], ids: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Batches of prompt indices that waste little padding: short prompts sorted by length; long ones
+    sorted by their tokens (shared prefixes adjacent) and merged while the padded cost stays below the
+    cost of separate batches."""
+    short = sorted((i for i in indices if len(ids[i]) < _LONG), key=lambda i: len(ids[i]))
+    out = [short[s : s + batch_size] for s in range(0, len(short), batch_size)]
+    cur: list[int] = []
+    prefix = longest = 0
+    for i in sorted((i for i in indices if len(ids[i]) >= _LONG), key=lambda i: ids[i]):
+        if cur:
+            n_prefix = min(prefix, _common_prefix([ids[cur[-1]], ids[i]]), len(ids[i]) - 1)
+            width = max(longest, len(ids[i]))
+            merged = n_prefix + (len(cur) + 1) * (width - n_prefix)
+            apart = prefix + len(cur) * (longest - prefix) + len(ids[i]) + _BATCH_OVERHEAD
+            if len(cur) < batch_size and merged <= apart:
+                cur.append(i)
+                prefix, longest = n_prefix, width
+                continue
+            out.append(cur)
+        cur, prefix, longest = [i], len(ids[i]) - 1, len(ids[i])
+    if cur:
+        out.append(cur)
+    return out
+
+
+def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[int], *, until: str = "none",
+                batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+                ) -> list[list[int]]:
+    """Greedy continuations of many prompts, batched; returns each prompt's new token ids.
+
+    The same tokens as one `model.generate(do_sample=False)` per prompt (up to float rounding of the
+    batched matmuls): prompts are sorted by their tokens, a batch's common token prefix is run once and
+    its keys/values shared, the rest is left-padded (masked, positions kept). A row stops at its own
+    budget, at end-of-text, or when its decoded text meets `until`: "newline" (a newline anywhere, as a
+    `\\n` stop string does), "line" (a newline after some non-space text: enough for the first line of
+    the stripped text) or "none", or when `stop_when[i]` (if given) returns True for its text.
+    """
+    import torch
+
+    if until not in _UNTIL:
+        raise ValueError(f"until must be one of {_UNTIL}, not {until!r}")
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != len(prompts) or (stop_when is not None and len(stop_when) != len(prompts)):
+        raise ValueError(f"{len(prompts)} prompts but {len(budgets)} budgets")
+    tok, model = bundle.tokenizer, bundle.model
+    arg = _cache_arg(model)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    ids = [tok(p)["input_ids"] for p in prompts]
+    eos = _eos_ids(bundle)
+    results: list[list[int]] = [[] for _ in prompts]
+    device = bundle.device
+    with torch.no_grad():
+        for rows in _batches([i for i in range(len(prompts)) if budgets[i] > 0], ids, batch_size):
+            seqs = [ids[i] for i in rows]
+            n_prefix = min(_common_prefix(seqs), min(len(s) for s in seqs) - 1)
+            cache = None
+            if n_prefix > 0:
+                out = model(input_ids=torch.tensor([seqs[0][:n_prefix]], device=device), use_cache=True,
+                            logits_to_keep=1)
+                cache = _out_cache(out, arg)
+                if len(rows) > 1:
+                    cache.batch_repeat_interleave(len(rows))
+            tails = [s[n_prefix:] for s in seqs]
+            width = max(len(t) for t in tails)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), n_prefix + width), dtype=torch.long)
+            mask[:, :n_prefix] = 1
+            positions = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, t in enumerate(tails):
+                input_ids[r, width - len(t) :] = torch.tensor(t)
+                mask[r, n_prefix + width - len(t) :] = 1
+                positions[r, width - len(t) :] = torch.arange(n_prefix, n_prefix + len(t))
+            nxt_pos = torch.tensor([n_prefix + len(t) for t in tails])
+            live = list(range(len(rows)))  # batch row -> index into rows
+            new: list[list[int]] = [[] for _ in rows]
+            step = 0
+            while live:
+                kwargs = {arg: cache} if cache is not None else {}
+                out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                            position_ids=positions.to(device), use_cache=True, logits_to_keep=1, **kwargs)
+                cache = _out_cache(out, arg)
+                picked = out.logits[:, -1].argmax(-1).tolist()
+                step += 1
+                keep = []
+                for b, r in enumerate(live):
+                    t = picked[b]
+                    done = t in eos
+                    if not done:
+                        new[r].append(t)
+                        done = len(new[r]) >= budgets[rows[r]]
+                        if not done and (until != "none" or stop_when is not None):
+                            text = tok.decode(new[r], skip_special_tokens=True)
+                            check = stop_when[rows[r]] if stop_when is not None else None
+                            done = _finished(text, until) or (check is not None and check(text))
+                    if not done:
+                        keep.append(b)
+                if not keep:
+                    break
+                if len(keep) < len(live):
+                    cache.batch_select_indices(torch.tensor(keep, device=device))
+                    mask, nxt_pos = mask[keep], nxt_pos[keep]
+                    picked = [picked[b] for b in keep]
+                    live = [live[b] for b in keep]
+                input_ids = torch.tensor(picked, dtype=torch.long).unsqueeze(1)
+                mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
+                positions = nxt_pos.unsqueeze(1).clone()
+                nxt_pos = nxt_pos + 1
+            for r, i in enumerate(rows):
+                results[i] = new[r]
+    return results
+
+
+def complete_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 8, *, until: str = "none",
+                  batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None) -> list[str]:
+    """Decoded greedy continuations of `prompts` (see `greedy_many`)."""
+    tok = bundle.tokenizer
+    return [tok.decode(t, skip_special_tokens=True)
+            for t in greedy_many(bundle, prompts, max_new_tokens, until=until, batch_size=batch_size,
+                                 stop_when=stop_when)]
+
+
+# ---------------------------------------------------------------- the query loop
+
+_QUESTION_WORDS = {"who", "what", "which", "where", "when", "whose", "whom", "how", "in", "on", "at", "is", "are",
+                   "was", "were", "did", "does", "do", "name", "tell", "the", "a", "an", "of"}
+_NAME_GLUE = {"of", "de", "del", "da", "di", "von", "van", "der", "den", "du", "la", "le", "y", "and", "the", "al"}
+_WORD = re.compile(r"[\w][\w.'\-&]*")
+_CHAIN_TOKENS = 6  # closed-book cloze answer of one hop (a short entity name)
+_LINE_TOKENS = 12  # closed-book answer line of a few-shot relation question
+
 
 def _norm(text: str | None) -> str:
-    return " ".join((text or "").casefold().split())
+    """Comparison form of an answer: case-folded, spaces collapsed, a leading article dropped."""
+    folded = " ".join((text or "").casefold().split())
+    return folded[4:] if folded.startswith("the ") and len(folded) > 4 else folded
+
+
+def short_answer(text: str | None) -> str | None:
+    """A returned short answer without a leading lowercase "the" ("the United States" -> "United
+    States"); a capitalised "The" is kept, being usually part of a name ("The Hague")."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.startswith("the ") and 1 < len(text.split()) <= 6:
+        text = text[4:].strip()
+    return text
+
+
+def _subject_in_text(question: str) -> tuple[str, int] | None:
+    """The entity a question names when the store does not know it: the longest run of capitalised
+    words (name glue such as "of"/"von" allowed inside), question words at the start left out."""
+    words = [(m.group(0), m.start()) for m in _WORD.finditer(question)]
+    best: tuple[int, int, int] | None = None  # (length, first word, last word)
+    i = 0
+    while i < len(words):
+        word = words[i][0]
+        if (word[0].isupper() or word[0].isdigit()) and not (i == 0 and word.casefold() in _QUESTION_WORDS):
+            j = i
+            while j + 1 < len(words):
+                nxt = words[j + 1][0]
+                if nxt[0].isupper() or nxt[0].isdigit():
+                    j += 1
+                elif nxt.casefold() in _NAME_GLUE and j + 2 < len(words) and words[j + 2][0][0].isupper():
+                    j += 2
+                else:
+                    break
+            if best is None or j - i + 1 >= best[0]:
+                best = (j - i + 1, i, j)
+            i = j + 1
+        else:
+            i += 1
+    if best is None:
+        return None
+    _, first, last = best
+    start = words[first][1]
+    end = words[last][1] + len(words[last][0])
+    name = question[start:end].rstrip(".'").removesuffix("'s").strip()
+    return (name, start) if name else None
+
+
+def _pool_class():
+    from kedit.store.evidence import EvidencePool, Slot
+
+    class Pool(EvidencePool):
+        """The evidence pool with two additions for the query loop: the relation templates' vectors are
+        embedded once per store (not per question), and a chain can start from an entity the store does
+        not know (named in the question; its first hop is then answered by the model, closed-book)."""
+
+        _vectors: dict[int, tuple[int, Any]] = {}
+
+        def _closest_relation(self, question: str):
+            relations = list(self.store.relations)
+            key = id(self.store)
+            cached = self._vectors.get(key)
+            if cached is None or cached[0] != len(relations):
+                cached = (len(relations), self.store._embed([r.question.format("X") for r in relations]))
+                self._vectors[key] = cached
+            scores = cached[1] @ self.store._embed([question])[0]
+            return relations[int(scores.argmax())]
+
+        def chain_slots(self, question: str) -> tuple[list, str]:
+            """The question's slots and where the first subject came from ("store", "text" or "none")."""
+            slots = self.extract_slots(question)
+            if slots and slots[0].subject is not None:
+                return slots, "store"
+            for relation, pattern in self._templates:  # a whole relation template: its subject slot
+                match = pattern.match(question)
+                if match:
+                    return [Slot(0, relation.id, match.group("subject").strip())], "text"
+            named = _subject_in_text(question)
+            folded = question.casefold()
+            cues = self._relation_cues(folded)
+            if named is None or not cues:
+                return slots, "none"  # no relation named: no chain to walk (retrieval answers)
+            name, at = named
+            cues = [c for c in cues if not (at <= c[0] < at + len(name))]
+            if not cues:
+                return slots, "none"
+            cues.sort(key=lambda cue: abs(cue[0] - at))
+            chain = [Slot(0, cues[0][1], name)] + [Slot(i, r) for i, (_, r) in enumerate(cues[1:], start=1)]
+            return chain, "text"
+
+    return Pool
 
 
 def _fact_evidence(fact, relations, score: float = 1.0) -> Evidence:
@@ -49,9 +326,42 @@ def _fact_evidence(fact, relations, score: float = 1.0) -> Evidence:
     )
 
 
-def _hop_candidates(layer, subject: str, relation_id: str, instructed: dict, as_of, passages) -> list[Evidence]:
+def _closed_book_prompt(relation, subject: str) -> tuple[str, str]:
+    """The model's closed-book question for one hop: the relation's few-shot `Q: ... A:` demos and its
+    question template when the vocabulary has demos ("line": the answer is the first line), else its
+    cloze template ("cloze": the answer is the first clause)."""
+    if relation.few_shot:
+        return f"{relation.few_shot.rstrip()}\nQ: {relation.ask(subject)} A:", "line"
+    return relation.cloze.format(subject), "cloze"
+
+
+def _read_answer(text: str, form: str) -> str:
+    from kedit.layer import _clean_answer
+
+    if form == "line":
+        line = text.strip().split("\n")[0].strip()
+        return line[:-1].strip() if line.endswith(".") and not line[-3:-1].count(".") else line
+    return _clean_answer(text)
+
+
+@dataclass
+class _State:
+    """One question's progress through the loop."""
+
+    question: str
+    t0: float
+    slots: list = field(default_factory=list)
+    origin: str = "none"
+    passages: list = field(default_factory=list)
+    hops: list = field(default_factory=list)
+    chain: list = field(default_factory=list)
+    entity: str | None = None
+    pool: Any = None
+    broken: bool = False
+
+
+def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, as_of) -> list[Evidence]:
     store, relations = layer.store, layer.store.relations
-    relation = relations.resolve(relation_id)
     candidates: list[Evidence] = []
     said = instructed.get((_norm(subject), relation_id))
     if said is not None:
@@ -59,104 +369,179 @@ def _hop_candidates(layer, subject: str, relation_id: str, instructed: dict, as_
     entity = store.link_entity(subject) or subject
     for fact in store.facts(subject=entity, relation=relation_id, as_of=as_of, include_superseded=False):
         candidates.append(_fact_evidence(fact, relations))
-    if any(c.tier <= Tier.STORED for c in candidates):
-        return candidates  # a higher tier already answers this hop: skip the model's reading work
-    cloze = relation.cloze.format(subject)
-    about = [p for p in passages if _norm(subject) in _norm(p.text)]
-    if about:
-        read = layer._greedy_answer(f"{about[0].text}\n{cloze}")
-        if read:
-            candidates.append(Evidence(Tier.PASSAGE, about[0].text, read, source=about[0].source,
-                                       passage_id=about[0].id, score=about[0].score))
-    own = layer._greedy_answer(cloze)
-    if own:
-        candidates.append(Evidence(Tier.PARAMETRIC, f"{cloze} {own}", own, source="model"))
     return candidates
 
 
-def _generate(layer, question: str, evidence: list[Evidence], max_new_tokens: int) -> str:
-    facts = "\n".join(f"- {e.text}" for e in evidence if e.tier < Tier.PARAMETRIC)
-    prompt = (f"Answer the question using only these facts.\nFacts:\n{facts}\nQuestion: {question}\nAnswer:"
-              if facts else f"Question: {question}\nAnswer:")
-    return layer.bundle.complete(prompt, max_new_tokens=max_new_tokens).strip().split("\n")[0].strip()
-
-
-def answer_question(layer, question: str, *, instructions: str | None = None, as_of: Any = None, k: int = 5,
-                    max_new_tokens: int = 12) -> Answer:
-    from kedit.store.evidence import EvidencePool
-
-    if not isinstance(question, str) or not question.strip():
-        raise KeditError("query needs a non-empty question")
-    t0 = time.perf_counter()
+def _walk_chains(layer, states: list[_State], instructed: dict, as_of) -> None:
+    """Walk every question's chain hop by hop, all questions in step, so the model's closed-book and
+    passage-reading answers of one hop level are generated together (one batched call)."""
     relations = layer.store.relations
-    statements = parse_statements(instructions, relations) if instructions else []
-    instructed = {(_norm(s.subject), s.relation): s for s in statements}
-
-    pool = EvidencePool(layer.store, k=k).run(question)
-    passages = [e for e in pool.evidence if e.kind == "passage"]
-    if as_of is not None:
-        passages = [p for p in layer.store.search(question, k=k, as_of=as_of, kinds=("passage",))]
-
-    hops, chain_evidence, entity = [], [], None
-    if pool.slots and pool.slots[0].subject is not None:
-        entity = pool.slots[0].subject
-        for slot in pool.slots:
-            candidates = _hop_candidates(layer, entity, slot.relation, instructed, as_of, passages)
+    active = [s for s in states if s.slots and s.slots[0].subject is not None]
+    for s in active:
+        s.entity = s.slots[0].subject
+    level = 0
+    while active:
+        jobs: list[tuple[_State, list[Evidence], Any, str]] = []
+        asks: list[tuple[int, str, str, Any]] = []  # (job, prompt, form, passage)
+        for s in active:
+            slot = s.slots[level]
+            relation = relations.resolve(slot.relation)
+            candidates = _stored_candidates(layer, s.entity, slot.relation, instructed, as_of)
+            jobs.append((s, candidates, relation, s.entity))
+            if any(c.tier <= Tier.STORED for c in candidates):
+                continue  # a higher tier already answers this hop: skip the model's reading work
+            about = [p for p in s.passages if _norm(s.entity) in _norm(p.text)]
+            if about:
+                asks.append((len(jobs) - 1, f"{about[0].text}\n{relation.cloze.format(s.entity)}", "cloze", about[0]))
+            prompt, form = _closed_book_prompt(relation, s.entity)
+            asks.append((len(jobs) - 1, prompt, form, None))
+        if asks:
+            unique = list(dict.fromkeys((p, f) for _, p, f, _ in asks))
+            texts = complete_many(layer.bundle, [p for p, _ in unique],
+                                  [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in unique], until="line")
+            read = {key: short_answer(_read_answer(t, key[1])) for key, t in zip(unique, texts)}
+            for job, prompt, form, passage in asks:
+                said = read[(prompt, form)]
+                if not said:
+                    continue
+                s, candidates, relation, subject = jobs[job]
+                if passage is not None:
+                    candidates.append(Evidence(Tier.PASSAGE, passage.text, said, source=passage.source,
+                                               passage_id=passage.id, score=passage.score))
+                else:
+                    shown = prompt.rsplit("\n", 1)[-1] if form == "line" else prompt
+                    candidates.append(Evidence(Tier.PARAMETRIC, f"{shown} {said}", said, source="model",
+                                               meta={"closed_book": form}))
+        still = []
+        for s, candidates, relation, subject in jobs:
             res = resolve(candidates)
-            hops.append({
-                "subject": entity, "relation": slot.relation, "relation_label": relations.resolve(slot.relation).label,
+            s.hops.append({
+                "subject": subject, "relation": relation.id, "relation_label": relation.label,
                 "answer": res.winner.answer if res.winner else None,
                 "tier": res.winner.tier.name.lower() if res.winner else None, "why": res.why, "conflict": res.conflict,
                 "candidates": [c.to_dict() for c in res.ranked],
             })
             if res.winner is None:
-                entity = None
-                break
-            chain_evidence.append(res.winner)
-            entity = res.winner.answer
+                s.entity, s.broken = None, True
+                continue
+            s.chain.append(res.winner)
+            s.entity = res.winner.answer
+            if level + 1 < len(s.slots):
+                still.append(s)
+        active = still
+        level += 1
 
-    trace: dict[str, Any] = {
-        "question": question, "as_of": as_of, "instructions": instructions,
-        "instruction_statements": [s.__dict__ for s in statements],
-        "pool": {"session_id": pool.session_id, "complete": pool.complete,
-                 "slots": [s.__dict__ for s in pool.slots],
-                 "rounds": [{"round": r.round, "queries": r.queries, "new_evidence": r.new_evidence}
-                            for r in pool.rounds]},
-        "hops": hops,
-    }
-    if hops and entity is not None:
-        answer = entity
-        weakest = max(chain_evidence, key=lambda e: e.tier)
-        trace["mode"] = "chain"
-        trace["winner"] = {"tier": weakest.tier.name.lower(), "label": weakest.tier.label,
-                           "why": "; ".join(h["why"] for h in hops)}
-        winning = chain_evidence
-    else:
-        # no chain: rank the retrieved facts and passages and answer from the best tier present
+
+def _facts_prompt(question: str, evidence: list[Evidence]) -> str:
+    facts = "\n".join(f"- {e.text}" for e in evidence if e.tier < Tier.PARAMETRIC)
+    return (f"Answer the question using only these facts.\nFacts:\n{facts}\nQuestion: {question}\nAnswer:"
+            if facts else f"Question: {question}\nAnswer:")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().split("\n")[0].strip()
+
+
+def answer_questions(layer, questions: Sequence[str], *, instructions: str | None = None, as_of: Any = None,
+                     k: int = 5, max_new_tokens: int = 12) -> list[Answer]:
+    """Answer many questions with the query loop (the same answers as one `answer_question` each; the
+    model's work of all questions is batched hop level by hop level)."""
+    questions = list(questions)
+    for question in questions:
+        if not isinstance(question, str) or not question.strip():
+            raise KeditError("query needs a non-empty question")
+    relations = layer.store.relations
+    statements = parse_statements(instructions, relations) if instructions else []
+    instructed = {(_norm(s.subject), s.relation): s for s in statements}
+    pool = _pool_class()(layer.store, k=k)
+    has_passages = layer.store.stats()["passages"] > 0
+    states = []
+    for question in questions:
+        s = _State(question, time.perf_counter())
+        s.slots, s.origin = pool.chain_slots(question)
+        if has_passages:
+            s.passages = list(layer.store.search(question, k=k, as_of=as_of, kinds=("passage",)))
+        states.append(s)
+    _walk_chains(layer, states, instructed, as_of)
+
+    answers: list[Answer | None] = [None] * len(states)
+    to_generate: list[tuple[int, dict, list[Evidence], str | None]] = []
+    for i, s in enumerate(states):
+        trace: dict[str, Any] = {
+            "question": s.question, "as_of": as_of, "instructions": instructions,
+            "instruction_statements": [st.__dict__ for st in statements],
+            "chain_start": s.origin, "hops": s.hops,
+        }
+        if s.hops and not s.broken:
+            # the chain is the answer: every hop was resolved by preference; no generation is needed
+            weakest = max(s.chain, key=lambda e: e.tier)
+            trace["pool"] = {"session_id": None, "complete": None, "slots": [sl.__dict__ for sl in s.slots],
+                             "rounds": [], "note": "chain walked hop by hop; the retrieval rounds were not needed"}
+            trace["mode"] = "chain"
+            trace["winner"] = {"tier": weakest.tier.name.lower(), "label": weakest.tier.label,
+                               "why": "; ".join(h["why"] for h in s.hops)}
+            trace["generated"] = None
+            trace["seconds"] = round(time.perf_counter() - s.t0, 3)
+            answer = short_answer(s.entity)
+            answers[i] = Answer(text=answer or "", answer=answer, evidence=list(s.chain), trace=trace)
+            continue
+        # no chain (or a broken one): the RFM-RAG loop retrieves; answer from the best tier present
+        result = pool.run(s.question)
+        trace["pool"] = {"session_id": result.session_id, "complete": result.complete,
+                         "slots": [sl.__dict__ for sl in result.slots],
+                         "rounds": [{"round": r.round, "queries": r.queries, "new_evidence": r.new_evidence}
+                                    for r in result.rounds]}
+        hits = [e for e in result.evidence if e.score >= 0.3]
+        if as_of is not None:  # passages valid then (the pool searches as of now)
+            hits = [e for e in hits if e.kind != "passage"] + [
+                e for e in s.passages if e.score >= 0.3]
         retrieved = [
-            _fact_evidence(e.fact, relations, e.score) if e.fact is not None
+            _fact_evidence(e.fact, relations, e.score) if getattr(e, "fact", None) is not None
             else Evidence(Tier.PASSAGE, e.text, None, source=e.source, passage_id=e.id, score=e.score)
-            for e in pool.evidence if e.score >= 0.3
+            for e in hits
         ][:k]
         if instructions:
             retrieved.insert(0, Evidence(Tier.INSTRUCTION, instructions, None, source="instruction"))
         winning = sorted(retrieved, key=lambda e: (e.tier, -e.score))
         top = winning[0].tier if winning else Tier.PARAMETRIC
         winning = [e for e in winning if e.tier == top]
-        answer = None
         trace["mode"] = "retrieval" if winning else "closed-book"
         trace["winner"] = {"tier": top.name.lower(), "label": top.label,
                            "why": f"the highest tier with evidence is {top.label}" if winning
                            else "no evidence found: the model answers from its own memory"}
-    generated = _generate(layer, question, winning, max_new_tokens)
-    trace["generated"] = generated
-    if answer is not None and _norm(answer) not in _norm(generated):
-        trace["note"] = "the model's generation did not state the resolved answer; the evidence's answer is given"
-        text = answer
-    else:
-        text = answer if answer is not None else generated
-    if answer is None and winning == []:
-        winning = [Evidence(Tier.PARAMETRIC, generated, generated, source="model")]
-    trace["seconds"] = round(time.perf_counter() - t0, 3)
-    return Answer(text=text, answer=answer if answer is not None else (generated or None), evidence=winning,
-                  trace=trace)
+        to_generate.append((i, trace, winning, None))
+
+    if to_generate:
+        prompts = [_facts_prompt(states[i].question, winning) for i, _, winning, _ in to_generate]
+        texts = [_first_line(t) for t in complete_many(layer.bundle, prompts, max_new_tokens, until="line")]
+        # empty generation: the best evidence's own answer, else the model asked closed-book, Q/A style
+        retry = [n for n, t in enumerate(texts) if not t and not any(e.answer for e in to_generate[n][2])]
+        if retry:
+            again = complete_many(layer.bundle, [f"Q: {states[to_generate[n][0]].question} A:" for n in retry],
+                                  max_new_tokens, until="line")
+            for n, t in zip(retry, again):
+                texts[n] = _first_line(t)
+                to_generate[n][1]["fallback"] = "empty generation: asked again closed-book (Q: ... A:)"
+        for (i, trace, winning, _), generated in zip(to_generate, texts):
+            trace["generated"] = generated
+            text = generated
+            if not text:
+                given = next((e for e in winning if e.answer), None)
+                if given is not None:
+                    text = given.answer
+                    trace["fallback"] = f"empty generation: the answer of the best evidence ({given.tier.label})"
+                else:
+                    trace.setdefault("fallback", "empty generation: no answer")
+            text = short_answer(text) or ""
+            if not winning:
+                winning = [Evidence(Tier.PARAMETRIC, text, text or None, source="model")]
+            trace["seconds"] = round(time.perf_counter() - states[i].t0, 3)
+            answers[i] = Answer(text=text, answer=text or None, evidence=winning, trace=trace)
+    return [a for a in answers if a is not None]
+
+
+def answer_question(layer, question: str, *, instructions: str | None = None, as_of: Any = None, k: int = 5,
+                    max_new_tokens: int = 12) -> Answer:
+    """Answer one question (see the module docstring); `answer_questions` batches many."""
+    return answer_questions(layer, [question], instructions=instructions, as_of=as_of, k=k,
+                            max_new_tokens=max_new_tokens)[0]
