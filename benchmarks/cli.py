@@ -187,6 +187,35 @@ def compare(
         console.print(f"wrote {p}")
 
 
+@app.command()
+def conflicts(
+    data: Path = typer.Option(None, "--data", help="MQuAKE file or directory [default: shared MQuAKE/]"),
+    model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
+    per_kind: int = typer.Option(20, "--per-kind", min=1, help="cases per conflict kind"),
+    out: Path = typer.Option(Path("runs/conflicts"), "--out", help="run directory"),
+) -> None:
+    """Knowledge-preference conflict suite: share of answers obeying instruction > stored > passage > model."""
+    from benchmarks.conflicts import main as run_conflicts
+
+    args = ["--model", model, "--per-kind", str(per_kind), "--out", str(out)]
+    run_conflicts(args + (["--data", str(data)] if data else []))
+
+
+@app.command()
+def router(
+    data: Path = typer.Option(None, "--data", help="shared data directory [default: ../shared/data]"),
+    model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
+    mquake: int = typer.Option(20, "--mquake", min=1, help="MQuAKE dev cases (edits + multi-hop questions)"),
+    zsre: int = typer.Option(10, "--zsre", min=0, help="KnowEdit ZsRE cases (edits + locality questions)"),
+    out: Path = typer.Option(Path("runs/router"), "--out", help="run directory"),
+) -> None:
+    """The router against always-parametric and always-store: edit success, locality, multi-hop."""
+    from benchmarks.router_bench import main as run_router
+
+    args = ["--model", model, "--mquake", str(mquake), "--zsre", str(zsre), "--out", str(out)]
+    run_router(args + (["--data", str(data)] if data else []))
+
+
 def main() -> None:
     """Entry point of `python -m benchmarks`."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
