@@ -208,6 +208,8 @@ class _Prober:
         return plans
 
     def multi_hop(self, cases: list[MQuAKECase]) -> list[tuple[bool, list[dict[str, Any]]]]:
+        if getattr(self.method, "asks_all_questions", False):
+            return self._multi_hop_at_once(cases)
         results: list[tuple[bool, list[dict[str, Any]]]] = [(False, []) for _ in cases]
         for j in range(max((len(c.questions) for c in cases), default=0)):
             ask = [i for i, c in enumerate(cases) if not results[i][0] and j < len(c.questions)]
@@ -225,6 +227,22 @@ class _Prober:
                                       "correct": ok})
                 if ok:  # MQuAKE: a case counts if any of its questions is answered right
                     results[i] = (True, results[i][1])
+        return results
+
+    def _multi_hop_at_once(self, cases: list[MQuAKECase]) -> list[tuple[bool, list[dict[str, Any]]]]:
+        """Every question of every case in one call (for a method whose answers do not depend on the
+        gold: the layer), then read case by case as the rounds would: questions in order, up to the
+        first one answered right (later answers are not recorded, as if never asked)."""
+        asked = [(i, q) for i, c in enumerate(cases) for q in c.questions]
+        got = self.method.answer_multihop_many([q for _, q in asked], self.prompts, cot=self.cot)
+        results: list[tuple[bool, list[dict[str, Any]]]] = [(False, []) for _ in cases]
+        for (i, question), ans in zip(asked, got):
+            if results[i][0]:
+                continue
+            ok = answer_matches(ans.answer, cases[i].new_answer, cases[i].new_answer_alias)
+            results[i][1].append({"question": question, "answer": ans.answer, "raw": ans.raw, "correct": ok})
+            if ok:
+                results[i] = (True, results[i][1])
         return results
 
     def cases(self, cases: list[MQuAKECase], conflicted: set[str]) -> tuple[list[tuple[dict, dict]], dict[str, float]]:

@@ -364,6 +364,7 @@ class LayerMethod(_StoreBacked):
 
     name = "layer"
     include_superseded = False  # the store's own view: a newer fact supersedes an older one
+    asks_all_questions = True  # its answers do not depend on the gold: the runner may ask all 3 at once
 
     def __init__(self, bundle, *, route: str | None = None, k: int | None = None, embedder=None) -> None:
         super().__init__(bundle, k=k, embedder=embedder)

@@ -22,6 +22,7 @@ is one batched greedy call (`greedy_many`: shared prompt prefixes computed once,
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +79,14 @@ def _eos_ids(bundle) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+def _line_boundary(tok, ids: list[int], n: int) -> int:
+    """Length of the longest prefix of `ids[:n]` that ends with a newline token (0 if none)."""
+    for i in range(n - 1, -1, -1):
+        if "\n" in tok.decode([ids[i]]):
+            return i + 1
+    return 0
+
+
 _UNTIL = ("newline", "line", "none")
 
 
@@ -120,7 +129,7 @@ def _batches(indices: list[int], ids: list[list[int]], batch_size: int) -> list[
 
 def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[int], *, until: str = "none",
                 batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
-                ) -> list[list[int]]:
+                prefix_cache: dict | None = None) -> list[list[int]]:
     """Greedy continuations of many prompts, batched; returns each prompt's new token ids.
 
     The same tokens as one `model.generate(do_sample=False)` per prompt (up to float rounding of the
@@ -129,6 +138,10 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
     budget, at end-of-text, or when its decoded text meets `until`: "newline" (a newline anywhere, as a
     `\\n` stop string does), "line" (a newline after some non-space text: enough for the first line of
     the stripped text) or "none", or when `stop_when[i]` (if given) returns True for its text.
+
+    A shared prefix of at least 48 tokens is cut at its last newline and its keys/values kept in
+    `prefix_cache` (a dict the caller may pass to share them between calls: only while the weights do
+    not change) for every batch with that prefix.
     """
     import torch
 
@@ -142,6 +155,7 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     ids = [tok(p)["input_ids"] for p in prompts]
     eos = _eos_ids(bundle)
+    prefix_cache = {} if prefix_cache is None else prefix_cache
     results: list[list[int]] = [[] for _ in prompts]
     device = bundle.device
     with torch.no_grad():
@@ -150,9 +164,19 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
             n_prefix = min(_common_prefix(seqs), min(len(s) for s in seqs) - 1)
             cache = None
             if n_prefix > 0:
-                out = model(input_ids=torch.tensor([seqs[0][:n_prefix]], device=device), use_cache=True,
-                            logits_to_keep=1)
-                cache = _out_cache(out, arg)
+                # a few-shot prefix (up to its last newline) is kept for the next batches of this call
+                n_key = _line_boundary(tok, seqs[0], n_prefix)
+                if n_key >= _LONG:
+                    key = tuple(seqs[0][:n_key])
+                    if key not in prefix_cache:
+                        out = model(input_ids=torch.tensor([list(key)], device=device), use_cache=True,
+                                    logits_to_keep=1)
+                        prefix_cache[key] = _out_cache(out, arg)
+                    cache, n_prefix = copy.deepcopy(prefix_cache[key]), n_key
+                else:
+                    out = model(input_ids=torch.tensor([seqs[0][:n_prefix]], device=device), use_cache=True,
+                                logits_to_keep=1)
+                    cache = _out_cache(out, arg)
                 if len(rows) > 1:
                     cache.batch_repeat_interleave(len(rows))
             tails = [s[n_prefix:] for s in seqs]
@@ -206,12 +230,13 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
 
 
 def complete_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 8, *, until: str = "none",
-                  batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None) -> list[str]:
+                  batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+                  prefix_cache: dict | None = None) -> list[str]:
     """Decoded greedy continuations of `prompts` (see `greedy_many`)."""
     tok = bundle.tokenizer
     return [tok.decode(t, skip_special_tokens=True)
             for t in greedy_many(bundle, prompts, max_new_tokens, until=until, batch_size=batch_size,
-                                 stop_when=stop_when)]
+                                 stop_when=stop_when, prefix_cache=prefix_cache)]
 
 
 # ---------------------------------------------------------------- the query loop
@@ -273,6 +298,16 @@ def _subject_in_text(question: str) -> tuple[str, int] | None:
     return (name, start) if name else None
 
 
+def _looks_like_name(text: str) -> bool:
+    """A template's subject group is taken as an entity only when it reads like a name: at most six
+    words, none of them a question word at the start, one capitalised (not "the country that X ...")."""
+    words = text.strip().split()
+    if not words or len(words) > 6 or words[0].casefold() in _QUESTION_WORDS - {"the"}:
+        return False
+    lower = [w for w in words if not (w[0].isupper() or w[0].isdigit()) and w.casefold() not in _NAME_GLUE]
+    return not lower and any(w[0].isupper() or w[0].isdigit() for w in words)
+
+
 def _pool_class():
     from kedit.store.evidence import EvidencePool, Slot
 
@@ -300,7 +335,7 @@ def _pool_class():
                 return slots, "store"
             for relation, pattern in self._templates:  # a whole relation template: its subject slot
                 match = pattern.match(question)
-                if match:
+                if match and _looks_like_name(match.group("subject")):
                     return [Slot(0, relation.id, match.group("subject").strip())], "text"
             named = _subject_in_text(question)
             folded = question.casefold()
@@ -372,7 +407,7 @@ def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, 
     return candidates
 
 
-def _walk_chains(layer, states: list[_State], instructed: dict, as_of) -> None:
+def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_cache: dict) -> None:
     """Walk every question's chain hop by hop, all questions in step, so the model's closed-book and
     passage-reading answers of one hop level are generated together (one batched call)."""
     relations = layer.store.relations
@@ -398,7 +433,8 @@ def _walk_chains(layer, states: list[_State], instructed: dict, as_of) -> None:
         if asks:
             unique = list(dict.fromkeys((p, f) for _, p, f, _ in asks))
             texts = complete_many(layer.bundle, [p for p, _ in unique],
-                                  [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in unique], until="line")
+                                  [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in unique], until="line",
+                                  prefix_cache=prefix_cache)
             read = {key: short_answer(_read_answer(t, key[1])) for key, t in zip(unique, texts)}
             for job, prompt, form, passage in asks:
                 said = read[(prompt, form)]
@@ -462,7 +498,7 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
         if has_passages:
             s.passages = list(layer.store.search(question, k=k, as_of=as_of, kinds=("passage",)))
         states.append(s)
-    _walk_chains(layer, states, instructed, as_of)
+    _walk_chains(layer, states, instructed, as_of, {})  # the prefix cache lives for this call only
 
     answers: list[Answer | None] = [None] * len(states)
     to_generate: list[tuple[int, dict, list[Evidence], str | None]] = []
