@@ -32,7 +32,8 @@ from kedit.weights import EDIT, UNLEARN, WeightStack
 
 log = logging.getLogger(__name__)
 
-# Fixed locality probes: general facts whose predicted tokens must not move when facts are edited.
+# Fixed locality probes: general facts whose predicted tokens must not move when facts are edited. Thirty-two
+# of them, so the drift budget moves in steps of ~3% rather than ~8% (one probe of twelve).
 LOCALITY_PROBES: tuple[tuple[str, str], ...] = (
     ("The capital of Japan is", "Tokyo"),
     ("The capital of Italy is", "Rome"),
@@ -46,6 +47,26 @@ LOCALITY_PROBES: tuple[tuple[str, str], ...] = (
     ("The official language of Brazil is", "Portuguese"),
     ("Mount Everest is located in", "Nepal"),
     ("The Mona Lisa was painted by", "Leonardo da Vinci"),
+    ("The capital of Germany is", "Berlin"),
+    ("The capital of Spain is", "Madrid"),
+    ("The Eiffel Tower is located in", "Paris"),
+    ("The largest ocean on Earth is the", "Pacific Ocean"),
+    ("The theory of relativity was developed by", "Albert Einstein"),
+    ("The official language of Mexico is", "Spanish"),
+    ("The capital of Canada is", "Ottawa"),
+    ("The Amazon River flows through", "Brazil"),
+    ("Harry Potter was written by", "J. K. Rowling"),
+    ("The iPhone is made by", "Apple"),
+    ("The capital of Russia is", "Moscow"),
+    ("The Statue of Liberty is located in", "New York"),
+    ("The currency of Japan is the", "yen"),
+    ("The Beatles were a band from", "Liverpool"),
+    ("The capital of Australia is", "Canberra"),
+    ("Windows is an operating system developed by", "Microsoft"),
+    ("The official language of Egypt is", "Arabic"),
+    ("The Taj Mahal is located in", "India"),
+    ("The inventor of the telephone was", "Alexander Graham Bell"),
+    ("The capital of Egypt is", "Cairo"),
 )
 
 
