@@ -75,20 +75,34 @@ class TripleStore:
         self.dataset.close()
 
     # -- writes ---------------------------------------------------------------------------------
-    def _quads(self, subject: str, relation: str, obj: str, source: str) -> list[tuple]:
-        graph = self.dataset.graph(source_iri(source))
-        s, o = entity_iri(subject), entity_iri(obj)
-        return [
-            (s, relation_iri(relation), o, graph),
-            (s, RDFS.label, Literal(subject), graph),
-            (o, RDFS.label, Literal(obj), graph),
-        ]
-
     def add(self, triples: Iterable[Quad]) -> None:
-        """Add (subject, relation id, object, source) statements; adding one twice is a no-op."""
-        quads = [q for t in triples for q in self._quads(*t)]
+        """Add (subject, relation id, object, source) statements; adding one twice is a no-op.
+
+        The quads go straight to Oxigraph (the same terms rdflib's `addN` would convert them to, without
+        building rdflib terms first: inserting is on the path of every batch of facts)."""
+        label = ox.NamedNode(str(RDFS.label))
+        graphs: dict[str, ox.NamedNode] = {}
+        nodes: dict[str, ox.NamedNode] = {}
+
+        def node(iri: URIRef) -> ox.NamedNode:
+            found = nodes.get(iri)
+            if found is None:
+                found = nodes[iri] = ox.NamedNode(str(iri))
+            return found
+
+        quads = []
+        for subject, relation, obj, source in triples:
+            graph = graphs.get(source)
+            if graph is None:
+                graph = graphs[source] = ox.NamedNode(str(source_iri(source)))
+            s, o = node(entity_iri(subject)), node(entity_iri(obj))
+            quads += (
+                ox.Quad(s, node(relation_iri(relation)), o, graph),
+                ox.Quad(s, label, ox.Literal(subject), graph),
+                ox.Quad(o, label, ox.Literal(obj), graph),
+            )
         if quads:
-            self.dataset.addN(quads)
+            self._ox.extend(quads)
 
     def remove(self, subject: str, relation: str, obj: str, source: str) -> None:
         graph = self.dataset.graph(source_iri(source))

@@ -201,33 +201,63 @@ class Record:
         )
 
     def add_facts(
-        self, facts: Sequence[NewFact], vectors: np.ndarray | None = None, model: str = ""
+        self, facts: Sequence[NewFact], vectors: np.ndarray | None = None, model: str = "", *,
+        prepared: bool = False,
     ) -> list[Fact]:
-        """Write `facts` (and their vectors) in one transaction; all or nothing."""
-        prepared = [self.prepare_fact(f) for f in facts]
-        if vectors is not None and len(vectors) != len(prepared):
-            raise InvalidInputError(f"{len(prepared)} facts but {len(vectors)} vectors")
+        """Write `facts` (and their vectors) in one transaction; all or nothing.
+
+        `prepared=True` says every fact is already the output of `prepare_fact` (it is not checked again).
+        """
+        if not prepared:
+            facts = [self.prepare_fact(f) for f in facts]
+        prepared_facts = list(facts)
+        if vectors is not None:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            if len(vectors) != len(prepared_facts):
+                raise InvalidInputError(f"{len(prepared_facts)} facts but {len(vectors)} vectors")
         now = now_timestamp()
+        rows = [
+            (f.subject, f.relation, f.object, f.sentence, f.source, f.confidence, f.valid_from, f.valid_to, now, now,
+             "{}" if not f.provenance else json.dumps(f.provenance, ensure_ascii=False))
+            for f in prepared_facts
+        ]
         ids: list[int] = []
         with self._write() as conn:
-            for index, fact in enumerate(prepared):
-                cursor = conn.execute(
+            insert = conn.cursor()
+            for row in rows:
+                insert.execute(
                     "INSERT INTO facts (subject, relation, object, sentence, source, confidence, valid_from,"
                     " valid_to, created_at, updated_at, provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (fact.subject, fact.relation, fact.object, fact.sentence, fact.source, fact.confidence,
-                     fact.valid_from, fact.valid_to, now, now, json.dumps(fact.provenance, ensure_ascii=False)),
+                    row,
                 )
-                ids.append(int(cursor.lastrowid))
-                if vectors is not None:
-                    conn.execute(
-                        "INSERT INTO vectors (kind, item_id, model, vector) VALUES (?, ?, ?, ?)",
-                        (FACT, ids[-1], model, np.asarray(vectors[index], dtype=np.float32).tobytes()),
-                    )
+                ids.append(int(insert.lastrowid))
+            if vectors is not None:
+                conn.executemany(
+                    "INSERT INTO vectors (kind, item_id, model, vector) VALUES (?, ?, ?, ?)",
+                    [(FACT, i, model, v.tobytes()) for i, v in zip(ids, vectors)],
+                )
         return [
             Fact(i, f.subject, f.relation, f.object, f.sentence, f.source, f.confidence, f.valid_from,
                  f.valid_to, now, now, provenance=f.provenance)
-            for i, f in zip(ids, prepared)
+            for i, f in zip(ids, prepared_facts)
         ]
+
+    def sentence_vectors(self, sentences: Iterable[str], model: str) -> dict[str, np.ndarray]:
+        """Stored vectors (made by `model`) of facts whose sentence is one of `sentences`, by sentence:
+        an identical sentence need not be embedded again."""
+        wanted = sorted(set(sentences))
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT f.sentence, v.vector FROM facts f JOIN vectors v ON v.kind = '{FACT}' AND v.item_id = f.id"
+                f" WHERE f.sentence IN ({marks}) AND v.model = ?",
+                [*chunk, model],
+            )
+            for sentence, blob in rows:
+                found.setdefault(sentence, np.frombuffer(blob, dtype=np.float32))
+        return found
 
     def get_facts(self, ids: Iterable[int]) -> dict[int, Fact]:
         wanted = sorted({int(i) for i in ids})

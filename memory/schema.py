@@ -65,6 +65,10 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO meta (key, value) VALUES ('record_version', '0');
     """,
+    # 2: look facts up by sentence, so an identical sentence reuses its stored vector instead of re-embedding.
+    """
+    CREATE INDEX facts_sentence ON facts (sentence);
+    """,
 ]
 
 

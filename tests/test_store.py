@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import memory
 from graph import read_triples
@@ -85,6 +87,34 @@ def test_chain_neighbours_and_path_use_current_facts(loaded, mquake):
     head = cases[0]["orig"]["new_triples_labeled"][1][2]
     assert [f.subject for f in store.path(subject, head)] == [subject, new_country]
     assert store.link_entity("the USA") == "United States of America"
+
+
+def _stored_vectors(store):
+    return {int(i): v for ids, batch in store.record.iter_vectors("fact", store.model_name) for i, v in zip(ids, batch)}
+
+
+def test_pipelined_insert_matches_plain_batches_and_reuses_vectors(tmp_path, embedder, data_dir):
+    facts = [c.fact for c in counterfact_cases(data_dir / "CounterFact" / "counterfact-train.json", limit=230)]
+    facts += facts[5:8]  # repeated sentences: embedded once, and the second time found in the store
+    with KnowledgeStore.open(tmp_path / "plain", embedder) as plain, \
+            KnowledgeStore.open(tmp_path / "piped", embedder) as piped:
+        ids = [f.id for start in range(0, len(facts), 100) for f in plain.add_facts(facts[start : start + 100])]
+        assert [f.id for f in piped.add_facts_in_batches(facts, batch_size=100)] == ids
+        want, got = _stored_vectors(plain), _stored_vectors(piped)
+        assert want.keys() == got.keys() == set(ids)
+        assert all(np.array_equal(want[i], got[i]) for i in ids)  # bit-identical, not just close
+        assert np.array_equal(got[ids[5]], got[ids[230]])
+        assert piped.search(facts[7].sentence, k=1)[0].id in (ids[7], ids[232])
+        before = piped.stats()
+        with pytest.raises(StoreInputError, match="object is empty"):  # validated before any batch is written
+            piped.add_facts_in_batches(facts[:150] + [("Ellie Kemper", "P27", "  ")], batch_size=100)
+        assert piped.stats() == before
+    # the store's embedder (batches side by side) agrees with plain sentence-transformers encode
+    texts = [f.sentence for f in facts[:80]]
+    threads = torch.get_num_threads()
+    reference = embedder.model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
+    assert np.abs(embedder.encode(texts) - reference).max() < 1e-5
+    assert torch.get_num_threads() == threads  # the worker threads' setting does not leak into the caller
 
 
 def test_time_validity_forget_and_update(tmp_path, embedder):
