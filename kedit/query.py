@@ -407,6 +407,17 @@ def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, 
     return candidates
 
 
+def _passage_statement(passages, subject: str, relation_id: str, relations) -> Evidence | None:
+    """Passage evidence for a hop when a passage states it in a relation template's words ("The capital of
+    X is Y."): the object is taken as written; a small model reading it would often answer from its prior."""
+    for p in passages:
+        for st in parse_statements(p.text, relations):
+            if st.relation == relation_id and _norm(st.subject) == _norm(subject):
+                return Evidence(Tier.PASSAGE, p.text, st.object, source=p.source, passage_id=p.id, score=p.score,
+                                meta={"read": "template"})
+    return None
+
+
 def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_cache: dict) -> None:
     """Walk every question's chain hop by hop, all questions in step, so the model's closed-book and
     passage-reading answers of one hop level are generated together (one batched call)."""
@@ -426,7 +437,10 @@ def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_ca
             if any(c.tier <= Tier.STORED for c in candidates):
                 continue  # a higher tier already answers this hop: skip the model's reading work
             about = [p for p in s.passages if _norm(s.entity) in _norm(p.text)]
-            if about:
+            stated = _passage_statement(about, s.entity, relation.id, relations)
+            if stated is not None:  # the passage states this hop in the relation's own words: no reading
+                candidates.append(stated)
+            elif about:
                 asks.append((len(jobs) - 1, f"{about[0].text}\n{relation.cloze.format(s.entity)}", "cloze", about[0]))
             prompt, form = _closed_book_prompt(relation, s.entity)
             asks.append((len(jobs) - 1, prompt, form, None))
@@ -442,6 +456,8 @@ def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_ca
                     continue
                 s, candidates, relation, subject = jobs[job]
                 if passage is not None:
+                    if _norm(said) not in _norm(passage.text):
+                        continue  # not read from the passage (the model's prior, or an unrelated span)
                     candidates.append(Evidence(Tier.PASSAGE, passage.text, said, source=passage.source,
                                                passage_id=passage.id, score=passage.score))
                 else:
