@@ -10,7 +10,8 @@ says) and `target_new` (the counterfactual).
 |---|---|---|---|
 | `edited_vs_model` | `edit(subject, relation, target_new)` (router: weights + record) | target_new | stored |
 | `stored_vs_model` | `insert(subject, relation, object=target_new)` (record only) | target_new | stored |
-| `passage_vs_model` | a passage stating target_new (`extract_facts=False`) | target_new | passage |
+| `passage_vs_model` | a passage stating target_new in the relation's words (`extract_facts=False`) | target_new | passage |
+| `free_passage_vs_model` | a passage "Records list X's <relation label> as target_new." (the model must read it) | target_new | passage |
 | `stored_vs_passage` | stored target_new + a passage stating target_true | target_new | stored |
 | `instruction_vs_stored` | stored target_new; `instructions=` states target_true | target_true | instruction |
 | `newer_vs_stale` | target_true valid from 2019, target_new valid from 2023 | target_new | stored |
@@ -38,8 +39,8 @@ from benchmarks.cases import MQuAKECase, Rewrite
 from benchmarks.loaders import load_mquake
 from benchmarks.runs import progress_bar
 
-KINDS = ("edited_vs_model", "stored_vs_model", "passage_vs_model", "stored_vs_passage", "instruction_vs_stored",
-         "newer_vs_stale", "as_of_stale")
+KINDS = ("edited_vs_model", "stored_vs_model", "passage_vs_model", "free_passage_vs_model", "stored_vs_passage",
+         "instruction_vs_stored", "newer_vs_stale", "as_of_stale")
 OLD_FROM, NEW_FROM, AS_OF = "2019-01-01", "2023-01-01", "2020-06-01"
 
 
@@ -119,6 +120,10 @@ def build_cases(cases: Sequence[MQuAKECase], relations, per_kind: int, kinds: Se
                 out.append(ConflictCase(kind, cid, question, new, old, "stored", setup))
             elif kind == "passage_vs_model":
                 setup = (("insert", dict(text=rel.render(s, new), source="web", extract_facts=False)),)
+                out.append(ConflictCase(kind, cid, question, new, old, "passage", setup))
+            elif kind == "free_passage_vs_model":
+                text = f"Records list {s}'s {rel.label} as {new}."
+                setup = (("insert", dict(text=text, source="web", extract_facts=False)),)
                 out.append(ConflictCase(kind, cid, question, new, old, "passage", setup))
             elif kind == "stored_vs_passage":
                 setup = (("insert", dict(fact, object=new)),

@@ -407,6 +407,14 @@ def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, 
     return candidates
 
 
+def _reading_prompt(passage: str, cloze: str) -> str:
+    """Ask the model to complete the hop's cloze from the passage. "According to the text above" made
+    SmolLM2-135M copy a counterfactual passage's answer in 9 of 10 MQuAKE edits, against 5 of 10 for the bare
+    passage + cloze (benchmarks/conflicts.py, kind free_passage_vs_model)."""
+    lead = "the " + cloze[4:] if cloze.startswith("The ") else cloze
+    return f"{passage}\nAccording to the text above, {lead}"
+
+
 def _passage_statement(passages, subject: str, relation_id: str, relations) -> Evidence | None:
     """Passage evidence for a hop when a passage states it in a relation template's words ("The capital of
     X is Y."): the object is taken as written; a small model reading it would often answer from its prior."""
@@ -441,7 +449,8 @@ def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_ca
             if stated is not None:  # the passage states this hop in the relation's own words: no reading
                 candidates.append(stated)
             elif about:
-                asks.append((len(jobs) - 1, f"{about[0].text}\n{relation.cloze.format(s.entity)}", "cloze", about[0]))
+                asks.append((len(jobs) - 1, _reading_prompt(about[0].text, relation.cloze.format(s.entity)), "cloze",
+                             about[0]))
             prompt, form = _closed_book_prompt(relation, s.entity)
             asks.append((len(jobs) - 1, prompt, form, None))
         if asks:
