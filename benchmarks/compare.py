@@ -96,6 +96,26 @@ def mquake_table(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+STAGES = ("apply", "single_hop", "multi_hop", "undo")
+
+
+def stages_table(runs: list[dict[str, Any]]) -> list[str]:
+    """MQuAKE run time by stage (wall / process CPU seconds) for runs that recorded it: applying the
+    edits, the single-hop probes (edit-wise and hop recall), the multi-hop questions, undoing."""
+    timed = [s for s in runs if s.get("stages")]
+    if not timed:
+        return []
+    head = ["model", "method", "k", "n"] + [f"{name} (wall / CPU s)" for name in STAGES] + ["total wall s"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in sorted(timed, key=lambda s: (s["model"], method_label(s), _k(s))):
+        st = s["stages"]
+        cells = [s["model"], method_label(s), _k_label(s), str(s["n_cases"])]
+        cells += [f"{st.get(f'{n}_s', 0):.0f} / {st.get(f'{n}_cpu_s', 0):.0f}" for n in STAGES]
+        cells.append(f"{s['seconds']:.0f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)
 
@@ -175,6 +195,9 @@ def write_report(dirs: Sequence[Path], out: Path, plots_dir: Path | None = None,
         lines += ["## KnowEdit", ""] + knowedit_table(ke) + [""]
     if mq:
         lines += ["## MQuAKE", ""] + mquake_table(mq) + [""]
+        timing = stages_table(mq)
+        if timing:
+            lines += ["### MQuAKE run time by stage", ""] + timing + [""]
     if plots:
         rel = [os.path.relpath(p, out.parent) for p in plots]
         lines += ["## Plots", ""] + [f"![{p.stem}]({r})" for p, r in zip(plots, rel)] + [""]

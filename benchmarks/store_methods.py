@@ -8,7 +8,8 @@ non-sequential run always starts from an empty store and the unedited weights.
 In-context facts (EasyEdit's ICE/IKE style): the top retrieved facts are written before the prompt as
 `New Fact: <sentence>` lines. Teacher-forced scores and the fluency sample (KnowEdit) use
 `New Fact: ...\\nPrompt: <prompt>` as EasyEdit's ICE does; greedy probes (MQuAKE cloze, relation and
-few-shot multi-hop prompts) put the `New Fact:` lines before the unchanged prompt. The retrieval query of
+few-shot multi-hop prompts) put the `New Fact:` lines right before the prompt's last line (before the
+question, after the few-shot demos; before the whole of a one-line cloze). The retrieval query of
 a prompt is its last line without a `Q:`/`A:` frame (the question of a few-shot prompt).
 
 >>> m = RagMethod(bundle)                                   # doctest: +SKIP
@@ -178,12 +179,21 @@ class _StoreBacked(Method):
             framed.append(f"{ctx}Prompt: {p}" if ctx else p)
         return score_targets(self.bundle, framed, list(targets))
 
+    def with_context(self, prompt: str) -> str:
+        """`prompt` with its retrieved facts as `New Fact:` lines right before its last line (the question
+        of a few-shot prompt, or the whole of a cloze), so few-shot demos stay a shared prefix."""
+        ctx = self._context(prompt)
+        if not ctx:
+            return prompt
+        head, sep, last = prompt.rpartition("\n")
+        return f"{head}{sep}{ctx}{last}"
+
     def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = ("\n",)) -> str:
-        return greedy_generate(self.bundle, self._context(prompt) + prompt, max_new_tokens, stop)
+        return greedy_generate(self.bundle, self.with_context(prompt), max_new_tokens, stop)
 
     def generate_lines(self, prompts: Sequence[str], max_new_tokens: Sequence[int],
                        stop_when: Sequence[Callable[[str], bool] | None] | None = None) -> list[str]:
-        return super().generate_lines([self._context(p) + p for p in prompts], max_new_tokens, stop_when)
+        return super().generate_lines([self.with_context(p) for p in prompts], max_new_tokens, stop_when)
 
     def sample(self, prompt: str, seed: int) -> str:
         """EasyEdit's fluency text of `prompt` (prompt + continuation, 100 tokens with the prompt), the

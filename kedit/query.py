@@ -395,13 +395,16 @@ class _State:
     broken: bool = False
 
 
-def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, as_of) -> list[Evidence]:
+def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, as_of,
+                       linked: dict[str, str]) -> list[Evidence]:
     store, relations = layer.store, layer.store.relations
     candidates: list[Evidence] = []
     said = instructed.get((_norm(subject), relation_id))
     if said is not None:
         candidates.append(Evidence(Tier.INSTRUCTION, said.text, said.object, source="instruction"))
-    entity = store.link_entity(subject) or subject
+    if subject not in linked:  # entity linking (names, aliases, then embedding) once per name and call
+        linked[subject] = store.link_entity(subject) or subject
+    entity = linked[subject]
     for fact in store.facts(subject=entity, relation=relation_id, as_of=as_of, include_superseded=False):
         candidates.append(_fact_evidence(fact, relations))
     return candidates
@@ -431,6 +434,7 @@ def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_ca
     passage-reading answers of one hop level are generated together (one batched call)."""
     relations = layer.store.relations
     active = [s for s in states if s.slots and s.slots[0].subject is not None]
+    linked: dict[str, str] = {}
     for s in active:
         s.entity = s.slots[0].subject
     level = 0
@@ -440,7 +444,7 @@ def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_ca
         for s in active:
             slot = s.slots[level]
             relation = relations.resolve(slot.relation)
-            candidates = _stored_candidates(layer, s.entity, slot.relation, instructed, as_of)
+            candidates = _stored_candidates(layer, s.entity, slot.relation, instructed, as_of, linked)
             jobs.append((s, candidates, relation, s.entity))
             if any(c.tier <= Tier.STORED for c in candidates):
                 continue  # a higher tier already answers this hop: skip the model's reading work
