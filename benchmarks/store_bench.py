@@ -92,7 +92,7 @@ def bench_recall(cases, root: Path, n: int | None) -> None:
     embedder = default_embedder()
     chosen = cases if n is None else cases[:n]
     with KnowledgeStore.open(root, embedder) as store:
-        stored = store.add_facts(c.fact for c in chosen)
+        stored = store.add_facts_in_batches([c.fact for c in chosen])
         hits = 0
         for case, fact in zip(chosen, stored):
             found = store.search(case.rephrase, k=5, kinds=("fact",))

@@ -68,20 +68,152 @@ def _shape(template: str) -> str:
     return " ".join(template.replace("{}", "X").lower().split())
 
 
-def match_relation(prompt_template: str, relations, embedder=None, threshold: float = 0.8) -> str | None:
-    """The id of the relation whose cloze or question template `prompt_template` (with `{}`) expresses.
+PLACEHOLDER = "X"  # stands for the subject when a template is embedded
+# Chosen on CounterFact-train prompts and rephrasings (see benchmarks/relation_bench.py): the cosine at
+# which a template's nearest relation template is right more often than a wrong answer costs.
+EMBEDDING_THRESHOLD = 0.8
 
-    Exact template match first; otherwise the most similar cloze template by sentence embedding, if its
-    cosine similarity reaches `threshold`.
-    """
-    shape = _shape(prompt_template)
-    rels = list(relations)
+
+@lru_cache(maxsize=4096)
+def _text_regex(template: str) -> re.Pattern:
+    """A question/cloze template as a whole-text pattern with the subject as a group."""
+    head, tail = template.split("{}")
+    tail = tail.strip().rstrip("?.").strip()
+    glue = r"\s+" if tail[:1].isalnum() else r"\s*"
+    head = head.strip()
+    pattern = re.escape(head) + (r"\s+" if head[-1:].isalnum() else r"\s*") + r"(?P<subject>.+?)"
+    return re.compile(r"^\s*" + pattern + (glue + re.escape(tail) if tail else "") + r"\s*[?.!]?\s*$", re.IGNORECASE)
+
+
+_FUNCTION_WORDS = frozenset("a an the is are was were of in on at to by for who whom whose what which where when "
+                            "does do did has have 's".split())
+
+
+@lru_cache(maxsize=4096)
+def _generic(template: str) -> bool:
+    """A template with no content word ("The {} is", "Who is the {}?") matches almost any text that has
+    the same shape, so it is not used to read a concrete text lexically (the embedding still may)."""
+    words = re.findall(r"[a-z]+|'s", template.replace("{}", " ").lower())
+    return all(w in _FUNCTION_WORDS for w in words)
+
+
+_NAME_RUN = re.compile(r"(?:(?<=\s)|^)(?:[A-Z0-9][\w.'’&-]*)(?:\s+(?:(?:of|the|de|von|van|and|du|la|le)\s+)*[A-Z0-9][\w.'’&-]*)*")
+_OPENERS = frozenset("the what which who whom whose where when how in on at a an is was does did do".split())
+
+
+def _mask_names(text: str) -> str:
+    """A concrete text with its names (runs of capitalised words) replaced by the placeholder, so that
+    "Where did Ellie Kemper die?" is compared with the templates as "Where did X die?"."""
+
+    def mask(m: re.Match) -> str:
+        words = m.group().split()
+        if m.start() == 0 and words[0].lower() in _OPENERS:
+            rest = " ".join(words[1:])
+            return words[0] + (" " + PLACEHOLDER if rest else "")
+        return PLACEHOLDER
+
+    return _NAME_RUN.sub(mask, text)
+
+
+def _focus(text: str) -> str:
+    """The sentence that carries the relation: the one holding `{}`, else the last one of at least
+    four words (the question or the prompt after any lead-in context; "St. Louis" is no sentence end),
+    without an "Assume that" lead-in."""
+    parts = [p.strip() for p in _SENTENCE_END.split(text or "") if p.strip()] or [""]
+    chosen = next((p for p in parts if "{}" in p), None)
+    if chosen is None:
+        chosen = parts[-1]
+        for start in range(len(parts) - 1, -1, -1):
+            chosen = " ".join(parts[start:])
+            if len(parts[start].split()) >= 4:
+                break
+    return _LEAD_IN.sub("", chosen) or chosen
+
+
+def _lexical(text: str, rels: list, generic: bool = False) -> str | None:
+    """The relation whose template `text` instantiates; `generic=True` tries only the templates with no
+    content word (a last resort after the embedding)."""
+    if generic:  # only as a question: "The {} is" would read any "The ... is" sentence
+        text = _focus(text)
+        if "{}" in text or not text.endswith("?"):
+            return None
+        return next((r.id for r in rels if _generic(r.question) and _text_regex(r.question).match(text)), None)
+    if "{}" not in text:
+        whole = _lexical_text(text.strip(), rels)
+        return whole if whole is not None else _lexical_text(_focus(text), rels)
+    shape = _shape(_focus(text))
+    return next((r.id for r in rels if shape in (_shape(r.cloze), _shape(r.question))), None)
+
+
+def _lexical_text(text: str, rels: list) -> str | None:
+    best: tuple[int, str] | None = None  # the template leaving the shortest subject is the most specific
     for rel in rels:
-        if shape in (_shape(rel.cloze), _shape(rel.question)):
-            return rel.id
-    if embedder is None or not rels:
-        return None
-    vecs = embedder.encode([prompt_template.replace("{}", "X")] + [r.cloze.replace("{}", "X") for r in rels])
-    sims = vecs[1:] @ vecs[0]
-    best = int(np.argmax(sims))
-    return rels[best].id if float(sims[best]) >= threshold else None
+        for template in (rel.question, rel.cloze):
+            if _generic(template):
+                continue
+            m = _text_regex(template).match(text)
+            if m and (best is None or len(m["subject"]) < best[0]):
+                best = (len(m["subject"]), rel.id)
+    if best is None:
+        found = parse_statements(text, rels)  # a cloze statement with its object: "X is a citizen of Y."
+        return found[0].relation if len(found) == 1 else None
+    return best[1]
+
+
+_TEMPLATE_VECTORS: dict[tuple, tuple[list[str], np.ndarray]] = {}
+
+
+def _template_vectors(rels: list, embedder) -> tuple[list[str], np.ndarray]:
+    """(relation id per row, unit vectors) of every relation's cloze and question template, cached."""
+    key = (id(embedder), tuple((r.id, r.cloze, r.question) for r in rels))
+    found = _TEMPLATE_VECTORS.get(key)
+    if found is None:
+        owners = [r.id for r in rels for _ in (0, 1)]
+        texts = [t.replace("{}", PLACEHOLDER) for r in rels for t in (r.cloze, r.question)]
+        if len(_TEMPLATE_VECTORS) >= 8:
+            _TEMPLATE_VECTORS.clear()
+        found = _TEMPLATE_VECTORS[key] = (owners, np.asarray(embedder.encode(texts), dtype=np.float32))
+    return found
+
+
+def nearest_relations(texts: list[str], relations, embedder) -> list[tuple[str, float]]:
+    """For each text (a template with `{}`, or a concrete question/statement), the relation whose
+    cloze or question template is nearest by sentence embedding, with that cosine similarity."""
+    rels = list(relations)
+    if not texts or not rels:
+        return [("", 0.0) for _ in texts]
+    owners, vectors = _template_vectors(rels, embedder)
+    shown = [_focus(t) for t in texts]
+    shown = [t.replace("{}", PLACEHOLDER) if "{}" in t else _mask_names(t) for t in shown]
+    queries = np.asarray(embedder.encode(shown), dtype=np.float32)
+    sims = queries @ vectors.T
+    best = sims.argmax(axis=1)
+    return [(owners[int(j)], float(sims[i, j])) for i, j in enumerate(best)]
+
+
+def match_relations(texts: list[str], relations, embedder=None, threshold: float = EMBEDDING_THRESHOLD) -> list[str | None]:
+    """`match_relation` for many texts, embedding the ones the templates do not match in one batch."""
+    rels = list(relations)
+    found = [_lexical(t, rels) for t in texts]
+    todo = [i for i, f in enumerate(found) if f is None]
+    if embedder is not None and todo:
+        for i, (rel_id, sim) in zip(todo, nearest_relations([texts[i] for i in todo], rels, embedder)):
+            found[i] = rel_id if sim >= threshold else None
+    return [f if f is not None else _lexical(t, rels, generic=True) for f, t in zip(found, texts)]
+
+
+def match_relation(prompt_template: str, relations, embedder=None, threshold: float = EMBEDDING_THRESHOLD) -> str | None:
+    """The id of the relation that `prompt_template` expresses, or None.
+
+    `prompt_template` is a template with `{}` for the subject ("The mother tongue of {} is"), or a
+    concrete question or statement ("Which city was Ellie Kemper born in?"). Lexical first: a template
+    whose wording equals a relation's cloze/question template, or a text that matches one with any
+    subject (the most specific wins). Otherwise, when `embedder` is given, the relation whose cloze or
+    question template is nearest by sentence embedding (names in a concrete text masked), if the cosine
+    similarity reaches `threshold`. Last, the templates with no content word ("Who is the {}?").
+
+    >>> from memory import RelationVocabulary
+    >>> match_relation("Which city was Ellie Kemper born in?", RelationVocabulary.builtin())
+    'P19'
+    """
+    return match_relations([prompt_template], relations, embedder, threshold)[0]

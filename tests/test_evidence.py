@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from kedit.statements import match_relation, match_relations, nearest_relations
 from kedit.store import KnowledgeStore
-from kedit.store.datasets import mquake_cases, mquake_facts
+from kedit.store.datasets import counterfact_relation, mquake_cases, mquake_facts
 from kedit.store.evidence import EvidencePool
+from memory import RelationVocabulary
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +63,26 @@ def test_the_loop_stops_when_nothing_new_arrives(pool):
     assert not result.complete and result.answer is None
     assert len(result.rounds) <= evidence.max_rounds
     assert result.rounds[-1].new_evidence == 0 or len(result.rounds) == evidence.max_rounds
+
+
+def test_relation_detection_on_real_questions_and_prompts(embedder, data_dir):
+    relations = RelationVocabulary.builtin()
+    cases = mquake_cases(data_dir / "MQuAKE" / "MQuAKE-CF-3k-dev.json", 40)
+    pairs = [(h["question"], t[1]) for c in cases for h, t in zip(c["single_hops"], c["orig"]["triples"])]
+    questions, gold = [q for q, _ in pairs], [r for _, r in pairs]
+    assert match_relations(questions, relations) == gold  # MQuAKE questions instantiate the templates
+    near = nearest_relations(questions, relations, embedder)  # names masked, the embedding alone finds them
+    assert sum(r == g for (r, _), g in zip(near, gold)) / len(gold) >= 0.95
+    assert match_relation("Where did Ellie Kemper die?", relations, embedder) == "P20"
+    assert match_relation("{}'s mother tongue is", relations) is None
+    assert match_relation("{}'s mother tongue is", relations, embedder) == "P103"
+    assert match_relation("{} holds a passport from", relations, embedder) is None  # too far: no guess
+    # CounterFact edit prompts (other wordings than the templates): the fallback finds many more
+    rows = json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text(encoding="utf-8"))
+    labelled = {(r["prompt"].replace(r["subject"], "{}", 1), counterfact_relation(r["prompt"], r["subject"]))
+                for r in rows if r["subject"] in r["prompt"]}
+    labelled = sorted((t, g) for t, g in labelled if g in relations)
+    lexical = match_relations([t for t, _ in labelled], relations)
+    both = match_relations([t for t, _ in labelled], relations, embedder)
+    right = [sum(p == g for p, (_, g) in zip(found, labelled)) / len(labelled) for found in (lexical, both)]
+    assert right[0] < 0.15 and right[1] > 0.4, right
