@@ -58,6 +58,7 @@ class SentenceEmbedder:
         self.dim = int(dim_of())
         self.name = os.path.basename(model_path.rstrip("/")) or "all-MiniLM-L6-v2"
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         self._pool_lock = threading.Lock()
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
@@ -79,9 +80,10 @@ class SentenceEmbedder:
 
         threads = torch.get_num_threads()  # the caller's setting; worker start-up must not change it
         with self._pool_lock:
-            if self._pool is None:
+            if self._pool is None or self._pool_pid != os.getpid():  # a forked child has no pool threads
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kedit-embed",
                                                 initializer=_one_torch_thread)
+                self._pool_pid = os.getpid()
             pool = self._pool
         try:
             return list(pool.map(lambda b: self._encode_batch(texts[b]), batches))
