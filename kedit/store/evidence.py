@@ -21,6 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 
 from graph import normalise
+from kedit.statements import nearest_relations
 from kedit.store.hit import FACT, Hit
 from kedit.store.knowledge_store import KnowledgeStore
 from memory import EvidenceRound, Fact, Relation
@@ -131,10 +132,9 @@ class EvidencePool:
         return [(position, relation) for relation, position in found.items()]
 
     def _closest_relation(self, question: str) -> Relation:
-        relations = list(self.store.relations)
-        vectors = self.store._embed([question] + [r.question.format("X") for r in relations])
-        scores = vectors[1:] @ vectors[0]
-        return relations[int(scores.argmax())]
+        """The relation whose templates are nearest the question (names masked; template vectors cached)."""
+        relation_id, _ = nearest_relations([question], self.store.relations, self.store.embedder)[0]
+        return self.store.relations.resolve(relation_id)
 
     # -- the loop -------------------------------------------------------------------------------
     def _bind(self, slot: Slot, evidence: list[Evidence]) -> Slot:
