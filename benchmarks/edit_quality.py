@@ -5,16 +5,28 @@ edit prompt, paraphrase = target_new after the rephrase prompt, neighbourhood = 
 locality prompt's predicted tokens before vs after (locality). "neighbourhood+ctx" prepends the edit
 sentence to the locality prompt (METHODS §4): the specificity SADR targets.
 
-    python -m benchmarks.edit_quality --method rome --n 200
-    python -m benchmarks.edit_quality --method alphaedit --n 100 --sequential --batch 100
+Cases are the first N of `counterfact-val.json` whose new target the model does not already produce.
+"single": each batch (`--batch`, 1 for ROME/FT-L) is applied, measured and undone. "sequential": all
+batches are applied one after the other (edits stack) and every case is measured after the last one.
+
+One cell (model, method, ±SADR, mode, batch) per run; with `--out FILE.jsonl` the result is appended
+and a cell already there with at least N cases is skipped (resumable); `--table FILE.jsonl` prints the
+Markdown table of every cell recorded.
+
+    python -m benchmarks.edit_quality --method rome --n 200 --out benchmarks/results/edit_quality.jsonl
+    python -m benchmarks.edit_quality --method alphaedit --n 100 --batch 10 --sequential --out ...
+    python -m benchmarks.edit_quality --table benchmarks/results/edit_quality.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from kedit.editing import EditRequest, ParametricEditor, default_config
@@ -22,8 +34,10 @@ from kedit.paths import require_data_dir
 from kedit.runtime import load_model
 from kedit.scoring import score_targets, token_agreement
 
+METRICS = ("rewrite", "paraphrase", "neighbourhood", "neighbourhood+ctx")
 
-def load_counterfact(path: Path | None, n: int) -> list[dict]:
+
+def load_counterfact(path: Path | None, n: int) -> tuple[list[dict], str]:
     path = path or require_data_dir() / "CounterFact" / "counterfact-val.json"
     records = json.loads(Path(path).read_text())
     return records[:n], str(path)
@@ -31,6 +45,15 @@ def load_counterfact(path: Path | None, n: int) -> list[dict]:
 
 def request_of(case: dict) -> EditRequest:
     return EditRequest(case["prompt"], case["subject"], case["target_new"])
+
+
+def editable_cases(bundle, n: int, data: Path | None = None) -> tuple[list[dict], int, str]:
+    """The first n cases whose new target the model does not already produce; (cases, skipped, source)."""
+    pool, source = load_counterfact(data, 2 * n + 20)
+    scores = score_targets(bundle, [c["prompt"] for c in pool], [c["target_new"] for c in pool])
+    keep = [i for i, s in enumerate(scores) if s.accuracy < 1.0][:n]
+    skipped = (keep[-1] + 1 - len(keep)) if keep else 0
+    return [pool[i] for i in keep], skipped, source
 
 
 def measure(bundle, cases, locality_before, ctx_before) -> dict[str, list[float]]:
@@ -51,51 +74,69 @@ def _ctx(case: dict) -> str:
     return edit_sentence + " " + case["locality_prompt"]
 
 
-def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: int, data: Path | None) -> dict:
+def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: int, data: Path | None,
+        overrides: dict | None = None) -> dict:
     bundle = load_model(model)
     editor = ParametricEditor(bundle)
-    cfg = default_config(method, bundle.spec.family)
-    all_cases, source = load_counterfact(data, n * 2)
-    loc_before_all = score_targets(bundle, [c["locality_prompt"] for c in all_cases], [c["locality_ground_truth"] for c in all_cases])
-    ctx_before_all = score_targets(bundle, [_ctx(c) for c in all_cases], [c["locality_ground_truth"] for c in all_cases])
+    cfg = replace(default_config(method, bundle.spec.family), **(overrides or {}))
+    if method not in ("memit", "alphaedit"):
+        batch = 1
+    cases, skipped, source = editable_cases(bundle, n, data)
+    loc_before = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
+    ctx_before = score_targets(bundle, [_ctx(c) for c in cases], [c["locality_ground_truth"] for c in cases])
     metrics: dict[str, list[float]] = {}
     times: list[float] = []
-    skipped = 0
-    used: list[tuple[dict, object, object]] = []
-    pending: list[tuple[dict, object, object]] = []
-    for case, lb, cb in zip(all_cases, loc_before_all, ctx_before_all):
-        if len(used) + len(pending) >= n:
-            break
-        pending.append((case, lb, cb))
-        if len(pending) < (batch if method in ("memit", "alphaedit") else 1):
-            continue
-        t0 = time.perf_counter()
-        try:
-            rec = editor.apply([request_of(c) for c, _, _ in pending], method=method, config=cfg, sadr=sadr)
-        except Exception as exc:  # noqa: BLE001 - "already answered" cases are skipped, as in EasyEdit
-            if "already answers" in str(exc) and len(pending) == 1:
-                skipped += 1
-                pending = []
-                continue
-            raise
+    cpu: list[float] = []
+    for start in range(0, len(cases), batch):
+        part = slice(start, start + batch)
+        t0, c0 = time.perf_counter(), time.process_time()
+        rec = editor.apply([request_of(c) for c in cases[part]], method=method, config=cfg, sadr=sadr)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if not sequential:
-            part = measure(bundle, [c for c, _, _ in pending], [x for _, x, _ in pending], [x for _, _, x in pending])
-            for k, v in part.items():
+            for k, v in measure(bundle, cases[part], loc_before[part], ctx_before[part]).items():
                 metrics.setdefault(k, []).extend(v)
             editor.undo(rec)
-        used += pending
-        pending = []
-    if sequential:  # evaluate every case once, after all edits are in
-        metrics = measure(bundle, [c for c, _, _ in used], [x for _, x, _ in used], [x for _, _, x in used])
+    if sequential:  # every case once, after all edits are in
+        metrics = measure(bundle, cases, loc_before, ctx_before)
         for rec in reversed(list(editor.live)):
             editor.undo(rec)
     return {
         "model": model, "method": method, "sadr": sadr, "sequential": sequential, "batch": batch,
-        "cases": len(used), "skipped_already_true": skipped, "data": source,
-        "median_edit_s": statistics.median(times) if times else None,
+        "overrides": {k: str(v) for k, v in (overrides or {}).items()},
+        "cases": len(cases), "skipped_already_true": skipped, "data": source,
+        "median_edit_s": round(statistics.median(times), 3) if times else None,
+        "median_edit_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
+        "load_avg": round(os.getloadavg()[0], 2),
         **{k: round(statistics.mean(v), 4) for k, v in metrics.items()},
     }
+
+
+def _cell(r: dict) -> tuple:
+    return (r["model"], r["method"], r["sadr"], r["sequential"], r["batch"], json.dumps(r.get("overrides", {}), sort_keys=True))
+
+
+def table(path: Path) -> str:
+    """Markdown table of the cells in a results file (the largest N per cell)."""
+    best: dict[tuple, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if _cell(r) not in best or r["cases"] >= best[_cell(r)]["cases"]:
+                best[_cell(r)] = r
+    head = "| model | method | SADR | mode | N | rewrite | paraphrase | neighbourhood | neighb.+ctx | median s/edit (CPU) |"
+    lines = [head, "|" + "---|" * 10]
+    for r in sorted(best.values(), key=lambda r: (r["model"], r["sequential"], r["method"], r["sadr"])):
+        mode = f"{r['cases']} sequential (batch {r['batch']})" if r["sequential"] else (
+            "single" if r["batch"] == 1 else f"batch {r['batch']}")
+        name = r["method"] + (" " + " ".join(f"{k}={v}" for k, v in r["overrides"].items()) if r.get("overrides") else "")
+        cpu = r.get("median_edit_cpu_s")
+        lines.append(
+            f"| {r['model']} | {name} | {'yes' if r['sadr'] else 'no'} | {mode} | {r['cases']} | "
+            + " | ".join(f"{r.get(m, float('nan')):.3f}" for m in METRICS)
+            + f" | {r['median_edit_s']:.2f} ({cpu if cpu is not None else '-'}) |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -107,8 +148,29 @@ def main() -> None:
     ap.add_argument("--sequential", action="store_true")
     ap.add_argument("--batch", type=int, default=1, help="requests per apply() for memit/alphaedit")
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides, name=python-literal")
+    ap.add_argument("--out", type=Path, default=None, help="append the result here (JSON lines); skip a cell done")
+    ap.add_argument("--table", type=Path, default=None, help="print the Markdown table of a results file and exit")
     a = ap.parse_args()
-    print(json.dumps(run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data)))
+    if a.table:
+        print(table(a.table))
+        return
+    overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.set)}
+    if a.out and a.out.exists():
+        want = {"model": a.model, "method": a.method, "sadr": a.sadr, "sequential": a.sequential,
+                "batch": a.batch if a.method in ("memit", "alphaedit") else 1,
+                "overrides": {k: str(v) for k, v in overrides.items()}}
+        for line in a.out.read_text().splitlines():
+            r = json.loads(line) if line.strip() else None
+            if r and _cell(r) == _cell(want) and r["cases"] >= a.n:
+                print(json.dumps({"skipped": "cell already measured", **r}))
+                return
+    result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        with a.out.open("a") as fh:
+            fh.write(json.dumps(result) + "\n")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

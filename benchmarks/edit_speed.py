@@ -6,8 +6,10 @@ logits only at the target positions. Both run the same number of steps (early st
 is per step. CPU seconds (process time) are printed beside wall seconds: on this shared machine
 the wall clock mostly measures the other engineers' load. The full ROME edit time (default config: early stop, before/after verification) is printed
 too and, with --baseline, the pre-speed-work default (21 templates, loss-only stop) on the same cases in
-the same process, with the ratio.
+the same process, with the ratio; with --legacy, the same default config on the value loop as it was before
+the batched/bucketed rewrite (benchmarks/edit_legacy_values.py), same cases, same process.
 
+    python -m benchmarks.edit_speed --n 10 --steps 0 --legacy
     python -m benchmarks.edit_speed --n 10 --baseline
 """
 
@@ -22,8 +24,10 @@ from dataclasses import replace
 
 import torch
 
+from benchmarks.edit_legacy_values import legacy_optimise_values
 from benchmarks.edit_quality import load_counterfact, request_of
 from kedit.editing import ParametricEditor, default_config
+from kedit.editing import rome as rome_module
 from kedit.editing.keys import build_rows, pad_id, target_ids
 from kedit.editing.templates import context_templates
 from kedit.editing.tracing import PrefixBatch, hooks
@@ -86,6 +90,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--steps", type=int, default=5, help="fixed steps of the per-step comparison (0: skip it)")
     ap.add_argument("--baseline", action="store_true", help="also time the pre-speed-work ROME default (slow)")
+    ap.add_argument("--legacy", action="store_true", help="also time the default config on the old value loop")
     a = ap.parse_args()
     bundle = load_model(a.model)
     cfg = default_config("rome", bundle.spec.family)
@@ -115,6 +120,21 @@ def main() -> None:
         "rome_rewrite_acc": round(statistics.mean(accs), 3) if accs else None,
         "rome_value_steps": steps,
     })
+    if a.legacy:
+        current = rome_module.optimise_values
+        rome_module.optimise_values = legacy_optimise_values
+        try:
+            l_times, l_accs, l_steps, l_cpu = _rome_times(editor, cases, cfg)
+        finally:
+            rome_module.optimise_values = current
+        out.update({
+            "legacy_loop_rome_edit_median_s": round(statistics.median(l_times), 3) if l_times else None,
+            "legacy_loop_rome_edit_median_cpu_s": round(statistics.median(l_cpu), 3) if l_cpu else None,
+            "legacy_loop_rewrite_acc": round(statistics.mean(l_accs), 3) if l_accs else None,
+            "legacy_loop_value_steps": l_steps,
+            "speedup_vs_legacy_loop_wall": round(statistics.median(l_times) / statistics.median(times), 2) if l_times and times else None,
+            "speedup_vs_legacy_loop_cpu": round(statistics.median(l_cpu) / statistics.median(cpu), 2) if l_cpu and cpu else None,
+        })
     if a.baseline:
         old = replace(cfg, **OLD_ROME)
         b_times, b_accs, b_steps, b_cpu = _rome_times(editor, cases, old)

@@ -57,7 +57,8 @@ def test_memit_batch(smollm, editor, pristine):
     rec = editor.apply(REQUESTS, method="memit", config=cfg)
     assert sorted(rec.changed) == sorted(smollm.spec.down_proj_name(l) for l in cfg.layers)
     accs = [v["after"]["accuracy"] for v in rec.verification]
-    assert sum(a == 1.0 for a in accs) >= 2, accs
+    assert sum(accs) / len(accs) >= 0.9, accs  # batched value optimisation, default value settings
+    assert rec.info["request_steps"] and max(rec.info["request_steps"]) <= cfg.v_num_grad_steps
     assert all(v["after"]["prob"] > v["before"]["prob"] for v in rec.verification)
     editor.undo(rec)
     assert _same(smollm, pristine)
@@ -162,3 +163,29 @@ def test_second_moments_one_pass_matches_per_layer(smollm):
     assert torch.allclose(both[2], alone[2], rtol=1e-5, atol=1e-7)
     assert both[4].shape == (smollm.spec.d_ff(smollm.model),) * 2
     assert torch.allclose(both[4], both[4].T, atol=1e-6)
+
+
+def test_joint_value_batch_equals_one_request_at_a_time(smollm):
+    """Requests are independent: the bucketed joint loop gives each request the δ it gets alone."""
+    from kedit.editing.values import optimise_values
+
+    cfg = replace(default_config("memit", "llama"), loss_stop=-1.0, argmax_stop_prob=0.0, v_num_grad_steps=4)
+    templates = ["{}", "Hello there. {}"]
+    joint = optimise_values(smollm, REQUESTS, templates, cfg, "residual", 7)
+    for i, req in enumerate(REQUESTS):
+        alone = optimise_values(smollm, [req], templates, cfg, "residual", 7)
+        assert torch.allclose(joint.init[i], alone.init[0], atol=1e-4)
+        assert float((joint.delta[i] - alone.delta[0]).norm() / alone.delta[0].norm()) < 1e-3
+    assert joint.request_steps == [4, 4, 4]
+
+
+def test_batched_values_reach_the_targets_and_finished_requests_leave(smollm):
+    """Default MEMIT value settings on real CounterFact-style requests: every target becomes the argmax."""
+    from kedit.editing.values import optimise_values
+
+    cfg = replace(default_config("memit", "llama"), context_templates=())
+    res = optimise_values(smollm, REQUESTS, ["{}"], cfg, "residual", 7)
+    assert len(set(res.request_steps)) > 1 or max(res.request_steps) < cfg.v_num_grad_steps  # early stops
+    assert res.steps == max(res.request_steps)
+    reached = [math.exp(-x) for x in res.final_nll]
+    assert sum(p >= cfg.argmax_stop_prob for p in reached) >= 0.9 * len(REQUESTS), reached

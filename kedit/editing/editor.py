@@ -227,7 +227,8 @@ class ParametricEditor:
                     self.past_keys(layers), commit, sadr=sadr,
                 )
                 extra.update({f"keys.{l}": k for l, k in keys.items()})
-            info["value_steps"], info["value_s"] = vr.steps, vr.seconds
+            info["value_steps"], info["value_s"], info["value_cpu_s"] = vr.steps, vr.seconds, vr.cpu_seconds
+            info["request_steps"] = vr.request_steps
             info["update_s"] = time.perf_counter() - t_start - vr.seconds  # keys, residuals, solves
         else:
             assert isinstance(cfg, FTConfig)

@@ -44,12 +44,12 @@ def write_json_atomic(path: Path, data) -> None:
 
 
 @torch.no_grad()
-def _generate(bundle, n_per_seed: int, length: int, seed: int) -> list[str]:
+def _generate(bundle, n_per_seed: int, length: int, seed: int, seeds: tuple[str, ...] = SEEDS) -> list[str]:
     tok, model = bundle.tokenizer, bundle.model
     out: list[str] = []
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        for prompt in SEEDS:
+        for prompt in seeds:
             enc = tok([prompt] * n_per_seed, return_tensors="pt").to(bundle.device)
             n_new = max(1, length - enc["input_ids"].shape[1])
             gen = model.generate(
@@ -67,7 +67,7 @@ def _generate(bundle, n_per_seed: int, length: int, seed: int) -> list[str]:
 def context_templates(bundle, spec: tuple[tuple[int, int], ...], seed: int = 0) -> list[str]:
     """["{}"] + generated templates for `spec` = ((length_tokens, n_generated), ...), cached on disk.
 
-    ROME's ((5, 10), (10, 10)) gives 21 templates; MEMIT's ((10, 5),) gives 6.
+    ROME's reference ((5, 10), (10, 10)) gives 21 templates, ((10, 5),) 6 and ((10, 2),) 3.
     """
     key = json.dumps([list(x) for x in spec]) + f"|seed={seed}"
     path = editing_cache_dir(bundle) / "templates.json"
@@ -79,7 +79,9 @@ def context_templates(bundle, spec: tuple[tuple[int, int], ...], seed: int = 0) 
         return list(cached[key])
     templates = ["{}"]
     for length, n_gen in spec:
-        templates += _generate(bundle, max(1, n_gen // len(SEEDS)), length, seed)
+        # Fewer templates than seeds: one each from the first n_gen seeds (batch editing uses 2-3).
+        seeds = SEEDS if n_gen >= len(SEEDS) else SEEDS[: max(1, n_gen)]
+        templates += _generate(bundle, max(1, n_gen // len(SEEDS)), length, seed, seeds)
     cached[key] = templates
     try:
         write_json_atomic(path, cached)
