@@ -55,11 +55,12 @@ class ValueResult:
     cpu_seconds: float = 0.0  # process CPU time (the wall clock also counts other users' load)
 
 
-# Bucketing: rows are grouped by suffix length; a bucket grows while its padded suffix positions stay
-# within PAD_SLACK of the real ones and below MAX_BUCKET_TOKENS (the activations kept for backward are
+# Bucketing: rows are grouped by suffix length; a bucket grows while it has fewer than MIN_BUCKET_TOKENS
+# padded suffix positions, or they stay within PAD_SLACK of the real ones and below MAX_BUCKET_TOKENS (the activations kept for backward are
 # ~0.9 MB per suffix position for SmolLM2's 22 layers above MEMIT's layer 7).
 MAX_BUCKET_TOKENS = 1024
 PAD_SLACK = 1.15
+MIN_BUCKET_TOKENS = 128
 PREPARE_TOKENS = 4096  # padded positions per group of the no-grad pass
 
 
@@ -93,7 +94,9 @@ def _buckets_of(lengths: list[int], order: list[int]) -> list[list[int]]:
     for r in order:
         s = lengths[r]
         padded = (len(cur) + 1) * s  # rows are ascending in length: s is the bucket's width
-        if cur and (padded > PAD_SLACK * (real + s) or padded > MAX_BUCKET_TOKENS):
+        # A small bucket is kept together even with padding: per-forward overhead (a Python call per
+        # layer and op) costs more than a few padded positions (ROME: one request, one bucket).
+        if cur and padded > MIN_BUCKET_TOKENS and (padded > PAD_SLACK * (real + s) or padded > MAX_BUCKET_TOKENS):
             out.append(cur)
             cur, real = [], 0
         cur.append(r)
