@@ -4,6 +4,8 @@
 #   bash benchmarks/results/regenerate.sh            # every run below, then the report
 #   bash benchmarks/results/regenerate.sh report     # only the report, from the runs/ already there
 #   bash benchmarks/results/regenerate.sh layer-all  # only the MQuAKE layer run over all 627 dev cases
+#   MODEL=gemma3-270m N=5 bash benchmarks/results/regenerate.sh mquake   # one model's MQuAKE (or knowedit) cells
+# MQ_METHODS, KE_METHODS, KE_KINDS narrow the cells (default: all of them).
 # Limits (first N cases in file order; override through the environment). They exist because CPU is
 # scarce: on the shared 2-core machine a ROME/MEMIT/AlphaEdit/FT-L edit costs 5-60 s, a MeLLo case
 # 30-120 s, and Gemma-3-270M is about 2x SmolLM2's cost.
@@ -22,8 +24,9 @@ DATA=${KEDIT_DATA:-../shared/data}
 N_KE=${N_KE:-5} N_MQ=${N_MQ:-10} N_KE_G=${N_KE_G:-3} N_MQ_G=${N_MQ_G:-5}
 N_MQ100=${N_MQ100:-100} N_MELLO=${N_MELLO:-5} N_MELLO_G=${N_MELLO_G:-3}
 K100_METHODS=${K100_METHODS:-layer}
-KE_METHODS="rag layer rome memit alphaedit ft-l"
-MQ_METHODS="layer rome memit alphaedit mello"
+KE_METHODS=${KE_METHODS:-"rag layer rome memit alphaedit ft-l"}
+MQ_METHODS=${MQ_METHODS:-"layer rome memit alphaedit mello"}
+KE_KINDS=${KE_KINDS:-"zsre recent counterfact wikibio"}
 declare -A KE_DIR=([zsre]=ZsRE [recent]=wiki_recent [counterfact]=wiki_counterfact [wikibio]=WikiBio)
 
 timed() {  # run a command; print its wall and CPU (user + sys) seconds
@@ -45,7 +48,7 @@ mquake_runs() {  # model, N (k=1 and k=all), N for mello
 
 knowedit_runs() {  # model, N
   local model=$1 n=$2 kind m
-  for kind in zsre recent counterfact wikibio; do
+  for kind in $KE_KINDS; do
     for m in $KE_METHODS; do
       timed $B knowedit --data "$DATA/KnowEdit/${KE_DIR[$kind]}" --kind "$kind" --method "$m" --limit "$n" \
         --no-fluency --model "$model" --out "runs/knowedit-$kind-$m-$model"
@@ -56,6 +59,8 @@ knowedit_runs() {  # model, N
 case "${1:-all}" in
   report) ;;
   layer-all) layer_all ;;
+  mquake) mquake_runs "${MODEL:-smollm2-135m}" "${N:-$N_MQ}" "${N_M:-$N_MELLO}" ;;    # one model's MQuAKE cells
+  knowedit) knowedit_runs "${MODEL:-smollm2-135m}" "${N:-$N_KE}" ;;                 # one model's KnowEdit cells
   all)
     layer_all
     mquake_runs smollm2-135m "$N_MQ" "$N_MELLO"
@@ -67,7 +72,7 @@ case "${1:-all}" in
         --out "runs/mquake-k100-$m-smollm2-135m"
     done
     ;;
-  *) echo "usage: $0 [all|report|layer-all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|report|layer-all|mquake|knowedit]" >&2; exit 2 ;;
 esac
 shopt -s nullglob
 $R compare runs/mquake-* runs/knowedit-* --out benchmarks/RESULTS.md --plots benchmarks/results \
