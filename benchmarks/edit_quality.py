@@ -87,24 +87,35 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
     metrics: dict[str, list[float]] = {}
     times: list[float] = []
     cpu: list[float] = []
+    used: list[int] = []
+    now_true = 0
     for start in range(0, len(cases), batch):
-        part = slice(start, start + batch)
+        part = list(range(start, min(start + batch, len(cases))))
+        if sequential and editor.live:  # earlier edits can make a later target the answer already
+            now = score_targets(bundle, [cases[i]["prompt"] for i in part], [cases[i]["target_new"] for i in part])
+            now_true += sum(s.accuracy == 1.0 for s in now)
+            part = [i for i, s in zip(part, now) if s.accuracy < 1.0]
+            if not part:
+                continue
         t0, c0 = time.perf_counter(), time.process_time()
-        rec = editor.apply([request_of(c) for c in cases[part]], method=method, config=cfg, sadr=sadr)
+        rec = editor.apply([request_of(cases[i]) for i in part], method=method, config=cfg, sadr=sadr)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        used += part
         if not sequential:
-            for k, v in measure(bundle, cases[part], loc_before[part], ctx_before[part]).items():
+            sub = measure(bundle, [cases[i] for i in part], [loc_before[i] for i in part], [ctx_before[i] for i in part])
+            for k, v in sub.items():
                 metrics.setdefault(k, []).extend(v)
             editor.undo(rec)
-    if sequential:  # every case once, after all edits are in
-        metrics = measure(bundle, cases, loc_before, ctx_before)
+    if sequential:  # every edited case once, after all edits are in
+        metrics = measure(bundle, [cases[i] for i in used], [loc_before[i] for i in used], [ctx_before[i] for i in used])
         for rec in reversed(list(editor.live)):
             editor.undo(rec)
     return {
         "model": model, "method": method, "sadr": sadr, "sequential": sequential, "batch": batch,
         "overrides": {k: str(v) for k, v in (overrides or {}).items()},
-        "cases": len(cases), "skipped_already_true": skipped, "data": source,
+        "cases": len(used), "skipped_already_true": skipped, "became_true_before_their_batch": now_true,
+        "edits_applied": len(used), "data": source,
         "median_edit_s": round(statistics.median(times), 3) if times else None,
         "median_edit_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
         "load_avg": round(os.getloadavg()[0], 2),
