@@ -469,8 +469,8 @@ def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_ca
                     continue
                 s, candidates, relation, subject = jobs[job]
                 if passage is not None:
-                    if _norm(said) not in _norm(passage.text):
-                        continue  # not read from the passage (the model's prior, or an unrelated span)
+                    if _norm(said) not in _norm(passage.text) or _norm(said) in _norm(subject):
+                        continue  # not read from the passage (the model's prior), or a piece of the subject
                     candidates.append(Evidence(Tier.PASSAGE, passage.text, said, source=passage.source,
                                                passage_id=passage.id, score=passage.score))
                 else:

@@ -12,7 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+# a sentence ends at . ! ? ; — but not after an initial ("Frank R. Strayer") or a title ("St. Louis")
+_SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Dr|Mr|Ms|St|Jr|Sr)\.)(?<!\bMrs\.)\s+|\n+")
 _LEAD_IN = re.compile(
     r"^(?:assume|suppose|imagine|note|remember|consider|pretend)(?:\s+that)?\s*[,:]?\s*", re.IGNORECASE
 )
