@@ -22,6 +22,16 @@ def test_states_is_article_and_case_insensitive():
     assert not states("", "Paris") and not states("Lyon", "Paris")
 
 
+def test_statements_keep_initials_and_titles_inside_names():
+    from kedit.statements import parse_statements
+    from memory import RelationVocabulary
+
+    found = parse_statements("Frank R. Strayer is a citizen of Canada. St. Louis is located in the country of "
+                             "France.", RelationVocabulary.builtin())
+    assert [(s.subject, s.relation, s.object) for s in found] == [
+        ("Frank R. Strayer", "P27", "Canada"), ("St. Louis", "P17", "France")]
+
+
 def test_conflict_cases_are_built_from_real_edits(data_dir, tmp_path, smollm, embedder):
     cases = load_mquake(data_dir / "MQuAKE", limit=10).cases
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
