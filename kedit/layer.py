@@ -356,10 +356,19 @@ class KnowledgeLayer:
                           stacklevel=2)
         decisions: list[RouteDecision] = []
         routed = 0  # requests of this batch already sent to the weights count against the budget
-        for item, request, relation_id in prepared:
+        # the router's probes of every item at once (what `_signals` measures item by item, batched)
+        from kedit.query import complete_many
+
+        texts = [request.text for _, request, _ in prepared]
+        scores = score_targets(self.bundle, texts, [request.target for _, request, _ in prepared])
+        currents = [_clean_answer(t) for t in complete_many(self.bundle, texts, 6, until="line")]
+        for (item, request, relation_id), score, current in zip(prepared, scores, currents):
             signals = self._signals(request, relation_id, valid_from=item.get("valid_from"),
-                                    valid_to=item.get("valid_to"), volatile=item.get("volatile", False))
-            signals = dataclasses.replace(signals, live_edits=signals.live_edits + routed)
+                                    valid_to=item.get("valid_to"), volatile=item.get("volatile", False),
+                                    probe=False)
+            signals = dataclasses.replace(signals, live_edits=signals.live_edits + routed,
+                                          already_states_target=score.accuracy == 1.0,
+                                          target_prob_before=score.prob, current_answer=current)
             decisions.append(self.router.decide(signals, route))
             routed += decisions[-1].route in (Route.PARAMETRIC, Route.BOTH)
 
@@ -403,17 +412,26 @@ class KnowledgeLayer:
                                          "the store holds it for queries"), decisions[i].signals, decisions[i].forced)
                     self._measure_drift()
 
+        # the structured facts for the store, written in one transaction (embedded in one batch) when no
+        # two share a subject and relation (else one by one, so a later one supersedes an earlier one)
+        facts = {
+            idx: dict(subject=request.subject, relation=relation_id, object=request.target, source=source,
+                      valid_from=item.get("valid_from"), valid_to=item.get("valid_to"),
+                      provenance={"prompt": request.prompt, "edit_id": edit_id if idx in verification else None})
+            for idx, ((item, request, relation_id), decision) in enumerate(zip(prepared, decisions))
+            if decision.route in (Route.STORE, Route.BOTH) and relation_id is not None
+        }
+        keys = [(f["subject"].casefold(), f["relation"]) for f in facts.values()]
+        if len(set(keys)) == len(keys):
+            stored_facts = dict(zip(facts, self.store.add_facts(list(facts.values()))))
+        else:
+            stored_facts = {idx: self.store.add_fact(**f) for idx, f in facts.items()}
         results = []
         for idx, ((item, request, relation_id), decision) in enumerate(zip(prepared, decisions)):
             fact_id, passage_ids = None, []
             stored_to = decision.route in (Route.STORE, Route.BOTH)
-            if stored_to and relation_id is not None:
-                fact = self.store.add_fact(
-                    request.subject, relation_id, request.target, source=source,
-                    valid_from=item.get("valid_from"), valid_to=item.get("valid_to"),
-                    provenance={"prompt": request.prompt, "edit_id": edit_id if idx in verification else None},
-                )
-                fact_id = fact.id
+            if idx in stored_facts:
+                fact_id = stored_facts[idx].id
             elif stored_to:
                 passages = self.store.add_document(f"{request.text} {request.target}.", source=source,
                                                    valid_from=item.get("valid_from"), valid_to=item.get("valid_to"))
