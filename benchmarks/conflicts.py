@@ -169,6 +169,13 @@ def summarise(results: Sequence[ConflictResult]) -> dict[str, Any]:
             "query_seconds_mean": sum(r.seconds for r in results) / n if n else None}
 
 
+def undo_weight_changes(layer) -> None:
+    """Undo, newest first, every ledger entry whose weight change is still live (bit-exact restore)."""
+    for entry in reversed(layer.history()):
+        if entry["edit_id"] and layer.weights.find(entry["edit_id"]):
+            layer.undo(entry["id"])
+
+
 def run_suite(bundle, cases: Sequence[ConflictCase], workdir: str | Path | None = None, embedder=None,
               show_progress: bool = True) -> list[ConflictResult]:
     """Run every case on its own fresh knowledge base (one model, weight edits undone after each case)."""
@@ -184,9 +191,7 @@ def run_suite(bundle, cases: Sequence[ConflictCase], workdir: str | Path | None 
                 try:
                     results.append(run_case(kl, case))
                 finally:
-                    for entry in reversed(kl.history()):  # leave the shared model as it was
-                        if entry["edit_id"] and kl.weights.find(entry["edit_id"]):
-                            kl.undo(entry["id"])
+                    undo_weight_changes(kl)  # leave the shared model as it was
                     kl.close()
                 advance()
         finally:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cases import EditCase, MQuAKECase
-from benchmarks.conflicts import _norm, states
+from benchmarks.conflicts import _norm, states, undo_weight_changes
 from benchmarks.loaders import load_knowedit, load_mquake
 from benchmarks.runs import progress_bar
 
@@ -150,9 +150,7 @@ def run(bundle, mquake: Sequence[MQuAKECase], zsre: Sequence[EditCase], policies
                 raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
             with KnowledgeLayer.open(Path(tmp) / policy, model=bundle) as kl:
                 results.append(score_policy(kl, policy, updates, mquake, loc_qs, loc_pre, pre_answers))
-                for entry in reversed(kl.history()):  # the next policy starts from the same weights
-                    if entry["edit_id"] and kl.weights.find(entry["edit_id"]):
-                        kl.undo(entry["id"])
+                undo_weight_changes(kl)  # the next policy starts from the same weights
             after = score_targets(bundle, [q for q, _ in loc_qs], [a for _, a in loc_qs])
             if any(a.predicted != b.predicted or abs(a.logprob - b.logprob) > 1e-4 for a, b in zip(after, loc_pre)):
                 raise RuntimeError(f"weights not restored after policy {policy!r}")

@@ -372,17 +372,22 @@ class KnowledgeStore:
         return self.add_facts([NewFact(subject, relation, object, sentence, source, confidence, valid_from,
                                        valid_to, None if provenance is None else dict(provenance))])[0]
 
+    def _prepare_facts(self, facts: Iterable[FactLike]) -> tuple[list, list[str], dict]:
+        """Validate every fact, and look up the vectors of sentences already stored (same model)."""
+        prepared = [self.record.prepare_fact(_as_new_fact(f)) for f in facts]
+        sentences = [f.sentence for f in prepared]
+        known = self.record.sentence_vectors(sentences, self.model_name) if prepared else {}
+        return prepared, sentences, known
+
     def add_facts(self, facts: Iterable[FactLike]) -> list[Fact]:
         """Store many facts in one transaction (all or nothing), embedding them in one batch.
 
         A sentence already stored (same embedding model) reuses its vector, and a sentence repeated in
         `facts` is embedded once."""
         with self._writing():
-            prepared = [self.record.prepare_fact(_as_new_fact(f)) for f in facts]
+            prepared, sentences, known = self._prepare_facts(facts)
             if not prepared:
                 return []
-            sentences = [f.sentence for f in prepared]
-            known = self.record.sentence_vectors(sentences, self.model_name)
             self._note_model()
             return self._write_facts(prepared, self._fact_vectors(sentences, known, set()))
 
@@ -397,11 +402,9 @@ class KnowledgeStore:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise StoreInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         with self._writing():
-            prepared = [self.record.prepare_fact(_as_new_fact(f)) for f in facts]
+            prepared, sentences, known = self._prepare_facts(facts)
             if not prepared:
                 return []
-            sentences = [f.sentence for f in prepared]
-            known = self.record.sentence_vectors(sentences, self.model_name)
             counts = Counter(sentences)
             repeated = {s for s, n in counts.items() if n > 1 and s not in known}
             self._note_model()
