@@ -82,8 +82,8 @@ def bench_insert(cases, root: Path, n: int, batch: int) -> None:
     embed = max(before, after)
     print(f"insert (MiniLM, {len(facts)} CounterFact facts, batches of {batch}): {piped:,.0f} facts/s pipelined "
           f"(add_facts_in_batches), {plain:,.0f} facts/s plain add_facts per batch")
-    print(f"embedding alone, same texts: {embed:,.0f} texts/s (the store's embedder: {embedder.workers} batches at "
-          f"once, 1 torch thread each; runs {before:,.0f} and {after:,.0f}); sentence-transformers encode "
+    print(f"embedding alone, same texts: {embed:,.0f} texts/s (the store's embedder, {embedder.backend} backend: "
+          f"{embedder.workers} batches at once, 1 thread each; runs {before:,.0f} and {after:,.0f}); sentence-transformers encode "
           f"(batch 32, {torch.get_num_threads()} intra-op threads) {st_rate:,.0f} texts/s")
     print(f"insert / embedding throughput: {piped / embed:.2f} pipelined, {plain / embed:.2f} plain")
 

@@ -163,3 +163,21 @@ def test_cli_reports_bad_model_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "unknown model 'no-such-model'" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_onnx_embedding_backend_matches_torch_and_rebuilds_a_damaged_export(tmp_path, monkeypatch):
+    from kedit.runtime.embeddings import SentenceEmbedder, _onnx_cache_dir
+
+    monkeypatch.setenv("KEDIT_CACHE", str(tmp_path))
+    texts = ["Paris is the capital of France.", "Who plays the guitar?", "Toko Yasuda " * 200]
+    onnx = SentenceEmbedder(backend="onnx")
+    plain = SentenceEmbedder(backend="torch")
+    assert (onnx.backend, plain.backend, onnx.dim) == ("onnx", "torch", plain.dim)
+    assert np.abs(onnx.encode(texts) - plain.encode(texts)).max() < 1e-5  # incl. truncation at 256 tokens
+    exported = _onnx_cache_dir(onnx.model_path) / "model.onnx"
+    exported.write_bytes(exported.read_bytes()[:1000])  # a damaged export is detected and redone
+    again = SentenceEmbedder(backend="onnx")
+    assert exported.stat().st_size > 1_000_000
+    assert np.abs(again.encode(texts) - plain.encode(texts)).max() < 1e-5
+    with pytest.raises(ValueError, match="unknown embedding backend 'tf'"):
+        SentenceEmbedder(backend="tf")
