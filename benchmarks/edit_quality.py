@@ -88,6 +88,7 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
     times: list[float] = []
     cpu: list[float] = []
     used: list[int] = []
+    steps: list = []
     now_true = 0
     for start in range(0, len(cases), batch):
         part = list(range(start, min(start + batch, len(cases))))
@@ -101,6 +102,7 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
         rec = editor.apply([request_of(cases[i]) for i in part], method=method, config=cfg, sadr=sadr)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        steps.append(rec.info.get("value_steps"))
         used += part
         if not sequential:
             sub = measure(bundle, [cases[i] for i in part], [loc_before[i] for i in part], [ctx_before[i] for i in part])
@@ -120,6 +122,10 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
         "median_edit_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
         "load_avg": round(os.getloadavg()[0], 2),
         **{k: round(statistics.mean(v), 4) for k, v in metrics.items()},
+        # per case, in the order of `used`, for paired comparisons between cells of the same cases
+        "case_ids": [cases[i].get("case_id", i) for i in used],
+        "per_case": {k: [round(x, 4) for x in v] for k, v in metrics.items()},
+        "value_steps": steps,
     }
 
 
