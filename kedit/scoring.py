@@ -69,11 +69,18 @@ def score_targets(bundle, prompts: list[str], targets: list[str], batch_size: in
         for i, (ids, _) in enumerate(pairs):  # right padding keeps positions unchanged
             input_ids[i, : len(ids)] = torch.tensor(ids)
             mask[i, : len(ids)] = 1
-        logits = model(input_ids=input_ids.to(bundle.device), attention_mask=mask.to(bundle.device)).logits.float()
+        # Logits only from the first position that predicts a target token on (the vocabulary
+        # projection of the prompt positions would be a fifth of the pass, and is never read).
+        first = min(max(n_prompt - 1, 0) for _, n_prompt in pairs)
+        keep = torch.arange(first, width - 1, device=bundle.device)
+        logits = model(
+            input_ids=input_ids.to(bundle.device), attention_mask=mask.to(bundle.device), logits_to_keep=keep
+        ).logits.float()
         logprobs = torch.log_softmax(logits, dim=-1)
         for i, (ids, n_prompt) in enumerate(pairs):
             target_ids = torch.tensor(ids[n_prompt:])
-            rows = logprobs[i, n_prompt - 1 : len(ids) - 1] if n_prompt > 0 else logprobs[i, : len(ids) - 1]
+            lo = (n_prompt - 1 if n_prompt > 0 else 0) - first
+            rows = logprobs[i, lo : len(ids) - 1 - first]
             if n_prompt == 0:  # no prompt: the first token cannot be predicted
                 target_ids = target_ids[1:]
             rows = rows.cpu()

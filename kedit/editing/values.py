@@ -62,6 +62,9 @@ MAX_BUCKET_TOKENS = 1024
 PAD_SLACK = 1.15
 MIN_BUCKET_TOKENS = 128
 PREPARE_TOKENS = 4096  # padded positions per group of the no-grad pass
+# Up to this many rows (one ROME edit: ~7), every bucket's graph is kept until the stop rule has been read,
+# so the step that reaches the target skips its backward pass; bigger batches free each graph at once.
+DEFER_BACKWARD_ROWS = 64
 
 
 @dataclass
@@ -294,10 +297,12 @@ def optimise_values(
     tap = AttentionTap(bundle, list(range(layer + 1, n_layers))) if sadr else None
     steps = cfg.sadr_num_grad_steps if sadr else cfg.v_num_grad_steps
     trace: list[float] = []
+    defer = n_all <= DEFER_BACKWARD_ROWS
     it = 0
     for it in range(steps):
         last = it == steps - 1
         opt.zero_grad(set_to_none=True)
+        pending: list[torch.Tensor] = []  # deferred per-bucket losses
         nll_acc = torch.zeros(n)
         rest_acc = torch.zeros(n)  # KL + SADR
         misses = torch.zeros(n)
@@ -379,7 +384,9 @@ def optimise_values(
                 kl = torch.zeros(n).index_add(0, kl_req, (kl_lp.exp() * (kl_lp - kl_init[kl_req])).sum(1))
                 part = part + cfg.kl_factor * kl
                 rest_acc += cfg.kl_factor * kl.detach()
-            if not last:
+            if defer:
+                pending.append(part.sum())
+            elif not last:
                 part.sum().backward()
             del out, hs, part
         if it == 0:  # values read during the first (δ = 0) pass
@@ -389,7 +396,7 @@ def optimise_values(
                 row_keys[l] = _global(step0_keys[l])[:n_rw]
             init_norm = init.norm(dim=1)
         wd = cfg.v_weight_decay * delta.norm(dim=1) / init_norm.pow(2)
-        if not last:
+        if not last and not defer:
             wd[active].sum().backward()
         loss = nll_acc + rest_acc + wd.detach()
         reached = (misses == 0) & (prob_acc >= cfg.argmax_stop_prob) if cfg.argmax_stop_prob > 0 else None
@@ -407,6 +414,9 @@ def optimise_values(
         todo = active & ~done
         if not todo.any():
             break
+        if defer:
+            (torch.stack(pending).sum() + wd[active].sum()).backward()
+            pending.clear()
         before = delta.detach().clone()
         opt.step()
         with torch.no_grad():
