@@ -80,7 +80,7 @@ def main() -> None:
     editor.second_moments(sorted(cfg.layers), cfg.mom2_n_tokens)
     if isinstance(cfg, AlphaEditConfig):
         for layer in cfg.layers:
-            editor.projector(layer, cfg.mom2_n_tokens, cfg.nullspace_threshold)
+            editor.projector(layer, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy)
     loc_b = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
     ctx_b = score_targets(bundle, [_ctx(c) for c in cases], [c["locality_ground_truth"] for c in cases])
 

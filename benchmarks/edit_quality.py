@@ -9,9 +9,10 @@ Cases are the first N of `counterfact-val.json` whose new target the model does 
 "single": each batch (`--batch`, 1 for ROME/FT-L) is applied, measured and undone. "sequential": all
 batches are applied one after the other (edits stack) and every case is measured after the last one.
 
-One cell (model, method, ±SADR, mode, batch) per run; with `--out FILE.jsonl` the result is appended
-and a cell already there with at least N cases is skipped (resumable); `--table FILE.jsonl` prints the
-Markdown table of every cell recorded.
+One cell (model, method, ±SADR, mode, batch, overrides, effective config) per run; with `--out FILE.jsonl`
+the result is appended and a cell already there with at least N cases is skipped (resumable; a row
+without a recorded config counts as done whatever the defaults are now); `--table FILE.jsonl` prints the
+Markdown table of every cell recorded (a cell measured under several configs is tagged with each).
 
     python -m benchmarks.edit_quality --method rome --n 200 --out benchmarks/results/edit_quality.jsonl
     python -m benchmarks.edit_quality --method alphaedit --n 100 --batch 10 --sequential --out ...
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import statistics
@@ -75,8 +77,8 @@ def _ctx(case: dict) -> str:
 
 
 def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: int, data: Path | None,
-        overrides: dict | None = None) -> dict:
-    bundle = load_model(model)
+        overrides: dict | None = None, bundle=None) -> dict:
+    bundle = bundle if bundle is not None else load_model(model)
     editor = ParametricEditor(bundle)
     cfg = replace(default_config(method, bundle.spec.family), **(overrides or {}))
     if method not in ("memit", "alphaedit"):
@@ -116,6 +118,7 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
     return {
         "model": model, "method": method, "sadr": sadr, "sequential": sequential, "batch": batch,
         "overrides": {k: str(v) for k, v in (overrides or {}).items()},
+        "config": cfg.to_dict(),  # the effective config: a changed default is a new cell
         "cases": len(used), "skipped_already_true": skipped, "became_true_before_their_batch": now_true,
         "edits_applied": len(used), "data": source,
         "median_edit_s": round(statistics.median(times), 3) if times else None,
@@ -130,7 +133,16 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
 
 
 def _cell(r: dict) -> tuple:
-    return (r["model"], r["method"], r["sadr"], r["sequential"], r["batch"], json.dumps(r.get("overrides", {}), sort_keys=True))
+    """A cell: model, method, ±SADR, mode, batch, overrides and the effective config (rows written before
+    the config was recorded have None there, so rerunning after a default changed adds a new cell)."""
+    return (r["model"], r["method"], r["sadr"], r["sequential"], r["batch"], json.dumps(r.get("overrides", {}), sort_keys=True),
+            json.dumps(r.get("config"), sort_keys=True))
+
+
+def _config_tag(r: dict) -> str:
+    if r.get("config") is None:
+        return "earlier defaults"
+    return "config " + hashlib.sha1(json.dumps(r["config"], sort_keys=True).encode()).hexdigest()[:7]
 
 
 def table(path: Path) -> str:
@@ -143,10 +155,15 @@ def table(path: Path) -> str:
                 best[_cell(r)] = r
     head = "| model | method | SADR | mode | N | rewrite | paraphrase | neighbourhood | neighb.+ctx | median s/edit (CPU) |"
     lines = [head, "|" + "---|" * 10]
+    variants: dict[tuple, int] = {}
+    for key in best:
+        variants[key[:-1]] = variants.get(key[:-1], 0) + 1
     for r in sorted(best.values(), key=lambda r: (r["model"], r["sequential"], r["method"], r["sadr"])):
         mode = f"{r['cases']} sequential (batch {r['batch']})" if r["sequential"] else (
             "single" if r["batch"] == 1 else f"batch {r['batch']}")
         name = r["method"] + (" " + " ".join(f"{k}={v}" for k, v in r["overrides"].items()) if r.get("overrides") else "")
+        if variants[_cell(r)[:-1]] > 1:  # the same cell under different defaults: say which row is which
+            name += f" ({_config_tag(r)})"
         cpu = r.get("median_edit_cpu_s")
         lines.append(
             f"| {r['model']} | {name} | {'yes' if r['sadr'] else 'no'} | {mode} | {r['cases']} | "
@@ -173,16 +190,22 @@ def main() -> None:
         print(table(a.table))
         return
     overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.set)}
+    bundle = None
     if a.out and a.out.exists():
         want = {"model": a.model, "method": a.method, "sadr": a.sadr, "sequential": a.sequential,
                 "batch": a.batch if a.method in ("memit", "alphaedit") else 1,
                 "overrides": {k: str(v) for k, v in overrides.items()}}
-        for line in a.out.read_text().splitlines():
-            r = json.loads(line) if line.strip() else None
-            if r and _cell(r) == _cell(want) and r["cases"] >= a.n:
-                print(json.dumps({"skipped": "cell already measured", **r}))
-                return
-    result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides)
+        rows = [json.loads(line) for line in a.out.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if _cell(r)[:-1] == _cell(want)[:-1] and r["cases"] >= a.n]
+        if rows:  # the effective config (the model family's defaults + overrides) decides; rows written
+            # before the config was recorded still count as done (their defaults are not known)
+            bundle = load_model(a.model)
+            want["config"] = replace(default_config(a.method, bundle.spec.family), **overrides).to_dict()
+            for r in rows:
+                if r.get("config") is None or _cell(r) == _cell(want):
+                    print(json.dumps({"skipped": "cell already measured", **r}))
+                    return
+    result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides, bundle=bundle)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         with a.out.open("a") as fh:

@@ -66,8 +66,9 @@ def test_memit_batch(smollm, editor, pristine):
 
 def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
     cfg = _small("alphaedit")
-    proj = editor.projector(cfg.layers[0], N_TOKENS, cfg.nullspace_threshold)
+    proj = editor.projector(cfg.layers[0], N_TOKENS, cfg.nullspace_threshold, cfg.nullspace_energy)
     assert 0 < proj.dim < smollm.spec.d_ff(smollm.model)
+    assert 0 < proj.energy <= cfg.nullspace_energy
     rec = editor.apply(REQUESTS, method="alphaedit", config=cfg)
     assert rec.info["nullspace_dim"][str(cfg.layers[0])] == proj.dim
     assert sum(v["success"] for v in rec.verification) >= 2, rec.verification
@@ -77,8 +78,9 @@ def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
     delta = sum(d for n, d in rec.steps if n == name)
     c = editor.second_moments([layer], N_TOKENS)[layer].double()
     eigvals, eigvecs = torch.linalg.eigh(c)
-    kept = eigvecs[:, eigvals >= cfg.nullspace_threshold]
-    k0 = kept * eigvals[eigvals >= cfg.nullspace_threshold].sqrt()  # K0 with K0 K0ᵀ = C restricted
+    assert rec.info["nullspace_tau"][str(layer)] == proj.threshold
+    kept = eigvecs[:, eigvals >= proj.threshold]
+    k0 = kept * eigvals[eigvals >= proj.threshold].sqrt()  # K0 with K0 K0ᵀ = C restricted
     assert float((delta.double() @ k0).norm() / (delta.double() @ eigvecs * eigvals.sqrt()).norm().clamp(min=1e-30)) < 1e-3
     # the record carries the edited keys for the sequential cache, and undo drops them
     assert f"keys.{layer}" in rec.extra_tensors
@@ -92,10 +94,38 @@ def test_empty_null_space_is_an_error(smollm, editor, pristine):
     c = editor.second_moments([3], N_TOKENS)[3]
     with pytest.raises(EditError, match="null space"):
         NullSpaceProjector.from_second_moment(c, threshold=1e-9, layer=3)
-    cfg = replace(_small("alphaedit"), nullspace_threshold=1e-9)
     with pytest.raises(EditError, match="null space"):
-        editor.apply(REQUESTS[:1], method="alphaedit", config=cfg)
+        NullSpaceProjector.from_second_moment(c, energy=1e-9, layer=3)
+    for cfg in (replace(_small("alphaedit"), nullspace_threshold=1e-9), replace(_small("alphaedit"), nullspace_energy=1e-9)):
+        with pytest.raises(EditError, match="null space"):
+            editor.apply(REQUESTS[:1], method="alphaedit", config=cfg)
     assert _same(smollm, pristine) and editor.live == []
+
+
+def test_alphaedit_sequential_batches_hold_and_spare_the_cached_keys(smollm, editor, pristine):
+    """Default null-space rule, two sequential batches: every edit holds after both, the per-layer null
+    space is derived from each layer's spectrum (not one absolute τ), and the second batch's update
+    barely moves the outputs of the first batch's cached keys."""
+    from kedit.scoring import score_targets
+
+    cfg = _small("alphaedit")
+    first = editor.apply(REQUESTS[:2], method="alphaedit", config=cfg)
+    second = editor.apply(REQUESTS[2:], method="alphaedit", config=cfg)
+    taus = second.info["nullspace_tau"]
+    assert len(set(taus.values())) == len(cfg.layers)  # one τ per layer, from its own spectrum
+    assert all(0 < e <= cfg.nullspace_energy for e in second.info["nullspace_energy"].values())
+    after = score_targets(smollm, [r.text for r in REQUESTS], [r.target for r in REQUESTS])
+    assert all(s.accuracy == 1.0 for s in after), [s.accuracy for s in after]
+    for layer in cfg.layers:
+        name = smollm.spec.down_proj_name(layer)
+        d2 = sum(d for n, d in second.steps if n == name).double()
+        k1 = first.extra_tensors[f"keys.{layer}"].double()
+        k2 = second.extra_tensors[f"keys.{layer}"].double()
+        ratio = float((d2 @ k1).norm(dim=0).max() / (d2 @ k2).norm(dim=0).min())
+        assert ratio < 0.2, (layer, ratio)
+    editor.undo(second)
+    editor.undo(first)
+    assert _same(smollm, pristine)
 
 
 def test_sadr_changes_the_value_optimisation(smollm):

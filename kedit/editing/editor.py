@@ -66,7 +66,7 @@ class ParametricEditor:
         self.live: list[EditRecord] = []
         self._covs: dict[tuple[int, int], torch.Tensor] = {}
         self._inv: dict[tuple[int, int], torch.Tensor] = {}
-        self._proj: dict[tuple[int, int, float], NullSpaceProjector] = {}
+        self._proj: dict[tuple[int, int, float | None, float | None], NullSpaceProjector] = {}
 
     # -- caches --------------------------------------------------------------------------------
     def second_moments(self, layers: list[int], n_tokens: int) -> dict[int, torch.Tensor]:
@@ -85,11 +85,14 @@ class ParametricEditor:
                 self._covs[(l, n_tokens)] = c
         return {l: self._covs[(l, n_tokens)] for l in layers}
 
-    def projector(self, layer: int, n_tokens: int, threshold: float) -> NullSpaceProjector:
-        key = (layer, n_tokens, threshold)
+    def projector(
+        self, layer: int, n_tokens: int, threshold: float | None, energy: float | None = None
+    ) -> NullSpaceProjector:
+        """AlphaEdit's projector of a layer: absolute τ `threshold`, or (if None) the `energy` rule."""
+        key = (layer, n_tokens, threshold, None if threshold is not None else energy)
         if key not in self._proj:
             c = self.second_moments([layer], n_tokens)[layer]
-            self._proj[key] = NullSpaceProjector.from_second_moment(c, threshold, layer)
+            self._proj[key] = NullSpaceProjector.from_second_moment(c, threshold, layer, energy=energy)
         return self._proj[key]
 
     def past_keys(self, layers: list[int]) -> dict[int, torch.Tensor]:
@@ -220,8 +223,13 @@ class ParametricEditor:
                 vr = memit_apply(bundle, requests, cfg, templates, covs, commit, sadr=sadr)
             else:
                 assert isinstance(cfg, AlphaEditConfig)
-                projs = {l: self.projector(l, cfg.mom2_n_tokens, cfg.nullspace_threshold) for l in layers}
+                projs = {
+                    l: self.projector(l, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy)
+                    for l in layers
+                }
                 info["nullspace_dim"] = {str(l): p.dim for l, p in projs.items()}
+                info["nullspace_tau"] = {str(l): p.threshold for l, p in projs.items()}
+                info["nullspace_energy"] = {str(l): round(p.energy, 6) for l, p in projs.items()}
                 vr, keys = alphaedit_apply(
                     bundle, requests, cfg, templates, {l: p.matrix for l, p in projs.items()},
                     self.past_keys(layers), commit, sadr=sadr,
