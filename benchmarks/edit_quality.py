@@ -12,7 +12,7 @@ batches are applied one after the other (edits stack) and every case is measured
 One cell (model, method, ±SADR, mode, batch, overrides, effective config) per run; with `--out FILE.jsonl`
 the result is appended and a cell already there with at least N cases is skipped (resumable; a row
 without a recorded config counts as done whatever the defaults are now); `--table FILE.jsonl` prints the
-Markdown table of every cell recorded (a cell measured under several configs is tagged with each).
+Markdown table of every cell recorded (a cell measured under several recorded configs is tagged with each).
 
     python -m benchmarks.edit_quality --method rome --n 200 --out benchmarks/results/edit_quality.jsonl
     python -m benchmarks.edit_quality --method alphaedit --n 100 --batch 10 --sequential --out ...
@@ -155,6 +155,13 @@ def table(path: Path) -> str:
                 best[_cell(r)] = r
     head = "| model | method | SADR | mode | N | rewrite | paraphrase | neighbourhood | neighb.+ctx | median s/edit (CPU) |"
     lines = [head, "|" + "---|" * 10]
+    # a row without a recorded config (written before configs were recorded) is superseded by a row of
+    # the same cell with a config and at least as many cases, as the resume rule treats it
+    for key, r in list(best.items()):
+        if r.get("config") is None and any(
+            k[:-1] == key[:-1] and o.get("config") is not None and o["cases"] >= r["cases"] for k, o in best.items()
+        ):
+            del best[key]
     variants: dict[tuple, int] = {}
     for key in best:
         variants[key[:-1]] = variants.get(key[:-1], 0) + 1

@@ -89,7 +89,7 @@ class AlphaEditConfig(MEMITConfig):
     # layers 3-7 of the 100k-token statistics and the edits did not hold (rewrite 0.33 after 100
     # sequential edits). Measured on 100 sequential CounterFact edits (benchmarks/EDITING.md): energy
     # 0.1 (413-484 of 1536 dimensions), α=1 and MEMIT's value settings keep the edits (rewrite 0.98)
-    # with neighbourhood 0.886 vs MEMIT's 0.853; smaller null spaces need larger updates, which hurt
+    # with neighbourhood 0.885 vs MEMIT's 0.853; smaller null spaces need larger updates, which hurt
     # neighbours (0.02: 0.830) and, with α=0.1, overwrite earlier edits; α=10 realises too little of z.
     nullspace_threshold: float | None = None
     nullspace_energy: float = 0.1
