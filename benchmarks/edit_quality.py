@@ -77,7 +77,7 @@ def _ctx(case: dict) -> str:
 
 
 def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: int, data: Path | None,
-        overrides: dict | None = None, bundle=None) -> dict:
+        overrides: dict | None = None, bundle=None, block: int | None = None) -> dict:
     bundle = bundle if bundle is not None else load_model(model)
     editor = ParametricEditor(bundle)
     cfg = replace(default_config(method, bundle.spec.family), **(overrides or {}))
@@ -92,27 +92,36 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
     used: list[int] = []
     steps: list = []
     now_true = 0
-    for start in range(0, len(cases), batch):
-        part = list(range(start, min(start + batch, len(cases))))
-        if sequential and editor.live:  # earlier edits can make a later target the answer already
-            now = score_targets(bundle, [cases[i]["prompt"] for i in part], [cases[i]["target_new"] for i in part])
-            now_true += sum(s.accuracy == 1.0 for s in now)
-            part = [i for i, s in zip(part, now) if s.accuracy < 1.0]
-            if not part:
-                continue
-        t0, c0 = time.perf_counter(), time.process_time()
-        rec = editor.apply([request_of(cases[i]) for i in part], method=method, config=cfg, sadr=sadr)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        steps.append(rec.info.get("value_steps"))
-        used += part
-        if not sequential:
-            sub = measure(bundle, [cases[i] for i in part], [loc_before[i] for i in part], [ctx_before[i] for i in part])
+    # sequential: blocks of `block` cases are edited one after the other, measured after the block's last
+    # edit and undone before the next block (e.g. 2 x 100 sequential edits = 200 cases)
+    block = block if sequential and block else len(cases)
+    for b0 in range(0, len(cases), block):
+        b_end = min(b0 + block, len(cases))
+        b_used: list[int] = []
+        for start in range(b0, b_end, batch):
+            part = list(range(start, min(start + batch, b_end)))
+            if sequential and editor.live:  # earlier edits can make a later target the answer already
+                now = score_targets(bundle, [cases[i]["prompt"] for i in part], [cases[i]["target_new"] for i in part])
+                now_true += sum(s.accuracy == 1.0 for s in now)
+                part = [i for i, s in zip(part, now) if s.accuracy < 1.0]
+                if not part:
+                    continue
+            t0, c0 = time.perf_counter(), time.process_time()
+            rec = editor.apply([request_of(cases[i]) for i in part], method=method, config=cfg, sadr=sadr)
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+            steps.append(rec.info.get("value_steps"))
+            used += part
+            b_used += part
+            if not sequential:
+                sub = measure(bundle, [cases[i] for i in part], [loc_before[i] for i in part], [ctx_before[i] for i in part])
+                for k, v in sub.items():
+                    metrics.setdefault(k, []).extend(v)
+                editor.undo(rec)
+        if sequential and b_used:  # every case of the block once, after its last edit; then undo the block
+            sub = measure(bundle, [cases[i] for i in b_used], [loc_before[i] for i in b_used], [ctx_before[i] for i in b_used])
             for k, v in sub.items():
                 metrics.setdefault(k, []).extend(v)
-            editor.undo(rec)
-    if sequential:  # every edited case once, after all edits are in
-        metrics = measure(bundle, [cases[i] for i in used], [loc_before[i] for i in used], [ctx_before[i] for i in used])
         for rec in reversed(list(editor.live)):
             editor.undo(rec)
     return {
@@ -120,7 +129,7 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
         "overrides": {k: str(v) for k, v in (overrides or {}).items()},
         "config": cfg.to_dict(),  # the effective config: a changed default is a new cell
         "cases": len(used), "skipped_already_true": skipped, "became_true_before_their_batch": now_true,
-        "edits_applied": len(used), "data": source,
+        "edits_applied": len(used), "data": source, "block": block if sequential and block < len(cases) else None,
         "median_edit_s": round(statistics.median(times), 3) if times else None,
         "median_edit_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
         "load_avg": round(os.getloadavg()[0], 2),
@@ -135,7 +144,8 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
 def _cell(r: dict) -> tuple:
     """A cell: model, method, ±SADR, mode, batch, overrides and the effective config (rows written before
     the config was recorded have None there, so rerunning after a default changed adds a new cell)."""
-    return (r["model"], r["method"], r["sadr"], r["sequential"], r["batch"], json.dumps(r.get("overrides", {}), sort_keys=True),
+    return (r["model"], r["method"], r["sadr"], r["sequential"], r["batch"], r.get("block"),
+            json.dumps(r.get("overrides", {}), sort_keys=True),
             json.dumps(r.get("config"), sort_keys=True))
 
 
@@ -166,7 +176,8 @@ def table(path: Path) -> str:
     for key in best:
         variants[key[:-1]] = variants.get(key[:-1], 0) + 1
     for r in sorted(best.values(), key=lambda r: (r["model"], r["sequential"], r["method"], r["sadr"])):
-        mode = f"{r['cases']} sequential (batch {r['batch']})" if r["sequential"] else (
+        seq = f"{r['block']} sequential × {-(-r['cases'] // r['block'])} blocks" if r.get("block") else f"{r['cases']} sequential"
+        mode = f"{seq} (batch {r['batch']})" if r["sequential"] else (
             "single" if r["batch"] == 1 else f"batch {r['batch']}")
         name = r["method"] + (" " + " ".join(f"{k}={v}" for k, v in r["overrides"].items()) if r.get("overrides") else "")
         if variants[_cell(r)[:-1]] > 1:  # the same cell under different defaults: say which row is which
@@ -188,6 +199,8 @@ def main() -> None:
     ap.add_argument("--sadr", action="store_true")
     ap.add_argument("--sequential", action="store_true")
     ap.add_argument("--batch", type=int, default=1, help="requests per apply() for memit/alphaedit")
+    ap.add_argument("--block", type=int, default=None,
+                    help="sequential: edits per block (measured after the block, undone before the next)")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, name=python-literal")
     ap.add_argument("--out", type=Path, default=None, help="append the result here (JSON lines); skip a cell done")
@@ -201,6 +214,7 @@ def main() -> None:
     if a.out and a.out.exists():
         want = {"model": a.model, "method": a.method, "sadr": a.sadr, "sequential": a.sequential,
                 "batch": a.batch if a.method in ("memit", "alphaedit") else 1,
+                "block": a.block if a.sequential and a.block and a.block < a.n else None,
                 "overrides": {k: str(v) for k, v in overrides.items()}}
         rows = [json.loads(line) for line in a.out.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if _cell(r)[:-1] == _cell(want)[:-1] and r["cases"] >= a.n]
@@ -212,7 +226,7 @@ def main() -> None:
                 if r.get("config") is None or _cell(r) == _cell(want):
                     print(json.dumps({"skipped": "cell already measured", **r}))
                     return
-    result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides, bundle=bundle)
+    result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides, bundle=bundle, block=a.block)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         with a.out.open("a") as fh:

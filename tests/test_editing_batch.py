@@ -196,10 +196,12 @@ def test_second_moments_one_pass_matches_per_layer(smollm):
 
 
 def test_joint_value_batch_equals_one_request_at_a_time(smollm):
-    """Requests are independent: the bucketed joint loop gives each request the δ it gets alone."""
+    """Requests are independent: the bucketed joint loop gives each request the δ it gets alone (checked in
+    fp32: bf16 products round differently for different batch shapes)."""
     from kedit.editing.values import optimise_values
 
-    cfg = replace(default_config("memit", "llama"), loss_stop=-1.0, argmax_stop_prob=0.0, v_num_grad_steps=4)
+    cfg = replace(default_config("memit", "llama"), loss_stop=-1.0, argmax_stop_prob=0.0, v_num_grad_steps=4,
+                  value_dtype="float32")
     templates = ["{}", "Hello there. {}"]
     joint = optimise_values(smollm, REQUESTS, templates, cfg, "residual", 7)
     for i, req in enumerate(REQUESTS):
@@ -207,6 +209,24 @@ def test_joint_value_batch_equals_one_request_at_a_time(smollm):
         assert torch.allclose(joint.init[i], alone.init[0], atol=1e-4)
         assert float((joint.delta[i] - alone.delta[0]).norm() / alone.delta[0].norm()) < 1e-3
     assert joint.request_steps == [4, 4, 4]
+
+
+def test_bf16_value_steps_track_fp32_and_leave_the_weights_bit_exact(smollm):
+    from kedit.editing.values import optimise_values
+
+    before = _state(smollm)
+    cfg = replace(default_config("rome", "llama"), context_templates=(), loss_stop=-1.0, argmax_stop_prob=0.0,
+                  v_num_grad_steps=6)
+    f32 = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(cfg, value_dtype="float32"), "mlp", cfg.layer)
+    b16 = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(cfg, value_dtype="bfloat16"), "mlp", cfg.layer)
+    assert (f32.dtype, b16.dtype) == ("float32", "bfloat16")
+    assert torch.equal(f32.init, b16.init) and b16.loss_trace[0] == f32.loss_trace[0]  # step 0 is fp32
+    rel = float((b16.delta - f32.delta).norm() / f32.delta.norm())
+    assert 0.0 < rel < 0.1, rel  # the later steps did run in bf16, and stayed on fp32's trajectory
+    assert b16.loss_trace[-1] < 0.5 * b16.loss_trace[0]
+    assert all(p.dtype == torch.float32 for p in smollm.model.parameters()) and _same(smollm, before)
+    with pytest.raises(ValueError, match="value_dtype"):
+        replace(cfg, value_dtype="float16")
 
 
 def test_batched_values_reach_the_targets_and_finished_requests_leave(smollm):
@@ -219,3 +239,14 @@ def test_batched_values_reach_the_targets_and_finished_requests_leave(smollm):
     assert res.steps == max(res.request_steps)
     reached = [math.exp(-x) for x in res.final_nll]
     assert sum(p >= cfg.argmax_stop_prob for p in reached) >= 0.9 * len(REQUESTS), reached
+
+
+def test_edit_quality_sequential_blocks_measure_each_block_then_restore_the_model(smollm):
+    from benchmarks.edit_quality import run
+
+    before = _state(smollm)
+    r = run("smollm2-135m", "ft-l", 4, False, True, 1, None, bundle=smollm, block=2)
+    assert r["block"] == 2 and r["sequential"]
+    assert 3 <= r["cases"] == len(r["case_ids"]) == len(r["per_case"]["rewrite"])
+    assert all(0.0 <= x <= 1.0 for v in r["per_case"].values() for x in v)
+    assert _same(smollm, before)  # each block undone before the next, the last one at the end

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from kedit.editing.precision import VALUE_DTYPES
+
 
 @dataclass(frozen=True)
 class ValueOptConfig:
@@ -41,6 +43,14 @@ class ValueOptConfig:
     sadr_num_grad_steps: int = 25
     # Second-moment statistics: tokens of the Wikipedia corpus to average kk^T over.
     mom2_n_tokens: int = 100_000
+    # Precision of the value-step products after the first step (precision.py): "auto" = bfloat16 on a
+    # CPU with native bf16 products, else float32. Measured in benchmarks/EDITING.md (ROME speed): same
+    # steps and outcomes, 1.6x faster on SmolLM2.
+    value_dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.value_dtype not in VALUE_DTYPES:
+            raise ValueError(f"value_dtype must be one of {', '.join(VALUE_DTYPES)}, not {self.value_dtype!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -213,6 +213,7 @@ class ParametricEditor:
                 commit(name, delta)
                 info["value_steps"].append(vr.steps)
                 info["value_s"].append(vr.seconds)
+                info["value_dtype"] = vr.dtype
         elif method in ("memit", "alphaedit"):
             assert isinstance(cfg, MEMITConfig)
             templates = context_templates(bundle, cfg.context_templates)
@@ -237,6 +238,7 @@ class ParametricEditor:
                 extra.update({f"keys.{l}": k for l, k in keys.items()})
             info["value_steps"], info["value_s"], info["value_cpu_s"] = vr.steps, vr.seconds, vr.cpu_seconds
             info["request_steps"] = vr.request_steps
+            info["value_dtype"] = vr.dtype
             info["update_s"] = time.perf_counter() - t_start - vr.seconds  # keys, residuals, solves
         else:
             assert isinstance(cfg, FTConfig)

@@ -32,6 +32,7 @@ import torch
 
 from kedit.editing.config import ValueOptConfig
 from kedit.editing.keys import Row, build_rows, kl_rows, pad_id, target_ids
+from kedit.editing.precision import low_precision_weights, resolve_value_dtype
 from kedit.editing.requests import EditRequest
 from kedit.editing.sadr import AttentionTap, sadr_loss
 from kedit.editing.tracing import PrefixBatch, base_model, fresh_cache, hooks, layer_window
@@ -53,6 +54,7 @@ class ValueResult:
     seconds: float = 0.0
     request_steps: list[int] = field(default_factory=list)  # forward passes each request took part in
     cpu_seconds: float = 0.0  # process CPU time (the wall clock also counts other users' load)
+    dtype: str = "float32"  # precision of the products after the first step (precision.py)
 
 
 # Bucketing: rows are grouped by suffix length; a bucket grows while it has fewer than MIN_BUCKET_TOKENS
@@ -299,137 +301,151 @@ def optimise_values(
     trace: list[float] = []
     defer = n_all <= DEFER_BACKWARD_ROWS
     it = 0
-    for it in range(steps):
-        last = it == steps - 1
-        opt.zero_grad(set_to_none=True)
-        pending: list[torch.Tensor] = []  # deferred per-bucket losses
-        nll_acc = torch.zeros(n)
-        rest_acc = torch.zeros(n)  # KL + SADR
-        misses = torch.zeros(n)
-        prob_acc = torch.zeros(n)
-        for bk in buckets:
-            if bk.rows.numel() == 0:
-                continue
-            g = bk.rows
-            b_req = row_req[g]
-            d_rows = delta[b_req]
-            hidden = bk.h_in
-            hook_pairs = []
-            pre_pairs = []
-            if it == 0:
-                for l in keys_above:
-                    pre_pairs.append((spec.down_proj_module(model, l),
-                                      lambda m, a, l=l: step0_keys[l].append(a[0][:, 0].detach().clone())))
-            if site == "residual":
-                hidden = torch.cat([hidden[:, :1] + d_rows[:, None], hidden[:, 1:]], dim=1)
-            else:
+    # steps after the first (which records the fp32 references) run their products in `low` (precision.py)
+    low = resolve_value_dtype(cfg.value_dtype, delta.device)
+    window = [spec.layer(model, i) for i in range(start, n_layers)]
+    head_low: torch.Tensor | None = None
 
-                def _inject(m, a, o, d_rows=d_rows, first=it == 0):
-                    if first:
-                        step0_init.append(o[:, 0].detach().clone())
-                    return torch.cat([o[:, :1] + d_rows[:, None], o[:, 1:]], dim=1)
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        if head_low is None:
+            return lm_head(x).float()
+        return torch.nn.functional.linear(x.to(low), head_low, lm_head.bias).float()
 
-                hook_pairs.append((spec.down_proj_module(model, layer), _inject))
-            P = bk.batch.n_prefix
-            cache = fresh_cache(bundle, bk.kv, None, start=start) if P > 0 else None
-            rw_local = torch.nonzero(~is_kl[g]).squeeze(1)
-            rw_global = g[rw_local]
-            tap_ctx = tap.active(rw_local, query_cols[rw_global]) if tap else contextlib.nullcontext()
-            with layer_window(bundle, start, n_layers, hidden_in=hidden), hooks(pre_pairs, pre=True), \
-                    hooks(hook_pairs), tap_ctx:
-                out = base(
-                    input_ids=bk.batch.suffix_ids,
-                    attention_mask=bk.batch.attention_mask,
-                    position_ids=bk.batch.suffix_positions,
-                    cache=cache,
-                    use_cache=cache is not None,
-                )
-            hs = out.last_hidden_state
-            part = torch.zeros(n)
-            if rw_local.numel():
-                # logits only at the real target positions (targets have different lengths)
-                m = tgt_mask[rw_global]
-                pos_row, pos_t = torch.nonzero(m, as_tuple=True)
-                gathered = hs[rw_local[pos_row], tgt_cols[rw_global[pos_row], pos_t]]  # (V, d)
-                logp = torch.log_softmax(lm_head(gathered).float(), dim=-1)
-                want = tgt_ids[rw_global[pos_row], pos_t]
-                tok_lp = logp.gather(1, want[:, None]).squeeze(1)
-                row_lp = torch.zeros(len(rw_local)).index_add(0, pos_row, tok_lp)
-                nll_row = -row_lp / m.sum(1)
-                rw_req = row_req[rw_global]
-                nll_part = torch.zeros(n).index_add(0, rw_req, nll_row / rw_count[rw_req])
-                part = part + nll_part
-                with torch.no_grad():  # per request: is every target token the argmax on every prompt?
-                    nll_acc += nll_part.detach()
-                    miss_tok = (logp.argmax(-1) != want).float()
-                    misses.index_add_(0, rw_req[pos_row], miss_tok)
-                    prob_acc.index_add_(0, rw_req, (-nll_row.detach()).exp() / rw_count[rw_req])
-                if tap is not None:
-                    if bk.a0 is None:  # step 0: δ = 0, every row of the bucket present
-                        bk.a0 = {l: a.detach().clone() for l, a in tap.captured.items()}
-                    cur0 = bk.a0
-                    local_n = torch.bincount(rw_req, minlength=n).float()
-                    s = sadr_loss(tap.captured, cur0, P, rw_req, n, cfg.sadr_weight, cfg.sadr_hinge)
-                    s = s * local_n / rw_count  # sadr_loss averages over this bucket's rows only
-                    part = part + s
-                    rest_acc += s.detach()
-            kl_local = torch.nonzero(is_kl[g]).squeeze(1)
-            if kl_local.numel():
-                kl_lp = torch.log_softmax(lm_head(hs[kl_local, 0]).float(), dim=-1)
-                kl_req = row_req[g[kl_local]]
-                if it == 0:
-                    if kl_init.shape[1] == 0:
-                        kl_init = torch.zeros(n, kl_lp.shape[1])
-                    kl_init[kl_req] = kl_lp.detach()
-                kl = torch.zeros(n).index_add(0, kl_req, (kl_lp.exp() * (kl_lp - kl_init[kl_req])).sum(1))
-                part = part + cfg.kl_factor * kl
-                rest_acc += cfg.kl_factor * kl.detach()
-            if defer:
-                pending.append(part.sum())
-            elif not last:
-                part.sum().backward()
-            del out, hs, part
-        if it == 0:  # values read during the first (δ = 0) pass
-            if site == "mlp":
-                init = _global(step0_init)[bare].clone()
-            for l in keys_above:
-                row_keys[l] = _global(step0_keys[l])[:n_rw]
-            init_norm = init.norm(dim=1)
-        wd = cfg.v_weight_decay * delta.norm(dim=1) / init_norm.pow(2)
-        if not last and not defer:
-            wd[active].sum().backward()
-        loss = nll_acc + rest_acc + wd.detach()
-        reached = (misses == 0) & (prob_acc >= cfg.argmax_stop_prob) if cfg.argmax_stop_prob > 0 else None
-        if not torch.isfinite(loss[active]).all():
-            raise EditError("non-finite loss while optimising the edit value; weights left untouched")
-        final_loss[active] = loss[active]
-        req_steps[active] += 1
-        final_nll[active] = nll_acc[active]
-        trace.append(float(loss[active].mean()))
-        done = active & (loss < cfg.loss_stop)
-        if reached is not None:
-            done |= active & reached
-        if last:
-            break
-        todo = active & ~done
-        if not todo.any():
-            break
-        if defer:
-            (torch.stack(pending).sum() + wd[active].sum()).backward()
-            pending.clear()
-        before = delta.detach().clone()
-        opt.step()
-        with torch.no_grad():
-            delta[~todo] = before[~todo]  # Adam momentum must not move finished requests
-            max_norm = cfg.clamp_norm_factor * init_norm
-            scale = (max_norm / delta.norm(dim=1).clamp(min=1e-12)).clamp(max=1.0)
-            delta.mul_(scale[:, None])
-        if done.any():  # finished requests leave the batch for good
+    with contextlib.ExitStack() as precision:
+        for it in range(steps):
+            last = it == steps - 1
+            if it == 1 and low != torch.float32:
+                precision.enter_context(low_precision_weights(window, low))
+                head_low = lm_head.weight.detach().to(low)
+            opt.zero_grad(set_to_none=True)
+            pending: list[torch.Tensor] = []  # deferred per-bucket losses
+            nll_acc = torch.zeros(n)
+            rest_acc = torch.zeros(n)  # KL + SADR
+            misses = torch.zeros(n)
+            prob_acc = torch.zeros(n)
             for bk in buckets:
-                keep = todo[row_req[bk.rows]]
-                if not keep.all():
-                    bk.keep(keep, is_kl)
-        active = todo
+                if bk.rows.numel() == 0:
+                    continue
+                g = bk.rows
+                b_req = row_req[g]
+                d_rows = delta[b_req]
+                hidden = bk.h_in
+                hook_pairs = []
+                pre_pairs = []
+                if it == 0:
+                    for l in keys_above:
+                        pre_pairs.append((spec.down_proj_module(model, l),
+                                          lambda m, a, l=l: step0_keys[l].append(a[0][:, 0].detach().clone())))
+                if site == "residual":
+                    hidden = torch.cat([hidden[:, :1] + d_rows[:, None], hidden[:, 1:]], dim=1)
+                else:
+
+                    def _inject(m, a, o, d_rows=d_rows, first=it == 0):
+                        if first:
+                            step0_init.append(o[:, 0].detach().clone())
+                        return torch.cat([o[:, :1] + d_rows[:, None], o[:, 1:]], dim=1)
+
+                    hook_pairs.append((spec.down_proj_module(model, layer), _inject))
+                P = bk.batch.n_prefix
+                cache = fresh_cache(bundle, bk.kv, None, start=start) if P > 0 else None
+                rw_local = torch.nonzero(~is_kl[g]).squeeze(1)
+                rw_global = g[rw_local]
+                tap_ctx = tap.active(rw_local, query_cols[rw_global]) if tap else contextlib.nullcontext()
+                with layer_window(bundle, start, n_layers, hidden_in=hidden), hooks(pre_pairs, pre=True), \
+                        hooks(hook_pairs), tap_ctx:
+                    out = base(
+                        input_ids=bk.batch.suffix_ids,
+                        attention_mask=bk.batch.attention_mask,
+                        position_ids=bk.batch.suffix_positions,
+                        cache=cache,
+                        use_cache=cache is not None,
+                    )
+                hs = out.last_hidden_state
+                part = torch.zeros(n)
+                if rw_local.numel():
+                    # logits only at the real target positions (targets have different lengths)
+                    m = tgt_mask[rw_global]
+                    pos_row, pos_t = torch.nonzero(m, as_tuple=True)
+                    gathered = hs[rw_local[pos_row], tgt_cols[rw_global[pos_row], pos_t]]  # (V, d)
+                    logp = torch.log_softmax(logits(gathered), dim=-1)
+                    want = tgt_ids[rw_global[pos_row], pos_t]
+                    tok_lp = logp.gather(1, want[:, None]).squeeze(1)
+                    row_lp = torch.zeros(len(rw_local)).index_add(0, pos_row, tok_lp)
+                    nll_row = -row_lp / m.sum(1)
+                    rw_req = row_req[rw_global]
+                    nll_part = torch.zeros(n).index_add(0, rw_req, nll_row / rw_count[rw_req])
+                    part = part + nll_part
+                    with torch.no_grad():  # per request: is every target token the argmax on every prompt?
+                        nll_acc += nll_part.detach()
+                        miss_tok = (logp.argmax(-1) != want).float()
+                        misses.index_add_(0, rw_req[pos_row], miss_tok)
+                        prob_acc.index_add_(0, rw_req, (-nll_row.detach()).exp() / rw_count[rw_req])
+                    if tap is not None:
+                        if bk.a0 is None:  # step 0: δ = 0, every row of the bucket present
+                            bk.a0 = {l: a.detach().clone() for l, a in tap.captured.items()}
+                        cur0 = bk.a0
+                        local_n = torch.bincount(rw_req, minlength=n).float()
+                        s = sadr_loss(tap.captured, cur0, P, rw_req, n, cfg.sadr_weight, cfg.sadr_hinge)
+                        s = s * local_n / rw_count  # sadr_loss averages over this bucket's rows only
+                        part = part + s
+                        rest_acc += s.detach()
+                kl_local = torch.nonzero(is_kl[g]).squeeze(1)
+                if kl_local.numel():
+                    kl_lp = torch.log_softmax(logits(hs[kl_local, 0]), dim=-1)
+                    kl_req = row_req[g[kl_local]]
+                    if it == 0:
+                        if kl_init.shape[1] == 0:
+                            kl_init = torch.zeros(n, kl_lp.shape[1])
+                        kl_init[kl_req] = kl_lp.detach()
+                    kl = torch.zeros(n).index_add(0, kl_req, (kl_lp.exp() * (kl_lp - kl_init[kl_req])).sum(1))
+                    part = part + cfg.kl_factor * kl
+                    rest_acc += cfg.kl_factor * kl.detach()
+                if defer:
+                    pending.append(part.sum())
+                elif not last:
+                    part.sum().backward()
+                del out, hs, part
+            if it == 0:  # values read during the first (δ = 0) pass
+                if site == "mlp":
+                    init = _global(step0_init)[bare].clone()
+                for l in keys_above:
+                    row_keys[l] = _global(step0_keys[l])[:n_rw]
+                init_norm = init.norm(dim=1)
+            wd = cfg.v_weight_decay * delta.norm(dim=1) / init_norm.pow(2)
+            if not last and not defer:
+                wd[active].sum().backward()
+            loss = nll_acc + rest_acc + wd.detach()
+            reached = (misses == 0) & (prob_acc >= cfg.argmax_stop_prob) if cfg.argmax_stop_prob > 0 else None
+            if not torch.isfinite(loss[active]).all():
+                raise EditError("non-finite loss while optimising the edit value; weights left untouched")
+            final_loss[active] = loss[active]
+            req_steps[active] += 1
+            final_nll[active] = nll_acc[active]
+            trace.append(float(loss[active].mean()))
+            done = active & (loss < cfg.loss_stop)
+            if reached is not None:
+                done |= active & reached
+            if last:
+                break
+            todo = active & ~done
+            if not todo.any():
+                break
+            if defer:
+                (torch.stack(pending).sum() + wd[active].sum()).backward()
+                pending.clear()
+            before = delta.detach().clone()
+            opt.step()
+            with torch.no_grad():
+                delta[~todo] = before[~todo]  # Adam momentum must not move finished requests
+                max_norm = cfg.clamp_norm_factor * init_norm
+                scale = (max_norm / delta.norm(dim=1).clamp(min=1e-12)).clamp(max=1.0)
+                delta.mul_(scale[:, None])
+            if done.any():  # finished requests leave the batch for good
+                for bk in buckets:
+                    keep = todo[row_req[bk.rows]]
+                    if not keep.all():
+                        bk.keep(keep, is_kl)
+            active = todo
     delta = delta.detach()
     if not torch.isfinite(delta).all():
         raise EditError("non-finite edit value; weights left untouched")
@@ -447,4 +463,5 @@ def optimise_values(
         seconds=seconds,
         request_steps=req_steps.tolist(),
         cpu_seconds=time.process_time() - c0,
+        dtype=str(low).removeprefix("torch."),
     )
