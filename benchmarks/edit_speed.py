@@ -7,8 +7,11 @@ is per step. CPU seconds (process time) are printed beside wall seconds: on this
 the wall clock mostly measures the other engineers' load. The full ROME edit time (default config: early stop, before/after verification) is printed
 too and, with --baseline, the pre-speed-work default (21 templates, loss-only stop) on the same cases in
 the same process, with the ratio; with --legacy, the same default config on the value loop as it was before
-the batched/bucketed rewrite (benchmarks/edit_legacy_values.py), same cases, same process.
+the batched/bucketed rewrite (benchmarks/edit_legacy_values.py), same cases, same process; with --fp32, the
+default config with fp32 value products (value_dtype='float32'; the default 'auto' is bf16 on CPUs that
+multiply bf16 natively), interleaved per case.
 
+    python -m benchmarks.edit_speed --n 30 --steps 0 --fp32
     python -m benchmarks.edit_speed --n 10 --steps 0 --legacy
     python -m benchmarks.edit_speed --n 10 --baseline
 """
@@ -84,6 +87,12 @@ def _rome_times(editor, cases, cfg) -> tuple[list[float], list[float], list[int]
     return times, accs, steps, cpu
 
 
+def editor_dtype(cfg, bundle) -> str:
+    from kedit.editing.precision import resolve_value_dtype
+
+    return str(resolve_value_dtype(cfg.value_dtype, bundle.device)).removeprefix("torch.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -91,6 +100,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="fixed steps of the per-step comparison (0: skip it)")
     ap.add_argument("--baseline", action="store_true", help="also time the pre-speed-work ROME default (slow)")
     ap.add_argument("--legacy", action="store_true", help="also time the default config on the old value loop")
+    ap.add_argument("--fp32", action="store_true",
+                    help="also time the default config with fp32 value products (value_dtype='float32'), interleaved per case")
     a = ap.parse_args()
     bundle = load_model(a.model)
     cfg = default_config("rome", bundle.spec.family)
@@ -113,7 +124,23 @@ def main() -> None:
             "naive_values_median_s": round(statistics.median(naive), 3),
             "per_step_speedup": round(statistics.median(naive) / statistics.median(ours), 2),
         })
-    times, accs, steps, cpu = _rome_times(editor, cases, cfg)
+    if a.fp32:  # interleaved per case, so a change of load hits both configs alike
+        f32 = replace(cfg, value_dtype="float32")
+        pairs = [(_rome_times(editor, [c], cfg), _rome_times(editor, [c], f32)) for c in cases]
+        pairs = [(d, f) for d, f in pairs if d[0] and f[0]]
+        times, accs, steps, cpu = (sum((d[i] for d, _ in pairs), []) for i in range(4))
+        f_times, f_accs, f_steps, f_cpu = (sum((f[i] for _, f in pairs), []) for i in range(4))
+        out.update({
+            "fp32_rome_edit_median_s": round(statistics.median(f_times), 3) if f_times else None,
+            "fp32_rome_edit_median_cpu_s": round(statistics.median(f_cpu), 3) if f_cpu else None,
+            "fp32_rewrite_acc": round(statistics.mean(f_accs), 3) if f_accs else None,
+            "fp32_value_steps": f_steps,
+            "speedup_vs_fp32_wall": round(statistics.median(f_times) / statistics.median(times), 2) if times else None,
+            "speedup_vs_fp32_cpu": round(statistics.median(f_cpu) / statistics.median(cpu), 2) if cpu else None,
+        })
+    else:
+        times, accs, steps, cpu = _rome_times(editor, cases, cfg)
+    out["value_dtype"] = editor_dtype(cfg, bundle)
     out.update({
         "rome_edit_median_s": round(statistics.median(times), 3) if times else None, "edits": len(times),
         "rome_edit_median_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
