@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fcntl
 import hashlib
 import json
 import os
@@ -229,8 +230,13 @@ def main() -> None:
     result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides, bundle=bundle, block=a.block)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        with a.out.open("a") as fh:
-            fh.write(json.dumps(result) + "\n")
+        line = (json.dumps(result) + "\n").encode()
+        fd = os.open(a.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # one locked write: several cells may run side by side and append to the same file
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line)
+        finally:
+            os.close(fd)
     print(json.dumps(result))
 
 
