@@ -362,12 +362,20 @@ def optimise_values(
                     )
                 hs = out.last_hidden_state
                 part = torch.zeros(n)
+                kl_local = torch.nonzero(is_kl[g]).squeeze(1)
+                # logits only at the real target positions (targets have different lengths) and at the KL
+                # positions, in one product: the step is bound by reading the head's weight
+                head_in = []
                 if rw_local.numel():
-                    # logits only at the real target positions (targets have different lengths)
                     m = tgt_mask[rw_global]
                     pos_row, pos_t = torch.nonzero(m, as_tuple=True)
-                    gathered = hs[rw_local[pos_row], tgt_cols[rw_global[pos_row], pos_t]]  # (V, d)
-                    logp = torch.log_softmax(logits(gathered), dim=-1)
+                    head_in.append(hs[rw_local[pos_row], tgt_cols[rw_global[pos_row], pos_t]])  # (V, d)
+                n_tgt = len(head_in[0]) if head_in else 0
+                if kl_local.numel():
+                    head_in.append(hs[kl_local, 0])
+                lp_all = torch.log_softmax(logits(torch.cat(head_in)), dim=-1) if head_in else None
+                if rw_local.numel():
+                    logp = lp_all[:n_tgt]
                     want = tgt_ids[rw_global[pos_row], pos_t]
                     tok_lp = logp.gather(1, want[:, None]).squeeze(1)
                     row_lp = torch.zeros(len(rw_local)).index_add(0, pos_row, tok_lp)
@@ -389,9 +397,8 @@ def optimise_values(
                         s = s * local_n / rw_count  # sadr_loss averages over this bucket's rows only
                         part = part + s
                         rest_acc += s.detach()
-                kl_local = torch.nonzero(is_kl[g]).squeeze(1)
                 if kl_local.numel():
-                    kl_lp = torch.log_softmax(logits(hs[kl_local, 0]), dim=-1)
+                    kl_lp = lp_all[n_tgt:]
                     kl_req = row_req[g[kl_local]]
                     if it == 0:
                         if kl_init.shape[1] == 0:
