@@ -192,6 +192,46 @@ def table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _select(rows: list[dict], spec: str) -> dict:
+    """The largest-N row matching `key=value,...` (values as Python literals or bare strings)."""
+    want = {}
+    for item in filter(None, spec.split(",")):
+        key, _, raw = item.partition("=")
+        try:
+            want[key.strip()] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            want[key.strip()] = raw.strip()
+    def value(r: dict, k: str):  # a row field, else a config field; absent = None
+        return r[k] if k in r else (r.get("config") or {}).get(k)
+
+    hits = [r for r in rows if all(value(r, k) == v for k, v in want.items())]
+    if not hits:
+        raise SystemExit(f"no cell matches {spec!r}")
+    return max(hits, key=lambda r: r["cases"])
+
+
+def paired(path: Path, spec_a: str, spec_b: str) -> str:
+    """B - A per metric over the cases both cells measured: mean ± standard error, cases better / worse.
+
+        python -m benchmarks.edit_quality --paired benchmarks/results/edit_quality.jsonl \\
+            "method=memit,sequential=True,block=100" "method=alphaedit,sequential=True,block=100"
+    """
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    a, b = _select(rows, spec_a), _select(rows, spec_b)
+    ia = {c: i for i, c in enumerate(a["case_ids"])}
+    common = [(ia[c], j) for j, c in enumerate(b["case_ids"]) if c in ia]
+    lines = [f"B − A over {len(common)} common cases; A = {spec_a} (N={a['cases']}), B = {spec_b} (N={b['cases']})",
+             "", "| metric | A | B | B − A (± s.e.) | B better / worse |", "|---|---|---|---|---|"]
+    for m in METRICS:
+        xa = [a["per_case"][m][i] for i, _ in common]
+        xb = [b["per_case"][m][j] for _, j in common]
+        d = [y - x for x, y in zip(xa, xb)]
+        se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+        lines.append(f"| {m} | {statistics.mean(xa):.3f} | {statistics.mean(xb):.3f} | {statistics.mean(d):+.3f} ± {se:.3f} | "
+                     f"{sum(x > 0 for x in d)} / {sum(x < 0 for x in d)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -206,9 +246,14 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, name=python-literal")
     ap.add_argument("--out", type=Path, default=None, help="append the result here (JSON lines); skip a cell done")
     ap.add_argument("--table", type=Path, default=None, help="print the Markdown table of a results file and exit")
+    ap.add_argument("--paired", nargs=3, metavar=("FILE", "A", "B"), default=None,
+                    help="paired comparison of two cells (key=value,... selectors; the largest N matching), then exit")
     a = ap.parse_args()
     if a.table:
         print(table(a.table))
+        return
+    if a.paired:
+        print(paired(Path(a.paired[0]), a.paired[1], a.paired[2]))
         return
     overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.set)}
     bundle = None

@@ -112,3 +112,21 @@ def test_mquake_aggregation_pools_edits_and_hops():
     assert out["edited_hop_recall"] == 1.0
     assert out["unedited_hop_recall"] == pytest.approx(0.5)
     assert out["multi_hop_unconflicted"] == 1.0
+
+
+def test_edit_quality_paired_comparison_by_hand(tmp_path):
+    import json
+
+    from benchmarks.edit_quality import METRICS, paired
+
+    def row(method, ids, vals):
+        return {"method": method, "cases": len(ids), "case_ids": ids, "config": {"layer": 4},
+                "per_case": {m: vals for m in METRICS}}
+
+    path = tmp_path / "q.jsonl"
+    rows = [row("memit", [1, 2, 3, 4], [1.0, 0.0, 0.5, 1.0]), row("alphaedit", [4, 3, 2, 9], [1.0, 1.0, 1.0, 0.0])]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = paired(path, "method=memit", "method=alphaedit,layer=4")
+    # common cases 4, 3, 2: A = 1.0, 0.5, 0.0 -> B = 1.0, 1.0, 1.0; B - A = 0, +0.5, +1.0
+    assert "over 3 common cases" in out
+    assert "| rewrite | 0.500 | 1.000 | +0.500 ± 0.289 | 2 / 0 |" in out
