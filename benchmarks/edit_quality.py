@@ -150,10 +150,15 @@ def _cell(r: dict) -> tuple:
             json.dumps(r.get("config"), sort_keys=True))
 
 
-def _config_tag(r: dict) -> str:
+def _config_tag(r: dict, others: list[dict]) -> str:
+    """What sets this row's config apart from the other configs of its cell (fields absent: "–")."""
     if r.get("config") is None:
         return "earlier defaults"
-    return "config " + hashlib.sha1(json.dumps(r["config"], sort_keys=True).encode()).hexdigest()[:7]
+    cfgs = [o["config"] for o in others if o.get("config") is not None and o is not r]
+    keys = sorted({k for c in cfgs for k in set(c) | set(r["config"]) if c.get(k) != r["config"].get(k)})
+    if not keys:
+        return "config " + hashlib.sha1(json.dumps(r["config"], sort_keys=True).encode()).hexdigest()[:7]
+    return ", ".join(f"{k}={r['config'].get(k, '–')}" for k in keys)
 
 
 def table(path: Path) -> str:
@@ -182,7 +187,7 @@ def table(path: Path) -> str:
             "single" if r["batch"] == 1 else f"batch {r['batch']}")
         name = r["method"] + (" " + " ".join(f"{k}={v}" for k, v in r["overrides"].items()) if r.get("overrides") else "")
         if variants[_cell(r)[:-1]] > 1:  # the same cell under different defaults: say which row is which
-            name += f" ({_config_tag(r)})"
+            name += f" ({_config_tag(r, [o for k, o in best.items() if k[:-1] == _cell(r)[:-1]])})"
         cpu = r.get("median_edit_cpu_s")
         lines.append(
             f"| {r['model']} | {name} | {'yes' if r['sadr'] else 'no'} | {mode} | {r['cases']} | "
