@@ -45,7 +45,7 @@ class ValueOptConfig:
     mom2_n_tokens: int = 100_000
     # Precision of the value-step products after the first step (precision.py): "auto" = bfloat16 on a
     # CPU with native bf16 products, else float32. Measured in benchmarks/EDITING.md (ROME speed): same
-    # steps and outcomes, 1.6x faster on SmolLM2.
+    # steps and outcomes, 1.4-1.5x faster on SmolLM2 (ROME and MEMIT).
     value_dtype: str = "auto"
 
     def __post_init__(self) -> None:

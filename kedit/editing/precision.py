@@ -3,12 +3,13 @@
 A ROME/MEMIT value step on a small model is bound by streaming the weights of every layer above the
 injection point from memory (~14 rows x 26 layers: each product reads a 3.5 MB matrix to do 25 MFLOP).
 Holding those matrices in bfloat16 halves the bytes, and CPUs with AVX512-BF16/AMX multiply them
-natively; measured in benchmarks/EDITING.md ("ROME speed"): same value steps and edit outcomes, 1.6x
+natively; measured in benchmarks/EDITING.md ("ROME speed"): same value steps and edit outcomes, 1.4-1.5x
 faster per edit on SmolLM2. Only the 2-D weights of the layers in the window and the head's product
 run in bf16; norms, softmax, residual additions, the loss and δ itself stay fp32 (autocast promotes the
 residual sum back to fp32). The first step (δ = 0, which records the references: keys, m₀, the KL and
 SADR baselines) runs in fp32, so everything written into the model is computed from fp32 references.
-Weights are swapped back to the very same fp32 tensors afterwards: the model is bit-identical.
+Weights are swapped back to the very same fp32 tensors afterwards: the model is bit-identical. While
+an edit runs the model must not serve other forwards (the editor, like any in-place edit, owns it).
 
 >>> import torch
 >>> lin = torch.nn.Linear(4, 4)
