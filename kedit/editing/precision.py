@@ -43,7 +43,7 @@ def cpu_has_native_bf16() -> bool:
                     flags = set(line.split(":", 1)[1].split())
                     return bool(flags & {"avx512_bf16", "amx_bf16"})
     except OSError:
-        pass
+        return False  # no /proc/cpuinfo (not Linux): the products stay fp32
     return False
 
 
