@@ -250,3 +250,28 @@ def test_edit_quality_sequential_blocks_measure_each_block_then_restore_the_mode
     assert 3 <= r["cases"] == len(r["case_ids"]) == len(r["per_case"]["rewrite"])
     assert all(0.0 <= x <= 1.0 for v in r["per_case"].values() for x in v)
     assert _same(smollm, before)  # each block undone before the next, the last one at the end
+
+
+def test_memit_on_gemma3_maps_residual_targets_through_the_post_mlp_norm():
+    """Gemma3 normalises the MLP output before the residual; MEMIT's targets must go through that norm.
+
+    Without the mapping (`kedit.editing.postnorm`) the solve treated residual units as down_proj units:
+    the edits did not take and unrelated prompts changed (measured: rewrite 0.0, neighbourhood 0.27).
+    """
+    from kedit import load_model
+    from kedit.scoring import score_targets, token_agreement
+
+    bundle = load_model("gemma3-270m")
+    assert bundle.spec.post_mlp_norm_module(bundle.model, 0) is not None
+    probes = ["The capital of France is", "Water is made of hydrogen and", "The Beatles were a band from"]
+    answers = [" Paris", " oxygen", " Liverpool"]
+    before = score_targets(bundle, probes, answers)
+    state = _state(bundle)
+    editor = ParametricEditor(bundle)
+    cfg = replace(default_config("memit", "gemma3"), context_templates=(), mom2_n_tokens=N_TOKENS)
+    rec = editor.apply(REQUESTS, method="memit", config=cfg)
+    assert sum(v["success"] for v in rec.verification) >= 2, rec.verification
+    after = score_targets(bundle, probes, answers)
+    assert min(token_agreement(b, a) for b, a in zip(before, after)) == 1.0
+    editor.undo(rec)
+    assert _same(bundle, state)

@@ -32,6 +32,7 @@ class ArchSpec:
     lm_head: str
     embed_tokens: str
     down_proj_transposed: bool = False
+    post_mlp_norm: str | None = None
 
     def n_layers(self, model: nn.Module) -> int:
         return len(model.get_submodule(self.layers))
@@ -50,6 +51,9 @@ class ArchSpec:
         """The edited matrix as a (d, d_ff) view sharing storage with the model's parameter."""
         weight = self.down_proj_module(model, index).weight
         return weight.data.T if self.down_proj_transposed else weight.data
+
+    def post_mlp_norm_module(self, model: nn.Module, index: int) -> nn.Module | None:
+        return model.get_submodule(self.post_mlp_norm.format(index)) if self.post_mlp_norm else None
 
     def mlp_module(self, model: nn.Module, index: int) -> nn.Module:
         return model.get_submodule(self.mlp.format(index))
@@ -88,8 +92,10 @@ _LLAMA_LIKE = dict(
 )
 
 LLAMA = ArchSpec(family="llama", **_LLAMA_LIKE)
-GEMMA3 = ArchSpec(family="gemma3", **_LLAMA_LIKE)
+_POST_FF_NORM = "model.layers.{}.post_feedforward_layernorm"
+GEMMA3 = ArchSpec(family="gemma3", post_mlp_norm=_POST_FF_NORM, **_LLAMA_LIKE)
 GEMMA = ArchSpec(family="gemma", **_LLAMA_LIKE)
+GEMMA2 = ArchSpec(family="gemma", post_mlp_norm=_POST_FF_NORM, **_LLAMA_LIKE)
 MISTRAL = ArchSpec(family="mistral", **_LLAMA_LIKE)
 QWEN2 = ArchSpec(family="qwen2", **_LLAMA_LIKE)
 GPT2 = ArchSpec(
@@ -110,7 +116,7 @@ SPECS: dict[str, ArchSpec] = {
     "Gemma3ForCausalLM": GEMMA3,
     "Gemma3ForConditionalGeneration": GEMMA3,
     "GemmaForCausalLM": GEMMA,
-    "Gemma2ForCausalLM": GEMMA,
+    "Gemma2ForCausalLM": GEMMA2,
     "MistralForCausalLM": MISTRAL,
     "Qwen2ForCausalLM": QWEN2,
     "GPT2LMHeadModel": GPT2,
@@ -135,6 +141,7 @@ def spec_for(model: nn.Module) -> ArchSpec:
         spec.down_proj_module(model, 0)
         spec.final_norm_module(model)
         spec.lm_head_module(model)
+        spec.post_mlp_norm_module(model, 0)
     except AttributeError as exc:
         raise UnsupportedArchitectureError(
             f"{name} does not have the module layout of the '{spec.family}' spec: {exc}"
