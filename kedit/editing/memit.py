@@ -18,7 +18,7 @@ import torch
 
 from kedit.editing.config import AlphaEditConfig, MEMITConfig
 from kedit.editing.keys import SubjectRuns, build_rows, collect_at_subject, grouped_keys
-from kedit.editing.postnorm import norm_gain, through_post_norm
+from kedit.editing.postnorm import through_post_norm
 from kedit.editing.requests import EditRequest
 from kedit.editing.values import ValueResult, optimise_values
 from kedit.errors import EditError
@@ -64,7 +64,7 @@ def memit_apply(
         norm = spec.post_mlp_norm_module(bundle.model, layer)
         if norm is not None:  # Gemma 2/3: the residual share, in down_proj-output units
             m = row_keys[layer][bare].double() @ spec.down_weight(bundle.model, layer).double().T
-            resid = through_post_norm(resid.T, m, norm, norm_gain(norm, m.shape[1])).T
+            resid = through_post_norm(resid.T, m, norm).T
         if projectors is None:
             if covs is None:
                 raise EditError("MEMIT needs the second-moment statistics of its layers")

@@ -17,8 +17,7 @@ closest to m (the smallest change of m). Dimensions where |g| is tiny carry no r
 ...     _ = norm.weight.copy_(torch.tensor([1.0, 2.0, 0.5, 1.5]))
 >>> m = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
 >>> r = torch.tensor([[0.1, 0.0, -0.05, 0.02]])
->>> gain = norm_gain(norm, 4)
->>> new = m + through_post_norm(r, m, norm, gain).float()
+>>> new = m + through_post_norm(r, m, norm).float()
 >>> ratio = (norm(new) / (norm(m) + r)).detach()   # the new contribution is c + r up to one scale
 >>> bool(torch.allclose(ratio, ratio.mean(), atol=1e-5)), round(float(ratio.mean()), 2)
 (True, 0.99)
@@ -29,28 +28,31 @@ from __future__ import annotations
 import torch
 
 
+def _eps(norm: torch.nn.Module) -> float:
+    """ε of an RMS norm (`eps` in torch/Gemma, `variance_epsilon` in Llama-style modules)."""
+    return float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)) or 0.0)
+
+
 @torch.no_grad()
 def norm_gain(norm: torch.nn.Module, width: int) -> torch.Tensor:
     """g of an RMS norm (its output is g ⊙ x / rms(x)), read off the module itself: norm(1) = g / √(1+ε)."""
     p = next(norm.parameters(), None)
     ones = torch.ones(1, width, dtype=p.dtype if p is not None else torch.float32)
-    eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)) or 0.0)
-    return (norm(ones)[0].double() * (1.0 + eps) ** 0.5)
+    return norm(ones)[0].double() * (1.0 + _eps(norm)) ** 0.5
 
 
 @torch.no_grad()
-def through_post_norm(resid: torch.Tensor, m: torch.Tensor, norm: torch.nn.Module, gain: torch.Tensor,
+def through_post_norm(resid: torch.Tensor, m: torch.Tensor, norm: torch.nn.Module,
                       min_gain: float = 1e-2) -> torch.Tensor:
     """The down_proj-output change (n, d) whose normalised output adds ≈ `resid` (n, d) to the residual.
 
-    `m` (n, d) is the current down_proj output at each request's subject_last; `gain` is `norm_gain`.
+    `m` (n, d) is the current down_proj output at each request's subject_last.
     """
     m = m.double()
     resid = resid.double()
-    eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)) or 0.0)
-    g = gain.double()
+    g = norm_gain(norm, m.shape[1])
     usable = g.abs() >= min_gain * g.abs().median()
-    unit = m * torch.rsqrt(m.pow(2).mean(-1, keepdim=True) + eps)  # = c / g, the current contribution
+    unit = m * torch.rsqrt(m.pow(2).mean(-1, keepdim=True) + _eps(norm))  # = c / g, the current contribution
     u = unit + torch.where(usable, resid / torch.where(usable, g, torch.ones_like(g)), torch.zeros_like(resid))
     scale = (m * u).sum(-1, keepdim=True) / u.pow(2).sum(-1, keepdim=True)
     # a contribution that flips against m (never for a share of a residual) falls back to m's norm
