@@ -8,6 +8,12 @@ the edited subjects' keys put about as much of their energy in the subspace as c
 the projection cannot spare neighbours without also blocking the edit: the update must grow in the same
 directions that neighbouring subjects' keys use.
 
+It also prints MEMIT's cross-talk between edited subjects at each layer: with λC dominating the solve,
+edit j changes the output at key i by R_j · k_iᵀC⁻¹k_j / λ and its own by R_j · k_jᵀC⁻¹k_j / λ, so
+ρ_ij = k_iᵀC⁻¹k_j / k_jᵀC⁻¹k_j is the share of a later edit's residual that lands on an earlier edited
+subject (`crosstalk_mean` = mean |ρ_ij| over pairs i ≠ j; `whitened_cos_mean` = mean cosine of C^-1/2 k).
+Large cross-talk means sequential batches overwrite each other unless past keys are kept (AlphaEdit).
+
     python -m benchmarks.edit_nullspace --n 100
 """
 
@@ -42,13 +48,26 @@ def main() -> None:
         c = editor.second_moments([layer], cfg.mom2_n_tokens)[layer].double()
         k = keys[layer].double()
         share = (p @ k).norm(dim=0) ** 2 / k.norm(dim=0) ** 2
+        crosstalk, cos = _crosstalk(c, k)
         print(json.dumps({
             "model": a.model, "layer": layer, "energy_rule": energy, "null_dim": proj.dim, "d_ff": p.shape[0],
             "corpus_share": round(float(torch.trace(p @ c) / torch.trace(c)), 4),
             "subject_key_share_mean": round(float(share.mean()), 4),
             "subject_key_share_min": round(float(share.min()), 4),
             "subject_key_share_max": round(float(share.max()), 4), "keys": k.shape[1],
+            "crosstalk_mean": round(crosstalk, 4), "whitened_cos_mean": round(cos, 4),
         }))
+
+
+def _crosstalk(c: torch.Tensor, k: torch.Tensor) -> tuple[float, float]:
+    """Mean |ρ_ij| (see module doc) and mean cosine of the whitened keys, over pairs i ≠ j."""
+    ridge = 1e-6 * torch.trace(c) / c.shape[0]  # C is full rank here; the ridge only guards the solve
+    g = k.T @ torch.linalg.solve(c + ridge * torch.eye(c.shape[0], dtype=c.dtype), k)  # G_ij = k_iᵀC⁻¹k_j
+    d = g.diagonal()
+    off = ~torch.eye(g.shape[0], dtype=torch.bool)
+    rho = (g / d[None, :]).abs()[off]
+    cos = (g / torch.sqrt(d[:, None] * d[None, :]))[off]
+    return float(rho.mean()), float(cos.mean())
 
 
 if __name__ == "__main__":

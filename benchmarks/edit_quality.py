@@ -78,7 +78,7 @@ def _ctx(case: dict) -> str:
 
 
 def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: int, data: Path | None,
-        overrides: dict | None = None, bundle=None, block: int | None = None) -> dict:
+        overrides: dict | None = None, bundle=None, block: int | None = None, trace: bool = False) -> dict:
     bundle = bundle if bundle is not None else load_model(model)
     editor = ParametricEditor(bundle)
     cfg = replace(default_config(method, bundle.spec.family), **(overrides or {}))
@@ -92,6 +92,7 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
     cpu: list[float] = []
     used: list[int] = []
     steps: list = []
+    trace_rows: list[dict] = []
     now_true = 0
     # sequential: blocks of `block` cases are edited one after the other, measured after the block's last
     # edit and undone before the next block (e.g. 2 x 100 sequential edits = 200 cases)
@@ -114,6 +115,9 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
             steps.append(rec.info.get("value_steps"))
             used += part
             b_used += part
+            if trace and sequential:  # do edits not take, or do later ones undo earlier ones?
+                trace_rows.append(_trace_row(bundle, rec, [cases[i] for i in b_used], len(part)))
+                print(json.dumps({"trace": trace_rows[-1]}), flush=True)
             if not sequential:
                 sub = measure(bundle, [cases[i] for i in part], [loc_before[i] for i in part], [ctx_before[i] for i in part])
                 for k, v in sub.items():
@@ -139,6 +143,22 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
         "case_ids": [cases[i].get("case_id", i) for i in used],
         "per_case": {k: [round(x, 4) for x in v] for k, v in metrics.items()},
         "value_steps": steps,
+        **({"trace": trace_rows} if trace_rows else {}),
+    }
+
+
+def _trace_row(bundle, rec, applied: list[dict], n_new: int) -> dict:
+    """After one sequential update: rewrite of its own requests, rewrite of every edit of the block so far
+    (earlier ones included), and the update's Frobenius norm summed over the changed matrices."""
+    held = score_targets(bundle, [c["prompt"] for c in applied], [c["target_new"] for c in applied])
+    earlier = held[: len(applied) - n_new]
+    return {
+        "edits": len(applied),
+        "own_rewrite": round(statistics.mean(v["after"]["accuracy"] for v in rec.verification), 4),
+        "earlier_rewrite": round(statistics.mean(s.accuracy for s in earlier), 4) if earlier else None,
+        "all_rewrite": round(statistics.mean(s.accuracy for s in held), 4),
+        "delta_norm": round(sum(float(d.double().norm()) ** 2 for _, d in rec.steps) ** 0.5, 3),
+        "value_steps": rec.info.get("value_steps"),
     }
 
 
@@ -248,6 +268,8 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=None,
                     help="sequential: edits per block (measured after the block, undone before the next)")
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--trace", action="store_true",
+                    help="sequential: after each update, print and record its own / the earlier edits' rewrite and ‖Δ‖")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, name=python-literal")
     ap.add_argument("--out", type=Path, default=None, help="append the result here (JSON lines); skip a cell done")
     ap.add_argument("--table", type=Path, default=None, help="print the Markdown table of a results file and exit")
@@ -277,7 +299,8 @@ def main() -> None:
                 if r.get("config") is None or _cell(r) == _cell(want):
                     print(json.dumps({"skipped": "cell already measured", **r}))
                     return
-    result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides, bundle=bundle, block=a.block)
+    result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides, bundle=bundle, block=a.block,
+                 trace=a.trace)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(result) + "\n").encode()
