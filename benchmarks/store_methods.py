@@ -381,8 +381,9 @@ class LayerMethod(_StoreBacked):
         self.route = route
         self._store_only: set[tuple[str, int]] = set()
 
-    def settings(self) -> dict[str, Any]:
-        return {"k": self.k, "route": self.route or "router"}
+    def settings(self) -> dict[str, Any]:  # the weight editors too: their default changed (session 6)
+        return {"k": self.k, "route": self.route or "router",
+                "edit_method": self.kl.edit_method, "batch_method": self.kl.batch_method}
 
     def _allowed(self, hit) -> bool:
         return (hit.kind, hit.id) in self._store_only
