@@ -174,6 +174,7 @@ def run_knowedit(
             n_cases=len(records),
             malformed=loaded.malformed,
             extra={
+                "method_settings": method.settings(),  # e.g. the layer's weight editors
                 "kind": loaded.kind,
                 "files": loaded.files,
                 "n_records": loaded.n_records,

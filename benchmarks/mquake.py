@@ -348,6 +348,7 @@ def run_mquake(
             n_cases=len(records),
             malformed=loaded.malformed,
             extra={
+                "method_settings": method.settings(),  # e.g. the layer's weight editors
                 "files": loaded.files,
                 "n_records": loaded.n_records,
                 "edits_per_batch": k,
