@@ -56,7 +56,7 @@ def run_demo(console: Console, model: str, kb: Path) -> None:
     with KnowledgeLayer.open(kb, model=bundle) as kl:
         console.rule("2. edit: Danielle Darrieux becomes a citizen of Italy")
         t0 = time.perf_counter()
-        with console.status("probe → route → AlphaEdit edit → verify ..."):
+        with console.status("probe → route → AlphaEdit edit → verify (a model's first weight edit computes its key statistics, once: ~2 min) ..."):
             rec = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT)
         console.print(f"  route [bold]{rec.route.value}[/] in {time.perf_counter() - t0:.1f} s; reasons:")
         for reason in rec.reasons:

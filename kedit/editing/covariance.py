@@ -206,7 +206,9 @@ def second_moments(bundle, layers: list[int], n_tokens: int, use_cache: bool = T
         except (OSError, ValueError, RuntimeError) as exc:
             log.warning("kedit: unreadable covariance cache %s (%s); recomputing", path, exc)
     missing = sorted(set(layers) - set(have))
-    if missing:
+    if missing:  # minutes on a CPU, once per model: say so (a first weight edit would look stuck)
+        log.warning("kedit: computing the key statistics of layers %s over %d Wikipedia tokens (once; cached in %s)",
+                    missing, n_tokens, path.parent)
         have.update(compute_second_moments(bundle, missing, n_tokens))
         if use_cache:
             save_second_moments(bundle, n_tokens, have)
