@@ -5,6 +5,7 @@
 #   bash benchmarks/results/regenerate.sh report     # only the report, from the runs/ already there
 #   bash benchmarks/results/regenerate.sh layer-all  # only the MQuAKE layer run over all 627 dev cases
 #   MODEL=gemma3-270m N=5 bash benchmarks/results/regenerate.sh mquake   # one model's MQuAKE (or knowedit) cells
+#   MODEL=smollm2-135m K100_METHODS="memit alphaedit" bash benchmarks/results/regenerate.sh k100   # k=100 cells
 # MQ_METHODS, KE_METHODS, KE_KINDS narrow the cells (default: all of them).
 # Limits (first N cases in file order; override through the environment). They exist because CPU is
 # scarce: on the shared 2-core machine a ROME/MEMIT/AlphaEdit/FT-L edit costs 5-60 s, a MeLLo case
@@ -56,23 +57,29 @@ knowedit_runs() {  # model, N
   done
 }
 
+k100_runs() {  # model: MQuAKE k=100 (one batch of the first N_MQ100 cases' edits) for K100_METHODS
+  local model=$1 m
+  for m in $K100_METHODS; do
+    timed $B mquake --method "$m" --edits-per-batch 100 --limit "$N_MQ100" --model "$model" --out "runs/mquake-k100-$m-$model"
+  done
+}
+
 case "${1:-all}" in
   report) ;;
   layer-all) layer_all ;;
   mquake) mquake_runs "${MODEL:-smollm2-135m}" "${N:-$N_MQ}" "${N_M:-$N_MELLO}" ;;    # one model's MQuAKE cells
   knowedit) knowedit_runs "${MODEL:-smollm2-135m}" "${N:-$N_KE}" ;;                 # one model's KnowEdit cells
+  k100) k100_runs "${MODEL:-smollm2-135m}" ;;                                         # one model's MQuAKE k=100 cells
   all)
     layer_all
     mquake_runs smollm2-135m "$N_MQ" "$N_MELLO"
     knowedit_runs smollm2-135m "$N_KE"
     mquake_runs gemma3-270m "$N_MQ_G" "$N_MELLO_G"
     knowedit_runs gemma3-270m "$N_KE_G"
-    for m in $K100_METHODS; do
-      timed $B mquake --method "$m" --edits-per-batch 100 --limit "$N_MQ100" --model smollm2-135m \
-        --out "runs/mquake-k100-$m-smollm2-135m"
-    done
+    k100_runs smollm2-135m
+    k100_runs gemma3-270m
     ;;
-  *) echo "usage: $0 [all|report|layer-all|mquake|knowedit]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|report|layer-all|mquake|knowedit|k100]" >&2; exit 2 ;;
 esac
 shopt -s nullglob
 $R compare runs/mquake-* runs/knowedit-* --out benchmarks/RESULTS.md --plots benchmarks/results \
