@@ -170,16 +170,16 @@ class KnowledgeLayer:
     Layout of `path`: `store/` (the KnowledgeStore: record, vectors, graph), `weights/` (live weight
     changes: `weights.json` + one record per edit or unlearning run, re-applied on open).
 
-    Weight edits use AlphaEdit, one request (`edit`) or a batch (`edit_many`): a knowledge base stacks
-    its edits over time, and AlphaEdit's cache of past edited keys keeps earlier edits while later ones
-    land. Measured (benchmarks/EDITING.md), 2 x 100 sequential CounterFact edits: SmolLM2 AlphaEdit one at
-    a time keeps rewrite 0.97 / neighbourhood 0.83 where ROME falls to 0.17 / 0.32; on gemma3 MEMIT
-    batches overwrite earlier ones (earlier edits' rewrite 0.80 -> 0.05 over ten batches of ten; the
-    subjects' whitened keys overlap ~4x more than SmolLM2's) where AlphaEdit keeps more of them. ROME /
-    MEMIT stay available: `edit_method=` / `batch_method=`, or `method=` per call.
+    One weight edit (`edit`) uses AlphaEdit, a batch (`edit_many`) MEMIT. A knowledge base stacks edits
+    one call after another, and AlphaEdit's cache of past edited keys (MEMIT batches' keys included) keeps
+    earlier edits while later ones land: 2 x 100 sequential CounterFact edits on SmolLM2, AlphaEdit keeps
+    rewrite 0.97 / neighbourhood 0.83 where ROME falls to 0.17 / 0.32. Within one large batch there is
+    nothing to protect yet, and MEMIT realises more of it (MQuAKE, 100 cases' edits in one batch:
+    edit-wise 0.78 vs AlphaEdit's 0.69; benchmarks/EDITING.md). `edit_method=` / `batch_method=`, or
+    `method=` per call, choose others.
     """
 
-    def __init__(self, path: Path, bundle, store, *, edit_method: str = "alphaedit", batch_method: str = "alphaedit",
+    def __init__(self, path: Path, bundle, store, *, edit_method: str = "alphaedit", batch_method: str = "memit",
                  router: Router | None = None, edit_budget: int = 64, drift_budget: float = 0.15) -> None:
         self.path = path
         self.bundle = bundle

@@ -275,3 +275,23 @@ def test_memit_on_gemma3_maps_residual_targets_through_the_post_mlp_norm():
     assert min(token_agreement(b, a) for b, a in zip(before, after)) == 1.0
     editor.undo(rec)
     assert _same(bundle, state)
+
+
+def test_alphaedit_after_memit_spares_the_memit_batch_keys(smollm, editor, pristine):
+    """A MEMIT record keeps its edited keys, so AlphaEdit's past-key cache protects a MEMIT batch as well
+    (the layer's mix: MEMIT for `edit_many`, AlphaEdit for later single edits)."""
+    first = editor.apply(REQUESTS[:2], method="memit", config=_small("memit"))
+    cfg = _small("alphaedit")
+    assert set(cfg.layers) == set(_small("memit").layers)
+    second = editor.apply(REQUESTS[2:], method="alphaedit", config=cfg)
+    for layer in cfg.layers:
+        name = smollm.spec.down_proj_name(layer)
+        d2 = sum(d for n, d in second.steps if n == name).double()
+        k1 = first.extra_tensors[f"keys.{layer}"].double()
+        k2 = second.extra_tensors[f"keys.{layer}"].double()
+        ratio = float((d2 @ k1).norm(dim=0).max() / (d2 @ k2).norm(dim=0).min())
+        assert ratio < 0.2, (layer, ratio)
+    editor.undo(second)
+    editor.undo(first)
+    assert editor.past_keys(list(cfg.layers))[cfg.layers[0]].abs().sum() == 0
+    assert _same(smollm, pristine)

@@ -96,7 +96,7 @@ class ParametricEditor:
         return self._proj[key]
 
     def past_keys(self, layers: list[int]) -> dict[int, torch.Tensor]:
-        """AlphaEdit's Σ K_p K_pᵀ over the live AlphaEdit records, per layer."""
+        """AlphaEdit's Σ K_p K_pᵀ over the edited keys of the live MEMIT and AlphaEdit records, per layer."""
         d_ff = self.bundle.spec.d_ff(self.bundle.model)
         out = {l: torch.zeros(d_ff, d_ff, dtype=torch.float64) for l in layers}
         for rec in self.live:
@@ -221,7 +221,10 @@ class ParametricEditor:
             t_start = time.perf_counter()
             if method == "memit":
                 covs = self.second_moments(layers, cfg.mom2_n_tokens)
-                vr = memit_apply(bundle, requests, cfg, templates, covs, commit, sadr=sadr)
+                keys: dict[int, torch.Tensor] = {}
+                vr = memit_apply(bundle, requests, cfg, templates, covs, commit, sadr=sadr, keys_out=keys)
+                # kept so that a later AlphaEdit update spares this batch's edits too (its past-key cache)
+                extra.update({f"keys.{l}": k for l, k in keys.items()})
             else:
                 assert isinstance(cfg, AlphaEditConfig)
                 projs = {

@@ -39,7 +39,7 @@ class EditRecord:
     timings: dict[str, float] = field(default_factory=dict)
     verification: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # model name, sadr, steps, null-space dims...
-    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. AlphaEdit keys
+    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. MEMIT/AlphaEdit edited keys
     created: float = field(default_factory=time.time)
 
     @classmethod
