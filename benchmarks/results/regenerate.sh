@@ -14,8 +14,9 @@
 #   N_KE_G=3 N_MQ_G=5         Gemma-3-270M: the same
 #   N_MQ100=100               MQuAKE k=100: its first 100 cases (one batch of 100 cases' edits)
 #   N_MELLO=5 N_MELLO_G=3     MeLLo (MQuAKE only)
-# MQuAKE k=100 runs only for `layer` by default (K100_METHODS): a 100-edit MEMIT/AlphaEdit batch or 100
-# sequential ROME edits cost 15-30 min each here; set K100_METHODS="layer rome memit alphaedit" to add them.
+# MQuAKE k=100 (K100_METHODS) runs layer, rome, memit, alphaedit: 4-6 min each on SmolLM2, ~15 on Gemma.
+# MeLLo at k=100 costs 30-120 s per case (1-3 h for 100 cases): add it with K100_METHODS="... mello"
+# (resumable: an interrupted run continues with the cases not yet written).
 set -euo pipefail
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PY:-.venv/bin/python}
@@ -24,7 +25,7 @@ R="$PY -m benchmarks"
 DATA=${KEDIT_DATA:-../shared/data}
 N_KE=${N_KE:-5} N_MQ=${N_MQ:-10} N_KE_G=${N_KE_G:-3} N_MQ_G=${N_MQ_G:-5}
 N_MQ100=${N_MQ100:-100} N_MELLO=${N_MELLO:-5} N_MELLO_G=${N_MELLO_G:-3}
-K100_METHODS=${K100_METHODS:-layer}
+K100_METHODS=${K100_METHODS:-"layer rome memit alphaedit"}
 KE_METHODS=${KE_METHODS:-"rag layer rome memit alphaedit ft-l"}
 MQ_METHODS=${MQ_METHODS:-"layer rome memit alphaedit mello"}
 KE_KINDS=${KE_KINDS:-"zsre recent counterfact wikibio"}
