@@ -83,5 +83,9 @@ case "${1:-all}" in
   *) echo "usage: $0 [all|report|layer-all|mquake|knowedit|k100]" >&2; exit 2 ;;
 esac
 shopt -s nullglob
-$R compare runs/mquake-* runs/knowedit-* --out benchmarks/RESULTS.md --plots benchmarks/results \
+runs=()  # a run still in progress (or killed before its first summary) has no summary.json yet
+for d in runs/mquake-* runs/knowedit-*; do
+  if [ -f "$d/summary.json" ]; then runs+=("$d"); else echo "-- not in the report (no summary.json yet): $d"; fi
+done
+$R compare "${runs[@]}" --out benchmarks/RESULTS.md --plots benchmarks/results \
   --header benchmarks/results/HEADER.md
