@@ -381,7 +381,7 @@ class LayerMethod(_StoreBacked):
         self.route = route
         self._store_only: set[tuple[str, int]] = set()
 
-    def settings(self) -> dict[str, Any]:  # the weight editors too: their default changed (session 6)
+    def settings(self) -> dict[str, Any]:  # the weight editors too: the layer's defaults may change
         return {"k": self.k, "route": self.route or "router",
                 "edit_method": self.kl.edit_method, "batch_method": self.kl.batch_method}
 

@@ -102,6 +102,15 @@ def test_empty_null_space_is_an_error(smollm, editor, pristine):
     assert _same(smollm, pristine) and editor.live == []
 
 
+def _spill_ratio(bundle, first, second, layer: int) -> float:
+    """How far `second`'s update at `layer` moves `first`'s edited keys, relative to its own keys."""
+    name = bundle.spec.down_proj_name(layer)
+    d2 = sum(d for n, d in second.steps if n == name).double()
+    k1 = first.extra_tensors[f"keys.{layer}"].double()
+    k2 = second.extra_tensors[f"keys.{layer}"].double()
+    return float((d2 @ k1).norm(dim=0).max() / (d2 @ k2).norm(dim=0).min())
+
+
 def test_alphaedit_sequential_batches_hold_and_spare_the_cached_keys(smollm, editor, pristine):
     """Default null-space rule, two sequential batches: every edit holds after both, the per-layer null
     space is derived from each layer's spectrum (not one absolute τ), and the second batch's update
@@ -117,11 +126,7 @@ def test_alphaedit_sequential_batches_hold_and_spare_the_cached_keys(smollm, edi
     after = score_targets(smollm, [r.text for r in REQUESTS], [r.target for r in REQUESTS])
     assert all(s.accuracy == 1.0 for s in after), [s.accuracy for s in after]
     for layer in cfg.layers:
-        name = smollm.spec.down_proj_name(layer)
-        d2 = sum(d for n, d in second.steps if n == name).double()
-        k1 = first.extra_tensors[f"keys.{layer}"].double()
-        k2 = second.extra_tensors[f"keys.{layer}"].double()
-        ratio = float((d2 @ k1).norm(dim=0).max() / (d2 @ k2).norm(dim=0).min())
+        ratio = _spill_ratio(smollm, first, second, layer)
         assert ratio < 0.2, (layer, ratio)
     editor.undo(second)
     editor.undo(first)
@@ -285,11 +290,7 @@ def test_alphaedit_after_memit_spares_the_memit_batch_keys(smollm, editor, prist
     assert set(cfg.layers) == set(_small("memit").layers)
     second = editor.apply(REQUESTS[2:], method="alphaedit", config=cfg)
     for layer in cfg.layers:
-        name = smollm.spec.down_proj_name(layer)
-        d2 = sum(d for n, d in second.steps if n == name).double()
-        k1 = first.extra_tensors[f"keys.{layer}"].double()
-        k2 = second.extra_tensors[f"keys.{layer}"].double()
-        ratio = float((d2 @ k1).norm(dim=0).max() / (d2 @ k2).norm(dim=0).min())
+        ratio = _spill_ratio(smollm, first, second, layer)
         assert ratio < 0.2, (layer, ratio)
     editor.undo(second)
     editor.undo(first)

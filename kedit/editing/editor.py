@@ -223,8 +223,6 @@ class ParametricEditor:
                 covs = self.second_moments(layers, cfg.mom2_n_tokens)
                 keys: dict[int, torch.Tensor] = {}
                 vr = memit_apply(bundle, requests, cfg, templates, covs, commit, sadr=sadr, keys_out=keys)
-                # kept so that a later AlphaEdit update spares this batch's edits too (its past-key cache)
-                extra.update({f"keys.{l}": k for l, k in keys.items()})
             else:
                 assert isinstance(cfg, AlphaEditConfig)
                 projs = {
@@ -238,7 +236,8 @@ class ParametricEditor:
                     bundle, requests, cfg, templates, {l: p.matrix for l, p in projs.items()},
                     self.past_keys(layers), commit, sadr=sadr,
                 )
-                extra.update({f"keys.{l}": k for l, k in keys.items()})
+            # the edited keys: a later AlphaEdit update reads them as its cache of past keys (`past_keys`)
+            extra.update({f"keys.{l}": k for l, k in keys.items()})
             info["value_steps"], info["value_s"], info["value_cpu_s"] = vr.steps, vr.seconds, vr.cpu_seconds
             info["request_steps"] = vr.request_steps
             info["value_dtype"] = vr.dtype
