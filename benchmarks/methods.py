@@ -59,6 +59,8 @@ class Method(ABC):
     """Base adapter: default questions are asked of `bundle` (the possibly edited model) directly."""
 
     name: str = ""
+    # MQuAKE probes and records this many cases of a batch at a time (None: the whole batch together)
+    record_every: int | None = None
 
     def __init__(self, bundle) -> None:
         self.bundle = bundle

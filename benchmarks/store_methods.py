@@ -322,6 +322,7 @@ class MeLLoMethod(RagMethod):
 
     name = "mello"
     k = 1
+    record_every = 4  # 30-120 s per case: a batch of 100 is recorded as it goes, so it resumes mid-batch
 
     def __init__(self, bundle, *, k: int | None = None, embedder=None) -> None:
         super().__init__(bundle, k=k, embedder=embedder)

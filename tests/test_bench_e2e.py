@@ -145,6 +145,45 @@ def test_mquake_three_cases_all_edits_together(smollm, data_dir, tmp_path):
         assert rec["batch_facts"] == 3
 
 
+def test_mquake_batch_recorded_in_chunks_resumes_mid_batch(smollm, data_dir, tmp_path):
+    """A method probing `record_every` cases at a time keeps the cases of a batch finished before a crash;
+    the resumed run probes only the rest, and its records equal those of an uninterrupted run."""
+    from benchmarks.methods import NoEdit
+
+    class Crashing(NoEdit):
+        record_every = 2
+        crash_on: str | None = None
+        asked: list[str] = []
+
+        def generate_lines(self, prompts, max_new_tokens, stop_when=None):
+            self.asked.extend(prompts)
+            if self.crash_on is not None and any(self.crash_on in p for p in prompts):
+                raise RuntimeError("simulated crash")
+            return super().generate_lines(prompts, max_new_tokens, stop_when)
+
+    loaded = load_mquake(data_dir / "MQuAKE", limit=3)
+    prompts = load_mquake_prompts(data_dir / "MQuAKE" / "prompts")
+    spec = RunSpec("mquake", str(data_dir / "MQuAKE"), "none", "smollm2-135m", {"edits_per_batch": "all"})
+    method = Crashing(smollm)
+    method.crash_on = loaded.cases[2].questions[0]  # the third case: second chunk
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_mquake(method, loaded, RunDir(tmp_path / "mq", spec), MQuAKESettings("all", limit=3), prompts)
+    kept = [json.loads(line) for line in (tmp_path / "mq" / CASES).read_text().splitlines()]
+    assert [r["case_id"] for r in kept] == [c.case_id for c in loaded.cases[:2]]
+
+    method.crash_on, method.asked = None, []
+    summary = run_mquake(method, loaded, RunDir(tmp_path / "mq", spec), MQuAKESettings("all", limit=3), prompts)
+    assert summary["complete"] and summary["n_cases"] == 3
+    assert not any(q in p for p in method.asked for c in loaded.cases[:2] for q in c.questions)
+    resumed = [json.loads(line) for line in (tmp_path / "mq" / CASES).read_text().splitlines()]
+
+    whole = run_mquake(NoEdit(smollm), loaded, RunDir(tmp_path / "whole", spec), MQuAKESettings("all", limit=3), prompts)
+    records = [json.loads(line) for line in (tmp_path / "whole" / CASES).read_text().splitlines()]
+    assert [r["metrics"] for r in resumed] == [r["metrics"] for r in records]
+    assert [r["outputs"] for r in resumed] == [r["outputs"] for r in records]
+    assert whole["metrics"] == summary["metrics"]
+
+
 @pytest.mark.slow
 def test_mquake_rome_three_cases(smollm, data_dir, tmp_path):
     loaded = load_mquake(data_dir / "MQuAKE", limit=3)
