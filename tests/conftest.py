@@ -37,3 +37,22 @@ def data_dir():
     if found is None or not found.is_dir():
         pytest.fail("benchmark data not found: set KEDIT_DATA or place it at ../shared/data")
     return found
+
+
+@pytest.fixture(scope="module")
+def pristine(smollm):
+    """The model's weights as a module's tests found them (they must leave them so)."""
+    from model_weights import snapshot
+
+    return snapshot(smollm)
+
+
+@pytest.fixture(scope="module")
+def editor(smollm):
+    """A `ParametricEditor` on the shared model; edits a module leaves live are undone after it."""
+    from kedit.editing import ParametricEditor
+
+    ed = ParametricEditor(smollm)
+    yield ed
+    for rec in reversed(list(ed.live)):
+        ed.undo(rec)

@@ -4,6 +4,7 @@ router's no-relation route (weights + a passage)."""
 from __future__ import annotations
 
 import torch
+from model_weights import snapshot
 
 from benchmarks.conflicts import KINDS, build_cases, run_suite, states, summarise
 from benchmarks.loaders import load_mquake
@@ -11,10 +12,6 @@ from kedit import KnowledgeLayer, Route
 
 # kinds the hierarchy decides alone (no reading by the model): every case must obey
 BY_RULE = ("stored_vs_model", "stored_vs_passage", "instruction_vs_stored", "newer_vs_stale", "as_of_stale")
-
-
-def _state(bundle) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in bundle.model.state_dict().items()}
 
 
 def test_states_is_article_and_case_insensitive():
@@ -45,7 +42,7 @@ def test_conflict_cases_are_built_from_real_edits(data_dir, tmp_path, smollm, em
 
 
 def test_conflict_suite_obeys_the_hierarchy(data_dir, smollm, embedder, tmp_path):
-    before = _state(smollm)
+    before = snapshot(smollm)
     cases = load_mquake(data_dir / "MQuAKE", limit=10).cases
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
         relations = kl.store.relations
@@ -61,7 +58,7 @@ def test_conflict_suite_obeys_the_hierarchy(data_dir, smollm, embedder, tmp_path
 
 
 def test_router_edits_and_keeps_a_passage_when_no_relation_matches(tmp_path, smollm, embedder):
-    before = _state(smollm)
+    before = snapshot(smollm)
     prompt, subject = "Which family does Epaspidoceras belong to?", "Epaspidoceras"
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
         rec = kl.edit(prompt, target="Noctuidae", subject=subject)

@@ -6,7 +6,7 @@ import math
 from dataclasses import replace
 
 import pytest
-import torch
+from model_weights import snapshot, unchanged
 
 from kedit.editing import (
     EditRecord,
@@ -27,27 +27,6 @@ EIFFEL = EditRequest("{}, which is located in", "Eiffel Tower", "Rome")
 FAST = replace(default_config("rome", "llama"), context_templates=())
 
 
-def _state(bundle) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in bundle.model.state_dict().items()}
-
-
-def _same(bundle, state) -> bool:
-    return all(torch.equal(v, state[k]) for k, v in bundle.model.state_dict().items())
-
-
-@pytest.fixture(scope="module")
-def editor(smollm):
-    ed = ParametricEditor(smollm)
-    yield ed
-    for rec in reversed(list(ed.live)):  # leave the session model as it was
-        ed.undo(rec)
-
-
-@pytest.fixture(scope="module")
-def pristine(smollm):
-    return _state(smollm)
-
-
 def test_rome_edit_verifies_and_undo_is_bit_exact(smollm, editor, pristine):
     rec = editor.apply([DARRIEUX], method="rome", config=FAST)
     v = rec.verification[0]
@@ -55,9 +34,9 @@ def test_rome_edit_verifies_and_undo_is_bit_exact(smollm, editor, pristine):
     assert v["after"]["prob"] > v["before"]["prob"]
     assert rec.changed == [smollm.spec.down_proj_name(default_config("rome", "llama").layer)]
     assert editor.live[-1] is rec
-    assert not _same(smollm, pristine)
+    assert not unchanged(smollm, pristine)
     assert editor.undo(rec) == [rec]
-    assert _same(smollm, pristine)
+    assert unchanged(smollm, pristine)
     assert editor.live == []
     with pytest.raises(EditError):
         editor.undo(rec)  # not live any more
@@ -65,7 +44,7 @@ def test_rome_edit_verifies_and_undo_is_bit_exact(smollm, editor, pristine):
 
 def test_sequential_stack_and_undo_semantics(smollm, editor, pristine):
     r1 = editor.apply([HILTON], method="rome", config=FAST)
-    mid = _state(smollm)
+    mid = snapshot(smollm)
     other_layer = replace(FAST, layer=6)
     r2 = editor.apply([EIFFEL], method="rome", config=other_layer)  # a different matrix
     r3 = editor.apply([DARRIEUX], method="rome", config=FAST)  # same matrix as r1
@@ -77,10 +56,10 @@ def test_sequential_stack_and_undo_semantics(smollm, editor, pristine):
     # ... r2 touched another matrix only: undoing it out of order is exact.
     editor.undo(r2)
     editor.undo(r3)
-    assert _same(smollm, mid)
+    assert unchanged(smollm, mid)
     r3b = editor.apply([DARRIEUX], method="rome", config=FAST)
     assert [r.id for r in editor.undo(r1, cascade=True)] == [r3b.id, r1.id]
-    assert _same(smollm, pristine) and editor.live == []
+    assert unchanged(smollm, pristine) and editor.live == []
 
 
 def test_save_and_reapply_on_fresh_model(smollm, editor, pristine, tmp_path):
@@ -88,7 +67,7 @@ def test_save_and_reapply_on_fresh_model(smollm, editor, pristine, tmp_path):
 
     rec = editor.apply([HILTON, EIFFEL], method="rome", config=FAST)  # sequential ROME in one record
     assert len(rec.steps) == 2 and len(rec.verification) == 2
-    edited = _state(smollm)
+    edited = snapshot(smollm)
     rec.save(tmp_path / "edit")
     editor.undo(rec)
     fresh = load_model("smollm2-135m")
@@ -97,11 +76,11 @@ def test_save_and_reapply_on_fresh_model(smollm, editor, pristine, tmp_path):
     loaded = EditRecord.load(tmp_path / "edit")
     assert loaded.id == rec.id and loaded.requests == rec.requests and loaded.config == rec.config
     live = ed2.reapply(loaded)
-    assert _same(fresh, edited)
+    assert unchanged(fresh, edited)
     with pytest.raises(EditError, match="already live"):
         ed2.reapply(loaded)
     ed2.undo(live)
-    assert _same(fresh, pristine)
+    assert unchanged(fresh, pristine)
     # strict reapply refuses a model whose weights differ from the record's base
     ed2.reapply(loaded)
     with pytest.raises(EditError, match="differs"):
@@ -125,7 +104,7 @@ def test_bad_inputs_raise_clear_errors(smollm, editor, pristine):
         editor.apply([DARRIEUX], method="rome", config=FTConfig())
     with pytest.raises(EditError, match="out of range"):
         editor.apply([DARRIEUX], method="rome", config=ROMEConfig(layer=99))
-    assert _same(smollm, pristine) and editor.live == []
+    assert unchanged(smollm, pristine) and editor.live == []
 
 
 def test_unsupported_architecture(smollm):
@@ -141,7 +120,7 @@ def test_nan_leaves_weights_untouched(smollm, editor, pristine):
     cfg = replace(FAST, v_lr=math.inf)
     with pytest.raises(EditError, match="non-finite"):
         editor.apply([DARRIEUX], method="rome", config=cfg)
-    assert _same(smollm, pristine) and editor.live == []
+    assert unchanged(smollm, pristine) and editor.live == []
 
 
 def test_context_templates_are_cached(smollm):

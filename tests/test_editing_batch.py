@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from model_weights import snapshot, unchanged
 
 from kedit.editing import (
     AlphaEditConfig,
@@ -27,27 +28,6 @@ REQUESTS = [
 ]
 
 
-def _state(bundle):
-    return {k: v.detach().clone() for k, v in bundle.model.state_dict().items()}
-
-
-def _same(bundle, state) -> bool:
-    return all(torch.equal(v, state[k]) for k, v in bundle.model.state_dict().items())
-
-
-@pytest.fixture(scope="module")
-def editor(smollm):
-    ed = ParametricEditor(smollm)
-    yield ed
-    for rec in reversed(list(ed.live)):
-        ed.undo(rec)
-
-
-@pytest.fixture(scope="module")
-def pristine(smollm):
-    return _state(smollm)
-
-
 def _small(method: str):
     return replace(default_config(method, "llama"), context_templates=(), mom2_n_tokens=N_TOKENS)
 
@@ -61,7 +41,7 @@ def test_memit_batch(smollm, editor, pristine):
     assert rec.info["request_steps"] and max(rec.info["request_steps"]) <= cfg.v_num_grad_steps
     assert all(v["after"]["prob"] > v["before"]["prob"] for v in rec.verification)
     editor.undo(rec)
-    assert _same(smollm, pristine)
+    assert unchanged(smollm, pristine)
 
 
 def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
@@ -87,7 +67,7 @@ def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
     assert editor.past_keys([layer])[layer].abs().sum() > 0
     editor.undo(rec)
     assert editor.past_keys([layer])[layer].abs().sum() == 0
-    assert _same(smollm, pristine)
+    assert unchanged(smollm, pristine)
 
 
 def test_empty_null_space_is_an_error(smollm, editor, pristine):
@@ -99,7 +79,7 @@ def test_empty_null_space_is_an_error(smollm, editor, pristine):
     for cfg in (replace(_small("alphaedit"), nullspace_threshold=1e-9), replace(_small("alphaedit"), nullspace_energy=1e-9)):
         with pytest.raises(EditError, match="null space"):
             editor.apply(REQUESTS[:1], method="alphaedit", config=cfg)
-    assert _same(smollm, pristine) and editor.live == []
+    assert unchanged(smollm, pristine) and editor.live == []
 
 
 def _spill_ratio(bundle, first, second, layer: int) -> float:
@@ -130,7 +110,7 @@ def test_alphaedit_sequential_batches_hold_and_spare_the_cached_keys(smollm, edi
         assert ratio < 0.2, (layer, ratio)
     editor.undo(second)
     editor.undo(first)
-    assert _same(smollm, pristine)
+    assert unchanged(smollm, pristine)
 
 
 def test_sadr_changes_the_value_optimisation(smollm):
@@ -154,7 +134,7 @@ def test_ft_l_edits_within_its_bound(smollm, editor, pristine):
     assert v["after"]["prob"] > 3 * v["before"]["prob"], v
     assert rec.info["ft_steps"] >= 1
     editor.undo(rec)
-    assert _same(smollm, pristine)
+    assert unchanged(smollm, pristine)
     with pytest.raises(EditError):
         editor.apply(REQUESTS[:1], method="ft-l", sadr=True)
 
@@ -219,7 +199,7 @@ def test_joint_value_batch_equals_one_request_at_a_time(smollm):
 def test_bf16_value_steps_track_fp32_and_leave_the_weights_bit_exact(smollm):
     from kedit.editing.values import optimise_values
 
-    before = _state(smollm)
+    before = snapshot(smollm)
     cfg = replace(default_config("rome", "llama"), context_templates=(), loss_stop=-1.0, argmax_stop_prob=0.0,
                   v_num_grad_steps=6)
     f32 = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(cfg, value_dtype="float32"), "mlp", cfg.layer)
@@ -229,7 +209,7 @@ def test_bf16_value_steps_track_fp32_and_leave_the_weights_bit_exact(smollm):
     rel = float((b16.delta - f32.delta).norm() / f32.delta.norm())
     assert 0.0 < rel < 0.1, rel  # the later steps did run in bf16, and stayed on fp32's trajectory
     assert b16.loss_trace[-1] < 0.5 * b16.loss_trace[0]
-    assert all(p.dtype == torch.float32 for p in smollm.model.parameters()) and _same(smollm, before)
+    assert all(p.dtype == torch.float32 for p in smollm.model.parameters()) and unchanged(smollm, before)
     with pytest.raises(ValueError, match="value_dtype"):
         replace(cfg, value_dtype="float16")
 
@@ -249,12 +229,12 @@ def test_batched_values_reach_the_targets_and_finished_requests_leave(smollm):
 def test_edit_quality_sequential_blocks_measure_each_block_then_restore_the_model(smollm):
     from benchmarks.edit_quality import run
 
-    before = _state(smollm)
+    before = snapshot(smollm)
     r = run("smollm2-135m", "ft-l", 4, False, True, 1, None, bundle=smollm, block=2)
     assert r["block"] == 2 and r["sequential"]
     assert 3 <= r["cases"] == len(r["case_ids"]) == len(r["per_case"]["rewrite"])
     assert all(0.0 <= x <= 1.0 for v in r["per_case"].values() for x in v)
-    assert _same(smollm, before)  # each block undone before the next, the last one at the end
+    assert unchanged(smollm, before)  # each block undone before the next, the last one at the end
 
 
 def test_memit_on_gemma3_maps_residual_targets_through_the_post_mlp_norm():
@@ -271,7 +251,7 @@ def test_memit_on_gemma3_maps_residual_targets_through_the_post_mlp_norm():
     probes = ["The capital of France is", "Water is made of hydrogen and", "The Beatles were a band from"]
     answers = [" Paris", " oxygen", " Liverpool"]
     before = score_targets(bundle, probes, answers)
-    state = _state(bundle)
+    state = snapshot(bundle)
     editor = ParametricEditor(bundle)
     cfg = replace(default_config("memit", "gemma3"), context_templates=(), mom2_n_tokens=N_TOKENS)
     rec = editor.apply(REQUESTS, method="memit", config=cfg)
@@ -279,7 +259,7 @@ def test_memit_on_gemma3_maps_residual_targets_through_the_post_mlp_norm():
     after = score_targets(bundle, probes, answers)
     assert min(token_agreement(b, a) for b, a in zip(before, after)) == 1.0
     editor.undo(rec)
-    assert _same(bundle, state)
+    assert unchanged(bundle, state)
 
 
 def test_alphaedit_after_memit_spares_the_memit_batch_keys(smollm, editor, pristine):
@@ -295,4 +275,4 @@ def test_alphaedit_after_memit_spares_the_memit_batch_keys(smollm, editor, prist
     editor.undo(second)
     editor.undo(first)
     assert editor.past_keys(list(cfg.layers))[cfg.layers[0]].abs().sum() == 0
-    assert _same(smollm, pristine)
+    assert unchanged(smollm, pristine)

@@ -5,25 +5,12 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import torch
+from model_weights import snapshot, unchanged
 
 from kedit import KnowledgeLayer, Route
 from kedit.errors import EditError, KeditError, StoreError
 
 SUBJECT = "Danielle Darrieux"
-
-
-def _state(bundle) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in bundle.model.state_dict().items()}
-
-
-def _same_weights(bundle, state) -> bool:
-    return all(torch.equal(v, state[k]) for k, v in bundle.model.state_dict().items())
-
-
-@pytest.fixture(scope="module")
-def pristine(smollm):
-    return _state(smollm)
 
 
 @pytest.fixture()
@@ -34,7 +21,7 @@ def kl(tmp_path, smollm, pristine, embedder):
     for change in reversed(list(layer.weights.changes)):
         layer.weights.remove(change.id)
     layer.close()
-    assert _same_weights(smollm, pristine)
+    assert unchanged(smollm, pristine)
 
 
 def test_edit_routes_to_weights_and_store_then_query_and_undo(kl, smollm, pristine):
@@ -55,7 +42,7 @@ def test_edit_routes_to_weights_and_store_then_query_and_undo(kl, smollm, pristi
 
     out = kl.undo(rec.id)
     assert any("weight change" in a for a in out["actions"])
-    assert _same_weights(smollm, pristine)  # bit-exact
+    assert unchanged(smollm, pristine)  # bit-exact
     assert kl.store.current(SUBJECT, "P27") is None
     with pytest.raises(KeditError, match="already undone"):
         kl.undo(rec.id)
@@ -73,7 +60,7 @@ def test_router_sends_time_bounded_multivalued_and_known_facts_to_the_store(kl, 
     assert known.route is Route.STORE and any("already states" in r for r in known.reasons)
     forced = kl.edit(f"{SUBJECT} is a citizen of", target="France", subject=SUBJECT, route="store")
     assert forced.route is Route.STORE and forced.reasons == ["route=store requested by the caller"]
-    assert _same_weights(smollm, pristine)  # none of these touched the weights
+    assert unchanged(smollm, pristine)  # none of these touched the weights
 
 
 def test_preference_hierarchy_instruction_stored_passage_and_time(kl):
@@ -111,7 +98,7 @@ def test_bad_input_changes_nothing(kl, smollm, pristine):
     with pytest.raises(KeditError, match="nothing to forget"):
         kl.forget("Nobody Anyone", "capital", "Nowhere")
     assert kl.history() == before
-    assert _same_weights(smollm, pristine)
+    assert unchanged(smollm, pristine)
 
 
 def test_forget_undoes_the_edit_that_wrote_the_fact(kl, smollm, pristine):
@@ -120,7 +107,7 @@ def test_forget_undoes_the_edit_that_wrote_the_fact(kl, smollm, pristine):
     rep = kl.forget(SUBJECT, "country of citizenship", "Italy")
     assert rep.edits_undone == [rec.edit_id] and rep.facts_deleted == [rec.fact_id]
     assert rep.verified and rep.after[0]["rank"] > 0
-    assert _same_weights(smollm, pristine)
+    assert unchanged(smollm, pristine)
     assert kl.store.history(SUBJECT, "P27")[0].deleted  # history keeps that it was forgotten
 
 
@@ -131,9 +118,9 @@ def test_forget_unlearns_what_the_model_itself_knows_and_undo_restores(kl, smoll
     assert rep.unlearn_id is not None
     assert rep.after[0]["prob"] < rep.before[0]["prob"] / 5
     assert rep.retain_change is not None
-    assert not _same_weights(smollm, pristine)
+    assert not unchanged(smollm, pristine)
     kl.undo(rep.id)
-    assert _same_weights(smollm, pristine)
+    assert unchanged(smollm, pristine)
 
 
 def test_reopen_reapplies_edits_and_middle_undo(tmp_path, smollm, pristine, embedder):
@@ -141,19 +128,19 @@ def test_reopen_reapplies_edits_and_middle_undo(tmp_path, smollm, pristine, embe
     with KnowledgeLayer.open(kb, model=smollm, embedder=embedder) as kl:
         a = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT)
         b = kl.edit("Toko Yasuda is a citizen of", target="Canada", subject="Toko Yasuda")
-        after_both = _state(smollm)
+        after_both = snapshot(smollm)
     for change in reversed(kl.weights.changes):  # simulate a fresh process: pristine model
         kl.weights.editor.undo(change.record)
-    assert _same_weights(smollm, pristine)
+    assert unchanged(smollm, pristine)
     kl2 = KnowledgeLayer.open(kb, model=smollm, embedder=embedder)
     try:
         assert [c.id for c in kl2.weights.changes] == [a.edit_id, b.edit_id]
-        assert _same_weights(smollm, after_both)  # re-applied bit-identically
+        assert unchanged(smollm, after_both)  # re-applied bit-identically
         kl2.undo(a.id)  # the older edit: later one undone, this one removed, later one re-applied
         assert [c.id for c in kl2.weights.changes] == [b.edit_id]
         assert "Canada" in smollm.complete("Toko Yasuda is a citizen of", max_new_tokens=3)
         kl2.undo(b.id)
-        assert _same_weights(smollm, pristine)
+        assert unchanged(smollm, pristine)
     finally:
         kl2.close()
 

@@ -6,6 +6,7 @@
 #   bash benchmarks/results/regenerate.sh layer-all  # only the MQuAKE layer run over all 627 dev cases
 #   MODEL=gemma3-270m N=5 bash benchmarks/results/regenerate.sh mquake   # one model's MQuAKE (or knowedit) cells
 #   MODEL=smollm2-135m K100_METHODS="memit alphaedit" bash benchmarks/results/regenerate.sh k100   # k=100 cells
+#   MODEL=gemma3-270m KALL_METHODS="memit" bash benchmarks/results/regenerate.sh kall   # k=all over all 627 cases
 # MQ_METHODS, KE_METHODS, KE_KINDS narrow the cells (default: all of them).
 # Limits (first N cases in file order; override through the environment). They exist because CPU is
 # scarce: on the shared 2-core machine a ROME/MEMIT/AlphaEdit/FT-L edit costs 5-60 s, a MeLLo case
@@ -26,6 +27,7 @@ DATA=${KEDIT_DATA:-../shared/data}
 N_KE=${N_KE:-5} N_MQ=${N_MQ:-10} N_KE_G=${N_KE_G:-3} N_MQ_G=${N_MQ_G:-5}
 N_MQ100=${N_MQ100:-100} N_MELLO=${N_MELLO:-5} N_MELLO_G=${N_MELLO_G:-3}
 K100_METHODS=${K100_METHODS:-"layer rome memit alphaedit"}
+KALL_METHODS=${KALL_METHODS:-"layer memit alphaedit rome"}
 KE_METHODS=${KE_METHODS:-"rag layer rome memit alphaedit ft-l"}
 MQ_METHODS=${MQ_METHODS:-"layer rome memit alphaedit mello"}
 KE_KINDS=${KE_KINDS:-"zsre recent counterfact wikibio"}
@@ -58,6 +60,13 @@ knowedit_runs() {  # model, N
   done
 }
 
+kall_runs() {  # model: MQuAKE k=all over every dev case (627 cases, 454 distinct edits in one batch) for KALL_METHODS
+  local model=$1 m
+  for m in $KALL_METHODS; do
+    timed $B mquake --method "$m" --edits-per-batch all --model "$model" --out "runs/mquake-kall627-$m-$model"
+  done
+}
+
 k100_runs() {  # model: MQuAKE k=100 (one batch of the first N_MQ100 cases' edits) for K100_METHODS
   local model=$1 m
   for m in $K100_METHODS; do
@@ -71,6 +80,7 @@ case "${1:-all}" in
   mquake) mquake_runs "${MODEL:-smollm2-135m}" "${N:-$N_MQ}" "${N_M:-$N_MELLO}" ;;    # one model's MQuAKE cells
   knowedit) knowedit_runs "${MODEL:-smollm2-135m}" "${N:-$N_KE}" ;;                 # one model's KnowEdit cells
   k100) k100_runs "${MODEL:-smollm2-135m}" ;;                                         # one model's MQuAKE k=100 cells
+  kall) kall_runs "${MODEL:-smollm2-135m}" ;;                                         # one model's k=all (627) cells
   all)
     layer_all
     mquake_runs smollm2-135m "$N_MQ" "$N_MELLO"
@@ -79,8 +89,10 @@ case "${1:-all}" in
     knowedit_runs gemma3-270m "$N_KE_G"
     k100_runs smollm2-135m
     k100_runs gemma3-270m
+    kall_runs smollm2-135m
+    kall_runs gemma3-270m
     ;;
-  *) echo "usage: $0 [all|report|layer-all|mquake|knowedit|k100]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|report|layer-all|mquake|knowedit|k100|kall]" >&2; exit 2 ;;
 esac
 shopt -s nullglob
 runs=()  # a run still in progress (or killed before its first summary) has no summary.json yet
