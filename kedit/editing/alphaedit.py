@@ -29,10 +29,12 @@ def alphaedit_apply(
     past: dict[int, torch.Tensor],
     apply: Callable[[str, torch.Tensor], None],
     sadr: bool = False,
+    covs: dict[int, torch.Tensor] | None = None,
 ) -> tuple[ValueResult, dict[int, torch.Tensor]]:
-    """Apply the AlphaEdit batch via `apply`; returns the value result and the new keys K per layer."""
+    """Apply the AlphaEdit batch via `apply`; returns the value result and the new keys K per layer.
+    `covs` (the second moments C per layer) are read only when `cfg.mom2_in_nullspace` > 0."""
     keys: dict[int, torch.Tensor] = {}
     vr = memit_apply(
-        bundle, requests, cfg, templates, None, apply, projectors=projectors, past=past, sadr=sadr, keys_out=keys
+        bundle, requests, cfg, templates, covs, apply, projectors=projectors, past=past, sadr=sadr, keys_out=keys
     )
     return vr, keys

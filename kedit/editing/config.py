@@ -98,12 +98,16 @@ class AlphaEditConfig(MEMITConfig):
     # (projection.py). An absolute τ does not transfer: on SmolLM2 τ=5e-3 left 9-262 dimensions over
     # layers 3-7 of the 100k-token statistics and the edits did not hold (rewrite 0.33 after 100
     # sequential edits). Measured on 100 sequential CounterFact edits (benchmarks/EDITING.md): energy
-    # 0.1 (413-484 of 1536 dimensions), α=1 and MEMIT's value settings keep the edits (rewrite 0.98)
-    # with neighbourhood 0.885 vs MEMIT's 0.853; smaller null spaces need larger updates, which hurt
-    # neighbours (0.02: 0.830) and, with α=0.1, overwrite earlier edits; α=10 realises too little of z.
+    # 0.1 (413-484 of 1536 dimensions), α=1 and MEMIT's value settings keep the edits (rewrite 0.98;
+    # neighbourhood level with MEMIT's at N=200, paired); smaller null spaces need larger updates, which
+    # hurt neighbours (0.02: 0.830) and, with α=0.1, overwrite earlier edits; α=10 realises too little of z.
     nullspace_threshold: float | None = None
     nullspace_energy: float = 0.1
     l2: float = 1.0
+    # λ' of a λ'·P C term in the solve: MEMIT's soft preservation of the corpus keys' energy that the
+    # null space still holds (P C = the null-space part of C, P being C's spectral projector).
+    # 0 = AlphaEdit as published.
+    mom2_in_nullspace: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,7 @@ class ParametricEditor:
                 vr, keys = alphaedit_apply(
                     bundle, requests, cfg, templates, {l: p.matrix for l, p in projs.items()},
                     self.past_keys(layers), commit, sadr=sadr,
+                    covs=self.second_moments(layers, cfg.mom2_n_tokens) if cfg.mom2_in_nullspace else None,
                 )
             # the edited keys: a later AlphaEdit update reads them as its cache of past keys (`past_keys`)
             extra.update({f"keys.{l}": k for l, k in keys.items()})

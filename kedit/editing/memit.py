@@ -5,7 +5,7 @@ z_i = h_i^L + δ_i is optimised at the residual output of the last edit layer L.
 prompts, R = (Z − H)/(layers left), and
 
     MEMIT:     Δ = R Kᵀ (λC + KKᵀ)⁻¹                              (float64)
-    AlphaEdit: Δᵀ = solve(P(KKᵀ + K_pK_pᵀ) + αI, P K Rᵀ)          (Δ = ΔP, so Δ k₀ ≈ 0)
+    AlphaEdit: Δᵀ = solve(P(KKᵀ + K_pK_pᵀ + λ'C) + αI, P K Rᵀ)    (Δ = ΔP, so Δ k₀ ≈ 0; λ' = 0 as published)
 
 >>> from kedit.editing import ParametricEditor, EditRequest   # doctest: +SKIP
 """
@@ -75,6 +75,10 @@ def memit_apply(
                 raise TypeError("projectors are an AlphaEdit setting: pass an AlphaEditConfig")
             p = projectors[layer].double()
             kkt = k @ k.T + (past[layer].double() if past and layer in past else 0.0)
+            if cfg.mom2_in_nullspace:
+                if covs is None:
+                    raise EditError("AlphaEdit with mom2_in_nullspace > 0 needs the second-moment statistics")
+                kkt = kkt + cfg.mom2_in_nullspace * covs[layer].double()
             lhs = p @ kkt + cfg.l2 * torch.eye(p.shape[0], dtype=torch.float64)
             delta = torch.linalg.solve(lhs, p @ k @ resid.T).T
         delta = delta.float()
