@@ -70,6 +70,24 @@ def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
     assert unchanged(smollm, pristine)
 
 
+def test_alphaedit_mom2_in_nullspace_moves_the_update_to_weaker_corpus_directions(smollm, editor, pristine):
+    """λ'·P C in the solve keeps Δ in the null space and spends less of it where corpus keys still have
+    energy: E‖Δk₀‖² per unit ‖Δ‖² (= tr(Δ C Δᵀ)/‖Δ‖²) falls."""
+    layer = _small("alphaedit").layers[0]
+    name = smollm.spec.down_proj_name(layer)
+    c = editor.second_moments([layer], N_TOKENS)[layer].double()
+    share = {}
+    for lam in (0.0, 1000.0):
+        cfg = replace(_small("alphaedit"), mom2_in_nullspace=lam)
+        rec = editor.apply(REQUESTS[:2], method="alphaedit", config=cfg)
+        assert rec.config["mom2_in_nullspace"] == lam
+        delta = sum(d for n, d in rec.steps if n == name).double()
+        share[lam] = float(torch.einsum("ij,jk,ik->", delta, c, delta) / delta.pow(2).sum())
+        editor.undo(rec)
+    assert unchanged(smollm, pristine)
+    assert share[1000.0] < 0.8 * share[0.0], share
+
+
 def test_empty_null_space_is_an_error(smollm, editor, pristine):
     c = editor.second_moments([3], N_TOKENS)[3]
     with pytest.raises(EditError, match="null space"):
