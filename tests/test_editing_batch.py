@@ -15,6 +15,7 @@ from kedit.editing import (
     MEMITConfig,
     NullSpaceProjector,
     ParametricEditor,
+    config_from_dict,
     default_config,
 )
 from kedit.errors import EditError
@@ -161,6 +162,10 @@ def test_memit_config_types(editor):
     with pytest.raises(EditError, match="needs a"):
         editor.apply(REQUESTS[:1], method="alphaedit", config=MEMITConfig())
     assert isinstance(default_config("alphaedit", "gemma3"), AlphaEditConfig)
+    # a record saved before λ' existed was made by AlphaEdit as published (λ' = 0), not today's default
+    saved = {k: v for k, v in default_config("alphaedit", "llama").to_dict().items() if k != "mom2_in_nullspace"}
+    assert config_from_dict("alphaedit", saved).mom2_in_nullspace == 0.0
+    assert default_config("alphaedit", "llama").mom2_in_nullspace > 0
 
 
 def test_argmax_stop_ends_the_value_optimisation_early(smollm):
