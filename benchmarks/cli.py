@@ -131,6 +131,9 @@ def mquake(
     model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
     limit: int = typer.Option(None, "--limit", min=1, help="first N usable cases only ('all' = these N)"),
     cot: bool = typer.Option(False, "--cot", help="chain-of-thought multi-hop prompt instead of the standard one"),
+    probe_per_batch: int = typer.Option(
+        None, "--probe-per-batch", min=1,
+        help="score only the first M cases of each batch (its edits still come from all k cases)"),
     prompts_dir: Path = typer.Option(None, "--prompts", help="MQuAKE prompts/ directory [default: beside the data]"),
     out: Path = typer.Option(None, "--out", help="run directory [default: runs/mquake-k<k>-<method>-<model>]"),
 ) -> None:
@@ -142,7 +145,7 @@ def mquake(
     try:
         path = data if data is not None else require_data_dir() / "MQuAKE"
         loaded = load_mquake(path, limit=limit)
-        settings = MQuAKESettings(edits_per_batch, cot, limit)
+        settings = MQuAKESettings(edits_per_batch, cot, limit, probe_per_batch)
         settings.batch_size(len(loaded.cases))
         resolve_method(method, "mquake")
         if prompts_dir is None:
@@ -152,7 +155,7 @@ def mquake(
         _report_malformed(loaded)
         name = f"mquake-k{edits_per_batch}-{method}" + ("-cot" if cot else "")
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
-        spec = RunSpec("mquake", str(Path(path).resolve()), method, model, asdict(settings))
+        spec = RunSpec("mquake", str(Path(path).resolve()), method, model, settings.spec())
         run = RunDir(out, spec)
         bundle = _load_bundle(model)
         adapter = make_method(method, bundle, "mquake")

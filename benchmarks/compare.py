@@ -72,6 +72,14 @@ def _k_label(summary: dict[str, Any]) -> str:
     return f"all ({_k(summary)})" if raw == "all" else str(raw)
 
 
+def _n_label(summary: dict[str, Any]) -> str:
+    """Cases scored; "25 of 100" when only the first cases of each batch were probed (`--probe-per-batch`)."""
+    edited = summary.get("n_cases_edited")
+    if summary.get("settings", {}).get("probe_per_batch") and edited and edited != summary["n_cases"]:
+        return f"{summary['n_cases']} of {edited}"
+    return str(summary["n_cases"])
+
+
 def knowedit_table(runs: list[dict[str, Any]]) -> list[str]:
     head = ["data", "model", "method", "n"] + [c for _, c in KNOWEDIT_COLUMNS] + ["s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -89,7 +97,7 @@ def mquake_table(runs: list[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in sorted(runs, key=lambda s: (s["model"], method_label(s), _k(s))):
         m = s["metrics"]
-        cells = [s["model"], method_label(s), _k_label(s), str(s["n_cases"])]
+        cells = [s["model"], method_label(s), _k_label(s), _n_label(s)]
         cells += [format_metric(k, m.get(k)) for k, _ in MQUAKE_COLUMNS]
         cells += [str(s.get("n_conflicted", 0)), f"{s['seconds']:.0f}" + ("" if s.get("complete", True) else " (incomplete)")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -109,7 +117,7 @@ def stages_table(runs: list[dict[str, Any]]) -> list[str]:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in sorted(timed, key=lambda s: (s["model"], method_label(s), _k(s))):
         st = s["stages"]
-        cells = [s["model"], method_label(s), _k_label(s), str(s["n_cases"])]
+        cells = [s["model"], method_label(s), _k_label(s), _n_label(s)]
         cells += [f"{st.get(f'{n}_s', 0):.0f} / {st.get(f'{n}_cpu_s', 0):.0f}" for n in STAGES]
         cells.append(f"{s['seconds']:.0f}")
         rows.append("| " + " | ".join(cells) + " |")

@@ -16,10 +16,10 @@ import torch
 
 from benchmarks.generation import sample_ids_like_easyedit
 from benchmarks.knowedit import KnowEditSettings, run_knowedit
-from benchmarks.loaders import load_knowedit, load_mquake
+from benchmarks.loaders import BenchmarkDataError, load_knowedit, load_mquake
 from benchmarks.methods import make_method
 from benchmarks.metrics import ngram_entropy
-from benchmarks.mquake import MQuAKESettings, run_mquake
+from benchmarks.mquake import MQuAKESettings, batch_facts, run_mquake
 from benchmarks.prompts import load_mquake_prompts
 from benchmarks.runs import CASES, RunDir, RunSpec
 
@@ -182,6 +182,26 @@ def test_mquake_batch_recorded_in_chunks_resumes_mid_batch(smollm, data_dir, tmp
     assert [r["metrics"] for r in resumed] == [r["metrics"] for r in records]
     assert [r["outputs"] for r in resumed] == [r["outputs"] for r in records]
     assert whole["metrics"] == summary["metrics"]
+
+
+def test_mquake_probe_per_batch_scores_the_first_cases_with_all_edits_applied(smollm, data_dir, tmp_path):
+    """`probe_per_batch` (for slow methods at large k): the batch's edits come from all its cases, only the
+    first M are probed and scored; the run is complete once those are recorded, and a bad M is refused."""
+    from benchmarks.methods import NoEdit
+
+    loaded = load_mquake(data_dir / "MQuAKE", limit=3)
+    prompts = load_mquake_prompts(data_dir / "MQuAKE" / "prompts")
+    settings = MQuAKESettings("all", limit=3, probe_per_batch=1)
+    assert settings.spec()["probe_per_batch"] == 1 and "probe_per_batch" not in MQuAKESettings("all").spec()
+    spec = RunSpec("mquake", str(data_dir / "MQuAKE"), "none", "smollm2-135m", settings.spec())
+    summary = run_mquake(NoEdit(smollm), loaded, RunDir(tmp_path / "mq", spec), settings, prompts)
+    assert summary["complete"] and summary["n_cases"] == 1 and summary["n_cases_edited"] == 3
+    records = [json.loads(line) for line in (tmp_path / "mq" / CASES).read_text().splitlines()]
+    n_facts = len(batch_facts(loaded.cases)[0])
+    assert [r["case_id"] for r in records] == [loaded.cases[0].case_id] and records[0]["batch_facts"] == n_facts
+    with pytest.raises(BenchmarkDataError, match="probe-per-batch"):
+        run_mquake(NoEdit(smollm), loaded, RunDir(tmp_path / "bad", spec), MQuAKESettings("all", probe_per_batch=0),
+                   prompts)
 
 
 @pytest.mark.slow
