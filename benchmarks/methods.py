@@ -151,7 +151,12 @@ class ParametricMethod(Method):
         self.editor = ParametricEditor(bundle)
 
     def settings(self) -> dict[str, Any]:
-        return {"sadr": self.sadr}
+        """SADR on/off and the editor's hyper-parameters for this model (its family's defaults)."""
+        from dataclasses import asdict
+
+        from kedit.editing import default_config
+
+        return {"sadr": self.sadr, "config": asdict(default_config(self.algorithm, self.bundle.spec.family))}
 
     def apply(self, facts: Sequence[Fact]) -> Applied:
         """Edit the facts the model does not already state; ParametricEditor refuses a request whose target
