@@ -67,7 +67,7 @@ knowedit_runs() {  # model, N
   for kind in $KE_KINDS; do
     for m in $KE_METHODS; do
       cell "$RUNS/knowedit-$kind-$m-$model" knowedit --data "$DATA/KnowEdit/${KE_DIR[$kind]}" --kind "$kind" \
-        --method "$m" --limit "$n" --no-fluency --model "$model"
+        --method "$m" --limit "$n" --model "$model"
     done
   done
 }
