@@ -20,7 +20,7 @@
 #   N_MELLO100=100 N_MELLO100_G=40   MeLLo at k=100: all 100 cases' edits in its store, the first N scored
 #                             (--probe-per-batch), as a full Gemma run would take over an hour
 # MQuAKE k=100 (K100_METHODS) runs layer, rome, memit, alphaedit (4-10 min each on SmolLM2, ~2x on Gemma)
-# and mello (~35 min on SmolLM2, ~30 min for Gemma's 40 cases).
+# and mello (25 CPU s a case on SmolLM2: ~45 min; 47 on Gemma: ~35 min for its 40 cases).
 set -euo pipefail
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PY:-.venv/bin/python}
