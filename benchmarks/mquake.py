@@ -56,6 +56,10 @@ class MQuAKESettings:
     # method (MeLLo, 30-120 s a case) be measured at k = 100 in bounded time
     probe_per_batch: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.probe_per_batch is not None and self.probe_per_batch < 1:
+            raise BenchmarkDataError(f"--probe-per-batch must be a positive integer, not {self.probe_per_batch}")
+
     def spec(self) -> dict[str, Any]:
         """The settings that define the run (`probe_per_batch` only when set, so older runs still resume)."""
         out = asdict(self)
@@ -308,9 +312,8 @@ def run_mquake(
             if not hop.edited and hop.relation_id not in prompts.relations:
                 raise BenchmarkDataError(f"case {case.case_id}: rel-prompts.json has no prompt for {hop.relation_id}")
     k = settings.batch_size(len(cases))
-    if settings.probe_per_batch is not None and settings.probe_per_batch < 1:
-        raise BenchmarkDataError(f"--probe-per-batch must be a positive integer, not {settings.probe_per_batch}")
-    scored = [c for batch in batches(cases, k) for c in settings.probed(batch)]
+    all_batches = batches(cases, k)
+    scored = [c for batch in all_batches for c in settings.probed(batch)]
     prober = _Prober(method, prompts, settings.cot)
     done = sum(1 for c in scored if c.case_id in run.finished)
     complete = False
@@ -322,7 +325,7 @@ def run_mquake(
 
     try:
         with progress_bar(f"mquake k={settings.edits_per_batch} · {method.name}", len(scored), done, console) as advance:
-            for b, batch in enumerate(batches(cases, k)):
+            for b, batch in enumerate(all_batches):
                 todo = [c for c in settings.probed(batch) if c.case_id not in run.finished]
                 if not todo:
                     continue
@@ -372,7 +375,7 @@ def run_mquake(
                 "files": loaded.files,
                 "n_records": loaded.n_records,
                 "edits_per_batch": k,
-                "n_batches": len(batches(cases, k)),
+                "n_batches": len(all_batches),
                 "n_conflicted": sum(1 for r in records if r["metrics"].get("conflicted")),
                 "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
                 "n_requested": len(scored),
