@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +36,8 @@ from kedit.editing.config import (
     config_from_dict,
     default_config,
 )
-from kedit.editing.covariance import second_moments
+from kedit.editing.corpus import StatsCorpus, resolve_corpus
+from kedit.editing.covariance import load_second_moments, second_moments
 from kedit.editing.ft import ft_delta
 from kedit.editing.memit import memit_apply
 from kedit.editing.projection import NullSpaceProjector
@@ -60,9 +63,17 @@ class ParametricEditor:
     projectors and AlphaEdit's cache of past edited keys.
     """
 
-    def __init__(self, bundle):
+    def __init__(self, bundle, *, corpus: str | Path | StatsCorpus | None = None,
+                 statistics: str | Path | Mapping[int, torch.Tensor] | None = None):
+        """`corpus`: the text of the key statistics (default: the Wikipedia excerpt installed with kedit,
+        or `$KEDIT_STATS_CORPUS`); `statistics`: precomputed E[kkᵀ] per layer (a safetensors file of
+        `layer.<l>` tensors, or a mapping), used instead of computing them."""
         check_editable(bundle)
         self.bundle = bundle
+        self.corpus = resolve_corpus(corpus)
+        if isinstance(statistics, (str, Path)):
+            statistics = load_second_moments(statistics)
+        self._given = dict(statistics) if statistics is not None else None
         self.live: list[EditRecord] = []
         self._covs: dict[tuple[int, int], torch.Tensor] = {}
         self._inv: dict[tuple[int, int], torch.Tensor] = {}
@@ -70,6 +81,11 @@ class ParametricEditor:
 
     # -- caches --------------------------------------------------------------------------------
     def second_moments(self, layers: list[int], n_tokens: int) -> dict[int, torch.Tensor]:
+        if self._given is not None:
+            absent = sorted(set(layers) - set(self._given))
+            if absent:
+                raise EditError(f"the statistics given to the editor have no layer {absent} (they hold {sorted(self._given)})")
+            return {l: self._given[l] for l in layers}
         missing = [l for l in layers if (l, n_tokens) not in self._covs]
         if missing:
             # One corpus pass serves every layer up to the deepest: collect the default edit layers of
@@ -81,7 +97,7 @@ class ParametricEditor:
                 wanted |= set(cfg.layers) if isinstance(cfg, MEMITConfig) else {cfg.layer}
             n_layers = self.bundle.spec.n_layers(self.bundle.model)
             wanted = {l for l in wanted if 0 <= l < n_layers and (l, n_tokens) not in self._covs}
-            for l, c in second_moments(self.bundle, sorted(wanted), n_tokens).items():
+            for l, c in second_moments(self.bundle, sorted(wanted), n_tokens, corpus=self.corpus).items():
                 self._covs[(l, n_tokens)] = c
         return {l: self._covs[(l, n_tokens)] for l in layers}
 

@@ -7,7 +7,7 @@ post-edit verification. `save(dir)` writes `tensors.safetensors` + `record.json`
 
 >>> import tempfile, torch
 >>> rec = EditRecord.new("rome", {"layer": 4}, [], [("w", torch.ones(2, 2))], {"w": torch.zeros(2, 2)})
->>> d = tempfile.mkdtemp(); rec.save(d); EditRecord.load(d).steps[0][0]
+>>> d = tempfile.mkdtemp(); _ = rec.save(d); EditRecord.load(d).steps[0][0]
 'w'
 """
 

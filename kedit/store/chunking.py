@@ -1,6 +1,6 @@
 """Split a document into passages: paragraphs, then sentences packed up to `max_chars`.
 
->>> split_passages("One. Two.\\n\\nThree is longer.", max_chars=10)
+>>> split_passages("One. Two.\\n\\nThree is longer.", max_chars=20)
 ['One. Two.', 'Three is longer.']
 """
 
