@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,12 +34,11 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def data_dir():
-    from kedit.paths import shared_data_dir
+    """The sample of real benchmark records kept in the repository (tests/data, see its SOURCES.md).
 
-    found = shared_data_dir()
-    if found is None or not found.is_dir():
-        pytest.fail("benchmark data not found: set KEDIT_DATA or place it at ../shared/data")
-    return found
+    Always the sample, never the full data beside the checkout: tests see the same records in every clone.
+    """
+    return DATA_DIR
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Benchmark loaders on every file of the shared data, malformed records, wrong-benchmark files, prompts,
+"""Benchmark loaders on every file of the data sample (tests/data), malformed records, wrong-benchmark files, prompts,
 run directories, the compare report and the CLI's checks before model work (no model)."""
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from benchmarks.mquake import batch_facts, batches
 from benchmarks.prompts import load_mquake_prompts
 from benchmarks.runs import CASES, RunDir, RunDirError, RunSpec
 
-# every data file of ../shared/data: (path relative to the data dir, kind, usable cases, malformed)
+# every data file of the sample (same names as the full data): (path relative to the data dir, kind,
+# usable cases, malformed); tests/data/SOURCES.md says which records each keeps
 EXPECTED = {
-    "CounterFact/counterfact-train.json": ("cf-easyedit", 10000, 0),
-    "CounterFact/counterfact-val.json": ("cf-easyedit", 1919, 0),
-    "KnowEdit/WikiBio/wikibio-train-all.json": ("wikibio", 464, 0),
-    "KnowEdit/ZsRE/ZsRE-test-dev.json": ("zsre", 651, 0),
-    "KnowEdit/wiki_counterfact/train_cf-dev.json": ("counterfact", 714, 0),
-    "KnowEdit/wiki_recent/recent_train-dev.json": ("recent", 285, 0),
-    "MQuAKE/MQuAKE-CF-3k-dev.json": ("mquake", 627, 0),
-    "zsRE-MEND/zsre_mend_train-1k.json": ("zsre-mend", 998, 2),  # two records with an empty target
+    "CounterFact/counterfact-train.json": ("cf-easyedit", 240, 0),
+    "CounterFact/counterfact-val.json": ("cf-easyedit", 200, 0),
+    "KnowEdit/WikiBio/wikibio-train-all.json": ("wikibio", 40, 0),
+    "KnowEdit/ZsRE/ZsRE-test-dev.json": ("zsre", 60, 0),
+    "KnowEdit/wiki_counterfact/train_cf-dev.json": ("counterfact", 40, 0),
+    "KnowEdit/wiki_recent/recent_train-dev.json": ("recent", 40, 0),
+    "MQuAKE/MQuAKE-CF-3k-dev.json": ("mquake", 100, 0),
+    "zsRE-MEND/zsre_mend_train-1k.json": ("zsre-mend", 60, 2),  # two records with an empty target
 }
 PROMPT_FILES = {
     "MQuAKE/prompts/rel-prompts.json",
@@ -54,8 +55,8 @@ def test_every_data_file_loads_with_its_kind(data_dir, rel):
 def test_zsre_mend_empty_targets_are_reported_with_index_and_reason(data_dir):
     loaded = load_knowedit(data_dir / "zsRE-MEND")
     assert [(m.index, m.reason) for m in loaded.malformed] == [
-        (534, "field 'alt' is empty"),
-        (723, "field 'alt' is empty"),
+        (60, "field 'alt' is empty"),  # source records 534 and 723, kept at the sample's end
+        (61, "field 'alt' is empty"),
     ]
     assert loaded.cases[0].locality["neighborhood"][0].prompt.startswith("nq question:")
 
@@ -133,7 +134,7 @@ def test_mquake_cases_hops_and_prompts(data_dir):
 
 def test_batches_and_conflicting_edits(data_dir):
     cases = load_mquake(data_dir / "MQuAKE").cases
-    assert [len(b) for b in batches(cases[:250], 100)] == [100, 100, 50]
+    assert [len(b) for b in batches(cases[:90], 40)] == [40, 40, 10]
     facts, conflicted = batch_facts(cases)
     assert len(facts) <= sum(len(c.requested_rewrite) for c in cases)
     # verify every flagged case by hand: another edit rewrites (s, r) of its new chain to another object
