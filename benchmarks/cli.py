@@ -97,7 +97,7 @@ def knowedit(
 ) -> None:
     """KnowEdit: Edit Succ, rephrase, portability, locality, fluency, as EasyEdit computes them."""
     from benchmarks.knowedit import KnowEditSettings, run_knowedit
-    from benchmarks.runs import RunDir, RunSpec
+    from benchmarks.runs import RunDir, RunSpec, data_label
 
     try:
         # default: with --kind, every file of that kind in the shared data; without, KnowEdit/ (one kind needed)
@@ -108,7 +108,7 @@ def knowedit(
         settings = KnowEditSettings(loaded.kind, sequential, sadr, fluency, seed, limit)
         name = "-".join(["knowedit", loaded.kind, method] + (["sadr"] if sadr else []) + (["seq"] if sequential else []))
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
-        spec = RunSpec("knowedit", str(Path(path).resolve()), method, model, asdict(settings))
+        spec = RunSpec("knowedit", data_label(path), method, model, asdict(settings))
         run = RunDir(out, spec)
         bundle = _load_bundle(model)
         adapter = make_method(method, bundle, "knowedit", sadr)
@@ -140,7 +140,7 @@ def mquake(
     """MQuAKE: edit-wise, instance-wise, multi-hop accuracy and edited/unedited hop recall."""
     from benchmarks.mquake import MQuAKESettings, run_mquake
     from benchmarks.prompts import load_mquake_prompts
-    from benchmarks.runs import RunDir, RunSpec
+    from benchmarks.runs import RunDir, RunSpec, data_label
 
     try:
         path = data if data is not None else require_data_dir() / "MQuAKE"
@@ -155,7 +155,7 @@ def mquake(
         _report_malformed(loaded)
         name = f"mquake-k{edits_per_batch}-{method}" + ("-cot" if cot else "")
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
-        spec = RunSpec("mquake", str(Path(path).resolve()), method, model, settings.spec())
+        spec = RunSpec("mquake", data_label(path), method, model, settings.spec())
         run = RunDir(out, spec)
         bundle = _load_bundle(model)
         adapter = make_method(method, bundle, "mquake")

@@ -27,7 +27,7 @@ from benchmarks.cases import EditCase
 from benchmarks.loaders import Loaded
 from benchmarks.methods import Applied, Method
 from benchmarks.metrics import aggregate_knowedit, ngram_entropy, token_accuracy, token_agreement
-from benchmarks.runs import RunDir, progress_bar
+from benchmarks.runs import RunDir, data_label, progress_bar
 from kedit.scoring import TargetScore
 
 
@@ -176,7 +176,7 @@ def run_knowedit(
             extra={
                 "method_settings": method.settings(),  # e.g. the layer's weight editors
                 "kind": loaded.kind,
-                "files": loaded.files,
+                "files": [data_label(f) for f in loaded.files],
                 "n_records": loaded.n_records,
                 "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
                 "n_requested": len(cases),

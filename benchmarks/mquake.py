@@ -34,7 +34,7 @@ from benchmarks.loaders import BenchmarkDataError, Loaded
 from benchmarks.methods import Applied, Method
 from benchmarks.metrics import aggregate_mquake, answer_matches, cloze_recalled, first_line_answer
 from benchmarks.prompts import MQuAKEPrompts
-from benchmarks.runs import RunDir, progress_bar
+from benchmarks.runs import RunDir, data_label, progress_bar
 
 
 def answer_budget(tokenizer, candidates: tuple[str, ...]) -> int:
@@ -372,7 +372,7 @@ def run_mquake(
             malformed=loaded.malformed,
             extra={
                 "method_settings": method.settings(),  # e.g. the layer's weight editors
-                "files": loaded.files,
+                "files": [data_label(f) for f in loaded.files],
                 "n_records": loaded.n_records,
                 "edits_per_batch": k,
                 "n_batches": len(all_batches),

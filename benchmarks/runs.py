@@ -41,6 +41,21 @@ class RunDirError(KeditError):
     """The output directory holds a different run (or cannot be written)."""
 
 
+def data_label(path: str | Path) -> str:
+    """How a run records its data: relative to the data root when it lies there (`MQuAKE`, not a
+    machine's absolute path), else as given. Committed run records must not name a machine's folders."""
+    from kedit.paths import shared_data_dir
+
+    root = shared_data_dir()
+    resolved = Path(path).expanduser().resolve()
+    if root is not None:
+        try:
+            return resolved.relative_to(root.resolve()).as_posix() or "."
+        except ValueError:
+            pass
+    return Path(path).as_posix()
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """What a run is: benchmark, data path, method, model and settings. Two runs with equal specs are the

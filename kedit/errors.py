@@ -25,3 +25,7 @@ class EditError(KeditError):
 
 class StoreError(KeditError):
     """The knowledge store refused an operation; nothing stored was changed."""
+
+
+class MissingExtraError(KeditError, ImportError):
+    """A feature needs an optional extra that is not installed (`pip install 'kedit[NAME]'`)."""

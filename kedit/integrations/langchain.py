@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import RunnableLambda
+from kedit.errors import MissingExtraError
+
+try:
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnableLambda
+except ImportError as exc:
+    raise MissingExtraError(f"the LangChain adapters need langchain-core: pip install 'kedit[langchain]' ({exc})") from exc
 from pydantic import ConfigDict
 
 

@@ -4,7 +4,7 @@ MQuAKE cases carry Wikidata relation ids (`orig.triples`) aligned with labelled 
 flat format carries only the prompt, so its relation is read from the prompt's wording (cue table
 below) and prompts with no clear cue are skipped.
 
->>> facts, aliases = mquake_facts("/work/shared/data/MQuAKE/MQuAKE-CF-3k-dev.json", limit=1)  # doctest: +SKIP
+>>> facts, aliases = mquake_facts("MQuAKE/MQuAKE-CF-3k-dev.json", limit=1)  # doctest: +SKIP
 >>> [(f.subject, f.relation, f.object, f.source) for f in facts][-1]                           # doctest: +SKIP
 ('Croatia', 'P35', 'Kolinda Grabar-Kitarović', 'mquake-edit')
 """
