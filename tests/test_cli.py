@@ -40,8 +40,21 @@ def test_verbs_round_trip_with_json(tmp_path):
     # bad input: a clear one-line error, exit code 2, no traceback, nothing changed
     bad = kedit("insert", "--subject", "Atlantis", "--relation", "no such relation", "--object", "x", "--kb", kb,
                 check=False)
-    assert bad.returncode == 2 and "unknown relation" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
+    assert bad.returncode == 2 and "unknown relation" in bad.stderr and "Traceback" not in bad.stdout + bad.stderr
+    assert bad.stdout == ""  # errors go to stderr
+    missing = kedit("show", "99999", "--kb", kb, "--json", check=False)  # under --json stdout stays JSON
+    assert missing.returncode == 2 and "no ledger entry" in missing.stderr
+    assert json.loads(missing.stdout)["error"]["message"] == "no ledger entry '99999'"
     assert len(json.loads(kedit("history", "--kb", kb, "--json").stdout)) == 3
+
+
+def test_version_and_setup_check():
+    from kedit import __version__
+
+    assert kedit("--version").stdout.strip() == f"kedit {__version__}"
+    assert kedit("setup", "--check").stdout.strip() == "smollm2-135m is installed"
+    unknown = kedit("setup", "--model", "no-such-model", check=False)
+    assert unknown.returncode == 2 and "unknown embedded model 'no-such-model'" in unknown.stderr
 
 
 def test_demo_tells_the_whole_story(tmp_path):
