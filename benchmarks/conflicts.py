@@ -17,6 +17,20 @@ says) and `target_new` (the counterfactual).
 | `newer_vs_stale` | target_true valid from 2019, target_new valid from 2023 | target_new | stored |
 | `as_of_stale` | as above, asked `as_of="2020-06-01"` | target_true | stored |
 
+The same conflicts in CounterFact's and ZsRE's own wording (`--wording counterfact` / `zsre`, validation
+files): the fact is written with the record's edit prompt (`edit(prompt, target, subject, route="store")`,
+so an unknown wording becomes a learned relation) and the question is the record's paraphrase; the
+instruction is a free sentence in the prompt's words ("Assume that Andy Kershaw, who is employed by BBC.");
+the passage states the old value in the prompt's words.
+
+| kind | setup | asked | expected | tier |
+|---|---|---|---|---|
+| `stored_vs_model` | edit prompt -> target_new (store) | paraphrase | target_new | stored |
+| `stored_vs_passage` | as above + a passage "<prompt> <old>." | prompt | target_new | stored |
+| `instruction_vs_stored` | as above, instruction "Assume that <prompt> <old>." | paraphrase | old | instruction |
+| `newer_vs_stale` | old valid from 2019, target_new from 2023 (store) | paraphrase | target_new | stored |
+| `as_of_stale` | as above, asked `as_of="2020-06-01"` | paraphrase | old | stored |
+
 A case *obeys* when the answer states the expected value (case-insensitive containment; MQuAKE answers
 are entity names) and not the losing one; `tier_ok` when `trace["winner"]["tier"]` is the expected tier.
 
@@ -38,6 +52,7 @@ from typing import Any
 from benchmarks.cases import MQuAKECase, Rewrite
 from benchmarks.loaders import load_mquake
 from benchmarks.runs import progress_bar
+from benchmarks.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_cases
 
 KINDS = ("edited_vs_model", "stored_vs_model", "passage_vs_model", "free_passage_vs_model", "stored_vs_passage",
          "instruction_vs_stored", "newer_vs_stale", "as_of_stale")
@@ -143,6 +158,43 @@ def build_cases(cases: Sequence[MQuAKECase], relations, per_kind: int, kinds: Se
     return out
 
 
+WORDING_KINDS = ("stored_vs_model", "stored_vs_passage", "instruction_vs_stored", "newer_vs_stale", "as_of_stale")
+WORDINGS = {"counterfact": ("CounterFact/counterfact-val.json", counterfact_cases),
+            "zsre": ("KnowEdit/ZsRE/ZsRE-test-dev.json", zsre_cases)}
+
+
+def build_wording_cases(cases: Sequence[ScopeCase], per_kind: int,
+                        kinds: Sequence[str] = WORDING_KINDS) -> list[ConflictCase]:
+    """Conflict cases in a benchmark's own wording (see the module docstring)."""
+    pool = [c for c in distinct_subjects(list(cases)) if c.old and not states(c.old, c.target)][:per_kind]
+    out: list[ConflictCase] = []
+    for kind in kinds:
+        if kind not in WORDING_KINDS:
+            raise ValueError(f"unknown wording conflict kind {kind!r}: expected one of {', '.join(WORDING_KINDS)}")
+        for c in pool:
+            new, old, paraphrase = c.target, c.old, c.in_scope[1]
+            edit = dict(prompt=c.prompt, subject=c.subject, route="store", source="conflict-suite")
+            cid = f"{c.source}:{c.subject}"
+            stated = c.prompt.rstrip("?").rstrip()
+            if kind == "stored_vs_model":
+                out.append(ConflictCase(kind, cid, paraphrase, new, old, "stored", (("edit", edit | {"target": new}),)))
+            elif kind == "stored_vs_passage":
+                setup = (("edit", edit | {"target": new}),
+                         ("insert", dict(text=f"{stated} {old}.", source="web", extract_facts=False)))
+                out.append(ConflictCase(kind, cid, c.prompt, new, old, "stored", setup))
+            elif kind == "instruction_vs_stored":
+                out.append(ConflictCase(kind, cid, paraphrase, old, new, "instruction", (("edit", edit | {"target": new}),),
+                                        instructions=f"Assume that {stated} {old}."))
+            else:
+                setup = (("edit", edit | {"target": old, "valid_from": OLD_FROM}),
+                         ("edit", edit | {"target": new, "valid_from": NEW_FROM}))
+                if kind == "newer_vs_stale":
+                    out.append(ConflictCase(kind, cid, paraphrase, new, old, "stored", setup))
+                else:
+                    out.append(ConflictCase(kind, cid, paraphrase, old, new, "stored", setup, as_of=AS_OF))
+    return out
+
+
 def run_case(layer, case: ConflictCase) -> ConflictResult:
     """Set the case up on `layer` (a fresh knowledge base), ask, and judge the answer."""
     for op, kwargs in case.setup:
@@ -219,18 +271,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--data", default=None, help="MQuAKE file or directory [default: shared MQuAKE/]")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--per-kind", type=int, default=20)
-    ap.add_argument("--kinds", nargs="*", default=list(KINDS))
+    ap.add_argument("--kinds", nargs="*", default=None, help="[default: every kind of the wording]")
+    ap.add_argument("--wording", choices=("mquake", *WORDINGS), default="mquake",
+                    help="whose wording the cases use: MQuAKE's relation templates, or CounterFact's / ZsRE's records")
     ap.add_argument("--out", default=None, help="directory for cases.jsonl, summary.json, summary.md")
     args = ap.parse_args(argv)
-    data = Path(args.data) if args.data else require_data_dir() / "MQuAKE"
     t0 = time.perf_counter()
     bundle = load_model(args.model)
-    with tempfile.TemporaryDirectory() as tmp, KnowledgeLayer.open(tmp, model=bundle) as scratch:
-        relations = scratch.store.relations  # the vocabulary a new knowledge base starts with
-        cases = build_cases(load_mquake(data, limit=max(50, 3 * args.per_kind)).cases, relations,
-                            args.per_kind, args.kinds)
+    if args.wording == "mquake":
+        data = Path(args.data) if args.data else require_data_dir() / "MQuAKE"
+        with tempfile.TemporaryDirectory() as tmp, KnowledgeLayer.open(tmp, model=bundle) as scratch:
+            relations = scratch.store.relations  # the vocabulary a new knowledge base starts with
+            cases = build_cases(load_mquake(data, limit=max(50, 3 * args.per_kind)).cases, relations,
+                                args.per_kind, args.kinds or KINDS)
+    else:
+        relative, loader = WORDINGS[args.wording]
+        data = Path(args.data) if args.data else require_data_dir() / relative
+        cases = build_wording_cases(loader(data), args.per_kind, args.kinds or WORDING_KINDS)
     results = run_suite(bundle, cases)
-    summary = summarise(results) | {"benchmark": "conflicts", "model": args.model, "data": str(data),
+    summary = summarise(results) | {"benchmark": "conflicts", "wording": args.wording, "model": args.model,
+                                    "data": data.name,
                                     "seconds": round(time.perf_counter() - t0, 1)}
     md = markdown(summary, args.model)
     print(md)

@@ -368,8 +368,8 @@ class LayerMethod(_StoreBacked):
     both per fact), multi-hop questions through `KnowledgeLayer.query` (graph chains + evidence pool).
 
     Probes that read the model (KnowEdit scores, MQuAKE cloze/hop probes, fluency) see the edited
-    weights; facts the router kept in the store only are prepended (top `k` retrieved among them),
-    as `rag` does. Contradictory items of one batch (same subject and relation, another target), which
+    weights; a store-only fact is put before a probe only when the probe is in its scope (the scope
+    decision `kl.query` uses, `kl.in_scope`), so unrelated probes see the model alone. Contradictory items of one batch (same subject and relation, another target), which
     `edit_many` refuses as a whole, are left out after the first and reported as the batch's edit error.
     """
 
@@ -403,9 +403,13 @@ class LayerMethod(_StoreBacked):
         self._store_only = keep
 
     def retrieve(self, query: str, k: int | None = None) -> list[str]:
+        """The sentences of the store-only facts `query` is in scope of (kl.in_scope: the decision
+        `kl.query` makes), never the top-k nearest facts: an unrelated prompt gets no context."""
         if not self._store_only:
             return []
-        return super().retrieve(query, k)
+        k = self.k if k is None else k
+        found = [c.fact for c in self.kl.in_scope(query).in_scope if ("fact", c.fact.id) in self._store_only]
+        return [f.sentence for f in found][:k]
 
     def apply(self, facts: Sequence[Fact]) -> Applied:
         t0 = time.perf_counter()

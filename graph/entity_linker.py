@@ -3,7 +3,7 @@ embedding similarity with an injected `embed(list[str]) -> unit vectors` functio
 
 >>> linker = EntityLinker()
 >>> linker.add("United States of America", ["USA", "the United States"])
->>> linker.link("usa"), linker.link("The United States")
+>>> linker.link("USA"), linker.link("The United States")
 ('United States of America', 'United States of America')
 >>> linker.mentions("Who is the head of state of the USA?")
 ['United States of America']
@@ -19,6 +19,8 @@ import numpy as np
 
 Embed = Callable[[list[str]], np.ndarray]
 _SPACE = re.compile(r"\s+")
+# a word for span matching: letters/digits with inner marks ("O'Neil", "Jean-Paul", "U.S", "3.5")
+_TOKEN = re.compile(r"[\w][\w.'’&-]*[\w]|[\w]")
 _EDGE_PUNCT = " \t\n.,;:!?\"'()[]{}"
 SHORT = 3  # names this short or shorter (after normalising) must match case-sensitively
 # Real alias lists hold ccTLDs like "is", "in", "it": never read a function word as an entity name.
@@ -84,6 +86,32 @@ class EntityLinker:
         scores = self._vectors @ query
         best = int(np.argmax(scores))
         return self._canonical[best] if scores[best] >= self.threshold else None
+
+    def spans(self, text: str) -> list[tuple[int, int, list[str]]]:
+        """Entity mentions in `text` as (start, end, candidate canonical names): longest word spans
+        first, no overlaps, in order of appearance. Words are split at spaces and punctuation, so
+        "Andy Kershaw, who" and "Kershaw's" find "Kershaw"; a possessive "'s" is left out of the span.
+
+        >>> linker = EntityLinker(); linker.add("Calder Freeway")
+        >>> linker.spans("One can get to Calder Freeway's end by")
+        [(15, 29, ['Calder Freeway'])]
+        """
+        words = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        taken = [False] * len(words)
+        found: list[tuple[int, int, list[str]]] = []
+        for size in range(min(self.max_words, len(words)), 0, -1):
+            for first in range(len(words) - size + 1):
+                if any(taken[first : first + size]):
+                    continue
+                start, end = words[first][0], words[first + size - 1][1]
+                span = text[start:end]
+                if span.endswith(("'s", "’s")):
+                    span, end = span[:-2], end - 2
+                names = self.candidates(span) if span.strip() else []
+                if names:
+                    found.append((start, end, names))
+                    taken[first : first + size] = [True] * size
+        return sorted(found)
 
     def mentions(self, text: str) -> list[str]:
         """Entities named in `text` (longest word spans first, no overlaps), in order of appearance."""

@@ -164,6 +164,35 @@ def _clean_answer(text: str) -> str:
     return text.strip().strip('"').strip()
 
 
+@dataclass
+class ClosedBookView:
+    """A model with an empty store of its own (a temporary directory removed on close)."""
+
+    bundle: Any
+    store: Any
+    scope: Any
+    directory: str
+
+    @classmethod
+    def open(cls, bundle, embedder) -> ClosedBookView:
+        import tempfile
+
+        from kedit.scope import ScopeModel
+        from kedit.store import KnowledgeStore
+
+        directory = tempfile.mkdtemp(prefix="kedit-closed-book-")
+        store = KnowledgeStore.open(directory, embedder=embedder)
+        return cls(bundle, store, ScopeModel(store), directory)
+
+    def close(self) -> None:
+        import shutil
+
+        try:
+            self.store.close()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
 class KnowledgeLayer:
     """edit / insert / forget / query over a model's weights and a knowledge store in one directory.
 
@@ -195,6 +224,8 @@ class KnowledgeLayer:
         # locality baseline from the unedited model (before the stack is re-applied)
         self._probe_baseline = score_targets(bundle, [p for p, _ in LOCALITY_PROBES], [t for _, t in LOCALITY_PROBES])
         self.locality_drift = 0.0
+        self._scope = None
+        self._closed_book: ClosedBookView | None = None
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
@@ -220,7 +251,19 @@ class KnowledgeLayer:
         return layer
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            if self._closed_book is not None:
+                self._closed_book.close()
+                self._closed_book = None
+        finally:
+            self.store.close()
+
+    def closed_book_view(self) -> ClosedBookView:
+        """The same model over an empty knowledge base: how a question is answered when nothing stored is in
+        its scope (`query` answers such questions here, so kedit leaves them exactly as without it)."""
+        if self._closed_book is None:
+            self._closed_book = ClosedBookView.open(self.bundle, self.store.embedder)
+        return self._closed_book
 
     def __enter__(self) -> KnowledgeLayer:
         return self
@@ -256,7 +299,30 @@ class KnowledgeLayer:
                 raise StoreError(str(exc)) from None
         if prompt_template is None:
             return None
-        return match_relation(prompt_template, self.store.relations, self.store.embedder)
+        from kedit.scope import relation_for_template
+
+        # the open vocabulary: a known template, else a relation whose bank holds a near-identical template
+        # (the head's join_similarity, measured on counterfact-train), else a new learned relation
+        relation_id, _how = relation_for_template(self.store, prompt_template, self.scope,
+                                                  self.scope.head.join_similarity)
+        return relation_id
+
+    @property
+    def scope(self):
+        """The scope model (kedit.scope.ScopeModel) over this layer's store: which facts an input is about."""
+        if self._scope is None:
+            from kedit.scope import ScopeModel
+
+            self._scope = ScopeModel(self.store)
+        return self._scope
+
+    def in_scope(self, text: str, *, as_of: Any = None):
+        """The scope decision for `text`: the stored facts it is about, each with its score (best first).
+
+        >>> kl.in_scope("Every morning, Andy Kershaw looks forward to going to work at").fact.object  # doctest: +SKIP
+        'Fiat'
+        """
+        return self.scope.decide(text, as_of=as_of)
 
     def _signals(self, request, relation_id: str | None, *, valid_from, valid_to, volatile: bool = False,
                  probe: bool = True) -> RouterSignals:

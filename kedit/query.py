@@ -393,10 +393,14 @@ class _State:
     entity: str | None = None
     pool: Any = None
     broken: bool = False
+    scope: Any = None  # the question's ScopeDecision
+    allowed: set | None = None  # stored facts a one-hop question may use (its in-scope facts)
 
 
 def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, as_of,
-                       linked: dict[str, str]) -> list[Evidence]:
+                       linked: dict[str, str], allowed: set[int] | None = None) -> list[Evidence]:
+    """Instruction and stored-fact candidates of one hop; `allowed` (the scope decision of a one-hop
+    question) limits the stored facts to those the question is in scope of."""
     store, relations = layer.store, layer.store.relations
     candidates: list[Evidence] = []
     said = instructed.get((_norm(subject), relation_id))
@@ -406,7 +410,8 @@ def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, 
         linked[subject] = store.link_entity(subject) or subject
     entity = linked[subject]
     for fact in store.facts(subject=entity, relation=relation_id, as_of=as_of, include_superseded=False):
-        candidates.append(_fact_evidence(fact, relations))
+        if allowed is None or fact.id in allowed:
+            candidates.append(_fact_evidence(fact, relations))
     return candidates
 
 
@@ -444,7 +449,8 @@ def _walk_chains(layer, states: list[_State], instructed: dict, as_of, prefix_ca
         for s in active:
             slot = s.slots[level]
             relation = relations.resolve(slot.relation)
-            candidates = _stored_candidates(layer, s.entity, slot.relation, instructed, as_of, linked)
+            candidates = _stored_candidates(layer, s.entity, slot.relation, instructed, as_of, linked,
+                                            s.allowed if level == 0 else None)
             jobs.append((s, candidates, relation, s.entity))
             if any(c.tier <= Tier.STORED for c in candidates):
                 continue  # a higher tier already answers this hop: skip the model's reading work
@@ -507,10 +513,37 @@ def _first_line(text: str) -> str:
     return text.strip().split("\n")[0].strip()
 
 
+def _names_in(question: str, decision) -> list[str]:
+    """The names a question is about: its linked mentions, else the name it spells (capitalised run)."""
+    names = [m.text for m in decision.mentions] + [e for m in decision.mentions for e in m.entities]
+    named = _subject_in_text(question)
+    if named is not None:
+        names.append(named[0])
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def _scope_slots(state: _State, pool, question: str) -> None:
+    """A question's chain: a multi-hop chain as the relation cues give it; a one-hop question is about
+    its in-scope stored fact (the scope decision), and may use no other stored fact."""
+    state.slots, state.origin = pool.chain_slots(question)
+    if len(state.slots) > 1:
+        return
+    fact = state.scope.fact
+    state.allowed = {c.fact.id for c in state.scope.in_scope}
+    if fact is not None:
+        from kedit.store.evidence import Slot
+
+        state.slots, state.origin = [Slot(0, fact.relation, fact.subject)], "scope"
+
+
 def answer_questions(layer, questions: Sequence[str], *, instructions: str | None = None, as_of: Any = None,
-                     k: int = 5, max_new_tokens: int = 12) -> list[Answer]:
+                     k: int = 5, max_new_tokens: int = 12, closed_book: bool = False) -> list[Answer]:
     """Answer many questions with the query loop (the same answers as one `answer_question` each; the
-    model's work of all questions is batched hop level by hop level)."""
+    model's work of all questions is batched hop level by hop level).
+
+    A question that uses no stored fact, instruction or passage is answered exactly as an empty
+    knowledge base answers it (`layer.closed_book_view()`, asked with `closed_book=True`): nothing from the
+    store enters its prompt."""
     questions = list(questions)
     for question in questions:
         if not isinstance(question, str) or not question.strip():
@@ -523,10 +556,31 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
     states = []
     for question in questions:
         s = _State(question, time.perf_counter())
-        s.slots, s.origin = pool.chain_slots(question)
-        if has_passages:
-            s.passages = list(layer.store.search(question, k=k, as_of=as_of, kinds=("passage",)))
+        s.scope = layer.scope.decide(question, as_of=as_of)
+        _scope_slots(s, pool, question)
+        if has_passages:  # a passage is in scope when it names what the question is about
+            names = [_norm(n) for n in _names_in(question, s.scope)]
+            s.passages = [p for p in layer.store.search(question, k=k, as_of=as_of, kinds=("passage",))
+                          if any(n and n in _norm(p.text) for n in names)]
         states.append(s)
+    # a one-hop question with nothing in scope (no stored fact, passage or instruction) cannot use the
+    # store: it goes straight to the empty knowledge base instead of being walked here first
+    direct = [] if closed_book or instructions else [
+        i for i, s in enumerate(states) if len(s.slots) <= 1 and not s.allowed and not s.passages]
+    if direct:
+        closed = answer_questions(layer.closed_book_view(), [questions[i] for i in direct], as_of=as_of, k=k,
+                                  max_new_tokens=max_new_tokens, closed_book=True)
+        out_of_scope = dict(zip(direct, closed))
+        for i, answer in out_of_scope.items():
+            answer.trace["scope"] = states[i].scope.to_dict()
+            answer.trace["closed_book"] = "nothing in scope: answered as with an empty knowledge base"
+        states = [s for i, s in enumerate(states) if i not in out_of_scope]
+        if not states:
+            return [out_of_scope[i] for i in range(len(questions))]
+        rest = answer_questions(layer, [s.question for s in states], instructions=instructions, as_of=as_of, k=k,
+                                max_new_tokens=max_new_tokens)
+        walked = iter(rest)
+        return [out_of_scope[i] if i in out_of_scope else next(walked) for i in range(len(questions))]
     _walk_chains(layer, states, instructed, as_of, {})  # the prefix cache lives for this call only
 
     answers: list[Answer | None] = [None] * len(states)
@@ -535,13 +589,11 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
         trace: dict[str, Any] = {
             "question": s.question, "as_of": as_of, "instructions": instructions,
             "instruction_statements": [st.__dict__ for st in statements],
-            "chain_start": s.origin, "hops": s.hops,
+            "scope": s.scope.to_dict(), "chain_start": s.origin, "hops": s.hops,
         }
         if s.hops and not s.broken:
             # the chain is the answer: every hop was resolved by preference; no generation is needed
             weakest = max(s.chain, key=lambda e: e.tier)
-            trace["pool"] = {"session_id": None, "complete": None, "slots": [sl.__dict__ for sl in s.slots],
-                             "rounds": [], "note": "chain walked hop by hop; the retrieval rounds were not needed"}
             trace["mode"] = "chain"
             trace["winner"] = {"tier": weakest.tier.name.lower(), "label": weakest.tier.label,
                                "why": "; ".join(h["why"] for h in s.hops)}
@@ -550,21 +602,10 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
             answer = short_answer(s.entity)
             answers[i] = Answer(text=answer or "", answer=answer, evidence=list(s.chain), trace=trace)
             continue
-        # no chain (or a broken one): the RFM-RAG loop retrieves; answer from the best tier present
-        result = pool.run(s.question)
-        trace["pool"] = {"session_id": result.session_id, "complete": result.complete,
-                         "slots": [sl.__dict__ for sl in result.slots],
-                         "rounds": [{"round": r.round, "queries": r.queries, "new_evidence": r.new_evidence}
-                                    for r in result.rounds]}
-        hits = [e for e in result.evidence if e.score >= 0.3]
-        if as_of is not None:  # passages valid then (the pool searches as of now)
-            hits = [e for e in hits if e.kind != "passage"] + [
-                e for e in s.passages if e.score >= 0.3]
-        retrieved = [
-            _fact_evidence(e.fact, relations, e.score) if getattr(e, "fact", None) is not None
-            else Evidence(Tier.PASSAGE, e.text, None, source=e.source, passage_id=e.id, score=e.score)
-            for e in hits
-        ][:k]
+        # no chain (or a broken one): answer from the in-scope evidence of the best tier present
+        retrieved = [_fact_evidence(c.fact, relations, c.score) for c in s.scope.in_scope][:k]
+        retrieved += [Evidence(Tier.PASSAGE, p.text, None, source=p.source, passage_id=p.id, score=p.score)
+                      for p in s.passages if p.score >= 0.3][: max(0, k - len(retrieved))]
         if instructions:
             retrieved.insert(0, Evidence(Tier.INSTRUCTION, instructions, None, source="instruction"))
         winning = sorted(retrieved, key=lambda e: (e.tier, -e.score))
@@ -572,8 +613,8 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
         winning = [e for e in winning if e.tier == top]
         trace["mode"] = "retrieval" if winning else "closed-book"
         trace["winner"] = {"tier": top.name.lower(), "label": top.label,
-                           "why": f"the highest tier with evidence is {top.label}" if winning
-                           else "no evidence found: the model answers from its own memory"}
+                           "why": f"the highest tier with evidence in scope is {top.label}" if winning
+                           else "nothing in scope: the model answers from its own memory"}
         to_generate.append((i, trace, winning, None))
 
     if to_generate:
@@ -602,7 +643,26 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
                 winning = [Evidence(Tier.PARAMETRIC, text, text or None, source="model")]
             trace["seconds"] = round(time.perf_counter() - states[i].t0, 3)
             answers[i] = Answer(text=text, answer=text or None, evidence=winning, trace=trace)
-    return [a for a in answers if a is not None]
+    done = [a for a in answers if a is not None]
+    if not closed_book:
+        _answer_out_of_scope_closed_book(layer, done, as_of=as_of, k=k, max_new_tokens=max_new_tokens)
+    return done
+
+
+def _answer_out_of_scope_closed_book(layer, answers: list[Answer], *, as_of: Any, k: int,
+                                     max_new_tokens: int) -> None:
+    """Replace, in place, every answer that used nothing from the store (no stored fact, instruction or
+    passage) by the empty knowledge base's answer to the same question: out of scope, kedit changes
+    nothing (a learned relation or a linked name can otherwise reshape the model's closed-book chain)."""
+    todo = [n for n, a in enumerate(answers) if all(e.tier == Tier.PARAMETRIC for e in a.evidence)]
+    if not todo:
+        return
+    redone = answer_questions(layer.closed_book_view(), [answers[n].trace["question"] for n in todo],
+                              as_of=as_of, k=k, max_new_tokens=max_new_tokens, closed_book=True)
+    for n, fresh in zip(todo, redone):
+        fresh.trace["scope"] = answers[n].trace.get("scope")
+        fresh.trace["closed_book"] = "nothing in scope: answered as with an empty knowledge base"
+        answers[n] = fresh
 
 
 def answer_question(layer, question: str, *, instructions: str | None = None, as_of: Any = None, k: int = 5,

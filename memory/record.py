@@ -637,7 +637,7 @@ class Record:
     def dump(self) -> Iterator[dict[str, Any]]:
         """Every row a record export holds, as JSON-ready dicts tagged with `type`."""
         for relation in self.relations:
-            if relation.source == "custom":
+            if relation.source in ("custom", "learned"):  # built-in ones ship with kedit
                 yield {"type": "relation"} | relation.to_json()
         for alias, canonical in self.aliases():
             yield {"type": "alias", "alias": alias, "canonical": canonical}

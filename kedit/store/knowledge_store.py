@@ -683,9 +683,11 @@ class KnowledgeStore:
         question: str,
         functional: bool = True,
         aliases: Sequence[str] = (),
+        source: str = "custom",
     ) -> Relation:
+        """Add a relation to the vocabulary (persisted); `source` says where it came from ("custom", "learned")."""
         with self._writing():
-            relation = Relation(id, label, cloze, question, functional, tuple(aliases), source="custom")
+            relation = Relation(id, label, cloze, question, functional, tuple(aliases), source=source)
             return self.record.register_relation(relation)
 
     def record_edit(
@@ -753,7 +755,8 @@ class KnowledgeStore:
         for row in rows:
             if row.get("type") == "relation" and row["id"] not in self.relations:
                 self.register_relation(row["id"], row["label"], cloze=row["cloze"], question=row["question"],
-                                       functional=row.get("functional", True), aliases=row.get("aliases", ()))
+                                       functional=row.get("functional", True), aliases=row.get("aliases", ()),
+                                       source=row.get("source", "custom"))
         for row in rows:
             if row.get("type") == "alias":
                 self.add_aliases(row["canonical"], [row["alias"]])

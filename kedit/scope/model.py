@@ -1,0 +1,207 @@
+"""The scope decision: is this input about that stored fact? (SERAC's scope classifier, GRACE's deferral
+radius, WISE's routing, made explicit.)
+
+1. **Link.** The input's subject is found by matching the store's own entity names and aliases in the
+   text (longest span; case, punctuation, possessives and a leading article normalised), keeping only
+   entities that are the subject of a live fact. No capitalisation guess: an entity the store does not
+   know has no stored fact to be in scope of.
+2. **Score.** Each live fact of a linked subject (a handful) is scored against the input with its subject
+   masked: the scope head (kedit/scope/head.py, a logistic regression over MiniLM pair features) scores
+   the input against every template of the fact's relation *bank* (the relation's cloze and question
+   templates plus the prompt templates of the stored facts of that relation, so paraphrases seen before
+   help); the best template's probability is the fact's score. A relation template that matches the
+   input word for word settles it: in scope when it is the fact's relation, out when it is another
+   curated (built-in or registered) relation.
+3. **Decide.** In scope when the score reaches the threshold. The head and its threshold are fitted on
+   the train files (`python -m benchmarks.scope_calibrate`), never on the reported ones.
+
+>>> from kedit.store import KnowledgeStore                                        # doctest: +SKIP
+>>> store = KnowledgeStore.open("/tmp/kb-scope")                                  # doctest: +SKIP
+>>> _ = store.add_fact("Andy Kershaw", "P108", "Fiat")                            # doctest: +SKIP
+>>> ScopeModel(store).decide("Every morning, Andy Kershaw goes to work at").fact.object  # doctest: +SKIP
+'Fiat'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kedit.scope.head import default_head
+from kedit.scope.relations import LEARNED
+from kedit.scope.text import masked, masked_template, relation_template
+from kedit.statements import match_relation
+
+
+@dataclass(frozen=True)
+class ScopeConfig:
+    """The scope model's settings; the head (weights and threshold) comes from `scope_head.json`."""
+
+    threshold: float | None = None  # probability at which a fact is in scope; None: the fitted head's
+    max_bank: int = 64  # prompt templates kept per relation (the most recent first)
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"ScopeConfig.threshold must be in (0, 1), got {self.threshold}")
+        if self.max_bank < 1:
+            raise ValueError(f"ScopeConfig.max_bank must be at least 1, got {self.max_bank}")
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A stored entity named in a text: the span and the canonical entity name(s) it links to."""
+
+    start: int
+    end: int
+    text: str
+    entities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScopeCandidate:
+    """One live fact of a linked subject, with its scope probability and the features behind it."""
+
+    fact: Any  # memory.Fact
+    score: float
+    features: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fact_id": self.fact.id, "subject": self.fact.subject, "relation": self.fact.relation,
+                "object": self.fact.object, "score": round(self.score, 4),
+                "features": {k: round(v, 4) for k, v in self.features.items()}}
+
+
+@dataclass(frozen=True)
+class ScopeDecision:
+    """What the input is about: linked mentions, every candidate fact scored, and the threshold."""
+
+    text: str
+    mentions: tuple[Mention, ...]
+    candidates: tuple[ScopeCandidate, ...]  # best first
+    threshold: float
+
+    @property
+    def in_scope(self) -> list[ScopeCandidate]:
+        return [c for c in self.candidates if c.score >= self.threshold]
+
+    @property
+    def fact(self) -> Any | None:
+        """The best in-scope fact, or None when the input is about no stored fact."""
+        best = self.in_scope
+        return best[0].fact if best else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mentions": [{"text": m.text, "entities": list(m.entities)} for m in self.mentions],
+                "candidates": [c.to_dict() for c in self.candidates], "threshold": self.threshold,
+                "in_scope": self.fact.id if self.fact is not None else None}
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, x))))
+
+
+class ScopeModel:
+    """Scope decisions over one knowledge store (its entities, facts, relations and embedder)."""
+
+    def __init__(self, store, config: ScopeConfig | None = None) -> None:
+        self.store = store
+        self.config = config or ScopeConfig()
+        self.head = default_head()
+        # the head's threshold is a logit; the decision compares probabilities
+        self.threshold = self.config.threshold if self.config.threshold is not None else _sigmoid(self.head.threshold)
+        self._banks_version: tuple[int, int] = (-1, -1)
+        self._banks: dict[str, list[str]] = {}
+        self._vectors: dict[str, np.ndarray] = {}  # template text -> unit vector (embedded once)
+
+    # -- linking --------------------------------------------------------------------------------
+    def link(self, text: str, as_of: Any = None) -> list[Mention]:
+        """Stored entities that `text` names and that are the subject of a live fact."""
+        found = []
+        for start, end, names in self.store.linker.spans(text):
+            with_facts = tuple(n for n in names if self.store.facts(subject=n, as_of=as_of, include_superseded=False))
+            if with_facts:
+                found.append(Mention(start, end, text[start:end], with_facts))
+        return found
+
+    # -- relation banks -------------------------------------------------------------------------
+    def _refresh_banks(self) -> None:
+        version = (self.store.record.version, len(self.store.relations))
+        if version == self._banks_version:
+            return
+        banks: dict[str, list[str]] = {}
+        for relation in self.store.relations:
+            banks[relation.id] = [masked_template(relation.cloze), masked_template(relation.question)]
+        for fact in reversed(self.store.facts(include_superseded=True)):
+            prompt = (fact.provenance or {}).get("prompt")
+            bank = banks.setdefault(fact.relation, [])
+            if prompt and len(bank) < self.config.max_bank + 2:
+                template = masked_template(relation_template(prompt, fact.subject))
+                if template not in bank:
+                    bank.append(template)
+        self._banks, self._banks_version = banks, version
+        self._embed_missing([t for bank in banks.values() for t in bank])
+
+    def _embed_missing(self, texts: list[str]) -> None:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if todo:
+            for text, vector in zip(todo, np.asarray(self.store.embedder.encode(todo), dtype=np.float32)):
+                self._vectors[text] = vector
+
+    def bank(self, relation_id: str) -> list[str]:
+        """The masked templates that express `relation_id` in this store."""
+        self._refresh_banks()
+        return list(self._banks.get(relation_id, ()))
+
+    # -- scoring --------------------------------------------------------------------------------
+    def _embed(self, text: str) -> np.ndarray:
+        return np.asarray(self.store.embedder.encode([text]), dtype=np.float32)[0]
+
+    def similarities(self, masked_query: str) -> dict[str, float]:
+        """Cosine of a masked text to the nearest template of every relation's bank."""
+        self._refresh_banks()
+        vector = self._embed(masked_query)
+        return {rel: float(max(self._vectors[t] @ vector for t in bank)) for rel, bank in self._banks.items() if bank}
+
+    def _learned(self, relation_id: str) -> bool:
+        return self.store.relations.resolve(relation_id).source == LEARNED
+
+    def _relation_score(self, vector: np.ndarray, relation_id: str, lexical: str | None) -> dict[str, float]:
+        """Scope probability of (input, relation) and what it rests on."""
+        if lexical == relation_id:  # the fact's own relation template matches the input word for word
+            return {"probability": 1.0, "lexical": 1.0}
+        if lexical is not None and not (self._learned(lexical) or self._learned(relation_id)):
+            # another curated relation's template matches it: a different question. Learned relations
+            # are kept apart only at near-identical wording, so one may be the same relation as another.
+            return {"probability": 0.0, "lexical": -1.0}
+        bank = self._banks.get(relation_id) or []
+        if not bank:
+            return {"probability": 0.0, "lexical": 0.0}
+        logits = self.head.logits(vector, np.stack([self._vectors[t] for t in bank]))
+        best = int(np.argmax(logits))
+        return {"probability": _sigmoid(float(logits[best])), "lexical": 0.0,
+                "cosine": float(self._vectors[bank[best]] @ vector)}
+
+    def decide(self, text: str, as_of: Any = None) -> ScopeDecision:
+        """Score every live fact of every stored subject `text` names; the best in-scope one first."""
+        mentions = self.link(text, as_of)
+        candidates: list[ScopeCandidate] = []
+        if mentions:
+            self._refresh_banks()
+            lexical = match_relation(text, self.store.relations)
+        for mention in mentions:
+            vector = self._embed(masked(text, mention.start, mention.end))
+            by_relation: dict[str, dict[str, float]] = {}
+            for entity in mention.entities:
+                for fact in self.store.facts(subject=entity, as_of=as_of, include_superseded=False):
+                    if fact.relation not in by_relation:
+                        by_relation[fact.relation] = self._relation_score(vector, fact.relation, lexical)
+                    feats = by_relation[fact.relation]
+                    candidates.append(ScopeCandidate(fact, feats["probability"], feats))
+        candidates.sort(key=lambda c: (-c.score, -(c.fact.id or 0)))
+        return ScopeDecision(text, tuple(mentions), tuple(candidates), self.threshold)
+
+
+__all__ = ["Mention", "ScopeCandidate", "ScopeConfig", "ScopeDecision", "ScopeModel"]

@@ -1,0 +1,17 @@
+"""The runnable docstring examples of the modules that need no model (the others are marked +SKIP)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["graph.entity_linker", "kedit.scope.text", "kedit.scope.head", "kedit.scope.relations",
+           "kedit.statements", "kedit.preference", "memory.relations"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,120 @@
+"""Open-vocabulary scope on real records (CounterFact, ZsRE, MQuAKE samples in tests/data): linking,
+learned relations, in/out of scope, and the `layer` adapter's use of the same decision."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.scope_data import counterfact_cases, distinct_subjects, zsre_cases
+from kedit import KnowledgeLayer
+from kedit.scope import learned_relation
+
+N = 12  # facts per store: enough subjects for links to compete, small enough for the suite
+
+
+def _norm(text):
+    return " ".join((text or "").casefold().split()).strip(" .")
+
+
+@pytest.fixture(scope="module")
+def cf_cases(data_dir):
+    return distinct_subjects(counterfact_cases(data_dir / "CounterFact" / "counterfact-val.json"))[:N]
+
+
+@pytest.fixture(scope="module")
+def zsre(data_dir):
+    return [c for c in distinct_subjects(zsre_cases(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json"))
+            if c.same_subject_out][:N]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory, smollm, embedder, cf_cases, zsre):
+    """A knowledge base holding the CounterFact and ZsRE facts (store route), and an empty one."""
+    kl = KnowledgeLayer.open(tmp_path_factory.mktemp("scope") / "kb", model=smollm, embedder=embedder)
+    empty = KnowledgeLayer.open(tmp_path_factory.mktemp("scope-empty") / "kb", model=smollm, embedder=embedder)
+    cases = cf_cases + zsre
+    kl.edit_many([dict(prompt=c.prompt, target=c.target, subject=c.subject) for c in cases], route="store")
+    yield kl, empty
+    kl.close()
+    empty.close()
+
+
+def test_subjects_are_linked_by_the_stores_names_not_by_their_shape(stores):
+    kl, _ = stores
+    kl.insert(subject="andy kershaw", relation="P27", object="United Kingdom")
+    found = kl.scope.link("Every morning, ANDY KERSHAW's bus takes him to work at")
+    assert [m.entities for m in found] == [("andy kershaw",)]
+    assert kl.scope.link("Calder Freeway, in") == []  # not stored: no guess from capitals
+    assert kl.scope.link("The mother tongue of Léon Blum is") == []
+
+
+def test_an_unknown_wording_defines_a_learned_relation_that_persists(tmp_path, smollm, embedder):
+    path = tmp_path / "kb"
+    with KnowledgeLayer.open(path, model=smollm, embedder=embedder) as kl:
+        first = kl.edit("Calder Freeway, in", target="Kerala", subject="Calder Freeway", route="store")
+        assert first.relation == learned_relation("{}, in").id
+        kl.edit("Calder Freeway, in", target="Victoria", subject="Calder Freeway", route="store")
+        # supersession: the newer value of the learned relation is the one in force and the one answered
+        assert kl.store.current("Calder Freeway", first.relation).object == "Victoria"
+        assert kl.query("Calder Freeway, in").text == "Victoria"
+        # an instruction in the learned template's words outranks the stored fact
+        told = kl.query("Calder Freeway, in", instructions="Assume Calder Freeway, in Tasmania.")
+        assert told.text == "Tasmania" and told.trace["winner"]["tier"] == "instruction"
+        exported = kl.store.export(tmp_path / "export")
+    with KnowledgeLayer.open(path, model=smollm, embedder=embedder) as kl:
+        assert kl.store.relations.resolve(first.relation).source == "learned"
+        assert kl.store.current("Calder Freeway", first.relation).object == "Victoria"
+    rows = [json.loads(line) for line in (exported / "record.jsonl").open()]
+    assert any(r.get("type") == "relation" and r["id"] == first.relation for r in rows)
+
+
+def test_a_learned_relation_forms_a_chain(tmp_path, smollm, embedder):
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        rel = kl.edit("Calder Freeway, in", target="Kerala", subject="Calder Freeway", route="store").relation
+        kl.insert(subject="Kerala", relation="P36", object="Thiruvananthapuram")
+        walk = kl.store.chain("Calder Freeway", [rel, "P36"])
+        assert [f.object for f in walk] == ["Kerala", "Thiruvananthapuram"]
+
+
+def test_edit_prompts_are_answered_from_the_store(stores, cf_cases, zsre):
+    kl, _ = stores
+    cases = cf_cases + zsre
+    answers = kl.query_many([c.prompt for c in cases])
+    assert [a.text for a in answers] == [c.target.strip() for c in cases]
+    assert all(a.trace["scope"]["in_scope"] is not None for a in answers)
+
+
+def test_paraphrases_are_mostly_in_scope(stores, cf_cases, zsre):
+    kl, _ = stores
+    cases = cf_cases + zsre
+    answers = kl.query_many([c.in_scope[1] for c in cases])
+    hits = sum(_norm(a.text) == _norm(c.target) for a, c in zip(answers, cases))
+    assert hits >= 0.75 * len(cases), [(c.in_scope[1], a.text) for a, c in zip(answers, cases)]
+
+
+def test_out_of_scope_prompts_are_answered_as_with_an_empty_knowledge_base(stores, cf_cases, zsre):
+    kl, empty = stores
+    other_subject = [q for c in cf_cases for q in c.other_subject]
+    same_subject = [q for c in zsre for q in c.same_subject_out]
+    for prompts, floor in ((other_subject, 1.0), (same_subject, 0.8)):
+        got, want = kl.query_many(prompts), empty.query_many(prompts)
+        same = sum(_norm(g.text) == _norm(w.text) for g, w in zip(got, want))
+        assert same >= floor * len(prompts), [(p, g.text, w.text) for p, g, w in zip(prompts, got, want)]
+
+
+def test_layer_adapter_puts_only_in_scope_facts_before_a_probe(smollm, embedder, cf_cases):
+    from benchmarks.cases import Fact
+    from benchmarks.store_methods import LayerMethod
+
+    method = LayerMethod(smollm, route="store", embedder=embedder)
+    try:
+        case = cf_cases[0]
+        applied = method.apply([Fact(case.prompt.replace(case.subject, "{}", 1), case.subject, case.target, None)])
+        assert applied.error is None
+        assert method.retrieve(case.prompt) and case.target in method.retrieve(case.prompt)[0]
+        assert method.retrieve(case.other_subject[0]) == []  # another subject: no context at all
+        method.undo(applied)
+    finally:
+        method.close()
