@@ -89,10 +89,10 @@ class Method(ABC):
 
     def generate_lines(self, prompts: Sequence[str], max_new_tokens: Sequence[int],
                        stop_when: Sequence[Callable[[str], bool] | None] | None = None) -> list[str]:
-        """`generate(prompt, n, stop=("\\n",))` for many prompts, batched (`kedit.query.greedy_many`:
+        """`generate(prompt, n, stop=("\\n",))` for many prompts, batched (`kedit.runtime.generation.greedy_many`:
         the same greedy tokens). `stop_when[i]`, if given, may end prompt i's generation early once its
         verdict cannot change (see `benchmarks.mquake`)."""
-        from kedit.query import complete_many
+        from kedit.runtime.generation import complete_many
 
         texts = complete_many(self.bundle, list(prompts), list(max_new_tokens), until="newline", stop_when=stop_when)
         return [cut_at_stop(t, ("\n",)) for t in texts]

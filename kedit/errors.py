@@ -29,3 +29,7 @@ class StoreError(KeditError):
 
 class MissingExtraError(KeditError, ImportError):
     """A feature needs an optional extra that is not installed (`pip install 'kedit[NAME]'`)."""
+
+
+class UnparsedTextWarning(UserWarning):
+    """Inserted text named no stored entity in a known relation's words: it is kept as a passage only."""

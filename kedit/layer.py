@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kedit.errors import EditError, KeditError, StoreError, UnsupportedArchitectureError
+from kedit.errors import EditError, KeditError, StoreError, UnparsedTextWarning, UnsupportedArchitectureError
 from kedit.preference import Evidence, Tier
 from kedit.router import VOLATILE_RELATIONS, Route, RouteDecision, Router, RouterSignals
 from kedit.scoring import score_targets, token_agreement
@@ -431,7 +431,7 @@ class KnowledgeLayer:
         decisions: list[RouteDecision] = []
         routed = 0  # requests of this batch already sent to the weights count against the budget
         # the router's probes of every item at once (what `_signals` measures item by item, batched)
-        from kedit.query import complete_many
+        from kedit.runtime.generation import complete_many
 
         texts = [request.text for _, request, _ in prepared]
         scores = score_targets(self.bundle, texts, [request.target for _, request, _ in prepared])
@@ -574,6 +574,11 @@ class KnowledgeLayer:
             passages = self.store.add_document(text, source=source, valid_from=valid_from, valid_to=valid_to)
             passage_ids = [p.id for p in passages]
             reasons.append(f"text stored as {len(passage_ids)} passage(s)")
+            if extract_facts and not statements:
+                why = ("no sentence states a known relation in its words"
+                       + ("" if self.scope.link(text) else ", and it names no stored entity"))
+                reasons.append(f"kept as a passage only: {why}")
+                warnings.warn(f"kedit: the text is stored as a passage only: {why}", UnparsedTextWarning, stacklevel=2)
             if statements:
                 facts = self.store.add_facts([
                     dict(subject=s.subject, relation=s.relation, object=s.object, sentence=s.text, source=source,

@@ -118,3 +118,25 @@ def test_layer_adapter_puts_only_in_scope_facts_before_a_probe(smollm, embedder,
         method.undo(applied)
     finally:
         method.close()
+
+
+def test_text_naming_nothing_known_is_kept_as_a_passage_with_a_warning(tmp_path, smollm, embedder):
+    from kedit.errors import UnparsedTextWarning
+
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        with pytest.warns(UnparsedTextWarning, match="names no stored entity"):
+            res = kl.insert("Zarnak Velloria hums to the tides every evening.")
+        assert res.fact_ids == [] and len(res.passage_ids) == 1
+        assert any("passage only" in r for r in res.reasons)
+
+
+def test_an_ambiguous_name_is_resolved_by_the_asked_relation_and_reported(tmp_path, smollm, embedder):
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        kl.insert(subject="Paris", relation="P17", object="France")
+        kl.insert(subject="Paris (Texas)", relation="P131", object="Lamar County")
+        kl.store.add_aliases("Paris (Texas)", ["Paris"])
+        asked = kl.store.relations.resolve("P131").cloze.format("Paris")
+        decision = kl.in_scope(asked)
+        assert set(decision.mentions[0].entities) == {"Paris", "Paris (Texas)"}
+        assert decision.to_dict()["mentions"][0]["ambiguous"] is True
+        assert decision.fact.object == "Lamar County"

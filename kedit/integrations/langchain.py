@@ -24,23 +24,35 @@ from pydantic import ConfigDict
 
 
 class KnowledgeRetriever(BaseRetriever):
-    """Dense + lexical search over the knowledge store's facts and passages, as LangChain Documents."""
+    """The knowledge store as LangChain Documents, through the scope decision `kl.query` uses: the stored
+    facts the query is in scope of (best first), then passages that name what it is about. A query about
+    nothing stored gets no documents. `scoped=False` gives plain dense + lexical nearest neighbours."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     layer: Any
     k: int = 5
     as_of: Any = None
+    scoped: bool = True
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        hits = self.layer.store.search(query, k=self.k, as_of=self.as_of)
-        return [
-            Document(
-                page_content=h.text,
-                metadata={"kind": h.kind, "id": h.id, "score": float(h.score), "source": h.source,
-                          "tier": "stored" if h.kind == "fact" else "passage"},
-            )
-            for h in hits
-        ]
+        if not self.scoped:
+            return [_document(h.text, h.kind, h.id, h.score, h.source) for h in
+                    self.layer.store.search(query, k=self.k, as_of=self.as_of)]
+        decision = self.layer.in_scope(query, as_of=self.as_of)
+        docs = [_document(c.fact.sentence, "fact", c.fact.id, c.score, c.fact.source) for c in decision.in_scope]
+        from kedit.query import names_in
+
+        names = [n.casefold() for n in names_in(query, decision)]
+        if names and len(docs) < self.k:
+            for hit in self.layer.store.search(query, k=self.k, as_of=self.as_of, kinds=("passage",)):
+                if any(n in hit.text.casefold() for n in names):
+                    docs.append(_document(hit.text, "passage", hit.id, hit.score, hit.source))
+        return docs[: self.k]
+
+
+def _document(text: str, kind: str, item_id: int, score: float, source: str) -> Document:
+    return Document(page_content=text, metadata={"kind": kind, "id": item_id, "score": float(score), "source": source,
+                                                 "tier": "stored" if kind == "fact" else "passage"})
 
 
 def knowledge_runnable(layer):

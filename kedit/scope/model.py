@@ -94,7 +94,8 @@ class ScopeDecision:
         return best[0].fact if best else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mentions": [{"text": m.text, "entities": list(m.entities)} for m in self.mentions],
+        return {"mentions": [{"text": m.text, "entities": list(m.entities), "ambiguous": len(m.entities) > 1}
+                             for m in self.mentions],
                 "candidates": [c.to_dict() for c in self.candidates], "threshold": self.threshold,
                 "in_scope": self.fact.id if self.fact is not None else None}
 
