@@ -29,3 +29,11 @@ class StoreError(KeditError):
 
 class MissingExtraError(KeditError, ImportError):
     """A feature needs an optional extra that is not installed (`pip install 'kedit[NAME]'`)."""
+
+
+class ForgetError(KeditError):
+    """A forget request could not be carried out (e.g. no subject); nothing was changed."""
+
+
+class NothingToForgetError(ForgetError):
+    """Nothing kedit keeps (facts, passages, weight edits, the model's own answer) holds the fact; nothing changed."""
