@@ -9,7 +9,9 @@ Where a fact lives, and what forgetting does there:
 - weight edits that wrote it: undone exactly (`WeightStack.remove`); a batch edit that also wrote other
   facts is kept and the fact is unlearned instead (undoing it would silently take the others back);
 - evidence-pool sessions that hold it: erased;
-- the model's own memory: unlearned (GU-projected NPO) over every closed-book probe that still yields it.
+- earlier ledger lines that recorded it (the edit's request, its reasons): the object cut out ("[forgotten]");
+- the model's own memory: unlearned (GU-projected NPO) over every closed-book probe that still yields it;
+  the unlearning record saved under `weights/` keeps its scores and weights, not the forgotten object.
 
 Verification (MUSE-style, `kedit.forget_probes`): the relation's cloze and question forms and the stored
 wordings, asked of the bare model and through `kl.query`, plus the store's search, facts and chain paths.
@@ -32,7 +34,7 @@ import json
 import re
 import secrets
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from kedit.errors import ForgetError, NothingToForgetError
 from kedit.forget_probes import (
@@ -72,6 +74,7 @@ class ForgetReport:
     passages_deleted: list[int] = field(default_factory=list)
     sessions_erased: list[int] = field(default_factory=list)
     edits_kept: list[str] = field(default_factory=list)  # batch edits also holding other facts: unlearned
+    ledger_scrubbed: list[int] = field(default_factory=list)  # earlier ledger lines the object was cut from
     # per probe: prompt, form, object, closed_book_before / closed_book_after {prob, rank, yields},
     # query {question, answer, yields}
     probes: list[dict] = field(default_factory=list)
@@ -172,6 +175,42 @@ def _locate(layer, subject: str, relation_id: str | None, obj: str | None) -> _F
     return found
 
 
+FORGOTTEN = "[forgotten]"
+
+
+def _scrub(value, patterns: list[re.Pattern]):
+    """`value` (JSON-like) with every mention of a forgotten object replaced by FORGOTTEN."""
+    if isinstance(value, str):
+        for pattern in patterns:
+            value = pattern.sub(FORGOTTEN, value)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, patterns) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, patterns) for v in value]
+    return value
+
+
+def _scrub_ledger(store, subject: str, objects: list[str], fact_ids: set[int], passage_ids: set[int],
+                  edit_ids: set[str]) -> list[int]:
+    """Cut the forgotten objects out of the ledger lines that recorded the fact (linked by fact, passage or
+    weight-edit id, or naming the subject with the object); returns the ids of the lines rewritten."""
+    patterns = [re.compile(rf"(?<!\w){re.escape(o)}(?!\w)", re.IGNORECASE) for o in objects]
+    rewritten = []
+    for entry in store.ledger:
+        details = entry.details or {}
+        text = json.dumps([entry.reasons, details], ensure_ascii=False)
+        linked = (entry.fact_id in fact_ids or (entry.edit_id is not None and entry.edit_id in edit_ids)
+                  or set(details.get("fact_ids") or []) & fact_ids
+                  or set(details.get("passage_ids") or []) & passage_ids
+                  or mentions(text, subject))
+        if not linked or not any(p.search(text) for p in patterns):
+            continue
+        store.redact_edit(entry.id, _scrub(list(entry.reasons), patterns), _scrub(dict(details), patterns))
+        rewritten.append(entry.id)
+    return rewritten
+
+
 def _retain_pairs(layer, subject: str, forget_prompts: set[str], n: int = 8) -> list[tuple[str, str]]:
     """Retain set: neighbouring facts the model states now (other stored facts and the locality probes),
     each paired with the model's current answer so unlearning keeps them."""
@@ -255,6 +294,12 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
     if erased:
         reasons.append(f"{len(erased)} evidence-pool session(s) that held it erased")
 
+    objects = sorted({o for objs in found.by_relation.values() for o in objs})
+    scrubbed = _scrub_ledger(store, subject, objects, {f.id for f in found.facts}, set(found.redact),
+                             set(found.edits) | set(found.edits_kept))
+    if scrubbed:
+        reasons.append(f"the forgotten value cut from {len(scrubbed)} earlier ledger line(s)")
+
     unlearn_id, retain_change = None, None
     now = closed_book(bundle, probes)
     still = [p for p, s in zip(probes, now) if s["yields"]]
@@ -269,6 +314,10 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
         except FactNotKnownError:
             reasons.append("no unlearning needed: the model no longer states it")
         else:
+            # the saved run needs its weights, not the forgotten text: keep the scores, drop the object
+            patterns = [re.compile(rf"(?<!\w){re.escape(o)}(?!\w)", re.IGNORECASE) for o in objects]
+            record.forget = [replace(c, target=FORGOTTEN) for c in record.forget]
+            record.reasons = _scrub(list(record.reasons), patterns)
             layer.weights.push(UNLEARN, record)
             unlearn_id, retain_change = record.id, record.retain_mean_abs_change
             reasons.append(f"unlearned from the weights over {len(still)} closed-book probe(s) in {record.steps} "
@@ -287,7 +336,6 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
     reasons.append(f"verified: none of {len(probes)} probe(s) yields it closed-book or through query, and no "
                    "store path returns it" if verified else
                    f"NOT verified: {yielding} probe answer(s) still yield it, {len(hits)} store path(s) return it")
-    objects = sorted({o for objs in found.by_relation.values() for o in objs})
     salt = secrets.token_hex(16)
     by_object = {o: r for r, objs in found.by_relation.items() for o in objs}
     entry = store.record_edit(
@@ -295,7 +343,7 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
         details={"kind": "forget", "subject": subject, "relation": relation_id, "salt": salt,
                  "fingerprints": sorted(fingerprint(subject, by_object[o], o, salt=salt) for o in objects),
                  "facts": [f.id for f in deleted], "passages_redacted": redacted, "passages_deleted": gone,
-                 "sessions_erased": erased, "edits_undone": list(found.edits), "edits_kept": found.edits_kept,
+                 "sessions_erased": erased, "ledger_scrubbed": scrubbed, "edits_undone": list(found.edits), "edits_kept": found.edits_kept,
                  "probes": len(probes), "verified": verified},
     )
     report_probes = [{"prompt": p.prompt, "form": p.form, "object": p.object, "closed_book_before": b,
@@ -303,6 +351,7 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
     return ForgetReport(
         str(entry.id), subject, relation_id, objects, [f.id for f in deleted], list(found.edits), unlearn_id,
         _headline(probes, before), _headline(probes, now), retain_change, verified, reasons,
-        passages_redacted=redacted, passages_deleted=gone, sessions_erased=erased, edits_kept=found.edits_kept,
+        passages_redacted=redacted, passages_deleted=gone, sessions_erased=erased, ledger_scrubbed=scrubbed,
+        edits_kept=found.edits_kept,
         probes=report_probes, store_hits=hits,
     )

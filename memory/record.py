@@ -625,6 +625,17 @@ class Record:
             ).lastrowid)
         return EditEntry(entry_id, fact_id, edit_id, decision, reasons, json.loads(detail_json), now)
 
+    def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:
+        """Rewrite a ledger line's reasons and details in place (forgetting scrubs a forgotten fact's text
+        from the lines that recorded it; what was decided, and when, stays)."""
+        reasons = [clean_text(r, "reason", MAX_SENTENCE_CHARS) for r in reasons]
+        detail_json = clean_json_object(details, "details")
+        with self._write(bump=False) as conn:
+            if not conn.execute("UPDATE edit_ledger SET reasons = ?, details = ? WHERE id = ?",
+                                (json.dumps(reasons, ensure_ascii=False), detail_json, int(entry_id))).rowcount:
+                raise NotFoundError(f"no ledger entry {entry_id}")
+        return next(e for e in self.edits() if e.id == int(entry_id))
+
     def edits(self, fact_id: int | None = None) -> list[EditEntry]:
         clause, args = ("WHERE fact_id = ?", (fact_id,)) if fact_id is not None else ("", ())
         rows = self._conn.execute(

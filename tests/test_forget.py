@@ -75,6 +75,8 @@ def test_stored_fact_weight_edit_and_passage_go_together(kl, smollm, pristine):
     assert rep.verified, rep.reasons
     assert kl.store.passages()[0].text == "She starred in many films."
     assert kl.store.current(subject, "P27") is None
+    edit_line = json.dumps(next(e for e in kl.history() if e["id"] == rec.id))
+    assert "Italy" not in edit_line and "[forgotten]" in edit_line and int(rec.id) in rep.ledger_scrubbed
 
 
 def test_nothing_to_forget_is_a_typed_error_and_changes_nothing(kl, smollm, pristine):
@@ -135,5 +137,7 @@ def test_model_knowledge_is_unlearned_over_every_probe_and_undo_restores(kl, smo
     for probe in yielded:
         assert probe["closed_book_after"]["prob"] < probe["closed_book_before"]["prob"]
     assert not unchanged(smollm, pristine)
+    saved = "".join(f.read_text() for f in (kl.path / "weights").rglob("*.json"))
+    assert rep.unlearn_id in saved and '"Au"' not in saved
     kl.undo(rep.id)
     assert unchanged(smollm, pristine)

@@ -717,6 +717,11 @@ class KnowledgeStore:
             return self.record.record_edit(decision=decision, reasons=reasons, fact_id=fact_id, edit_id=edit_id,
                                            details=details)
 
+    def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:
+        """Rewrite one ledger line's reasons and details (used by forgetting to scrub forgotten text)."""
+        with self._writing():
+            return self.record.redact_edit(entry_id, reasons, details)
+
     def edits(self, fact_id: int | None = None) -> list[EditEntry]:
         return self.record.edits(fact_id)
 
