@@ -141,3 +141,36 @@ def test_model_knowledge_is_unlearned_over_every_probe_and_undo_restores(kl, smo
     assert rep.unlearn_id in saved and '"Au"' not in saved
     kl.undo(rep.id)
     assert unchanged(smollm, pristine)
+
+
+# -- the forgetting benchmark on a tiny N ---------------------------------------------------------
+
+
+def test_auc_counts_ties_half():
+    from benchmarks.forget_bench import auc
+
+    assert auc([2.0, 3.0], [1.0, 0.0]) == 1.0 and auc([0.0], [1.0]) == 0.0
+    assert auc([1.0, 2.0], [0.0, 3.0]) == 0.5 and auc([1.0], [1.0]) == 0.5
+
+
+def test_forget_bench_on_a_tiny_n(smollm, pristine, data_dir):
+    from benchmarks import forget_bench
+
+    rows = json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text(encoding="utf-8"))
+    facts = forget_bench.known_facts(smollm, rows)
+    assert len(facts) >= 14
+    result = forget_bench.run(smollm, facts, n=3, scale=5, requests=3, held=3, methods=["GU-NPO", "GA"],
+                              settings={"max_steps": 3, "lr": 1e-3}, scale_steps=1, log=lambda _: None)
+    assert unchanged(smollm, pristine)  # every run undone
+    before, *after = result["six"]
+    assert [r["method"] for r in result["six"]] == ["before", "GU-NPO", "GA"]
+    assert before["locality_kept"] == before["held_kept"] == 1.0  # kept of those known before
+    for row in after:
+        assert row["forget_prob"] < before["forget_prob"] and row["steps"] >= 1
+        assert 0.0 <= row["mia_auc"] <= 1.0 and 0.0 <= row["locality_kept"] <= 1.0
+    assert [(r["method"], r["requests"]) for r in result["scale"]] == [
+        ("GU-NPO", 3), ("GU-NPO", 5), ("GA", 3), ("GA", 5)]
+    assert [r["requests"] for r in result["sequential"]] == [3, 3]
+    table = forget_bench.markdown(result)
+    assert table.count("| GU-NPO |") == 4 and "PrivLeak" in table  # six-way, 2 scale rows, sequential
+    assert len(forget_bench.extrapolation(result)) == 2
