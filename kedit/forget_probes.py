@@ -117,25 +117,33 @@ def through_query(layer, probes: Sequence[Probe]) -> list[dict]:
 
 def store_paths(store, subject: str, by_relation: dict[str | None, set[str]], queries: Sequence[str],
                 any_sentence: bool) -> list[dict]:
-    """Every place the store still returns the fact: live facts, the chain walk, and search hits (for the
-    probe queries) that mention the subject with one of its forgotten objects (with any object when the
-    whole subject was forgotten, `any_sentence`)."""
+    """Every place the store still returns the fact: live facts of the subject, the chain walk, and search
+    hits (for the probe queries): a fact of the subject, or a passage naming it, with one of the forgotten
+    objects (with any object when the whole subject was forgotten, `any_sentence`)."""
     found: list[dict] = []
     objects = {o for objs in by_relation.values() for o in objs}
-    for relation_id, objs in by_relation.items():
-        for fact in store.facts(subject=subject, relation=relation_id):
-            if fact.object in objs or any_sentence:
-                found.append({"path": "facts", "kind": "fact", "id": fact.id})
+
+    def held(relation: str, obj: str) -> bool:
+        return any_sentence or obj in by_relation.get(relation, set()) or obj in by_relation.get(None, set())
+
+    for fact in store.facts(subject=subject):
+        if held(fact.relation, fact.object):
+            found.append({"path": "facts", "kind": "fact", "id": fact.id})
+    for relation_id in by_relation:
         if relation_id is not None:
             walk = store.chain(subject, [relation_id])
-            if walk and walk[0].object in objs:
+            if walk and held(relation_id, walk[0].object):
                 found.append({"path": "chain", "kind": "fact", "id": walk[0].id})
     seen: set[tuple[str, int]] = set()
     for query in dict.fromkeys(queries):
         for hit in store.search(query, k=5):
-            if (hit.kind, hit.id) in seen or not mentions(hit.text, subject):
+            if (hit.kind, hit.id) in seen:
                 continue
-            if any_sentence or any(mentions(hit.text, o) for o in objects):
+            if hit.fact is not None:
+                stated = hit.fact.subject == subject and held(hit.fact.relation, hit.fact.object)
+            else:
+                stated = mentions(hit.text, subject) and (any_sentence or any(mentions(hit.text, o) for o in objects))
+            if stated:
                 seen.add((hit.kind, hit.id))
                 found.append({"path": "search", "kind": hit.kind, "id": hit.id})
     return found

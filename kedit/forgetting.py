@@ -191,19 +191,24 @@ def _scrub(value, patterns: list[re.Pattern]):
     return value
 
 
-def _scrub_ledger(store, subject: str, objects: list[str], fact_ids: set[int], passage_ids: set[int],
-                  edit_ids: set[str]) -> list[int]:
+def _scrub_ledger(store, subject: str, relation_id: str | None, objects: list[str], fact_ids: set[int],
+                  passage_ids: set[int], edit_ids: set[str]) -> list[int]:
     """Cut the forgotten objects out of the ledger lines that recorded the fact (linked by fact, passage or
-    weight-edit id, or naming the subject with the object); returns the ids of the lines rewritten."""
+    weight-edit id, or an edit request of this subject and object); returns the ids of the lines rewritten."""
     patterns = [re.compile(rf"(?<!\w){re.escape(o)}(?!\w)", re.IGNORECASE) for o in objects]
+    folded = {o.casefold() for o in objects}
     rewritten = []
     for entry in store.ledger:
         details = entry.details or {}
-        text = json.dumps([entry.reasons, details], ensure_ascii=False)
-        linked = (entry.fact_id in fact_ids or (entry.edit_id is not None and entry.edit_id in edit_ids)
+        request = details.get("request") or {}
+        same_subject = str(request.get("subject", subject)).casefold() == subject.casefold()
+        # a batch edit's id is on the lines of all its facts: only this subject's lines are linked by it
+        linked = (entry.fact_id in fact_ids or (entry.edit_id in edit_ids and same_subject)
                   or set(details.get("fact_ids") or []) & fact_ids
                   or set(details.get("passage_ids") or []) & passage_ids
-                  or mentions(text, subject))
+                  or (request and same_subject and str(request.get("target", "")).casefold() in folded
+                      and (relation_id is None or details.get("relation") in (relation_id, None))))
+        text = json.dumps([entry.reasons, details], ensure_ascii=False)
         if not linked or not any(p.search(text) for p in patterns):
             continue
         store.redact_edit(entry.id, _scrub(list(entry.reasons), patterns), _scrub(dict(details), patterns))
@@ -295,7 +300,7 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
         reasons.append(f"{len(erased)} evidence-pool session(s) that held it erased")
 
     objects = sorted({o for objs in found.by_relation.values() for o in objs})
-    scrubbed = _scrub_ledger(store, subject, objects, {f.id for f in found.facts}, set(found.redact),
+    scrubbed = _scrub_ledger(store, subject, relation_id, objects, {f.id for f in found.facts}, set(found.redact),
                              set(found.edits) | set(found.edits_kept))
     if scrubbed:
         reasons.append(f"the forgotten value cut from {len(scrubbed)} earlier ledger line(s)")

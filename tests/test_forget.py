@@ -99,6 +99,7 @@ def test_ledger_keeps_that_it_was_forgotten_not_the_content(kl):
     entry = _forget_entry(kl, rep)
     dumped = json.dumps(entry)
     assert "Portugal" not in dumped and "citizen of" not in dumped
+    assert "Portugal" not in json.dumps(kl.history())  # no earlier line keeps it either
     details = entry["details"]
     assert details["kind"] == "forget" and details["relation"] == "P27"
     assert details["fingerprints"] == [fingerprint(ZARNAK, "P27", "Portugal", salt=details["salt"])]
