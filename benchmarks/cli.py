@@ -226,7 +226,7 @@ def forget(
     n: int = typer.Option(100, "--n", min=1, help="known facts to forget"),
     held: int = typer.Option(50, "--held", min=1, help="held-aside known facts (utility, never trained on)"),
     scale: int = typer.Option(1000, "--scale", min=0, help="forget requests of the scalability run (0: skip)"),
-    requests: int = typer.Option(10, "--requests", min=1, help="requests the N facts arrive in (sustainability)"),
+    requests: int = typer.Option(10, "--requests", min=0, help="requests the N facts arrive in (sustainability; 0: skip)"),
     scan: int = typer.Option(None, "--scan", min=1, help="first records scanned for known facts [default: all]"),
     max_steps: int = typer.Option(20, "--max-steps", min=1, help="unlearning steps per run at most"),
     lr: float = typer.Option(1e-4, "--lr", help="unlearning learning rate"),
