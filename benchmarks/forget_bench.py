@@ -99,7 +99,11 @@ def min_k_prob(bundle, texts: Sequence[str], k: float = MIN_K, batch: int = 32) 
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """P(a positive scores above a negative), ties counting half (the Mann-Whitney AUC)."""
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney AUC).
+
+    >>> auc([2.0, 3.0], [1.0, 0.0]), auc([1.0, 2.0], [0.0, 3.0])
+    (1.0, 0.5)
+    """
     wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
     return wins / (len(positive) * len(negative))
 
