@@ -136,6 +136,7 @@ def measure(bundle, forgotten: list[Fact], held: list[Fact], baseline: dict | No
     for name, key in (("locality_kept", "_locality"), ("held_kept", "_held"), ("neighbour_kept", "_neighbours")):
         was = [i for i, v in enumerate(base[key]) if v]  # of those the model answered before forgetting
         out[name] = statistics.fmean(out[key][i] for i in was) if was else float("nan")
+        out[name.replace("_kept", "_n")] = len(was)  # the denominator: answered before forgetting
     return out
 
 
@@ -240,8 +241,10 @@ def markdown(result: dict) -> str:
 def extrapolation(result: dict) -> list[str]:
     """The requested scale's time, from the seconds per step timed at the largest size run, scaled linearly
     in the number of sequences per step (forget + 8 retain) - an estimate, not a measurement."""
-    notes = []
+    notes: list[str] = []
     target = result["scale_requested"]
+    if target <= result["n"]:
+        return notes
     for method in {r["method"] for r in result["scale"]}:
         rows = sorted((r for r in result["scale"] if r["method"] == method), key=lambda r: r["requests"])
         largest, steps = rows[-1], rows[0]["steps"]  # steps: what the N-fact run needed
