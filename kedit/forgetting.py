@@ -251,6 +251,37 @@ def _headline(probes: list[Probe], scores: list[dict]) -> list[dict]:
     return [out[o] for o in sorted(out)]
 
 
+def _unlearn_yielding(layer, subject: str, probes: list[Probe], objects: list[str], unlearn: bool, config,
+                      reasons: list[str]) -> tuple[str | None, float | None, list[dict]]:
+    """Unlearn every probe whose closed-book answer still yields the object, in one run over all of them;
+    returns the run's id (None when none was needed or allowed), its retain change, and the probes' scores."""
+    now = closed_book(layer.bundle, probes)
+    still = [p for p, s in zip(probes, now) if s["yields"]]
+    if not still:
+        return None, None, now
+    if not unlearn:
+        reasons.append(f"{len(still)} closed-book probe(s) still yield it and unlearn=False")
+        return None, None, now
+    from kedit.unlearning import FactNotKnownError
+
+    try:
+        record = layer.weights.unlearner.forget(
+            forget=[p.key for p in still], retain=_retain_pairs(layer, subject, {p.prompt for p in probes}),
+            config=config)
+    except FactNotKnownError:
+        reasons.append("no unlearning needed: the model no longer states it")
+        return None, None, now
+    # the saved run needs its weights, not the forgotten text: keep the scores, drop the object
+    patterns = [re.compile(rf"(?<!\w){re.escape(o)}(?!\w)", re.IGNORECASE) for o in objects]
+    record.forget = [replace(c, target=FORGOTTEN) for c in record.forget]
+    record.reasons = _scrub(list(record.reasons), patterns)
+    layer.weights.push(UNLEARN, record)
+    how = f"{'GU-projected ' if record.config.projection else ''}{record.config.objective.upper()}"
+    reasons.append(f"unlearned from the weights over {len(still)} closed-book probe(s): {record.steps} {how} "
+                   f"step(s) (record {record.id})")
+    return record.id, record.retain_mean_abs_change, closed_book(layer.bundle, probes)
+
+
 def forget_fact(layer, subject: str, relation: str | None = None, object: str | None = None, *,
                 unlearn: bool = True, config=None) -> ForgetReport:
     """Forget (subject, relation, object) from `layer` everywhere (see the module docstring) and verify.
@@ -305,31 +336,7 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
     if scrubbed:
         reasons.append(f"the forgotten value cut from {len(scrubbed)} earlier ledger line(s)")
 
-    unlearn_id, retain_change = None, None
-    now = closed_book(bundle, probes)
-    still = [p for p, s in zip(probes, now) if s["yields"]]
-    if still and unlearn:
-        from kedit.unlearning import FactNotKnownError
-
-        forget_prompts = {p.prompt for p in probes}
-        try:
-            record = layer.weights.unlearner.forget(forget=[p.key for p in still],
-                                                    retain=_retain_pairs(layer, subject, forget_prompts),
-                                                    config=config)
-        except FactNotKnownError:
-            reasons.append("no unlearning needed: the model no longer states it")
-        else:
-            # the saved run needs its weights, not the forgotten text: keep the scores, drop the object
-            patterns = [re.compile(rf"(?<!\w){re.escape(o)}(?!\w)", re.IGNORECASE) for o in objects]
-            record.forget = [replace(c, target=FORGOTTEN) for c in record.forget]
-            record.reasons = _scrub(list(record.reasons), patterns)
-            layer.weights.push(UNLEARN, record)
-            unlearn_id, retain_change = record.id, record.retain_mean_abs_change
-            reasons.append(f"unlearned from the weights over {len(still)} closed-book probe(s) in {record.steps} "
-                           f"GU-projected step(s) (record {record.id})")
-        now = closed_book(bundle, probes)
-    elif still:
-        reasons.append(f"{len(still)} closed-book probe(s) still yield it and unlearn=False")
+    unlearn_id, retain_change, now = _unlearn_yielding(layer, subject, probes, objects, unlearn, config, reasons)
     if found.edits or unlearn_id:
         layer._measure_drift()
 
@@ -348,7 +355,8 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
         details={"kind": "forget", "subject": subject, "relation": relation_id, "salt": salt,
                  "fingerprints": sorted(fingerprint(subject, by_object[o], o, salt=salt) for o in objects),
                  "facts": [f.id for f in deleted], "passages_redacted": redacted, "passages_deleted": gone,
-                 "sessions_erased": erased, "ledger_scrubbed": scrubbed, "edits_undone": list(found.edits), "edits_kept": found.edits_kept,
+                 "sessions_erased": erased, "ledger_scrubbed": scrubbed, "edits_undone": list(found.edits),
+                 "edits_kept": found.edits_kept,
                  "probes": len(probes), "verified": verified},
     )
     report_probes = [{"prompt": p.prompt, "form": p.form, "object": p.object, "closed_book_before": b,

@@ -175,3 +175,18 @@ def test_forget_bench_on_a_tiny_n(smollm, pristine, data_dir):
     table = forget_bench.markdown(result)
     assert table.count("| GU-NPO |") == 4 and "PrivLeak" in table  # six-way, 2 scale rows, sequential
     assert len(forget_bench.extrapolation(result)) == 2
+
+
+def test_a_batch_edit_holding_other_facts_is_kept_and_the_fact_unlearned(kl):
+    a, b = kl.edit_many([
+        {"prompt": "Danielle Darrieux is a citizen of", "target": "Italy", "subject": "Danielle Darrieux"},
+        {"prompt": "Toko Yasuda is a citizen of", "target": "Canada", "subject": "Toko Yasuda"},
+    ])
+    assert a.edit_id is not None and a.edit_id == b.edit_id
+    rep = kl.forget("Danielle Darrieux", "country of citizenship", "Italy")
+    assert rep.edits_kept == [a.edit_id] and rep.edits_undone == [] and rep.facts_deleted == [a.fact_id]
+    assert kl.weights.find(a.edit_id) is not None  # Toko Yasuda's fact is not taken back with it
+    assert rep.unlearn_id is not None  # the batch edit still made the model say Italy
+    assert kl.store.current("Toko Yasuda", "P27").object == "Canada"
+    lines = {e["id"]: json.dumps(e) for e in kl.history()}
+    assert "Italy" not in lines[a.id] and "Canada" in lines[b.id]  # only this subject's line is scrubbed
