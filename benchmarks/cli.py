@@ -1,4 +1,4 @@
-"""`bench` command line: `knowedit`, `mquake`, `compare`, `methods` (mounted by kedit as `kedit bench`).
+"""`bench` command line: `knowedit`, `mquake`, `compare`, `methods`, `forget`, ... (mounted by kedit as `kedit bench`).
 
     python -m benchmarks knowedit --data ../shared/data/KnowEdit/ZsRE --method rome --limit 20
     python -m benchmarks mquake --method memit --edits-per-batch 100 --limit 200
@@ -217,6 +217,56 @@ def router(
 
     args = ["--model", model, "--mquake", str(mquake), "--zsre", str(zsre), "--out", str(out)]
     run_router(args + (["--data", str(data)] if data else []))
+
+
+@app.command()
+def forget(
+    data: Path = typer.Option(None, "--data", help="CounterFact file [default: the shared counterfact-val.json]"),
+    model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
+    n: int = typer.Option(100, "--n", min=1, help="known facts to forget"),
+    held: int = typer.Option(50, "--held", min=1, help="held-aside known facts (utility, never trained on)"),
+    scale: int = typer.Option(1000, "--scale", min=0, help="forget requests of the scalability run (0: skip)"),
+    requests: int = typer.Option(10, "--requests", min=0, help="requests the N facts arrive in (sustainability; 0: skip)"),
+    scan: int = typer.Option(None, "--scan", min=1, help="first records scanned for known facts [default: all]"),
+    max_steps: int = typer.Option(20, "--max-steps", min=1, help="unlearning steps per run at most"),
+    lr: float = typer.Option(1e-4, "--lr", help="unlearning learning rate"),
+    methods: str = typer.Option("GU-NPO,NPO,GA", "--methods", help="comma-separated: GU-NPO, NPO, GA"),
+    out: Path = typer.Option(Path("runs/forget"), "--out", help="run directory (summary.json, table.md)"),
+) -> None:
+    """Forgetting, MUSE's six questions on facts: GU-NPO vs NPO vs gradient ascent on facts the model knows."""
+    import json
+    import time
+
+    from benchmarks import forget_bench
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in forget_bench.METHODS]
+    if unknown or not chosen:
+        _fail(KeditError(f"unknown method(s) {unknown}; choose from {', '.join(forget_bench.METHODS)}"))
+    try:
+        path = data or require_data_dir() / "CounterFact" / "counterfact-val.json"
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))[:scan]
+        bundle = _load_bundle(model)
+        t0 = time.perf_counter()
+        with console.status(f"scoring {len(rows)} records for facts the model knows ..."):
+            facts = forget_bench.known_facts(bundle, rows)
+        console.print(f"{len(facts)} of {len(rows)} records known ({time.perf_counter() - t0:.0f} s)")
+        result = forget_bench.run(bundle, facts, n=n, scale=scale, requests=requests, held=held,
+                                  settings={"max_steps": max_steps, "lr": lr}, methods=chosen,
+                                  log=lambda line: console.print(line, markup=False, highlight=False))
+    except (KeditError, OSError, ValueError) as exc:
+        _fail(exc)
+        return
+    result |= {"data": Path(path).name, "records": len(rows), "model": model,
+               "seconds": round(time.perf_counter() - t0, 1), "notes": forget_bench.extrapolation(result)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(result, indent=1))
+    table = forget_bench.markdown(result)
+    (out / "table.md").write_text(table + "".join(f"\n{note}" for note in result["notes"]) + "\n")
+    console.print(table, markup=False, highlight=False)
+    for note in result["notes"]:
+        console.print(note, markup=False, highlight=False)
+    console.print(f"written to {out}/ ({result['seconds']:.0f} s)")
 
 
 def main() -> None:

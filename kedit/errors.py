@@ -33,3 +33,11 @@ class MissingExtraError(KeditError, ImportError):
 
 class UnparsedTextWarning(UserWarning):
     """Inserted text named no stored entity in a known relation's words: it is kept as a passage only."""
+
+
+class ForgetError(KeditError):
+    """A forget request could not be carried out (e.g. no subject); nothing was changed."""
+
+
+class NothingToForgetError(ForgetError):
+    """Nothing kedit keeps (facts, passages, weight edits, the model's own answer) holds the fact; nothing changed."""

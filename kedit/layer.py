@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from kedit.errors import EditError, KeditError, StoreError, UnparsedTextWarning, UnsupportedArchitectureError
+from kedit.forgetting import ForgetReport
 from kedit.preference import Evidence, Tier
 from kedit.router import VOLATILE_RELATIONS, Route, RouteDecision, Router, RouterSignals
 from kedit.scoring import score_targets, token_agreement
-from kedit.statements import match_relation, parse_statements
-from kedit.weights import EDIT, UNLEARN, WeightStack
+from kedit.statements import parse_statements
+from kedit.weights import EDIT, WeightStack
 
 log = logging.getLogger(__name__)
 
@@ -124,32 +125,6 @@ class InsertResult:
             "fact_ids": self.fact_ids,
             "passage_ids": self.passage_ids,
         }
-
-
-@dataclass
-class ForgetReport:
-    """What `forget` removed and how the model's belief in it changed."""
-
-    id: str
-    subject: str
-    relation: str | None
-    objects: list[str]
-    facts_deleted: list[int]
-    edits_undone: list[str]
-    unlearn_id: str | None
-    before: list[dict]  # per forgotten object: prob and rank of it after the relation prompt
-    after: list[dict]
-    retain_change: float | None  # mean |Δprob| of retain probes (unlearning only)
-    verified: bool
-    reasons: list[str]
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def _states(score: dict) -> bool:
-    """The model states an object when its first token ranks in the top 3 or it is likely (p > 0.05)."""
-    return score["rank"] < 3 or score["prob"] > 0.05
 
 
 def _clean_answer(text: str) -> str:
@@ -608,94 +583,15 @@ class KnowledgeLayer:
         unlearn: bool = True,
         config=None,
     ) -> ForgetReport:
-        """Remove a fact everywhere: tombstone it in the store, undo the weight edit that wrote it, and
-        unlearn it from the weights if the model still states it; then verify.
+        """Remove a fact from everywhere kedit keeps it (stored facts, passages that state it, graph triples,
+        the weight edits that wrote it, saved evidence sessions), unlearn it from the weights if any
+        closed-book probe still yields it, then verify on the model and through `query` (kedit.forgetting).
 
-        Raises KeditError, changing nothing, when neither the store nor the model holds the fact.
+        Raises ForgetError on bad input and NothingToForgetError (changing nothing) when nothing holds it.
         """
-        if not subject or not str(subject).strip():
-            raise KeditError("forget needs a subject")
-        relation_id = self._relation(relation) if relation is not None else None
-        live = self.store.facts(subject=subject, relation=relation_id, object=object)
-        objects = sorted({f.object for f in live} | ({object} if object else set()))
-        cloze = self.store.relations.resolve(relation_id).cloze.format(subject) if relation_id else None
-        if not objects and cloze and unlearn:
-            guess = self._greedy_answer(cloze)
-            if guess:
-                probe = score_targets(self.bundle, [cloze], [guess])[0]
-                if probe.first_token_rank == 0 and probe.mean_prob >= 0.1:
-                    objects = [guess]
-        before = []
-        if cloze and objects:
-            scores = score_targets(self.bundle, [cloze] * len(objects), objects)
-            before = [{"object": o, "prob": s.prob, "rank": s.first_token_rank} for o, s in zip(objects, scores)]
-        model_states = any(_states(b) for b in before)
-        if not live and not model_states:
-            what = f"({subject}, {relation or '*'}, {object or '*'})"
-            raise KeditError(f"nothing to forget: no stored fact matches {what} and the model does not state it")
+        from kedit.forgetting import forget_fact
 
-        deleted = self.store.forget(subject, relation_id, object) if live else []
-        # a weight edit that wrote one of these facts is undone exactly: better than unlearning it
-        undone = []
-        for change in list(self.weights.changes):
-            if change.kind != EDIT:
-                continue
-            for req in change.record.requests:
-                if req.subject.casefold() == subject.casefold() and req.target in objects:
-                    if relation_id is None or match_relation(req.prompt, self.store.relations) in (relation_id, None):
-                        self.weights.remove(change.id)
-                        undone.append(change.id)
-                        break
-        reasons = [f"{len(deleted)} stored fact(s) tombstoned"] if deleted else []
-        if undone:
-            reasons.append(f"weight edit(s) {', '.join(undone)} that wrote the fact undone")
-        unlearn_id, retain_change, after = None, None, before
-        if cloze and unlearn and objects:
-            from kedit.unlearning import FactNotKnownError
-
-            now = score_targets(self.bundle, [cloze] * len(objects), objects)
-            still = [o for o, b in zip(objects, now) if _states({"rank": b.first_token_rank, "prob": b.prob})]
-            if still:
-                retain = self._retain_pairs(subject, relation_id, cloze)
-                try:
-                    record = self.weights.unlearner.forget(
-                        forget=[(cloze, o) for o in still], retain=retain, config=config)
-                except FactNotKnownError as exc:
-                    reasons.append(f"no unlearning needed: {exc}")
-                else:
-                    self.weights.push(UNLEARN, record)
-                    unlearn_id = record.id
-                    retain_change = record.retain_mean_abs_change
-                    reasons.append(f"unlearned from the weights in {record.steps} GU-projected steps "
-                                   f"({'verified' if record.verified else 'NOT verified: ' + '; '.join(record.reasons)})")
-                    self._measure_drift()
-            else:
-                reasons.append("the model does not state it (rank ≥ 3 and p ≤ 0.05): no unlearning needed")
-            scores = score_targets(self.bundle, [cloze] * len(objects), objects)
-            after = [{"object": o, "prob": s.prob, "rank": s.first_token_rank} for o, s in zip(objects, scores)]
-        verified = all(a["rank"] >= 1 and a["prob"] < 0.1 for a in after) if after else True
-        entry = self.store.record_edit(
-            decision=Route.REMOVE.value, reasons=reasons, fact_id=deleted[0].id if deleted else None,
-            edit_id=unlearn_id,
-            details={"kind": "forget", "subject": subject, "relation": relation_id, "objects": objects,
-                     "facts": [f.id for f in deleted], "edits_undone": undone, "before": before, "after": after},
-        )
-        return ForgetReport(str(entry.id), subject, relation_id, objects, [f.id for f in deleted], undone,
-                            unlearn_id, before, after, retain_change, verified, reasons)
-
-    def _retain_pairs(self, subject: str, relation_id: str | None, forget_prompt: str,
-                      n: int = 8) -> list[tuple[str, str]]:
-        """Retain set: neighbouring facts the model states now (other stored facts and the locality
-        probes), each paired with the model's current answer so unlearning keeps them."""
-        prompts: list[str] = []
-        for fact in self.store.facts()[:200]:
-            if fact.subject.casefold() == subject.casefold() and fact.relation == relation_id:
-                continue
-            prompts.append(self.store.relations.resolve(fact.relation).cloze.format(fact.subject))
-            if len(prompts) >= n // 2:
-                break
-        prompts += [p for p, _ in LOCALITY_PROBES if p != forget_prompt][: n - len(prompts)]
-        return [(p, a) for p in prompts if p != forget_prompt and (a := self._greedy_answer(p))]
+        return forget_fact(self, subject, relation, object, unlearn=unlearn, config=config)
 
     # -- undo / history -------------------------------------------------------------------------
     def undo(self, entry_id: str | int) -> dict:

@@ -101,6 +101,8 @@ class Record:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA foreign_keys = ON")
+                # a forgotten passage or session is overwritten on disk, not left in a free page
+                conn.execute("PRAGMA secure_delete = ON")
                 migrate(conn)
             elif schema_version(conn) == 0:
                 raise SchemaError(f"{path} is not a kedit record (schema version 0)")
@@ -565,6 +567,38 @@ class Record:
                          (now, document_id))
         return [replace(p, deleted_at=now) for p in live]
 
+    def redact_passage(self, passage_id: int, text: str, vector: np.ndarray | None = None, model: str = "") -> Passage:
+        """Replace a live passage's text in place (same id; the old text is not kept) and its vector."""
+        old = self.get_passages([passage_id]).get(int(passage_id))
+        if old is None or old.deleted_at is not None:
+            raise NotFoundError(f"no live passage with id {passage_id}")
+        text = clean_text(text, "passage", MAX_SENTENCE_CHARS)
+        with self._write() as conn:
+            conn.execute("UPDATE passages SET text = ? WHERE id = ?", (text, old.id))
+            if vector is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO vectors (kind, item_id, model, vector) VALUES (?, ?, ?, ?)",
+                    (PASSAGE, old.id, model, np.asarray(vector, dtype=np.float32).tobytes()),
+                )
+        return replace(old, text=text)
+
+    def tombstone_passages(self, ids: Iterable[int]) -> list[Passage]:
+        """Mark live passages deleted; a document left with no live passage is deleted too.
+        Returns the passages tombstoned now."""
+        live = [p for p in self.get_passages(ids).values() if p.deleted_at is None]
+        if not live:
+            return []
+        now = now_timestamp()
+        with self._write() as conn:
+            conn.executemany("UPDATE passages SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                             [(now, p.id) for p in live])
+            conn.executemany(
+                "UPDATE documents SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL AND NOT EXISTS"
+                " (SELECT 1 FROM passages WHERE document_id = ? AND deleted_at IS NULL)",
+                [(now, d, d) for d in {p.document_id for p in live}],
+            )
+        return [replace(p, deleted_at=now) for p in live]
+
     # -- edit ledger ----------------------------------------------------------------------------
     def record_edit(
         self,
@@ -590,6 +624,17 @@ class Record:
                 (fact_id, edit_id, decision, json.dumps(reasons, ensure_ascii=False), detail_json, now),
             ).lastrowid)
         return EditEntry(entry_id, fact_id, edit_id, decision, reasons, json.loads(detail_json), now)
+
+    def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:
+        """Rewrite a ledger line's reasons and details in place (forgetting scrubs a forgotten fact's text
+        from the lines that recorded it; what was decided, and when, stays)."""
+        reasons = [clean_text(r, "reason", MAX_SENTENCE_CHARS) for r in reasons]
+        detail_json = clean_json_object(details, "details")
+        with self._write(bump=False) as conn:
+            if not conn.execute("UPDATE edit_ledger SET reasons = ?, details = ? WHERE id = ?",
+                                (json.dumps(reasons, ensure_ascii=False), detail_json, int(entry_id))).rowcount:
+                raise NotFoundError(f"no ledger entry {entry_id}")
+        return next(e for e in self.edits() if e.id == int(entry_id))
 
     def edits(self, fact_id: int | None = None) -> list[EditEntry]:
         clause, args = ("WHERE fact_id = ?", (fact_id,)) if fact_id is not None else ("", ())
@@ -632,6 +677,17 @@ class Record:
 
     def session_ids(self) -> list[int]:
         return [r[0] for r in self._conn.execute("SELECT id FROM evidence_sessions ORDER BY id")]
+
+    def delete_sessions(self, ids: Iterable[int]) -> list[int]:
+        """Erase evidence sessions and their rounds (not tombstoned: a session is a cache of what a
+        question found, and forgetting must not leave the found text behind). Returns the ids erased."""
+        wanted = sorted({int(i) for i in ids} & set(self.session_ids()))
+        if not wanted:
+            return []
+        with self._write(bump=False) as conn:
+            conn.executemany("DELETE FROM evidence_rounds WHERE session_id = ?", [(i,) for i in wanted])
+            conn.executemany("DELETE FROM evidence_sessions WHERE id = ?", [(i,) for i in wanted])
+        return wanted
 
     # -- export ---------------------------------------------------------------------------------
     def dump(self) -> Iterator[dict[str, Any]]:

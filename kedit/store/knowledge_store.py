@@ -556,6 +556,21 @@ class KnowledgeStore:
     def passages(self, document_id: int | None = None) -> list[Passage]:
         return self.record.passages(document_id)
 
+    def redact_passage(self, passage_id: int, text: str) -> Passage:
+        """Replace a passage's text (e.g. with a sentence removed) and re-index it under the same id."""
+        with self._writing():
+            vector = self._embed([text])[0]
+            passage = self.record.redact_passage(passage_id, text, vector, self.model_name)
+            self._indexes[PASSAGE].add([passage.id], vector[None, :])
+        return passage
+
+    def delete_passages(self, passage_ids: Iterable[int]) -> list[Passage]:
+        """Tombstone passages (their document too once none of its passages is left); returns them."""
+        with self._writing():
+            gone = self.record.tombstone_passages(passage_ids)
+            self._indexes[PASSAGE].remove([p.id for p in gone])
+        return gone
+
     # -- search ---------------------------------------------------------------------------------
     def search(
         self,
@@ -704,6 +719,11 @@ class KnowledgeStore:
             return self.record.record_edit(decision=decision, reasons=reasons, fact_id=fact_id, edit_id=edit_id,
                                            details=details)
 
+    def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:
+        """Rewrite one ledger line's reasons and details (used by forgetting to scrub forgotten text)."""
+        with self._writing():
+            return self.record.redact_edit(entry_id, reasons, details)
+
     def edits(self, fact_id: int | None = None) -> list[EditEntry]:
         return self.record.edits(fact_id)
 
@@ -714,6 +734,16 @@ class KnowledgeStore:
     def evidence_session(self, session_id: int) -> EvidenceSession:
         with _translated():
             return self.record.session(session_id)
+
+    def evidence_sessions(self) -> list[EvidenceSession]:
+        """Every saved evidence-pool session, oldest first."""
+        with _translated():
+            return [self.record.session(i) for i in self.record.session_ids()]
+
+    def delete_evidence_sessions(self, session_ids: Iterable[int]) -> list[int]:
+        """Erase saved evidence-pool sessions (with their rounds); returns the ids erased."""
+        with self._writing():
+            return self.record.delete_sessions(session_ids)
 
     # -- export / import ------------------------------------------------------------------------
     def export(self, path: str | Path, *, graph_format: str = "nt") -> Path:

@@ -1,0 +1,256 @@
+"""Forgetting benchmark: MUSE's six questions, adapted to facts, for GU-NPO, plain NPO and gradient ascent.
+
+Facts: CounterFact records whose `ground_truth` SmolLM2 already states after `prompt`, by the criterion
+`kl.forget` verifies with (first token in the model's top 3, or p > 0.05; `kedit.forget_probes`): only
+about 4 % of counterfact-val has it top-1, too few for N >= 100, about 13 % by this criterion. The first N are forgotten; 8 more are the retain set (GU projects against their
+gradients); a further held-aside set is never trained on and measures utility.
+
+1. no verbatim memorisation (VerbMem): the fact's sentence continued greedily still gives the object
+   (teacher-forced: every object token is the argmax after `prompt`), share of forgotten facts;
+2. no knowledge memorisation (KnowMem): QA forms - the record's paraphrase (`rephrase_prompt`) and, where
+   the template matches a relation of kedit's vocabulary, its question ("Q: ... A:") - answered with the
+   object (first token top-1), share;
+3. no privacy leakage: Min-K% probability (k = 20 %) of each forgotten fact's sentence vs the same prompt
+   with CounterFact's never-seen `target_new`; AUC of telling them apart, and PrivLeak = (AUC - 0.5) / 0.5
+   (MUSE divides by the retrained model's AUC: there is no retrained model here, so the reference is 0.5,
+   a model that cannot tell a forgotten fact from a never-seen one);
+4. utility preserved: top-1 answers kept on kedit's 32 locality probes, on the held-aside known facts and on
+   the forgotten facts' CounterFact neighbourhood prompts (other subjects, same relation and object);
+5. scalability: one unlearning run forgetting the N facts at once (measured in full), then as many of
+   `--scale` known facts as there are, timed for `scale_steps` steps only (CPU budget), and the time of
+   `--scale` requests extrapolated from it (stated as an estimate);
+6. sustainability: the N facts arriving as `--requests` requests one by one, each run on the weights the
+   previous one left; everything measured after the last.
+
+    python -m benchmarks forget --n 100 --scale 1000 --requests 10
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kedit.forget_probes import states_object
+from kedit.layer import LOCALITY_PROBES
+from kedit.scoring import score_targets
+from kedit.statements import match_relation
+from kedit.unlearning import FactNotKnownError, UnlearnConfig, Unlearner
+from memory import RelationVocabulary
+
+METHODS: dict[str, dict] = {
+    "GU-NPO": {"objective": "npo", "projection": True},
+    "NPO": {"objective": "npo", "projection": False},
+    "GA": {"objective": "ga", "projection": False},
+}
+MIN_K = 0.2
+
+
+@dataclass(frozen=True)
+class Fact:
+    prompt: str
+    subject: str
+    object: str
+    never_seen: str  # CounterFact's target_new: a false object the model never read for this prompt
+    paraphrase: str
+    question: str | None  # "Q: ... A:" from the relation vocabulary, when the template matches a relation
+    neighbour: tuple[str, str]
+
+
+def known_facts(bundle, rows: list[dict], batch: int = 16) -> list[Fact]:
+    """Records whose ground truth the model states after the prompt (kedit's forget criterion), as `Fact`s."""
+    vocabulary = RelationVocabulary.builtin()
+    scores = score_targets(bundle, [r["prompt"] for r in rows], [r["ground_truth"] for r in rows], batch)
+    facts = []
+    for row, score in zip(rows, scores):
+        if not states_object({"prob": score.prob, "rank": score.first_token_rank}) \
+                or row["subject"] not in row["prompt"]:
+            continue
+        relation = match_relation(row["prompt"].replace(row["subject"], "{}"), vocabulary)
+        question = f"Q: {vocabulary.resolve(relation).ask(row['subject'])} A:" if relation else None
+        facts.append(Fact(row["prompt"], row["subject"], row["ground_truth"], row["target_new"],
+                          row["rephrase_prompt"], question, (row["locality_prompt"], row["locality_ground_truth"])))
+    return facts
+
+
+@torch.no_grad()
+def min_k_prob(bundle, texts: Sequence[str], k: float = MIN_K, batch: int = 32) -> list[float]:
+    """Min-K% probability (Shi et al. 2024): mean log-probability of the k% least likely tokens of each text."""
+    tok, model = bundle.tokenizer, bundle.model
+    out: list[float] = []
+    for start in range(0, len(texts), batch):
+        ids = [tok(t)["input_ids"] for t in texts[start : start + batch]]
+        width = max(map(len, ids))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        x = torch.tensor([i + [pad] * (width - len(i)) for i in ids], device=bundle.device)
+        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids], device=bundle.device)
+        logp = torch.log_softmax(model(input_ids=x, attention_mask=mask).logits[:, :-1].float(), -1)
+        token_logp = logp.gather(-1, x[:, 1:, None])[..., 0]
+        for row, seq in enumerate(ids):
+            values = sorted(token_logp[row, : len(seq) - 1].tolist())
+            n = max(1, math.ceil(k * len(values)))
+            out.append(sum(values[:n]) / n)
+    return out
+
+
+def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney AUC).
+
+    >>> auc([2.0, 3.0], [1.0, 0.0]), auc([1.0, 2.0], [0.0, 3.0])
+    (1.0, 0.5)
+    """
+    wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
+    return wins / (len(positive) * len(negative))
+
+
+def _top1(bundle, pairs: Sequence[tuple[str, str]]) -> list[int]:
+    """1 where the answer's first token is the model's top prediction after the prompt."""
+    scores = score_targets(bundle, [p for p, _ in pairs], [a for _, a in pairs])
+    return [int(s.first_token_rank == 0) for s in scores]
+
+
+def measure(bundle, forgotten: list[Fact], held: list[Fact], baseline: dict | None = None) -> dict:
+    """The six-question measurements (but scale and time) of the model as it is now."""
+    verb = score_targets(bundle, [f.prompt for f in forgotten], [f.object for f in forgotten])
+    qa = [(f.paraphrase, f.object) for f in forgotten] + [(f.question, f.object) for f in forgotten if f.question]
+    seen = min_k_prob(bundle, [f"{f.prompt} {f.object}" for f in forgotten])
+    unseen = min_k_prob(bundle, [f"{f.prompt} {f.never_seen}" for f in forgotten])
+    area = auc(seen, unseen)
+    local = _top1(bundle, list(LOCALITY_PROBES))
+    kept = _top1(bundle, [(f.prompt, f.object) for f in held])
+    neighbours = _top1(bundle, [f.neighbour for f in forgotten])
+    out = {
+        "verbmem": statistics.fmean(int(s.accuracy == 1.0) for s in verb),
+        "forget_prob": statistics.fmean(s.prob for s in verb),
+        "knowmem": statistics.fmean(_top1(bundle, qa)),
+        "mia_auc": area,
+        "privleak_pct": 100 * (area - 0.5) / 0.5,
+        "_locality": local, "_held": kept, "_neighbours": neighbours,
+    }
+    base = baseline or out
+    for name, key in (("locality_kept", "_locality"), ("held_kept", "_held"), ("neighbour_kept", "_neighbours")):
+        was = [i for i, v in enumerate(base[key]) if v]  # of those the model answered before forgetting
+        out[name] = statistics.fmean(out[key][i] for i in was) if was else float("nan")
+        out[name.replace("_kept", "_n")] = len(was)  # the denominator: answered before forgetting
+    return out
+
+
+def public(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def unlearn(un: Unlearner, forget: list[Fact], retain: list[Fact], method: str, settings: dict) -> tuple[object, float]:
+    """One unlearning run of `method`; returns the record (None when the model already states none) and seconds."""
+    config = UnlearnConfig(**METHODS[method], **settings)
+    pairs = [(f.prompt, f.object) for f in forget]
+    t0 = time.perf_counter()
+    try:
+        record = un.forget(pairs, [(f.prompt, f.object) for f in retain], config)
+    except FactNotKnownError:
+        # a request arriving after earlier runs may find some facts already gone: forget the rest
+        still = [p for p, s in zip(pairs, score_targets(un.bundle, [p for p, _ in pairs], [a for _, a in pairs]))
+                 if not config.is_forgotten(s.prob, s.first_token_rank)]
+        record = un.forget(still, [(f.prompt, f.object) for f in retain], config) if still else None
+    return record, time.perf_counter() - t0
+
+
+def run(bundle, facts: list[Fact], *, n: int, scale: int, requests: int, held: int, settings: dict,
+        methods: Sequence[str], scale_steps: int = 2, log: Callable[[str], None] = print) -> dict:
+    """Every method on the same facts, from the same starting weights (each run is undone after measuring)."""
+    if len(facts) < n + 8 + held:
+        raise ValueError(f"{len(facts)} known facts; --n {n} needs {n + 8 + held} (forget + 8 retain + held-aside)")
+    forget, retain, aside = facts[:n], facts[n : n + 8], facts[n + 8 : n + 8 + held]
+    un = Unlearner(bundle)
+    before = measure(bundle, forget, aside)
+    rows = [{"method": "before", **public(before)}]
+    scale_rows, seq_rows = [], []
+    big = facts[: min(scale, len(facts) - 8 - held)] if scale > n else []
+    big_retain = facts[len(big) : len(big) + 8]
+    for method in methods:
+        record, seconds = unlearn(un, forget, retain, method, settings)
+        after = measure(bundle, forget, aside, before)
+        rows.append({"method": method, **public(after), "steps": record.steps, "seconds": round(seconds, 1)})
+        log(f"{method}: {json.dumps(rows[-1])}")
+        un.undo(record)
+        scale_rows.append({"method": method, "requests": n, "steps": record.steps, "seconds": round(seconds, 1),
+                           "s_per_step": round(seconds / max(1, record.steps), 2), "verbmem": after["verbmem"],
+                           "held_kept": after["held_kept"], "locality_kept": after["locality_kept"]})
+        if big:  # timing only: `scale_steps` steps at the larger size, not measured for forgetting
+            record, seconds = unlearn(un, big, big_retain, method, settings | {"max_steps": scale_steps})
+            un.undo(record)
+            scale_rows.append({"method": method, "requests": len(big), "steps": record.steps,
+                               "seconds": round(seconds, 1), "s_per_step": round(seconds / max(1, record.steps), 2),
+                               "verbmem": float("nan"), "held_kept": float("nan"), "locality_kept": float("nan")})
+            log(f"{method} scale: {json.dumps(scale_rows[-1])}")
+        if not requests:
+            continue
+        done, t0 = [], time.perf_counter()
+        size = math.ceil(n / requests)
+        for start in range(0, n, size):
+            record, _ = unlearn(un, forget[start : start + size], retain, method, settings)
+            if record is not None:
+                done.append(record)
+        seconds = time.perf_counter() - t0
+        after_seq = measure(bundle, forget, aside, before)
+        for record in reversed(done):
+            un.undo(record)
+        seq_rows.append({"method": method, "requests": len(range(0, n, size)), "facts_per_request": size,
+                         "seconds": round(seconds, 1), **{k: after_seq[k] for k in
+                         ("verbmem", "knowmem", "mia_auc", "locality_kept", "held_kept", "neighbour_kept")}})
+        log(f"{method} sequential: {json.dumps(seq_rows[-1])}")
+    return {"known_facts": len(facts), "n": n, "held_aside": len(aside), "settings": settings,
+            "six": rows, "scale": scale_rows, "sequential": seq_rows, "scale_requested": scale,
+            "scale_steps": scale_steps}
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def markdown(result: dict) -> str:
+    """The six-way table (one row per method, `before` first), then scalability and sustainability."""
+    six = [("method", "method"), ("VerbMem ↓", "verbmem"), ("KnowMem ↓", "knowmem"), ("MIA AUC", "mia_auc"),
+           ("PrivLeak % (ref 0.5)", "privleak_pct"), ("locality kept ↑", "locality_kept"),
+           ("held-aside kept ↑", "held_kept"), ("neighbours kept ↑", "neighbour_kept"),
+           ("steps", "steps"), ("s", "seconds")]
+    lines = ["| " + " | ".join(h for h, _ in six) + " |", "|" + "---|" * len(six)]
+    lines += ["| " + " | ".join(_cell(r.get(k, "")) for _, k in six) + " |" for r in result["six"]]
+    lines += ["", "Scalability (one run forgetting this many facts at once):", "",
+              "| method | requests | steps | s | s/step | VerbMem ↓ | held-aside kept ↑ | locality kept ↑ |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['requests']} | {r['steps']} | {r['seconds']} | {r['s_per_step']} | "
+              f"{_cell(r['verbmem'])} | {_cell(r['held_kept'])} | {_cell(r['locality_kept'])} |" for r in result["scale"]]
+    if not result["sequential"]:
+        return "\n".join(lines) + "\n"
+    lines += ["", "Sustainability (the same facts arriving as requests one by one, measured after the last):", "",
+              "| method | requests × facts | s | VerbMem ↓ | KnowMem ↓ | MIA AUC | locality kept ↑ | held-aside kept ↑ |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['requests']} × {r['facts_per_request']} | {r['seconds']} | {_cell(r['verbmem'])} | "
+              f"{_cell(r['knowmem'])} | {_cell(r['mia_auc'])} | {_cell(r['locality_kept'])} | {_cell(r['held_kept'])} |"
+              for r in result["sequential"]]
+    return "\n".join(lines) + "\n"
+
+
+def extrapolation(result: dict) -> list[str]:
+    """The requested scale's time, from the seconds per step timed at the largest size run, scaled linearly
+    in the number of sequences per step (forget + 8 retain) - an estimate, not a measurement."""
+    notes: list[str] = []
+    target = result["scale_requested"]
+    if target <= result["n"]:
+        return notes
+    for method in {r["method"] for r in result["scale"]}:
+        rows = sorted((r for r in result["scale"] if r["method"] == method), key=lambda r: r["requests"])
+        largest, steps = rows[-1], rows[0]["steps"]  # steps: what the N-fact run needed
+        per_step = largest["s_per_step"] * (target + 8) / (largest["requests"] + 8)
+        ran = f"timed {largest['steps']} step(s) at {largest['requests']} requests: {largest['s_per_step']} s/step"
+        notes.append(f"{method}: {ran}; {target} requests estimated at {per_step:.1f} s/step, about "
+                     f"{per_step * steps / 60:.0f} min for the {steps} steps the {result['n']}-fact run took "
+                     "(linear in sequences per step; an estimate, not a measurement)")
+    return sorted(notes)
