@@ -66,13 +66,13 @@ def test_chain_starts_from_an_entity_the_store_does_not_know(kl):
     assert any(e.fact_id is not None for e in second.evidence)
 
 
-def test_empty_generation_falls_back_to_the_evidence_answer(kl):
+def test_a_question_naming_nothing_stored_gets_no_stored_evidence(kl):
     kl.insert(subject="Atlantis", relation="capital", object="Poseidonia", source="atlas")
-    # no entity named: no chain, retrieval; no token may be generated, so the generation is empty
+    # no stored entity named: out of scope, so the store's fact must not leak into the answer
     ans = kl.query("What is the capital city of the lost island?", max_new_tokens=0)
-    assert ans.trace["mode"] == "retrieval" and ans.trace["generated"] == ""
-    assert ans.text == "Poseidonia" and "fallback" in ans.trace
-    assert ans.evidence and ans.evidence[0].fact_id is not None
+    assert ans.trace["mode"] == "closed-book" and "empty knowledge base" in ans.trace["closed_book"]
+    assert ans.trace["scope"]["candidates"] == [] and "Poseidonia" not in ans.text
+    assert all(e.fact_id is None and e.passage_id is None for e in ans.evidence)
 
 
 def test_leading_the_is_dropped_from_short_answers():

@@ -57,18 +57,18 @@ def test_conflict_suite_obeys_the_hierarchy(data_dir, smollm, embedder, tmp_path
     assert all(torch.equal(v, before[k]) for k, v in smollm.model.state_dict().items())  # edits undone
 
 
-def test_router_edits_and_keeps_a_passage_when_no_relation_matches(tmp_path, smollm, embedder):
+def test_router_edits_and_learns_a_relation_when_no_relation_matches(tmp_path, smollm, embedder):
     before = snapshot(smollm)
     prompt, subject = "Which family does Epaspidoceras belong to?", "Epaspidoceras"
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
         rec = kl.edit(prompt, target="Noctuidae", subject=subject)
-        assert rec.relation is None
+        assert rec.relation.startswith("L") and kl.store.relations.resolve(rec.relation).source == "learned"
         if rec.verified:
             assert rec.route is Route.BOTH and rec.edit_id is not None
-        else:  # an edit that does not verify is undone and only the passage stays
+        else:  # an edit that does not verify is undone and only the stored fact stays
             assert rec.route is Route.STORE
-        passages = [p for p in kl.store.passages() if not p.deleted_at]
-        assert len(passages) == 1 and "Noctuidae" in passages[0].text
+        assert kl.store.current(subject, rec.relation).object == "Noctuidae"
+        assert kl.query("What family are Epaspidoceras?").text == "Noctuidae"  # ZsRE's paraphrase, in scope
         kl.undo(rec.id)
-        assert not [p for p in kl.store.passages() if not p.deleted_at]
+        assert kl.store.current(subject, rec.relation) is None
     assert all(torch.equal(v, before[k]) for k, v in smollm.model.state_dict().items())
