@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kedit.errors import KeditError
+from kedit.errors import KeditError, StoreError
 from kedit.preference import Evidence, Tier, resolve
 from kedit.runtime.generation import complete_many, greedy_many  # noqa: F401 - greedy_many re-exported
 from kedit.statements import parse_statements
@@ -86,6 +86,9 @@ def _subject_in_text(question: str) -> tuple[str, int] | None:
             j = i
             while j + 1 < len(words):
                 nxt = words[j + 1][0]
+                gap = question[words[j][1] + len(words[j][0]) : words[j + 1][1]]
+                if "\n" in gap or any(c in gap for c in ".:;!?"):
+                    break  # a name does not run across a line or a sentence break
                 if nxt[0].isupper() or nxt[0].isdigit():
                     j += 1
                 elif nxt.casefold() in _NAME_GLUE and j + 2 < len(words) and words[j + 2][0][0].isupper():
@@ -215,8 +218,13 @@ def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, 
     if said is not None:
         candidates.append(Evidence(Tier.INSTRUCTION, said.text, said.object, source="instruction"))
     if subject not in linked:  # entity linking (names, aliases, then embedding) once per name and call
-        linked[subject] = store.link_entity(subject) or subject
+        try:
+            linked[subject] = store.link_entity(subject) or subject
+        except StoreError:  # not a usable name (a model's answer may hold a control character)
+            linked[subject] = subject
     entity = linked[subject]
+    if any(ord(c) < 32 for c in entity):
+        return candidates  # no stored entity has such a name
     for fact in store.facts(subject=entity, relation=relation_id, as_of=as_of, include_superseded=False):
         if allowed is None or fact.id in allowed:
             candidates.append(_fact_evidence(fact, relations))
