@@ -191,7 +191,7 @@ class KnowledgeLayer:
         self.drift_budget = drift_budget
         self.editable = bundle.spec is not None
         self.editable_reason = bundle.extra.get("spec_error", "")
-        self.weights = WeightStack(path / "weights", bundle.name, self._make_editor, self._make_unlearner)
+        self.weights = WeightStack(path / "weights", bundle, self._make_editor, self._make_unlearner)
         # locality baseline from the unedited model (before the stack is re-applied)
         self._probe_baseline = score_targets(bundle, [p for p, _ in LOCALITY_PROBES], [t for _, t in LOCALITY_PROBES])
         self.locality_drift = 0.0
