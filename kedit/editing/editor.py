@@ -99,7 +99,9 @@ class ParametricEditor:
                 wanted |= set(cfg.layers) if isinstance(cfg, MEMITConfig) else {cfg.layer}
             n_layers = self.bundle.spec.n_layers(self.bundle.model)
             wanted = {l for l in wanted if 0 <= l < n_layers and (l, n_tokens) not in self._covs}
-            for l, c in second_moments(self.bundle, sorted(wanted), n_tokens, corpus=self.corpus).items():
+            with torch.device(self.bundle.device):
+                stats = second_moments(self.bundle, sorted(wanted), n_tokens, corpus=self.corpus)
+            for l, c in stats.items():
                 self._covs[(l, n_tokens)] = c
         return {l: self._covs[(l, n_tokens)] for l in layers}
 
@@ -180,7 +182,8 @@ class ParametricEditor:
             steps.append((name, change))
 
         try:
-            self._run(method, cfg, requests, sadr, commit, info, extra)
+            with torch.device(self.bundle.device):  # tensors the editors create live beside the model
+                self._run(method, cfg, requests, sadr, commit, info, extra)
             for name in prints:
                 if not torch.isfinite(self._param(name)).all():
                     raise EditError(f"edit made {name} non-finite; weights restored")

@@ -63,7 +63,7 @@ def memit_apply(
         k = grouped_keys(rows, row_keys[layer], n).T.double()  # (d_ff, n)
         if keys_out is not None:
             keys_out[layer] = k.float().contiguous()
-        cur = outs[last][bare]  # (n, d)
+        cur = outs[last][bare].float()  # (n, d)
         resid = ((z - cur).T / (len(layers) - t)).double()  # (d, n)
         norm = spec.post_mlp_norm_module(bundle.model, layer)
         if norm is not None:  # Gemma 2/3: the residual share, in down_proj-output units
