@@ -223,3 +223,43 @@ def test_reopen_on_other_weights_is_refused_and_changes_nothing(tmp_path, facts,
         with torch.no_grad():
             param.copy_(kept)
     assert unchanged(smollm, pristine)
+
+
+@pytest.fixture(scope="module")
+def smollm_bf16():
+    from kedit.runtime import load_model
+
+    return load_model("smollm2-135m", dtype="bfloat16")
+
+
+def test_ten_bf16_edits_through_the_layer_leave_a_few_mb_and_reopen_bit_identical(tmp_path, facts, fast_edits,
+                                                                                  smollm_bf16, embedder):
+    """Issue #22's acceptance: SmolLM2 in bf16, 10 single edits, a weights directory of a few MB (the
+    factors), undo of one in the middle, reopen on a freshly loaded bf16 model: the same weights."""
+    from kedit.runtime import load_model
+
+    bundle = smollm_bf16
+    pristine_bf16 = snapshot(bundle)
+    kb = tmp_path / "kb"
+    rows = json.loads((Path(__file__).parent / "data" / "CounterFact" / "counterfact-train.json").read_text())
+    extra = [dict(prompt=r["prompt"].replace(r["subject"], "{}", 1), subject=r["subject"], target=r["target_new"])
+             for r in rows[:2]]
+    with KnowledgeLayer.open(kb, model=bundle, embedder=embedder) as kl:
+        results = [_edit(kl, f, route="parametric") for f in [*facts, *extra]]
+        edits = [r for r in results if r.edit_id]
+        assert len(edits) == 10 and all(r.verified for r in edits)
+        assert all(c.record.info["dtype"] == "bfloat16" for c in kl.weights.changes)
+        size = sum(p.stat().st_size for p in (kb / "weights").rglob("*") if p.is_file())
+        assert size < 3_000_000, size  # dense records were ~35 MB per edit at fp32
+        kl.undo(edits[4].id)
+        state, names = snapshot(bundle), sorted({n for c in kl.weights.changes for n in c.record.changed})
+        live = [c.id for c in kl.weights.changes]
+    fresh = load_model("smollm2-135m", dtype="bfloat16")
+    with KnowledgeLayer.open(kb, model=fresh, embedder=embedder) as again:
+        assert [c.id for c in again.weights.changes] == live
+        assert all(torch.equal(fresh.model.get_parameter(n), state[n]) for n in names)
+        for change in reversed(list(again.weights.changes)):
+            again.weights.remove(change.id)
+        assert unchanged(fresh, pristine_bf16)
+    _take_out(kl)
+    assert unchanged(bundle, pristine_bf16)

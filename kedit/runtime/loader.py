@@ -108,6 +108,20 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return found
 
 
+def check_device(device: str | torch.device | None) -> None:
+    """Refuse, before anything is loaded, a device this machine does not have."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"unknown device {device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} asked for, but this machine has no CUDA GPU (torch sees none)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+
+
 def _place(model: nn.Module, device: str | torch.device | None, dtype: torch.dtype) -> nn.Module:
     if next(model.parameters()).dtype != dtype:
         model = model.to(dtype)
@@ -300,6 +314,7 @@ def load_model(
     configure_threads()
     t0 = time.perf_counter()
     torch_dtype = resolve_dtype(dtype)
+    check_device(device)
     text = str(name_or_path)
     if text in EMBEDDED:
         path = EMBEDDED[text].locate()
