@@ -149,10 +149,14 @@ class WeightHistory:
         return stored
 
     @property
+    def base_bytes(self) -> int:
+        """Memory held in base copies (0 when the safetensors hold the base of every changed matrix)."""
+        return sum(t.numel() * t.element_size() for t in self._base.values() if t is not None)
+
+    @property
     def held_bytes(self) -> int:
         """Memory held for undo: base copies plus every live change's tensors."""
-        copies = sum(t.numel() * t.element_size() for t in self._base.values() if t is not None)
-        return copies + sum(op.nbytes for c in self._changes for _, op in c.steps)
+        return self.base_bytes + sum(op.nbytes for c in self._changes for _, op in c.steps)
 
     # -- changes --------------------------------------------------------------------------------
     @torch.no_grad()
