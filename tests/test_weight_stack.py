@@ -263,3 +263,33 @@ def test_ten_bf16_edits_through_the_layer_leave_a_few_mb_and_reopen_bit_identica
         assert unchanged(fresh, pristine_bf16)
     _take_out(kl)
     assert unchanged(bundle, pristine_bf16)
+
+
+def test_a_knowledge_base_of_format_1_records_still_opens(tmp_path, smollm, pristine, embedder):
+    """Records written before factored storage (dense delta per step + pre-edit copies, a manifest with no
+    base fingerprints) re-apply bit-identically: their deltas are added as they were."""
+    from safetensors.torch import save_file
+
+    from kedit.editing import EditRequest, ParametricEditor, ROMEConfig
+
+    editor = ParametricEditor(smollm)
+    rec = editor.apply([EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome",
+                       config=ROMEConfig(context_templates=()))
+    (name, _), = rec.steps
+    edited, base = snapshot(smollm), pristine[name]
+    directory = tmp_path / "kb" / "weights" / "edits" / rec.id
+    directory.mkdir(parents=True)
+    save_file({"step.0": rec.delta(name).contiguous(), f"pre.{name}": base.contiguous()},
+              str(directory / "tensors.safetensors"))
+    meta = {"format": 1, "id": rec.id, "method": "rome", "config": rec.config,
+            "requests": [r.to_dict() for r in rec.requests], "steps": [name], "info": rec.info}
+    (directory / "record.json").write_text(json.dumps(meta))
+    (tmp_path / "kb" / "weights" / "weights.json").write_text(
+        json.dumps({"model": smollm.name, "live": [{"kind": "edit", "id": rec.id}]}))
+    editor.remove(rec)
+    assert unchanged(smollm, pristine)
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        assert [c.record.steps[0][1].kind for c in kl.weights.changes] == ["dense"]
+        assert unchanged(smollm, edited)
+        kl.weights.remove(rec.id)
+    assert unchanged(smollm, pristine)
