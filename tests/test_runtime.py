@@ -161,7 +161,7 @@ def test_cli_reports_bad_model_without_traceback(tmp_path):
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert proc.returncode == 2
-    assert "unknown model 'no-such-model'" in proc.stdout
+    assert "unknown model 'no-such-model'" in proc.stderr  # errors go to stderr (stdout only under --json)
     assert "Traceback" not in proc.stdout + proc.stderr
 
 

@@ -334,13 +334,11 @@ class Unlearner:
         return params
 
     def _steps(self, record: UnlearnRecord) -> list[tuple[str, Dense]]:
-        device = self.bundle.device
-        return [(n, Dense(record.deltas[n].to(device))) for n in record.param_names]
+        return [(n, Dense(record.deltas[n].to(self.bundle.device))) for n in record.param_names]
 
     def track(self, record: UnlearnRecord) -> None:
-        """Enter a run that `forget` has just applied into the model's history of live changes (undo
-        and reopen rebuild from it); its in-memory pre-run weights serve as base copies only where the
-        model's safetensors do not hold them. Done by `undo` and by a knowledge layer's push; idempotent."""
+        """Enter a run `forget` has just applied into the model's live changes (undo and reopen rebuild
+        from them); its pre-run weights are kept only where the safetensors lack them. Idempotent."""
         history = self.bundle.history
         if record.id in history:
             return
