@@ -102,7 +102,7 @@ class ParametricEditor:
             with torch.device(self.bundle.device):
                 stats = second_moments(self.bundle, sorted(wanted), n_tokens, corpus=self.corpus)
             for l, c in stats.items():
-                self._covs[(l, n_tokens)] = c
+                self._covs[(l, n_tokens)] = c.to(self.bundle.device)  # cached beside the model
         return {l: self._covs[(l, n_tokens)] for l in layers}
 
     def projector(
