@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     out["extrapolated"] = {name: {"single": per_edit(1, *dims), "batch_100": per_edit(100, *dims)}
                            for name, dims in LARGE.items()}
     out["here_formula"] = per_edit(1, d, d_ff)
-    out["command"] = "python -m benchmarks.edit_footprint " + " ".join(argv or [])
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--out" and a != str(args.out)]
+    out["command"] = " ".join(["python -m benchmarks.edit_footprint", *shown])  # no machine paths
     mb = 1e6
     s = out["single"]
     print(f"{args.model} ({out['dtype']}), d={d}, d_ff={d_ff}")
