@@ -148,6 +148,15 @@ def test_any_sequence_of_verbs_reopens_to_the_same_weights_and_answers(steps, fa
     check_sequence(steps, facts, smollm, pristine, embedder)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "found by the long property run: the weights reopen bit-identically, but after a query has seen the edited "
+    "fact, an in-memory query still binds its subject (chain_start 'store', the model asked 'Kuala Langat is "
+    "located in the country of' -> 'Malaysia') after the undo tombstoned it, while the reopened layer does not "
+    "('The answer is:'): state of the store/query path, not of the weights (reported to their owners)"))
+def test_shrunk_edit_then_undo_answers_the_same_after_reopen(facts, fast_edits, smollm, pristine, embedder):
+    check_sequence([("edit", 3), ("undo", 0)], facts, smollm, pristine, embedder)
+
+
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=st.lists(st.tuples(VERBS, st.integers(0, N_RECORDS - 1)), min_size=3, max_size=8))
