@@ -303,3 +303,52 @@ def test_a_knowledge_base_of_format_1_records_still_opens(tmp_path, smollm, pris
         assert unchanged(smollm, edited)
         kl.weights.remove(rec.id)
     assert unchanged(smollm, pristine)
+
+
+# -- the history on its own: any changes, removed in any order, equal the remaining ones replayed from base --
+
+CHANGE = st.tuples(st.sampled_from(["lowrank", "rows", "dense"]), st.integers(0, 1), st.integers(0, 2**16))
+
+
+def _change(kind: str, seed: int, shape: tuple[int, int]):
+    from kedit.runtime.deltas import Dense, LowRank, Rows
+
+    g = torch.Generator().manual_seed(seed)
+    if kind == "lowrank":
+        rank = 1 + seed % 3
+        return LowRank(torch.randn(shape[0], rank, generator=g), torch.randn(rank, shape[1], generator=g))
+    if kind == "rows":
+        index = torch.randperm(shape[0], generator=g)[: 1 + seed % shape[0]].sort().values
+        return Rows(index, torch.randn(len(index), shape[1], generator=g))
+    return Dense(torch.randn(shape, generator=g))
+
+
+@settings(max_examples=40, deadline=None)
+@given(changes=st.lists(CHANGE, min_size=1, max_size=6), order=st.randoms(use_true_random=False),
+       on_disk=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16]))
+def test_history_removal_in_any_order_equals_replaying_the_rest_from_the_base(changes, order, on_disk, dtype):
+    from safetensors.torch import save_file
+
+    from kedit.runtime.history import WeightHistory
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5, bias=False), torch.nn.Linear(5, 6, bias=False)).to(dtype)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with tempfile.TemporaryDirectory() as tmp:
+        if on_disk:
+            save_file({n: t.float() for n, t in base.items()}, str(Path(tmp) / "model.safetensors"))
+        history = WeightHistory(model, tmp if on_disk else None)
+        live = []
+        for i, (kind, which, seed) in enumerate(changes):
+            name = f"{which}.weight"
+            history.step(str(i), name, _change(kind, seed, tuple(base[name].shape)))
+            live.append((str(i), name, _change(kind, seed, tuple(base[name].shape))))
+        assert (history.base_bytes == 0) == on_disk  # the base is read back from the file, not copied
+        while live:
+            cid, _, _ = live.pop(order.randrange(len(live)))
+            history.remove(cid)
+            expected = {n: t.clone() for n, t in base.items()}
+            with torch.no_grad():
+                for _, name, op in live:
+                    op.apply(expected[name])
+            assert all(torch.equal(p, expected[n]) for n, p in model.named_parameters())
+        assert history.live_ids == [] and history.base_bytes == 0

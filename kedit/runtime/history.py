@@ -124,8 +124,9 @@ class WeightHistory:
             raise KeditError(f"the model has no parameter {name!r}") from exc
 
     # -- base weights ---------------------------------------------------------------------------
-    def _capture(self, name: str, before: torch.Tensor) -> None:
-        """Note the base of `name` (its value `before` the first live change to it)."""
+    def _capture(self, name: str, before: torch.Tensor, copy: bool = True) -> None:
+        """Note the base of `name` (its value `before` the first live change to it): nothing when the
+        safetensors hold exactly it, else `before` itself (`copy=False`: a tensor nobody else changes)."""
         if name in self._base:
             return
         source = self.source
@@ -134,7 +135,7 @@ class WeightHistory:
             if stored is not None and torch.equal(stored, before):
                 self._base[name] = None
                 return
-        self._base[name] = before.detach().clone()
+        self._base[name] = before.detach().clone() if copy else before
 
     def base(self, name: str) -> torch.Tensor:
         """The weights of `name` before every live change (a fresh tensor on the parameter's device)."""
@@ -186,10 +187,7 @@ class WeightHistory:
             raise KeditError(f"weight change {change_id!r} is already live on this model")
         steps = list(steps)
         for name, _ in steps:
-            if name not in self._base:
-                source = self.source
-                stored = source.read(name, like=before[name]) if source is not None and name in source else None
-                self._base[name] = None if stored is not None and torch.equal(stored, before[name]) else before[name]
+            self._capture(name, before[name], copy=False)
         self._changes.append(_Change(change_id, steps))
 
     def remove(self, change_id: str) -> None:
