@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kedit.errors import KeditError
-from kedit.runtime.deltas import fingerprint_mismatch
+from kedit.runtime.deltas import fingerprint, fingerprint_mismatch
 
 EDIT = "edit"
 UNLEARN = "unlearn"
@@ -105,11 +105,11 @@ class WeightStack:
             directory = self._record_dir(change)
             change.record = EditRecord.load(directory) if change.kind == EDIT else UnlearnRecord.load(directory)
             changes.append(change)
+        # a manifest of format 1 has no base fingerprints, and its records' pre-edit copies may be stale
+        # (issue #19: undoing an older edit left the later records' copies as they were), so only the model
+        # name is checked; the upgraded manifest written below holds the base fingerprints from then on
+        old = data.get("format", 1) < MANIFEST_FORMAT
         base = dict(data.get("base") or {})
-        for change in changes:  # manifests of format 1: the first live change on a matrix was made on its base
-            for name in change.names:
-                if name not in base and name in change.record.fingerprints:
-                    base[name] = change.record.fingerprints[name]
         for name, expected in base.items():
             why = fingerprint_mismatch(self.bundle.history.param(name), expected)
             if why is not None:
@@ -123,7 +123,11 @@ class WeightStack:
             else:
                 self.unlearner.reapply(change.record, strict=False)
             self.changes.append(change)
-        self._base = {name: base[name] for name in self._live_names() if name in base}
+        if old and self.changes:
+            self._base = {name: fingerprint(self.bundle.history.base(name)) for name in sorted(self._live_names())}
+            self._write_manifest()
+        else:
+            self._base = {name: base[name] for name in self._live_names() if name in base}
         return list(self.changes)
 
     def _live_names(self) -> set[str]:

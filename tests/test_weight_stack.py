@@ -277,7 +277,9 @@ def test_ten_bf16_edits_through_the_layer_leave_a_few_mb_and_reopen_bit_identica
 
 def test_a_knowledge_base_of_format_1_records_still_opens(tmp_path, smollm, pristine, embedder):
     """Records written before factored storage (dense delta per step + pre-edit copies, a manifest with no
-    base fingerprints) re-apply bit-identically: their deltas are added as they were."""
+    base fingerprints) re-apply bit-identically: their deltas are added as they were. The record's pre-edit
+    copy here is stale, as the old undo of an older edit left it (#19): the knowledge base opens anyway, and
+    its manifest is upgraded (base fingerprints, checked from then on)."""
     from safetensors.torch import save_file
 
     from kedit.editing import EditRequest, ParametricEditor, ROMEConfig
@@ -289,7 +291,7 @@ def test_a_knowledge_base_of_format_1_records_still_opens(tmp_path, smollm, pris
     edited, base = snapshot(smollm), pristine[name]
     directory = tmp_path / "kb" / "weights" / "edits" / rec.id
     directory.mkdir(parents=True)
-    save_file({"step.0": rec.delta(name).contiguous(), f"pre.{name}": base.contiguous()},
+    save_file({"step.0": rec.delta(name).contiguous(), f"pre.{name}": (base + 1.0).contiguous()},
               str(directory / "tensors.safetensors"))
     meta = {"format": 1, "id": rec.id, "method": "rome", "config": rec.config,
             "requests": [r.to_dict() for r in rec.requests], "steps": [name], "info": rec.info}
@@ -300,6 +302,11 @@ def test_a_knowledge_base_of_format_1_records_still_opens(tmp_path, smollm, pris
     assert unchanged(smollm, pristine)
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
         assert [c.record.steps[0][1].kind for c in kl.weights.changes] == ["dense"]
+        assert unchanged(smollm, edited)
+        manifest = json.loads((tmp_path / "kb" / "weights" / "weights.json").read_text())
+        assert manifest["format"] == 2 and list(manifest["base"]) == [name]
+        _take_out(kl)
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:  # upgraded: checked
         assert unchanged(smollm, edited)
         kl.weights.remove(rec.id)
     assert unchanged(smollm, pristine)
