@@ -126,7 +126,7 @@ def run_step(kl, facts, verb: str, i: int) -> str | None:
 
 
 VERBS = st.sampled_from(["edit", "edit_many", "insert", "forget", "undo"])
-SEQUENCES = st.lists(st.tuples(VERBS, st.integers(0, N_RECORDS - 1)), min_size=2, max_size=3)
+SEQUENCES = st.lists(st.tuples(VERBS, st.integers(0, N_RECORDS - 1)), min_size=2, max_size=2)
 
 
 def check_sequence(steps, facts, smollm, pristine, embedder) -> None:
