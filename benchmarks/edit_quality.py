@@ -157,7 +157,8 @@ def _trace_row(bundle, rec, applied: list[dict], n_new: int) -> dict:
         "own_rewrite": round(statistics.mean(v["after"]["accuracy"] for v in rec.verification), 4),
         "earlier_rewrite": round(statistics.mean(s.accuracy for s in earlier), 4) if earlier else None,
         "all_rewrite": round(statistics.mean(s.accuracy for s in held), 4),
-        "delta_norm": round(sum(float(d.double().norm()) ** 2 for _, d in rec.steps) ** 0.5, 3),
+        "delta_norm": round(sum(float(op.dense(tuple(rec.fingerprints[n]["shape"])).double().norm()) ** 2
+                                for n, op in rec.steps) ** 0.5, 3),
         "value_steps": rec.info.get("value_steps"),
     }
 

@@ -7,7 +7,7 @@ from kedit.errors import (
     StoreError,
     UnsupportedArchitectureError,
 )
-from kedit.runtime import ModelBundle, load_model
+from kedit.runtime import ModelBundle, load_model, wrap_model
 
 
 def __getattr__(name: str):
@@ -35,4 +35,5 @@ __all__ = [
     "StoreError",
     "UnsupportedArchitectureError",
     "load_model",
+    "wrap_model",
 ]

@@ -19,6 +19,10 @@ class UnsupportedArchitectureError(KeditError):
     """The model's architecture has no ArchSpec (kedit does not know where its MLP/attention live)."""
 
 
+class DeviceError(KeditError):
+    """The model cannot be placed on the device asked for (e.g. CUDA on a machine without it)."""
+
+
 class EditError(KeditError):
     """A parametric edit could not be made; the weights are left untouched."""
 

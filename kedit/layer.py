@@ -195,7 +195,7 @@ class KnowledgeLayer:
         self.drift_budget = drift_budget
         self.editable = bundle.spec is not None
         self.editable_reason = bundle.extra.get("spec_error", "")
-        self.weights = WeightStack(path / "weights", bundle.name, self._make_editor, self._make_unlearner)
+        self.weights = WeightStack(path / "weights", bundle, self._make_editor, self._make_unlearner)
         # locality baseline from the unedited model (before the stack is re-applied)
         self._probe_baseline = score_targets(bundle, [p for p, _ in LOCALITY_PROBES], [t for _, t in LOCALITY_PROBES])
         self.locality_drift = 0.0
@@ -204,16 +204,26 @@ class KnowledgeLayer:
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, model: str | Any = "smollm2-135m", *, embedder=None, **options) -> KnowledgeLayer:
+    def open(cls, path: str | Path, model: str | Any = "smollm2-135m", *, embedder=None, device=None, dtype=None,
+             **options) -> KnowledgeLayer:
         """Create or reopen a knowledge base; its live weight edits are re-applied to the model.
 
-        `model` is a model name/path (loaded) or an already loaded `ModelBundle`.
+        `model`: an embedded model name, a model directory or .gguf path (loaded on `device` in `dtype`,
+        see `load_model`), an already loaded `ModelBundle`, or a `(model, tokenizer)` pair of a
+        transformers model you loaded yourself (`wrap_model`). Reopening needs the model (and dtype) the
+        weight edits were made on; anything else is refused before a weight changes.
         """
-        from kedit.runtime import ModelBundle, load_model
-        from kedit.store import KnowledgeStore
+        from kedit.runtime import ModelBundle, load_model, wrap_model
 
         root = Path(path).expanduser()
-        bundle = model if isinstance(model, ModelBundle) else load_model(model)
+        if isinstance(model, ModelBundle):
+            bundle = model
+        elif isinstance(model, tuple) and len(model) == 2:
+            bundle = wrap_model(*model)
+        else:
+            bundle = load_model(model, device=device, dtype=dtype)
+        from kedit.store import KnowledgeStore
+
         store = KnowledgeStore.open(root / "store", embedder=embedder)
         try:
             layer = cls(root, bundle, store, **options)

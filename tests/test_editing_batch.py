@@ -56,7 +56,7 @@ def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
     # Δ lies in the null space: preserved directions (eigenvalue >= tau) are mapped to ~0.
     layer = cfg.layers[0]
     name = smollm.spec.down_proj_name(layer)
-    delta = sum(d for n, d in rec.steps if n == name)
+    delta = rec.delta(name)
     c = editor.second_moments([layer], N_TOKENS)[layer].double()
     eigvals, eigvecs = torch.linalg.eigh(c)
     assert rec.info["nullspace_tau"][str(layer)] == proj.threshold
@@ -82,7 +82,7 @@ def test_alphaedit_mom2_in_nullspace_moves_the_update_to_weaker_corpus_direction
         cfg = replace(_small("alphaedit"), mom2_in_nullspace=lam)
         rec = editor.apply(REQUESTS[:2], method="alphaedit", config=cfg)
         assert rec.config["mom2_in_nullspace"] == lam
-        delta = sum(d for n, d in rec.steps if n == name).double()
+        delta = rec.delta(name).double()
         share[lam] = float(torch.einsum("ij,jk,ik->", delta, c, delta) / delta.pow(2).sum())
         editor.undo(rec)
     assert unchanged(smollm, pristine)
@@ -104,7 +104,7 @@ def test_empty_null_space_is_an_error(smollm, editor, pristine):
 def _spill_ratio(bundle, first, second, layer: int) -> float:
     """How far `second`'s update at `layer` moves `first`'s edited keys, relative to its own keys."""
     name = bundle.spec.down_proj_name(layer)
-    d2 = sum(d for n, d in second.steps if n == name).double()
+    d2 = second.delta(name).double()
     k1 = first.extra_tensors[f"keys.{layer}"].double()
     k2 = second.extra_tensors[f"keys.{layer}"].double()
     return float((d2 @ k1).norm(dim=0).max() / (d2 @ k2).norm(dim=0).min())
@@ -147,7 +147,9 @@ def test_sadr_changes_the_value_optimisation(smollm):
 def test_ft_l_edits_within_its_bound(smollm, editor, pristine):
     cfg = default_config("ft-l", "llama")
     rec = editor.apply(REQUESTS[:1], method="ft-l", config=cfg)
-    (name, delta), = rec.steps
+    (name, change), = rec.steps
+    assert change.kind == "rows"  # stored over the rows it changed only
+    delta = rec.delta(name)
     assert float(delta.abs().max()) <= cfg.norm_constraint * (1 + 1e-3)
     v = rec.verification[0]
     assert v["after"]["prob"] > 3 * v["before"]["prob"], v

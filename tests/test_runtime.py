@@ -161,7 +161,7 @@ def test_cli_reports_bad_model_without_traceback(tmp_path):
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert proc.returncode == 2
-    assert "unknown model 'no-such-model'" in proc.stderr and proc.stdout == ""
+    assert "unknown model 'no-such-model'" in proc.stderr and proc.stdout == ""  # stdout only under --json
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
@@ -181,3 +181,85 @@ def test_onnx_embedding_backend_matches_torch_and_rebuilds_a_damaged_export(tmp_
     assert np.abs(again.encode(texts) - plain.encode(texts)).max() < 1e-5
     with pytest.raises(ValueError, match="unknown embedding backend 'tf'"):
         SentenceEmbedder(backend="tf")
+
+
+def _tiny_llama(vocab: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_wrap_model_edits_a_model_built_in_memory_and_undo_is_exact(tmp_path, smollm, embedder):
+    from kedit import KnowledgeLayer, wrap_model
+    from kedit.editing import EditRequest, ParametricEditor, ROMEConfig
+    from kedit.weights import EDIT
+
+    model = _tiny_llama(len(smollm.tokenizer))
+    bundle = wrap_model(model, smollm.tokenizer, name="tiny-llama")
+    assert bundle.spec.family == "llama" and bundle.weights_dir is None and bundle.name == "tiny-llama"
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    editor = ParametricEditor(bundle)
+    cfg = ROMEConfig(layer=1, mom2_adjustment=False, context_templates=(), v_num_grad_steps=5)
+    rec = editor.apply([EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome", config=cfg)
+    name = rec.changed[0]
+    assert rec.steps[0][1].kind == "lowrank" and not torch.equal(model.get_parameter(name), before[name])
+    assert bundle.history._base[name] is not None  # no files to read the base from: one copy of that matrix
+    editor.undo(rec)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert bundle.history._base == {}  # nothing held once no change is live
+    # a (model, tokenizer) pair opens a knowledge base; its stack reopens onto the same in-memory model
+    with KnowledgeLayer.open(tmp_path / "kb", model=(model, smollm.tokenizer), embedder=embedder) as kl:
+        kl.weights.push(EDIT, kl.weights.editor.apply([EditRequest("{} is a citizen of", "Paris Hilton", "Germany")],
+                                                      method="rome", config=cfg))
+        edited = {n: p.detach().clone() for n, p in model.named_parameters()}
+        kl.weights.editor.remove(kl.weights.changes[0].record)  # as a new process: the base model
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    with KnowledgeLayer.open(tmp_path / "kb", model=(model, smollm.tokenizer), embedder=embedder) as kl:
+        assert all(torch.equal(p, edited[n]) for n, p in model.named_parameters())
+        kl.weights.remove(kl.weights.changes[0].id)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_wrap_model_reads_the_base_from_the_models_safetensors(tmp_path, smollm):
+    from transformers import AutoModelForCausalLM
+
+    from kedit import wrap_model
+    from kedit.editing import EditRequest, ParametricEditor, ROMEConfig
+
+    _tiny_llama(len(smollm.tokenizer)).save_pretrained(tmp_path, safe_serialization=True)
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype=torch.bfloat16)
+    bundle = wrap_model(model, smollm.tokenizer)
+    assert bundle.weights_dir == tmp_path and bundle.dtype == torch.bfloat16
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    editor = ParametricEditor(bundle)
+    cfg = ROMEConfig(layer=1, mom2_adjustment=False, context_templates=(), v_num_grad_steps=5)
+    rec = editor.apply([EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome", config=cfg)
+    assert bundle.history._base == {rec.changed[0]: None}  # read back from the safetensors: nothing held
+    editor.undo(rec)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_wrap_model_refuses_an_architecture_without_a_spec(smollm):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from kedit import wrap_model
+
+    config = OPTConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, num_hidden_layers=2, ffn_dim=64,
+                       num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=64)
+    with pytest.raises(UnsupportedArchitectureError, match="OPTForCausalLM"):
+        wrap_model(OPTForCausalLM(config), smollm.tokenizer)
+
+
+def test_load_model_dtype_and_device_arguments():
+    from kedit.errors import DeviceError
+    from kedit.runtime.loader import resolve_dtype
+
+    assert resolve_dtype("bf16") == torch.bfloat16 and resolve_dtype(None) == torch.float32
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        load_model("smollm2-135m", dtype="int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="cuda"):
+            load_model("smollm2-135m", device="cuda")

@@ -23,6 +23,7 @@ from kedit.editing.config import AlphaEditConfig
 from kedit.editing.memit import memit_apply
 from kedit.editing.requests import EditRequest
 from kedit.editing.values import ValueResult
+from kedit.runtime.deltas import WeightDelta
 
 
 def alphaedit_apply(
@@ -32,7 +33,7 @@ def alphaedit_apply(
     templates: list[str],
     projectors: dict[int, torch.Tensor],
     past: dict[int, torch.Tensor],
-    apply: Callable[[str, torch.Tensor], None],
+    apply: Callable[[str, WeightDelta], None],
     sadr: bool = False,
     covs: dict[int, torch.Tensor] | None = None,
 ) -> tuple[ValueResult, dict[int, torch.Tensor]]:

@@ -166,6 +166,6 @@ def save_second_moments(bundle, n_tokens: int, moments: dict[int, torch.Tensor],
     fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
     os.close(fd)
     meta = {"n_tokens": str(n_tokens), "corpus": corpus.name, "corpus_digest": corpus.digest}
-    save_file({f"layer.{l}": t.contiguous() for l, t in have.items()}, tmp, metadata=meta)
+    save_file({f"layer.{l}": t.detach().cpu().contiguous() for l, t in have.items()}, tmp, metadata=meta)
     os.replace(tmp, path)
     return path

@@ -8,10 +8,12 @@
 1.0
 >>> editor.undo(rec)                                                         # doctest: +SKIP
 
-Undo semantics: `undo(rec)` restores the pre-edit copy of every matrix `rec` changed, so it is exact.
-That is only correct if no later live edit changed one of those matrices; otherwise it is refused
-with an EditError naming the later edits, unless `cascade=True`, which first undoes those later edits
-(newest first). Undoing never leaves the weights in a state no sequence of edits produced.
+Undo semantics: `undo(rec)` rebuilds every matrix `rec` changed from the base weights and re-applies the
+other live changes to it (`ModelBundle.history`), so it is exact. If a later live edit changed one of
+those matrices (it was computed on top of `rec`), the undo is refused with an EditError naming the later
+edits, unless `cascade=True`, which first undoes those later edits (newest first). `remove(rec)` takes
+`rec` back alone and keeps the later edits, as if `rec` had never been made (what a knowledge layer's
+undo does).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,13 @@ from kedit.editing.covariance import load_second_moments, second_moments
 from kedit.editing.ft import ft_delta
 from kedit.editing.memit import memit_apply
 from kedit.editing.projection import NullSpaceProjector
-from kedit.editing.records import EditRecord
+from kedit.editing.records import EditRecord, new_id
 from kedit.editing.requests import EditRequest, EditRequestError
 from kedit.editing.rome import rome_delta
 from kedit.editing.templates import context_templates
 from kedit.editing.tracing import check_editable
-from kedit.errors import EditError
+from kedit.errors import EditError, KeditError
+from kedit.runtime.deltas import Rows, WeightDelta, fingerprint, fingerprint_mismatch
 from kedit.scoring import TargetScore, score_targets
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,10 @@ class ParametricEditor:
                 wanted |= set(cfg.layers) if isinstance(cfg, MEMITConfig) else {cfg.layer}
             n_layers = self.bundle.spec.n_layers(self.bundle.model)
             wanted = {l for l in wanted if 0 <= l < n_layers and (l, n_tokens) not in self._covs}
-            for l, c in second_moments(self.bundle, sorted(wanted), n_tokens, corpus=self.corpus).items():
-                self._covs[(l, n_tokens)] = c
+            with torch.device(self.bundle.device):
+                stats = second_moments(self.bundle, sorted(wanted), n_tokens, corpus=self.corpus)
+            for l, c in stats.items():
+                self._covs[(l, n_tokens)] = c.to(self.bundle.device)  # cached beside the model
         return {l: self._covs[(l, n_tokens)] for l in layers}
 
     def projector(
@@ -112,14 +116,20 @@ class ParametricEditor:
         return self._proj[key]
 
     def past_keys(self, layers: list[int]) -> dict[int, torch.Tensor]:
-        """AlphaEdit's Σ K_p K_pᵀ over the edited keys of the live MEMIT and AlphaEdit records, per layer."""
+        """AlphaEdit's Σ K_p K_pᵀ over the edited keys of the live MEMIT and AlphaEdit records, per layer.
+
+        Summed in float32 (half the memory of float64: d_ff² per layer, 0.8 GB at d_ff = 14336); the solve
+        casts it to float64. Against a float64 sum the AlphaEdit solution moves by 2e-8 relative
+        (benchmarks/edit_footprint.py)."""
         d_ff = self.bundle.spec.d_ff(self.bundle.model)
-        out = {l: torch.zeros(d_ff, d_ff, dtype=torch.float64) for l in layers}
+        device = self.bundle.device
+        out = {l: torch.zeros(d_ff, d_ff, dtype=torch.float32, device=device) for l in layers}
         for rec in self.live:
             for l in layers:
                 k = rec.extra_tensors.get(f"keys.{l}")
                 if k is not None:
-                    out[l] += k.double() @ k.double().T
+                    k = k.to(device=device, dtype=torch.float32)
+                    out[l].addmm_(k, k.T)
         return out
 
     # -- edits ---------------------------------------------------------------------------------
@@ -161,27 +171,31 @@ class ParametricEditor:
                 )
         t_check = time.perf_counter()
 
-        steps: list[tuple[str, torch.Tensor]] = []
-        pre: dict[str, torch.Tensor] = {}
-        info: dict[str, Any] = {"model": self.bundle.name, "family": self.bundle.spec.family, "sadr": sadr}
+        steps: list[tuple[str, WeightDelta]] = []
+        prints: dict[str, dict] = {}
+        info: dict[str, Any] = {"model": self.bundle.name, "family": self.bundle.spec.family, "sadr": sadr,
+                                "dtype": str(self.bundle.dtype).removeprefix("torch.")}
         extra: dict[str, torch.Tensor] = {}
+        history, rid = self.bundle.history, new_id()
 
-        def commit(name: str, delta: torch.Tensor) -> None:
+        def commit(name: str, change: WeightDelta) -> None:
             param = self._param(name)
-            if delta.shape != param.shape or not torch.isfinite(delta).all():
+            if not change.fits(tuple(param.shape)) or not change.finite():
                 raise EditError(f"invalid update for {name}; weights restored")
-            if name not in pre:
-                pre[name] = param.detach().clone()
-            param.data.add_(delta)
-            steps.append((name, delta.detach().clone()))
+            if name not in prints:
+                prints[name] = fingerprint(param)
+            history.step(rid, name, change)
+            steps.append((name, change))
 
         try:
-            self._run(method, cfg, requests, sadr, commit, info, extra)
-            for name in pre:
+            with torch.device(self.bundle.device):  # tensors the editors create live beside the model
+                self._run(method, cfg, requests, sadr, commit, info, extra)
+            for name in prints:
                 if not torch.isfinite(self._param(name)).all():
                     raise EditError(f"edit made {name} non-finite; weights restored")
         except BaseException:
-            self._restore(pre)
+            if rid in history:
+                history.remove(rid)  # every matrix rebuilt as it was: exact
             raise
         t_edit = time.perf_counter()
         after = score_targets(self.bundle, prompts, targets)
@@ -195,9 +209,9 @@ class ParametricEditor:
             "verify_s": time.perf_counter() - t_edit,
             "total_s": time.perf_counter() - t0,
         }
-        record = EditRecord.new(
-            method, cfg.to_dict(), requests, steps, pre, timings=timings, verification=verification, info=info,
-            extra_tensors=extra,
+        record = EditRecord(
+            rid, method, cfg.to_dict(), requests, steps, prints, timings=timings, verification=verification,
+            info=info, extra_tensors=extra,
         )
         self.live.append(record)
         log.info("kedit: %s edit %s of %d request(s) in %.2fs", method, record.id, len(requests), timings["total_s"])
@@ -262,13 +276,8 @@ class ParametricEditor:
         else:
             assert isinstance(cfg, FTConfig)
             name, delta, n_steps, loss = ft_delta(bundle, requests, cfg)
-            commit(name, delta)
+            commit(name, Rows.of(delta))  # only the rows the fine-tune moved
             info["ft_steps"], info["ft_loss"] = n_steps, loss
-
-    @torch.no_grad()
-    def _restore(self, pre: dict[str, torch.Tensor]) -> None:
-        for name, w in pre.items():
-            self._param(name).data.copy_(w)
 
     # -- undo / reapply ------------------------------------------------------------------------
     def undo(self, record: EditRecord, cascade: bool = False) -> list[EditRecord]:
@@ -276,7 +285,7 @@ class ParametricEditor:
         idx = next((i for i, r in enumerate(self.live) if r.id == record.id), None)
         if idx is None:
             raise EditError(f"edit {record.id} is not live on this model (already undone or never applied here)")
-        later = [r for r in self.live[idx + 1 :] if set(r.pre) & set(record.pre)]
+        later = [r for r in self.live[idx + 1 :] if set(r.changed) & set(record.changed)]
         if later and not cascade:
             ids = ", ".join(r.id for r in later)
             raise EditError(
@@ -286,43 +295,57 @@ class ParametricEditor:
         undone = []
         for r in reversed(later):
             undone += self.undo(r, cascade=True)
-        self._restore(record.pre)
-        self.live = [r for r in self.live if r.id != record.id]
+        self.remove(record)
         undone.append(record)
         return undone
 
-    def reapply(self, record: EditRecord, strict: bool = True) -> EditRecord:
-        """Replay a saved record's deltas on this model (e.g. freshly loaded); returns the live record.
+    def remove(self, record: EditRecord) -> None:
+        """Take `record` back alone, wherever it is: its matrices are rebuilt from the base weights and
+        every other live change re-applied in order (the model as if `record` had never been made)."""
+        if not any(r.id == record.id for r in self.live):
+            raise EditError(f"edit {record.id} is not live on this model (already undone or never applied here)")
+        try:
+            self.bundle.history.remove(record.id)
+        except KeditError as exc:
+            raise EditError(f"edit {record.id}: {exc}") from exc
+        self.live = [r for r in self.live if r.id != record.id]
 
-        With `strict`, the current weights must equal the record's pre-edit weights (then the result is
-        bit-identical to the original post-edit weights); otherwise the deltas are added to whatever is
-        there and the pre-edit copies are re-taken from this model.
+    def reapply(self, record: EditRecord, strict: bool = True) -> EditRecord:
+        """Replay a saved record's changes on this model (e.g. freshly loaded); returns the live record.
+
+        With `strict`, each matrix must be the one the record was made on (its fingerprint); then the
+        result is bit-identical to the original post-edit weights. Otherwise the changes are added to
+        whatever is there.
         """
         if any(r.id == record.id for r in self.live):
             raise EditError(f"edit {record.id} is already live on this model")
-        for name, w in record.pre.items():
+        for name, change in record.steps:
             try:
                 param = self._param(name)
             except AttributeError as exc:
                 raise EditError(f"edit {record.id} changes {name}, which this model does not have") from exc
-            if param.shape != w.shape:
-                raise EditError(f"edit {record.id}: {name} has shape {tuple(param.shape)}, expected {tuple(w.shape)}")
-            if strict and not torch.equal(param.detach(), w):
-                raise EditError(
-                    f"edit {record.id}: current {name} differs from the weights it was made on; "
-                    "load the same base model (or pass strict=False)"
-                )
-        pre = {name: self._param(name).detach().clone() for name in record.pre}
+            if not change.fits(tuple(param.shape)):
+                raise EditError(f"edit {record.id}: {name} has shape {tuple(param.shape)}, which the edit does not fit")
+        if strict:
+            for name, expected in record.fingerprints.items():
+                why = fingerprint_mismatch(self._param(name), expected)
+                if why is not None:
+                    raise EditError(
+                        f"edit {record.id}: current {name} differs from the weights it was made on ({why}); "
+                        "load the same base model (or pass strict=False)"
+                    )
+        if record.id in self.bundle.history:  # applied by another editor of this model
+            raise EditError(f"edit {record.id} is already live on this model")
+        device = self.bundle.device
+        record.steps = [(name, change.to(device)) for name, change in record.steps]
         try:
-            with torch.no_grad():
-                for name, delta in record.steps:
-                    self._param(name).data.add_(delta)
+            self.bundle.history.apply(record.id, record.steps)
         except BaseException:
-            self._restore(pre)
+            if record.id in self.bundle.history:
+                self.bundle.history.remove(record.id)
             raise
-        live = replace(record, pre=pre)
-        self.live.append(live)
-        return live
+        self.live.append(record)
+        return record
 
     def config_of(self, record: EditRecord) -> EditConfig:
         """The config object a record was made with."""

@@ -7,6 +7,9 @@ prompts, R = (Z − H)/(layers left), and
     MEMIT:     Δ = R Kᵀ (λC + KKᵀ)⁻¹                              (float64)
     AlphaEdit: Δᵀ = solve(P(KKᵀ + K_pK_pᵀ + λ'C) + αI, P K Rᵀ)    (Δ = ΔP, so Δ k₀ ≈ 0; λ' = 0 as published)
 
+Both are R times a (n, d_ff) matrix: Δ is handed on as those two factors (rank ≤ n, `factored`), never
+formed densely; AlphaEdit solves for P K (n right-hand sides) rather than P K Rᵀ (d of them).
+
 >>> from kedit.editing import ParametricEditor, EditRequest   # doctest: +SKIP
 """
 
@@ -22,6 +25,7 @@ from kedit.editing.postnorm import through_post_norm
 from kedit.editing.requests import EditRequest
 from kedit.editing.values import ValueResult, optimise_values
 from kedit.errors import EditError
+from kedit.runtime.deltas import WeightDelta, factored
 
 
 def memit_apply(
@@ -30,13 +34,13 @@ def memit_apply(
     cfg: MEMITConfig,
     templates: list[str],
     covs: dict[int, torch.Tensor] | None,
-    apply: Callable[[str, torch.Tensor], None],
+    apply: Callable[[str, WeightDelta], None],
     projectors: dict[int, torch.Tensor] | None = None,
     past: dict[int, torch.Tensor] | None = None,
     sadr: bool = False,
     keys_out: dict[int, torch.Tensor] | None = None,
 ) -> ValueResult:
-    """Run MEMIT (or AlphaEdit when `projectors` is given), calling `apply(name, delta)` per layer.
+    """Run MEMIT (or AlphaEdit when `projectors` is given), calling `apply(name, change)` per layer.
 
     `keys_out` (if given) receives the keys K (d_ff, n) of every layer; each is computed after the layers
     below it were updated and does not depend on its own or later layers, so they are the keys of the
@@ -59,7 +63,7 @@ def memit_apply(
         k = grouped_keys(rows, row_keys[layer], n).T.double()  # (d_ff, n)
         if keys_out is not None:
             keys_out[layer] = k.float().contiguous()
-        cur = outs[last][bare]  # (n, d)
+        cur = outs[last][bare].float()  # (n, d)
         resid = ((z - cur).T / (len(layers) - t)).double()  # (d, n)
         norm = spec.post_mlp_norm_module(bundle.model, layer)
         if norm is not None:  # Gemma 2/3: the residual share, in down_proj-output units
@@ -68,25 +72,23 @@ def memit_apply(
         if projectors is None:
             if covs is None:
                 raise EditError("MEMIT needs the second-moment statistics of its layers")
-            a = cfg.mom2_update_weight * covs[layer].double() + k @ k.T
-            delta = resid @ torch.linalg.solve(a, k).T  # R Kᵀ A⁻¹ (A symmetric)
+            a = cfg.mom2_update_weight * covs[layer].to(k.device).double() + k @ k.T
+            right = torch.linalg.solve(a, k).T  # Kᵀ A⁻¹ (A symmetric), (n, d_ff)
         else:
             if not isinstance(cfg, AlphaEditConfig):
                 raise TypeError("projectors are an AlphaEdit setting: pass an AlphaEditConfig")
-            p = projectors[layer].double()
-            kkt = k @ k.T + (past[layer].double() if past and layer in past else 0.0)
+            p = projectors[layer].to(k.device).double()
+            kkt = k @ k.T + (past[layer].to(k.device).double() if past and layer in past else 0.0)
             if cfg.mom2_in_nullspace:
                 if covs is None:
                     raise EditError("AlphaEdit with mom2_in_nullspace > 0 needs the second-moment statistics")
-                kkt = kkt + cfg.mom2_in_nullspace * covs[layer].double()
-            lhs = p @ kkt + cfg.l2 * torch.eye(p.shape[0], dtype=torch.float64)
-            delta = torch.linalg.solve(lhs, p @ k @ resid.T).T
-        delta = delta.float()
-        if not torch.isfinite(delta).all():
+                kkt = kkt + cfg.mom2_in_nullspace * covs[layer].to(k.device).double()
+            lhs = p @ kkt + cfg.l2 * torch.eye(p.shape[0], dtype=torch.float64, device=k.device)
+            right = torch.linalg.solve(lhs, p @ k).T  # Δ = R (lhs⁻¹ P K)ᵀ, (n, d_ff)
+        if not (torch.isfinite(right).all() and torch.isfinite(resid).all()):
             raise EditError(f"non-finite update at layer {layer}; weights restored")
-        if spec.down_proj_transposed:
-            delta = delta.T
-        apply(spec.down_proj_name(layer), delta.contiguous())
+        change = factored(right.T, resid.T) if spec.down_proj_transposed else factored(resid, right)
+        apply(spec.down_proj_name(layer), change)
     return vr
 
 

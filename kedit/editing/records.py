@@ -1,14 +1,20 @@
-"""Edit records: what an edit changed, exactly, so that it can be undone bit-exact and re-applied.
+"""Edit records: what an edit changed, stored as what it is, so it can be undone and re-applied bit-exactly.
 
-A record holds the ordered weight deltas (each applied as `param += delta` in float32, so replaying
-them on the same pre-edit weights reproduces the post-edit weights bit for bit), the pre-edit copy of
-every changed matrix (undo restores it), the method and its config, the requests, timings and the
-post-edit verification. `save(dir)` writes `tensors.safetensors` + `record.json`.
+A record holds the ordered weight changes: ROME, MEMIT and AlphaEdit as low-rank factors (ΔW = U V, rank ≤
+the requests of the batch), FT-L as the rows it changed; each is applied by `WeightDelta.apply`, so
+replaying them onto the same weights reproduces the post-edit weights bit for bit. No pre-edit copy is
+kept: undo rebuilds a matrix from the model's base weights (`kedit.runtime.history`); a fingerprint of
+each matrix before the edit tells a strict re-apply whether it is being made on the same weights. Also
+the method and its config, the requests, timings and the post-edit verification.
+`save(dir)` writes `tensors.safetensors` + `record.json` (format 2); records of format 1 (dense deltas
+plus pre-edit copies) still load, as dense changes.
 
 >>> import tempfile, torch
->>> rec = EditRecord.new("rome", {"layer": 4}, [], [("w", torch.ones(2, 2))], {"w": torch.zeros(2, 2)})
->>> d = tempfile.mkdtemp(); _ = rec.save(d); EditRecord.load(d).steps[0][0]
-'w'
+>>> from kedit.runtime.deltas import LowRank
+>>> rec = EditRecord.new("rome", {"layer": 4}, [], [("w", LowRank(torch.ones(2, 1), torch.ones(1, 2)))])
+>>> d = tempfile.mkdtemp(); _ = rec.save(d); loaded = EditRecord.load(d)
+>>> loaded.steps[0][0], loaded.delta("w").tolist()
+('w', [[1.0, 1.0], [1.0, 1.0]])
 """
 
 from __future__ import annotations
@@ -24,8 +30,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kedit.editing.requests import EditRequest
+from kedit.errors import EditError
+from kedit.runtime.deltas import Dense, WeightDelta, fingerprint
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 @dataclass
@@ -34,8 +47,8 @@ class EditRecord:
     method: str
     config: dict[str, Any]
     requests: list[EditRequest]
-    steps: list[tuple[str, torch.Tensor]]  # (state-dict name, delta), in application order
-    pre: dict[str, torch.Tensor]  # pre-edit weights of every changed matrix
+    steps: list[tuple[str, WeightDelta]]  # (state-dict name, change), in application order
+    fingerprints: dict[str, dict] = field(default_factory=dict)  # per changed matrix, before this edit
     timings: dict[str, float] = field(default_factory=dict)
     verification: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # model name, sadr, steps, null-space dims...
@@ -43,13 +56,27 @@ class EditRecord:
     created: float = field(default_factory=time.time)
 
     @classmethod
-    def new(cls, method, config, requests, steps, pre, **kwargs) -> EditRecord:
-        return cls(uuid.uuid4().hex[:12], method, config, list(requests), list(steps), dict(pre), **kwargs)
+    def new(cls, method, config, requests, steps, fingerprints=None, **kwargs) -> EditRecord:
+        return cls(new_id(), method, config, list(requests), list(steps), dict(fingerprints or {}), **kwargs)
 
     @property
     def changed(self) -> list[str]:
         """Names of the changed matrices."""
-        return sorted(self.pre)
+        return sorted({name for name, _ in self.steps})
+
+    def delta(self, name: str) -> torch.Tensor:
+        """The total change of matrix `name` as a dense float32 tensor (for analysis; not kept)."""
+        ops = [op for n, op in self.steps if n == name]
+        if not ops:
+            raise KeyError(name)
+        shape = tuple(self.fingerprints[name]["shape"]) if name in self.fingerprints else None
+        return sum(op.dense(shape) for op in ops)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the weight changes and extra tensors this record holds."""
+        extra = sum(t.numel() * t.element_size() for t in self.extra_tensors.values())
+        return sum(op.nbytes for _, op in self.steps) + extra
 
     @property
     def success(self) -> bool:
@@ -59,9 +86,10 @@ class EditRecord:
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {f"step.{i}": d.contiguous() for i, (_, d) in enumerate(self.steps)}
-        tensors.update({f"pre.{name}": w.contiguous() for name, w in self.pre.items()})
-        tensors.update({f"extra.{k}": v.contiguous() for k, v in self.extra_tensors.items()})
+        tensors = {}
+        for i, (_, op) in enumerate(self.steps):
+            tensors.update({f"step.{i}.{k}": t.detach().cpu().contiguous() for k, t in op.tensors().items()})
+        tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in self.extra_tensors.items()})
         save_file(tensors, str(directory / "tensors.safetensors"))
         meta = {
             "format": FORMAT,
@@ -69,7 +97,8 @@ class EditRecord:
             "method": self.method,
             "config": self.config,
             "requests": [r.to_dict() for r in self.requests],
-            "steps": [name for name, _ in self.steps],
+            "steps": [{"name": name, "kind": op.kind} for name, op in self.steps],
+            "fingerprints": self.fingerprints,
             "timings": self.timings,
             "verification": self.verification,
             "info": self.info,
@@ -81,12 +110,26 @@ class EditRecord:
     @classmethod
     def load(cls, directory: str | Path) -> EditRecord:
         directory = Path(directory)
-        meta = json.loads((directory / "record.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{directory}: unknown edit record format {meta.get('format')}")
-        tensors = load_file(str(directory / "tensors.safetensors"))
-        steps = [(name, tensors[f"step.{i}"]) for i, name in enumerate(meta["steps"])]
-        pre = {k[4:]: v for k, v in tensors.items() if k.startswith("pre.")}
+        try:
+            meta = json.loads((directory / "record.json").read_text())
+            tensors = load_file(str(directory / "tensors.safetensors"))
+        except (OSError, ValueError) as exc:
+            raise EditError(f"{directory} does not hold a readable edit record: {exc}") from exc
+        fmt = meta.get("format")
+        if fmt not in READABLE_FORMATS:
+            raise EditError(f"{directory}: unknown edit record format {fmt!r} (this kedit reads {READABLE_FORMATS})")
+        if fmt == 1:
+            # dense deltas (each applied as param += delta in float32, as Dense does) + pre-edit copies,
+            # of which only the fingerprints are kept
+            steps = [(name, Dense(tensors[f"step.{i}"])) for i, name in enumerate(meta["steps"])]
+            prints = {k[4:]: fingerprint(v) for k, v in tensors.items() if k.startswith("pre.")}
+        else:
+            steps = []
+            for i, step in enumerate(meta["steps"]):
+                prefix = f"step.{i}."
+                parts = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+                steps.append((step["name"], WeightDelta.from_tensors(step["kind"], parts)))
+            prints = meta.get("fingerprints", {})
         extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
         return cls(
             id=meta["id"],
@@ -94,7 +137,7 @@ class EditRecord:
             config=meta["config"],
             requests=[EditRequest.from_dict(r) for r in meta["requests"]],
             steps=steps,
-            pre=pre,
+            fingerprints=prints,
             timings=meta.get("timings", {}),
             verification=meta.get("verification", []),
             info=meta.get("info", {}),

@@ -245,7 +245,7 @@ def optimise_values(
     p_max, s_max = max(prefix_len), max(suffix_len)
     d = spec.d_model(model)
     kv_all: list | None = None
-    h_all = torch.zeros(n_all, s_max, d)
+    h_all = torch.zeros(n_all, s_max, d, dtype=bundle.dtype)  # the model's dtype: bf16 models stay bf16
     grab: dict = {}
     for members in _groups([(prefix_len[i], suffix_len[i]) for i in range(n_all)], PREPARE_TOKENS):
         idx = torch.tensor(members)
@@ -253,11 +253,11 @@ def optimise_values(
         kv, h_suf, found = _prepare(bundle, batch, start, n_layers, keys_below, layer if site == "residual" else None)
         h_all[idx, : h_suf.shape[1]] = h_suf
         for key, value in found.items():
-            grab.setdefault(key, torch.zeros(n_all, value.shape[1]))[idx] = value
+            grab.setdefault(key, torch.zeros(n_all, value.shape[1], dtype=value.dtype))[idx] = value
         if kv and p_max > 0:
             if kv_all is None:
-                kv_all = [(torch.zeros(n_all, *k.shape[1:2], p_max, k.shape[3]),
-                           torch.zeros(n_all, *v.shape[1:2], p_max, v.shape[3])) if i >= start else None
+                kv_all = [(torch.zeros(n_all, *k.shape[1:2], p_max, k.shape[3], dtype=k.dtype),
+                           torch.zeros(n_all, *v.shape[1:2], p_max, v.shape[3], dtype=v.dtype)) if i >= start else None
                           for i, (k, v) in enumerate(kv)]
             width = batch.n_prefix
             for i in range(start, n_layers):
@@ -283,7 +283,7 @@ def optimise_values(
         return torch.cat(parts)[inv_order]
 
     row_keys = {l: grab[("k", l)][:n_rw] for l in keys_below}
-    init = grab["init"][bare].clone() if site == "residual" else None
+    init = grab["init"][bare].float() if site == "residual" else None  # δ, m₀/h₀ in float32 whatever the model
     step0_keys: dict[int, list[torch.Tensor]] = {l: [] for l in keys_above}
     step0_init: list[torch.Tensor] = []
 
@@ -337,13 +337,13 @@ def optimise_values(
                         pre_pairs.append((spec.down_proj_module(model, l),
                                           lambda m, a, l=l: step0_keys[l].append(a[0][:, 0].detach().clone())))
                 if site == "residual":
-                    hidden = torch.cat([hidden[:, :1] + d_rows[:, None], hidden[:, 1:]], dim=1)
+                    hidden = torch.cat([(hidden[:, :1] + d_rows[:, None]).to(hidden.dtype), hidden[:, 1:]], dim=1)
                 else:
 
                     def _inject(m, a, o, d_rows=d_rows, first=it == 0):
                         if first:
                             step0_init.append(o[:, 0].detach().clone())
-                        return torch.cat([o[:, :1] + d_rows[:, None], o[:, 1:]], dim=1)
+                        return torch.cat([(o[:, :1] + d_rows[:, None]).to(o.dtype), o[:, 1:]], dim=1)
 
                     hook_pairs.append((spec.down_proj_module(model, layer), _inject))
                 P = bk.batch.n_prefix
@@ -414,7 +414,7 @@ def optimise_values(
                 del out, hs, part
             if it == 0:  # values read during the first (δ = 0) pass
                 if site == "mlp":
-                    init = _global(step0_init)[bare].clone()
+                    init = _global(step0_init)[bare].float()
                 for l in keys_above:
                     row_keys[l] = _global(step0_keys[l])[:n_rw]
                 init_norm = init.norm(dim=1)

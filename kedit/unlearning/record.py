@@ -1,8 +1,12 @@
 """`UnlearnRecord`: what one `forget` run changed and measured, enough to undo or replay it bit-exactly.
 
-Trained weights follow W = W_pre + Δ throughout the run, so `pre_weights` and `deltas` reproduce the
-unlearned weights exactly (same fp32 addition) and restoring `pre_weights` undoes the run exactly.
-Persistence is JSON (everything but tensors) plus one safetensors file.
+Trained weights follow W = W_pre + Δ throughout the run, so adding `deltas` to the pre-run weights
+reproduces the unlearned weights exactly (the same addition). No pre-run copy is saved (format 2): undo
+rebuilds the matrices from the model's base weights (`ModelBundle.history`), and `fingerprints` of the
+pre-run weights let a strict re-apply check it is made on the same weights. `pre_weights` is held only in
+memory, from the run until the record is tracked in the model's history (`Unlearner.track`). Records of
+format 1 (with pre-run copies) still load. Persistence is JSON (everything but tensors) plus one
+safetensors file.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from kedit.runtime.deltas import fingerprint
 from kedit.unlearning.config import UnlearnConfig
 from kedit.unlearning.errors import UnlearnError
 
 RECORD_JSON = "unlearn_record.json"
 RECORD_TENSORS = "unlearn_weights.safetensors"
-_FORMAT = 1
+_FORMAT = 2
+_READABLE = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,9 @@ class UnlearnRecord:
     reasons: list[str] = field(default_factory=list)  # why verification failed (empty when verified)
     history: list[dict] = field(default_factory=list)  # per step: forget loss, max target prob, retain cos
     created: str = ""
-    pre_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    pre_weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # in memory, until tracked
     deltas: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    fingerprints: dict[str, dict] = field(default_factory=dict, repr=False)  # of the pre-run weights
 
     @property
     def retain_mean_abs_change(self) -> float:
@@ -83,8 +90,17 @@ class UnlearnRecord:
         return _mean_abs(self.probes)
 
     def post_weights(self) -> dict[str, torch.Tensor]:
-        """The unlearned weights, bit-identical to those the run left in the model."""
+        """The unlearned weights, bit-identical to those the run left in the model (while the record
+        still holds its pre-run weights, i.e. before it is tracked)."""
+        if set(self.pre_weights) != set(self.param_names):
+            raise UnlearnError(f"record {self.id} no longer holds its pre-run weights (they are the model's history)")
         return {name: self.pre_weights[name] + self.deltas[name] for name in self.param_names}
+
+    def take_fingerprints(self) -> dict[str, dict]:
+        """Fingerprints of the pre-run weights (taken from `pre_weights` the first time)."""
+        if not self.fingerprints and self.pre_weights:
+            self.fingerprints = {n: fingerprint(self.pre_weights[n]) for n in self.param_names}
+        return self.fingerprints
 
     def summary(self) -> dict:
         """JSON-ready description without tensors (what a ledger or CLI `--json` shows)."""
@@ -113,11 +129,11 @@ class UnlearnRecord:
         """Write `unlearn_record.json` and `unlearn_weights.safetensors` into `directory` (created)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {f"pre/{n}": self.pre_weights[n].contiguous() for n in self.param_names}
-        tensors.update({f"delta/{n}": self.deltas[n].contiguous() for n in self.param_names})
+        tensors = {f"delta/{n}": self.deltas[n].detach().cpu().contiguous() for n in self.param_names}
         tensor_path = directory / RECORD_TENSORS
         save_file(tensors, str(tensor_path))
         meta = self.summary()
+        meta["fingerprints"] = self.take_fingerprints()
         meta["tensors_sha256"] = hashlib.sha256(tensor_path.read_bytes()).hexdigest()
         (directory / RECORD_JSON).write_text(json.dumps(meta, indent=2))
         return directory
@@ -131,7 +147,7 @@ class UnlearnRecord:
             raw = (directory / RECORD_TENSORS).read_bytes()
         except (OSError, ValueError) as exc:
             raise UnlearnError(f"{directory} does not hold a readable unlearning record: {exc}") from exc
-        if meta.get("format") != _FORMAT:
+        if meta.get("format") not in _READABLE:
             raise UnlearnError(f"{directory}: unknown unlearning record format {meta.get('format')!r}")
         if hashlib.sha256(raw).hexdigest() != meta.get("tensors_sha256"):
             raise UnlearnError(f"{directory / RECORD_TENSORS} does not match its record (changed or truncated)")
@@ -153,6 +169,8 @@ class UnlearnRecord:
             reasons=list(meta["reasons"]),
             history=list(meta["history"]),
             created=meta["created"],
-            pre_weights={n: tensors[f"pre/{n}"] for n in names},
             deltas={n: tensors[f"delta/{n}"] for n in names},
+            # format 1 saved the pre-run weights: only their fingerprints are kept
+            fingerprints=(meta.get("fingerprints") or {} if meta["format"] >= 2
+                          else {n: fingerprint(tensors[f"pre/{n}"]) for n in names}),
         )

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from kedit.runtime.deltas import Dense, fingerprint_mismatch
 from kedit.scoring import score_targets
 from kedit.unlearning.config import UnlearnConfig, default_layers
 from kedit.unlearning.errors import FactNotKnownError, UnlearnError
@@ -327,57 +328,74 @@ class Unlearner:
             raise UnlearnError(f"record {record.id} was made on model {record.model!r}, not {self.bundle.name!r}")
         params = self.parameters(record.param_names)
         for n, p in params.items():
-            if p.shape != record.pre_weights[n].shape or p.shape != record.deltas[n].shape:
+            if p.shape != record.deltas[n].shape:
                 raise UnlearnError(f"record {record.id}: {n} has shape {tuple(p.shape)} in the model, "
-                                   f"{tuple(record.pre_weights[n].shape)} in the record")
+                                   f"{tuple(record.deltas[n].shape)} in the record")
         return params
+
+    def _steps(self, record: UnlearnRecord) -> list[tuple[str, Dense]]:
+        return [(n, Dense(record.deltas[n].to(self.bundle.device))) for n in record.param_names]
+
+    def track(self, record: UnlearnRecord) -> None:
+        """Enter a run `forget` has just applied into the model's live changes (undo and reopen rebuild
+        from them); its pre-run weights are kept only where the safetensors lack them. Idempotent."""
+        history = self.bundle.history
+        if record.id in history:
+            return
+        if set(record.pre_weights) != set(record.param_names):
+            raise UnlearnError(f"record {record.id} is not live on this model (undone already, or never applied here)")
+        self._check_record(record)
+        record.take_fingerprints()
+        history.register(record.id, self._steps(record), before=record.pre_weights)
+        record.pre_weights = {}
 
     @torch.no_grad()
     def undo(self, record: UnlearnRecord, strict: bool = True) -> None:
-        """Restore the weights `record` changed to their pre-unlearning values, bit-exactly.
+        """Take the run back bit-exactly: its weights are rebuilt from the base weights and the other
+        live changes re-applied in order.
 
-        strict: the weights must still be exactly what the run left (no later change to them);
-        otherwise UnlearnError and nothing is touched. strict=False subtracts the delta from whatever
-        is there now (exact only if nothing else changed those weights).
+        strict: refuse (UnlearnError, nothing touched) when a later live change touched the same
+        weights, i.e. they changed since the run; strict=False takes the run back alone anyway, keeping
+        the later changes (the model as if the run had never been made).
 
         >>> un.undo(rec)                     # doctest: +SKIP
         """
-        params = self._check_record(record)
+        history = self.bundle.history
+        if record.id not in history:
+            if set(record.pre_weights) != set(record.param_names):
+                raise UnlearnError(f"cannot undo record {record.id}: it is not live on this model (undone "
+                                   "already, or its weights changed since it was applied)")
+            self.track(record)
         if strict:
-            post = record.post_weights()
-            changed = [n for n, p in params.items() if not torch.equal(p, post[n].to(p.device))]
-            if changed:
+            later = history.later_touching(record.id)
+            if later:
                 raise UnlearnError(
-                    f"cannot undo record {record.id}: {changed} changed since it was applied "
-                    "(undo later changes first, or undo(record, strict=False))"
+                    f"cannot undo record {record.id}: its weights changed since it was applied (later changes "
+                    f"{', '.join(later)}); undo those first, or undo(record, strict=False)"
                 )
-            for n, p in params.items():
-                p.copy_(record.pre_weights[n].to(p.device))
-        else:
-            for n, p in params.items():
-                p.sub_(record.deltas[n].to(p.device))
+        history.remove(record.id)
 
     @torch.no_grad()
     def reapply(self, record: UnlearnRecord, strict: bool = True) -> None:
-        """Apply a saved run again (e.g. when a knowledge base is reopened): weights become pre + delta,
-        bit-identical to the weights the run produced.
+        """Apply a saved run again (e.g. when a knowledge base is reopened): the deltas are added the way
+        the run added them, so on the same weights the result is bit-identical to what the run produced.
 
-        strict: the weights must equal the record's pre-weights; otherwise UnlearnError and nothing is
-        touched. strict=False adds the delta to whatever is there now.
+        strict: the weights must be those the run was made on (their fingerprints); otherwise
+        UnlearnError and nothing is touched. strict=False adds the delta to whatever is there now.
 
         >>> un.reapply(UnlearnRecord.load("kb/unlearn/3fa2c1d09e7b"))       # doctest: +SKIP
         """
         params = self._check_record(record)
+        if record.id in self.bundle.history:
+            raise UnlearnError(f"cannot reapply record {record.id}: it is live already (its weights differ "
+                               "from its pre-weights)")
         if strict:
-            differ = [n for n, p in params.items() if not torch.equal(p, record.pre_weights[n].to(p.device))]
+            prints = record.take_fingerprints()
+            differ = [f"{n} ({why})" for n, p in params.items()
+                      if n in prints and (why := fingerprint_mismatch(p, prints[n])) is not None]
             if differ:
                 raise UnlearnError(
-                    f"cannot reapply record {record.id}: {differ} differ from its pre-weights "
+                    f"cannot reapply record {record.id}: {', '.join(differ)} differ from its pre-weights "
                     "(the model was changed since; reapply(record, strict=False) adds the delta anyway)"
                 )
-            post = record.post_weights()
-            for n, p in params.items():
-                p.copy_(post[n].to(p.device))
-        else:
-            for n, p in params.items():
-                p.add_(record.deltas[n].to(p.device))
+        self.bundle.history.apply(record.id, self._steps(record))
