@@ -492,6 +492,8 @@ class KnowledgeStore:
             for fact in gone:
                 self._unlink_triple(fact)
             self._resync_view((f.subject, f.relation) for f in gone)
+            if gone:
+                self._linker = None  # names only a forgotten fact held must not link any more: rebuilt on use
         return gone
 
     def facts(
