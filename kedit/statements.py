@@ -49,20 +49,36 @@ def parse_statements(text: str, relations) -> list[Statement]:
     ('Danielle Darrieux', 'P27', 'Italy')
     """
     found: list[Statement] = []
-    for raw in _SENTENCE_END.split(text or ""):
-        sentence = _LEAD_IN.sub("", raw.strip())
-        if not sentence:
+    raws = [r for r in _SENTENCE_END.split(text or "") if r.strip()]
+    # a template that holds a sentence break itself ("What does {} play? They play", a learned relation)
+    # is matched against a sentence and the next one together
+    spanning = [rel for rel in relations if _SENTENCE_END.search(rel.cloze.replace("{}", "X"))]
+    skip = False
+    for i, raw in enumerate(raws):
+        if skip:
+            skip = False
             continue
-        sentence = sentence[0].upper() + sentence[1:]
-        best: Statement | None = None
-        for rel in relations:
-            m = _compiled(rel.cloze).match(sentence)
-            # prefer the template that leaves the shortest subject (the most specific match)
-            if m and (best is None or len(m["subject"]) < len(best.subject)):
-                best = Statement(m["subject"].strip(), rel.id, m["object"].strip(), raw.strip())
+        best = _best_statement(raw, relations)
+        if best is None and spanning and i + 1 < len(raws):
+            best = _best_statement(f"{raw.strip()} {raws[i + 1].strip()}", spanning)
+            skip = best is not None
         if best is not None:
             found.append(best)
     return found
+
+
+def _best_statement(raw: str, relations) -> Statement | None:
+    sentence = _LEAD_IN.sub("", raw.strip())
+    if not sentence:
+        return None
+    sentence = sentence[0].upper() + sentence[1:]
+    best: Statement | None = None
+    for rel in relations:
+        m = _compiled(rel.cloze).match(sentence)
+        # prefer the template that leaves the shortest subject (the most specific match)
+        if m and (best is None or len(m["subject"]) < len(best.subject)):
+            best = Statement(m["subject"].strip(), rel.id, m["object"].strip(), raw.strip())
+    return best
 
 
 def _shape(template: str) -> str:
