@@ -200,11 +200,12 @@ def run_knowedit(
     stages = Stages()
     evaluator = _Evaluator(method, settings, stages)
     complete = False
+    cached: dict[str, int] = {}
     try:
         if harness == "batched":
             from benchmarks.knowedit_batched import run_batched
 
-            run_batched(method, cases, pending, run, settings, stages, cache, console)
+            cached = run_batched(method, cases, pending, run, settings, stages, cache, console)
         elif settings.sequential:
             _run_sequential(method, cases, pending, run, evaluator, console)
         else:
@@ -236,6 +237,7 @@ def run_knowedit(
                 "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
                 "n_requested": len(cases),
                 "harness": harness,
+                **({"pre_cache": cached} if cached else {}),  # cases whose pre-edit scores were cached / scored
                 "stages": {name: round(v, 2) for name, v in stages.seconds.items()},  # this invocation only
             },
             complete=complete and len(records) == len(cases),

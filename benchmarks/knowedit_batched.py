@@ -93,14 +93,15 @@ def _batched_texts(method: Method, settings: KnowEditSettings, cases: Sequence[E
 def run_batched(
     method: Method, cases: list[EditCase], pending: list[EditCase], run: RunDir, settings: KnowEditSettings,
     stages: Stages, cache: PreScoreCache | None, console: Console | None,
-) -> None:
-    """Score `pending` (of `cases`) with the batched harness, recording each case in `run`."""
+) -> dict[str, int]:
+    """Score `pending` (of `cases`) with the batched harness, recording each case in `run`; returns how
+    many cases' pre-edit scores the cache held (`hits`) and how many were scored (`misses`)."""
     if not pending:
-        return
+        return {"hits": 0, "misses": 0}
     pre_scores = PreScores(method, cache)
     if settings.sequential:
         _sequential(method, cases, pending, run, settings, stages, pre_scores, console)
-        return
+        return {"hits": pre_scores.hits, "misses": pre_scores.misses}
     tok = method.bundle.tokenizer
     with progress_bar(f"knowedit {settings.kind} · {method.name}", len(cases), len(cases) - len(pending), console) as advance:
         for start in range(0, len(pending), CHUNK):
@@ -119,6 +120,7 @@ def run_batched(
                 probes, pre_case = pre[case.case_id]
                 run.record(case_record(case, probes, pre_case, post, text, applied, seconds, tok))
                 advance()
+    return {"hits": pre_scores.hits, "misses": pre_scores.misses}
 
 
 def _edit_and_score(
