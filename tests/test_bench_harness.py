@@ -149,3 +149,29 @@ def test_mquake_shards_merge_to_the_unsharded_run(smollm, data_dir, tmp_path):
     assert merged["metrics"] == whole["metrics"] and merged["n_batches"] == whole["n_batches"] == 2
     with pytest.raises(ShardSpecError):
         run_mquake(method, loaded, RunDir(tmp_path / "s3", spec(Shard(3, 3))), settings, prompts, shard=Shard(3, 3))
+
+
+def test_cli_refuses_bad_shards_before_loading_the_model(data_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from benchmarks import cli
+
+    def no_model(name):  # the checks come first: a bad spec must never cost a model load
+        raise AssertionError("model loaded")
+
+    monkeypatch.setattr(cli, "_load_bundle", no_model)
+    zsre = str(data_dir / "KnowEdit" / "ZsRE")
+    runner = CliRunner()
+    for args, message in (
+        (["knowedit", "--method", "none", "--data", zsre, "--shard", "3/2"], "between 1 and n"),
+        (["knowedit", "--method", "none", "--data", zsre, "--shard", "two"], "expected i/n"),
+        (["knowedit", "--method", "none", "--data", zsre, "--limit", "2", "--shard", "1/3"], "cannot be split"),
+        (["knowedit", "--method", "none", "--data", zsre, "--sequential", "--shard", "1/2"], "sequential"),
+        (["knowedit", "--method", "none", "--data", zsre, "--harness", "fast"], "--harness"),
+        (["mquake", "--method", "none", "--data", str(data_dir / "MQuAKE"), "--edits-per-batch", "all",
+          "--shard", "1/2"], "cannot be split"),
+        (["merge", str(tmp_path / "missing"), "--out", str(tmp_path / "m")], "not a finished run"),
+    ):
+        result = runner.invoke(cli.app, args + (["--out", str(tmp_path / "o")] if args[0] != "merge" else []))
+        assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
