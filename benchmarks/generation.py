@@ -109,6 +109,16 @@ def row_weights(model, per_row: Sequence[Mapping[str, torch.Tensor]]):
             del module.forward  # back to the class's forward
 
 
+def overridable(model, names) -> bool:
+    """Whether every name is the weight of an `nn.Linear` of `model` (what `row_weights` can override)."""
+    modules = dict(model.named_modules())
+    for name in names:
+        mod_name, _, attr = name.rpartition(".")
+        if attr != "weight" or not isinstance(modules.get(mod_name), torch.nn.Linear):
+            return False
+    return True
+
+
 def _per_row_forward(module: torch.nn.Linear, rows: list[torch.Tensor | None]):
     def forward(x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != len(rows):

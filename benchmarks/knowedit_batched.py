@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks.cases import EditCase
-from benchmarks.generation import sample_many_like_easyedit
+from benchmarks.generation import overridable, sample_many_like_easyedit
 from benchmarks.knowedit import KnowEditSettings, Stages, _Probe, _probes, case_record
 from benchmarks.methods import Applied, Method
 from benchmarks.pre_cache import PreScoreCache, model_key, record_hash
@@ -137,6 +137,8 @@ def _edit_and_score(
         own, text = None, None
         if settings.fluency:
             own = method.row_weights(applied) if method.plain_sampler else None
+            if own is not None and not overridable(method.bundle.model, own):
+                own = None  # a change the batched sampler cannot give one row alone
             if own is None:  # a store method's sample (its context): now, while the edit is live
                 text = method.sample(case.prompt, seed=settings.seed + case.index)
         t3 = stages.add("fluency", t2)

@@ -175,3 +175,22 @@ def test_cli_refuses_bad_shards_before_loading_the_model(data_dir, tmp_path, mon
         result = runner.invoke(cli.app, args + (["--out", str(tmp_path / "o")] if args[0] != "merge" else []))
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (args, result.output)
+
+
+def test_row_weights_give_each_row_its_own_linear_weight():
+    from benchmarks.generation import RowWeightsError, overridable, row_weights
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    x = torch.randn(3, 2, 4)
+    w1 = torch.randn(3, 4)
+    with row_weights(model, [{}, {"0.weight": w1}, {}]):
+        y = model(x)
+    plain = model(x)
+    assert torch.equal(y[0], plain[0]) and torch.equal(y[2], plain[2])
+    assert torch.equal(y[1], torch.relu(torch.nn.functional.linear(x[1:2], w1, model[0].bias))[0])
+    assert torch.equal(model(x), plain)  # the override ends with the block
+    assert overridable(model, ["0.weight"]) and not overridable(model, ["0.bias"])
+    with pytest.raises(RowWeightsError):
+        with row_weights(model, [{"0.bias": torch.zeros(3)}]):
+            pass
