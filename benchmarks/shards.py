@@ -111,7 +111,9 @@ def merge_runs(dirs: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
             raise MergeError(f"{path} and {seen[shard.index]} are both shard {shard}")
         seen[shard.index] = path
     assert base is not None and count is not None
-    records = sorted((r for _, _, _, cases in shards for r in cases), key=lambda r: (r.get("index", 0), str(r["case_id"])))
+    # shards are contiguous slices, each written in case order: shard order then file order is the run's
+    order = {path: i for i, path in seen.items()}
+    records = [r for path, _, _, cases in sorted(shards, key=lambda s: order[s[0]]) for r in cases]
     ids = [str(r["case_id"]) for r in records]
     if len(set(ids)) != len(ids):
         raise MergeError("the shards share cases; were they split the same way?")
