@@ -9,6 +9,11 @@ Protocol (EasyEdit `BaseEditor.edit` + `compute_edit_quality`):
 - sequential (EasyEdit `sequential_edit=True`): pre-edit scores of every case first, then all edits applied
   one after another, then every case evaluated on the final model, then all edits undone.
 
+Two harnesses give these numbers: "batched" (default; `benchmarks.knowedit_batched`: pre-edit scores cached
+across methods and runs, the fluency samples of several cases decoded together) and "legacy" (the case-by-
+case loop below, kept so that `benchmarks/harness_speed.py` can compare them). `shard` runs a slice of the
+cases (`benchmarks.shards`). The summary's `stages` holds the wall seconds of pre, edit, score, fluency, undo.
+
 >>> from benchmarks.loaders import load_knowedit                      # doctest: +SKIP
 >>> summary = run_knowedit(method, load_knowedit(path), RunDir(out, spec), KnowEditSettings("zsre"))  # doctest: +SKIP
 >>> summary["metrics"]["edit_succ"]                                   # doctest: +SKIP
