@@ -4,7 +4,7 @@ combines the shards' run directories into one whose `cases.jsonl` is the unshard
 is recomputed from the merged cases.
 
 >>> Shard.parse("2/3").select(list(range(7)))
-[3, 4]
+[2, 3]
 >>> Shard.parse("4/3")
 Traceback (most recent call last):
 ...
