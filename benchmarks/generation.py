@@ -3,7 +3,9 @@
 `sample_like_easyedit` reproduces EasyEdit/ROME `generate_fast` for one prompt: top-k (5) sampling from the
 renormalised top-k softmax, no stop at end-of-text, until the sequence holds `max_out_len` (100) tokens
 *including the prompt*; the decoded text includes the prompt, is NFKD-normalised and has "\\n\\n" replaced
-by " ". (A prompt of ≥ 100 tokens gets no new tokens, as in EasyEdit.)
+by " ". (A prompt of ≥ 100 tokens gets no new tokens, as in EasyEdit.) `sample_many_like_easyedit` draws
+the same texts for many prompts in one left-padded, KV-cached batch, each row from its own generator and,
+through `row_weights`, with its own edited matrices (the batched KnowEdit harness).
 
 >>> from kedit import load_model                                                # doctest: +SKIP
 >>> greedy_generate(load_model(), "Q: What is the capital of France? A:", 8, stop=("\\n",))  # doctest: +SKIP
@@ -19,6 +21,8 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+
+from kedit.errors import KeditError
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -136,7 +140,7 @@ def _per_row_forward(module: torch.nn.Linear, rows: list[torch.Tensor | None]):
     return forward
 
 
-class RowWeightsError(ValueError):
+class RowWeightsError(KeditError, ValueError):
     """A per-row weight override that the batched sampler cannot apply."""
 
 
