@@ -1,8 +1,8 @@
 """The batched KnowEdit harness against the legacy one (same numbers, pre-edit scores cached across
 methods), and runs split into shards then merged (same cases as the unsharded run).
 
-The ROME comparison runs 2 ZsRE cases through both harnesses with the fluency sample on (67 s measured on
-2 cores under a load average of 6; a ROME edit is most of it); the shard runs use the `none` baseline."""
+The ROME comparison runs 2 ZsRE cases through both harnesses with the fluency sample on (43-67 s measured
+on 2 cores under a load average of 5-6; the ROME edits are most of it); the shard runs use the `none` baseline."""
 
 from __future__ import annotations
 
