@@ -94,28 +94,45 @@ def knowedit(
     fluency: bool = typer.Option(True, "--fluency/--no-fluency", help="sample EasyEdit's fluency text per case"),
     seed: int = typer.Option(0, "--seed", help="seed of the fluency sampling (plus the case index)"),
     out: Path = typer.Option(None, "--out", help="run directory [default: runs/knowedit-<kind>-<method>-<model>]"),
+    shard: str = typer.Option(None, "--shard", help="run only the i-th of n slices of the cases (i/n); see `merge`"),
+    harness: str = typer.Option("batched", "--harness", help="batched | legacy (case by case; same numbers)"),
+    pre_cache: Path = typer.Option(None, "--pre-cache", help="pre-edit score cache [default: ~/.cache/kedit/bench-pre.sqlite]"),
+    no_pre_cache: bool = typer.Option(False, "--no-pre-cache", help="score every record's pre-edit probes afresh"),
 ) -> None:
     """KnowEdit: Edit Succ, rephrase, portability, locality, fluency, as EasyEdit computes them."""
-    from benchmarks.knowedit import KnowEditSettings, run_knowedit
+    from benchmarks.knowedit import HARNESSES, KnowEditSettings, run_knowedit
+    from benchmarks.pre_cache import PreScoreCache, default_cache_path
     from benchmarks.runs import RunDir, RunSpec, data_label
+    from benchmarks.shards import Shard, ShardSpecError, shard_spec
 
     try:
+        part = Shard.parse(shard) if shard is not None else None
+        if harness not in HARNESSES:
+            raise KeditError(f"--harness must be one of {', '.join(HARNESSES)}, not '{harness}'")
+        if part is not None and sequential and part.count > 1:
+            raise ShardSpecError("--shard cannot split a --sequential run: its edits accumulate over every case")
         # default: with --kind, every file of that kind in the shared data; without, KnowEdit/ (one kind needed)
         path = data if data is not None else (require_data_dir() if kind else require_data_dir() / "KnowEdit")
         loaded = load_knowedit(path, kind=kind, limit=limit)
         resolve_method(method, "knowedit", sadr)
         _report_malformed(loaded)
         settings = KnowEditSettings(loaded.kind, sequential, sadr, fluency, seed, limit)
+        if part is not None:
+            part.bounds(len(loaded.cases))  # a bad split fails before the model loads
         name = "-".join(["knowedit", loaded.kind, method] + (["sadr"] if sadr else []) + (["seq"] if sequential else []))
+        name += f"-shard{part.index}of{part.count}" if part is not None and part.count > 1 else ""
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
-        spec = RunSpec("knowedit", data_label(path), method, model, asdict(settings))
+        spec = RunSpec("knowedit", data_label(path), method, model, shard_spec(asdict(settings), part))
         run = RunDir(out, spec)
+        cache = None if no_pre_cache or harness == "legacy" else PreScoreCache(pre_cache or default_cache_path())
         bundle = _load_bundle(model)
         adapter = make_method(method, bundle, "knowedit", sadr)
         try:
-            summary = run_knowedit(adapter, loaded, run, settings, console)
+            summary = run_knowedit(adapter, loaded, run, settings, console, harness=harness, cache=cache, shard=part)
         finally:
             adapter.close()
+            if cache is not None:
+                cache.close()
     except KeditError as exc:
         _fail(exc)
         return
@@ -136,17 +153,22 @@ def mquake(
         help="score only the first M cases of each batch (its edits still come from all k cases)"),
     prompts_dir: Path = typer.Option(None, "--prompts", help="MQuAKE prompts/ directory [default: beside the data]"),
     out: Path = typer.Option(None, "--out", help="run directory [default: runs/mquake-k<k>-<method>-<model>]"),
+    shard: str = typer.Option(None, "--shard", help="run only the i-th of n slices of the batches (i/n); see `merge`"),
 ) -> None:
     """MQuAKE: edit-wise, instance-wise, multi-hop accuracy and edited/unedited hop recall."""
-    from benchmarks.mquake import MQuAKESettings, run_mquake
+    from benchmarks.mquake import MQuAKESettings, batches, run_mquake
     from benchmarks.prompts import load_mquake_prompts
     from benchmarks.runs import RunDir, RunSpec, data_label
+    from benchmarks.shards import Shard, shard_spec
 
     try:
+        part = Shard.parse(shard) if shard is not None else None
         path = data if data is not None else require_data_dir() / "MQuAKE"
         loaded = load_mquake(path, limit=limit)
         settings = MQuAKESettings(edits_per_batch, cot, limit, probe_per_batch)
-        settings.batch_size(len(loaded.cases))
+        k = settings.batch_size(len(loaded.cases))
+        if part is not None:
+            part.bounds(len(batches(loaded.cases, k)))  # a bad split fails before the model loads
         resolve_method(method, "mquake")
         if prompts_dir is None:
             beside = (path if path.is_dir() else path.parent) / "prompts"
@@ -154,15 +176,33 @@ def mquake(
         prompts = load_mquake_prompts(prompts_dir)
         _report_malformed(loaded)
         name = f"mquake-k{edits_per_batch}-{method}" + ("-cot" if cot else "")
+        name += f"-shard{part.index}of{part.count}" if part is not None and part.count > 1 else ""
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
-        spec = RunSpec("mquake", data_label(path), method, model, settings.spec())
+        spec = RunSpec("mquake", data_label(path), method, model, shard_spec(settings.spec(), part))
         run = RunDir(out, spec)
         bundle = _load_bundle(model)
         adapter = make_method(method, bundle, "mquake")
         try:
-            summary = run_mquake(adapter, loaded, run, settings, prompts, console)
+            summary = run_mquake(adapter, loaded, run, settings, prompts, console, shard=part)
         finally:
             adapter.close()
+    except KeditError as exc:
+        _fail(exc)
+        return
+    _print_summary(summary)
+    console.print(f"written to {out}/")
+
+
+@app.command()
+def merge(
+    dirs: list[Path] = typer.Argument(..., help="the shards' run directories (--shard 1/n ... n/n)"),
+    out: Path = typer.Option(..., "--out", help="the merged run directory (new)"),
+) -> None:
+    """Combine shard runs into one run directory; the summary is recomputed from the merged cases."""
+    from benchmarks.shards import merge_runs
+
+    try:
+        summary = merge_runs(dirs, out)
     except KeditError as exc:
         _fail(exc)
         return

@@ -9,6 +9,11 @@ Protocol (EasyEdit `BaseEditor.edit` + `compute_edit_quality`):
 - sequential (EasyEdit `sequential_edit=True`): pre-edit scores of every case first, then all edits applied
   one after another, then every case evaluated on the final model, then all edits undone.
 
+Two harnesses give these numbers: "batched" (default; `benchmarks.knowedit_batched`: pre-edit scores cached
+across methods and runs, the fluency samples of several cases decoded together) and "legacy" (the case-by-
+case loop below, kept so that `benchmarks/harness_speed.py` can compare them). `shard` runs a slice of the
+cases (`benchmarks.shards`). The summary's `stages` holds the wall seconds of pre, edit, score, fluency, undo.
+
 >>> from benchmarks.loaders import load_knowedit                      # doctest: +SKIP
 >>> summary = run_knowedit(method, load_knowedit(path), RunDir(out, spec), KnowEditSettings("zsre"))  # doctest: +SKIP
 >>> summary["metrics"]["edit_succ"]                                   # doctest: +SKIP
@@ -24,10 +29,12 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks.cases import EditCase
-from benchmarks.loaders import Loaded
+from benchmarks.loaders import BenchmarkDataError, Loaded
 from benchmarks.methods import Applied, Method
 from benchmarks.metrics import aggregate_knowedit, ngram_entropy, token_accuracy, token_agreement
+from benchmarks.pre_cache import PreScoreCache
 from benchmarks.runs import RunDir, data_label, progress_bar
+from benchmarks.shards import Shard, ShardSpecError
 from kedit.scoring import TargetScore
 
 
@@ -94,41 +101,71 @@ def _inputs(case: EditCase) -> dict[str, Any]:
     }
 
 
+def case_record(
+    case: EditCase, probes: list[_Probe], pre: list[TargetScore], post: list[TargetScore], text: str | None,
+    applied: Applied, eval_seconds: float, tok,
+) -> dict[str, Any]:
+    """One `cases.jsonl` line from the scores of a case (both harnesses write exactly this)."""
+    metrics = _accuracies(probes, post, pre)
+    outputs: dict[str, Any] = {"rewrite_predicted": tok.decode(list(post[0].predicted))}
+    if text is not None:
+        metrics["fluency"] = ngram_entropy(text)
+        outputs["fluency_text"] = text
+    return {
+        "case_id": case.case_id,
+        "index": case.index,
+        "source": case.source,
+        "inputs": _inputs(case),
+        "outputs": outputs,
+        "pre": _accuracies(probes, pre, None),
+        "metrics": metrics,
+        "edit_error": applied.error,
+        "edit_info": applied.info,
+        "edit_seconds": round(applied.seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+    }
+
+
+class Stages:
+    """Wall seconds per stage of a run (pre, edit, score, fluency, undo), this invocation only."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, t0: float) -> float:
+        """Add the time since `t0` to `name`; returns now."""
+        now = time.perf_counter()
+        self.seconds[f"{name}_s"] = self.seconds.get(f"{name}_s", 0.0) + now - t0
+        return now
+
+
 class _Evaluator:
-    def __init__(self, method: Method, settings: KnowEditSettings) -> None:
+    """The legacy harness: each case scored on its own (pre, post), its fluency sample decoded alone."""
+
+    def __init__(self, method: Method, settings: KnowEditSettings, stages: Stages | None = None) -> None:
         self.method = method
         self.settings = settings
         self.tok = method.bundle.tokenizer
+        self.stages = stages or Stages()
 
     def pre(self, case: EditCase) -> tuple[list[_Probe], list[TargetScore]]:
+        t0 = time.perf_counter()
         probes = _probes(case)
-        return probes, _score(self.method, probes)
+        scores = _score(self.method, probes)
+        self.stages.add("pre", t0)
+        return probes, scores
 
     def post(
         self, case: EditCase, probes: list[_Probe], pre: list[TargetScore], applied: Applied
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         post = _score(self.method, probes)
-        metrics = _accuracies(probes, post, pre)
-        outputs: dict[str, Any] = {"rewrite_predicted": self.tok.decode(list(post[0].predicted))}
+        t1 = self.stages.add("score", t0)
+        text = None
         if self.settings.fluency:
             text = self.method.sample(case.prompt, seed=self.settings.seed + case.index)
-            metrics["fluency"] = ngram_entropy(text)
-            outputs["fluency_text"] = text
-        pre_metrics = _accuracies(probes, pre, None)
-        return {
-            "case_id": case.case_id,
-            "index": case.index,
-            "source": case.source,
-            "inputs": _inputs(case),
-            "outputs": outputs,
-            "pre": pre_metrics,
-            "metrics": metrics,
-            "edit_error": applied.error,
-            "edit_info": applied.info,
-            "edit_seconds": round(applied.seconds, 3),
-            "eval_seconds": round(time.perf_counter() - t0, 3),
-        }
+            self.stages.add("fluency", t1)
+        return case_record(case, probes, pre, post, text, applied, time.perf_counter() - t0, self.tok)
 
 
 def summarize_knowedit(records: list[dict]) -> dict[str, float]:
@@ -141,30 +178,54 @@ def summarize_knowedit(records: list[dict]) -> dict[str, float]:
     return metrics
 
 
+HARNESSES = ("batched", "legacy")
+
+
 def run_knowedit(
     method: Method,
     loaded: Loaded[EditCase],
     run: RunDir,
     settings: KnowEditSettings,
     console: Console | None = None,
+    *,
+    harness: str = "batched",
+    cache: PreScoreCache | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) KnowEdit over `loaded.cases`; returns the summary written to `run`."""
-    cases = loaded.cases
+    """Run (or resume) KnowEdit over `loaded.cases` (the `shard`'s share of them, if given); returns the
+    summary written to `run`. `harness`: "batched" (pre-edit scores batched and cached in `cache`, the
+    fluency samples of several edits decoded together, `benchmarks.knowedit_batched`) or "legacy" (case
+    by case); both give the same numbers."""
+    if harness not in HARNESSES:
+        raise BenchmarkDataError(f"--harness must be one of {', '.join(HARNESSES)}, not '{harness}'")
+    if shard is not None and settings.sequential and shard.count > 1:
+        raise ShardSpecError("--shard cannot split a --sequential run: its edits accumulate over every case")
+    cases = shard.select(loaded.cases) if shard is not None else loaded.cases
     pending = [c for c in cases if c.case_id not in run.finished]
-    evaluator = _Evaluator(method, settings)
+    stages = Stages()
+    evaluator = _Evaluator(method, settings, stages)
     complete = False
+    cached: dict[str, int] = {}
     try:
-        if settings.sequential:
+        if harness == "batched":
+            from benchmarks.knowedit_batched import run_batched
+
+            cached = run_batched(method, cases, pending, run, settings, stages, cache, console)
+        elif settings.sequential:
             _run_sequential(method, cases, pending, run, evaluator, console)
         else:
             with progress_bar(f"knowedit {loaded.kind} · {method.name}", len(cases), len(cases) - len(pending), console) as advance:
                 for case in pending:
                     probes, pre = evaluator.pre(case)
+                    t0 = time.perf_counter()
                     applied = method.apply([case.fact])
+                    stages.add("edit", t0)
                     try:
                         run.record(evaluator.post(case, probes, pre, applied))
                     finally:
+                        t0 = time.perf_counter()
                         method.undo(applied)
+                        stages.add("undo", t0)
                     advance()
         complete = True
     finally:
@@ -180,9 +241,14 @@ def run_knowedit(
                 "n_records": loaded.n_records,
                 "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
                 "n_requested": len(cases),
+                "harness": harness,
+                **({"pre_cache": cached} if cached else {}),  # cases whose pre-edit scores were cached / scored
+                "stages": {name: round(v, 2) for name, v in stages.seconds.items()},  # this invocation only
             },
             complete=complete and len(records) == len(cases),
         )
+        if console is not None and stages.seconds:
+            console.print("stages (wall s): " + ", ".join(f"{n[:-2]} {v:.1f}" for n, v in stages.seconds.items()))
     return summary
 
 
@@ -202,7 +268,9 @@ def _run_sequential(
     try:
         with progress_bar(f"sequential edits · {method.name}", len(cases), 0, console) as advance:
             for case in cases:
+                t0 = time.perf_counter()
                 applied.append(method.apply([case.fact]))
+                evaluator.stages.add("edit", t0)
                 advance()
         by_id = {a_case.case_id: a for a_case, a in zip(cases, applied)}
         with progress_bar("evaluate", len(cases), len(cases) - len(pending), console) as advance:

@@ -80,6 +80,17 @@ class Method(ABC):
         """Release what the method holds besides the model (a temporary store); idempotent."""
         return None
 
+    def row_weights(self, applied: Applied) -> dict[str, Any] | None:
+        """The weights `applied` changed, as they are now (call it before `undo`), so that the harness can
+        decode several edits' fluency samples in one batch (`benchmarks.generation.row_weights`). None:
+        this method's sample is not the plain model's (the harness then calls `sample` case by case)."""
+        return None
+
+    @property
+    def plain_sampler(self) -> bool:
+        """Whether `sample` is the plain model's (not overridden, e.g. by a store method's context)."""
+        return type(self).sample is Method.sample
+
     def score(self, prompts: Sequence[str], targets: Sequence[str]) -> list[TargetScore]:
         """Teacher-forced scores of `targets[i]` after `prompts[i]` (EasyEdit's accuracy protocol)."""
         return score_targets(self.bundle, list(prompts), list(targets))
@@ -137,6 +148,9 @@ class NoEdit(Method):
     def undo(self, applied: Applied) -> None:
         return None
 
+    def row_weights(self, applied: Applied) -> dict[str, Any] | None:
+        return {}
+
 
 class ParametricMethod(Method):
     """ROME / MEMIT / AlphaEdit / FT-L through `kedit.editing.ParametricEditor` (weights change in place)."""
@@ -176,6 +190,13 @@ class ParametricMethod(Method):
     def undo(self, applied: Applied) -> None:
         if applied.handle is not None:
             self.editor.undo(applied.handle)
+
+    def row_weights(self, applied: Applied) -> dict[str, Any] | None:
+        """Copies of the matrices the edit changed (the record's `changed` names), as edited."""
+        if applied.handle is None:
+            return {}
+        model = self.bundle.model
+        return {name: model.get_parameter(name).detach().clone() for name in applied.handle.changed}
 
 
 # ---------------------------------------------------------------- registry

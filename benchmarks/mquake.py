@@ -35,6 +35,7 @@ from benchmarks.methods import Applied, Method
 from benchmarks.metrics import aggregate_mquake, answer_matches, cloze_recalled, first_line_answer
 from benchmarks.prompts import MQuAKEPrompts
 from benchmarks.runs import RunDir, data_label, progress_bar
+from benchmarks.shards import Shard
 
 
 def answer_budget(tokenizer, candidates: tuple[str, ...]) -> int:
@@ -304,15 +305,20 @@ def run_mquake(
     settings: MQuAKESettings,
     prompts: MQuAKEPrompts,
     console: Console | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) MQuAKE over `loaded.cases`; returns the summary written to `run`."""
+    """Run (or resume) MQuAKE over `loaded.cases` (only the `shard`'s slice of the batches, if given: batch
+    numbers stay those of the whole run); returns the summary written to `run`."""
     cases = loaded.cases
     for case in cases:  # fail before any model work if a relation has no 8-shot prompt
         for hop in case.new_single_hops:
             if not hop.edited and hop.relation_id not in prompts.relations:
                 raise BenchmarkDataError(f"case {case.case_id}: rel-prompts.json has no prompt for {hop.relation_id}")
     k = settings.batch_size(len(cases))
-    all_batches = batches(cases, k)
+    numbered = list(enumerate(batches(cases, k)))
+    if shard is not None:
+        numbered = shard.select(numbered)
+    all_batches = [batch for _, batch in numbered]
     scored = [c for batch in all_batches for c in settings.probed(batch)]
     prober = _Prober(method, prompts, settings.cot)
     done = sum(1 for c in scored if c.case_id in run.finished)
@@ -325,7 +331,7 @@ def run_mquake(
 
     try:
         with progress_bar(f"mquake k={settings.edits_per_batch} · {method.name}", len(scored), done, console) as advance:
-            for b, batch in enumerate(all_batches):
+            for b, batch in numbered:
                 todo = [c for c in settings.probed(batch) if c.case_id not in run.finished]
                 if not todo:
                     continue
@@ -379,7 +385,7 @@ def run_mquake(
                 "n_conflicted": sum(1 for r in records if r["metrics"].get("conflicted")),
                 "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
                 "n_requested": len(scored),
-                "n_cases_edited": len(cases),  # cases whose edits were applied (all of each batch)
+                "n_cases_edited": sum(len(b) for b in all_batches),  # cases whose edits were applied (all of each batch)
                 "stages": {name: round(v, 2) for name, v in stages.items()},  # this invocation only
             },
             complete=complete and len(records) == len(scored),

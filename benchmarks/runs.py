@@ -155,13 +155,15 @@ class RunDir:
         malformed: Sequence[Malformed],
         extra: dict[str, Any] | None = None,
         complete: bool = True,
+        seconds: float | None = None,
     ) -> dict[str, Any]:
-        """Write `summary.json` and `summary.md`; returns the summary dict."""
+        """Write `summary.json` and `summary.md`; returns the summary dict. `seconds`: the run's time if
+        not this process's (a merge of shards gives their sum)."""
         summary: dict[str, Any] = {
             **_clean(asdict(self.spec)),
             "n_cases": n_cases,
             "metrics": _clean(metrics),
-            "seconds": round(self.seconds(), 2),
+            "seconds": round(self.seconds() if seconds is None else seconds, 2),
             "complete": complete,
             "n_malformed": len(malformed),
             "malformed": [str(m) for m in malformed[:_MAX_LISTED_MALFORMED]],
