@@ -163,9 +163,9 @@ def mquake(
 
     try:
         part = Shard.parse(shard) if shard is not None else None
+        settings = MQuAKESettings(edits_per_batch, cot, limit, probe_per_batch)  # bad settings before data
         path = data if data is not None else require_data_dir() / "MQuAKE"
         loaded = load_mquake(path, limit=limit)
-        settings = MQuAKESettings(edits_per_batch, cot, limit, probe_per_batch)
         k = settings.batch_size(len(loaded.cases))
         if part is not None:
             part.bounds(len(batches(loaded.cases, k)))  # a bad split fails before the model loads

@@ -58,6 +58,7 @@ class MQuAKESettings:
     probe_per_batch: int | None = None
 
     def __post_init__(self) -> None:
+        self.batch_size(1)  # a malformed --edits-per-batch fails here, before any data is looked for
         if self.probe_per_batch is not None and self.probe_per_batch < 1:
             raise BenchmarkDataError(f"--probe-per-batch must be a positive integer, not {self.probe_per_batch}")
 

@@ -31,6 +31,10 @@ class StoreError(KeditError):
     """The knowledge store refused an operation; nothing stored was changed."""
 
 
+class DataNotFoundError(KeditError, FileNotFoundError):
+    """Benchmark data was asked for but none was given or found (KEDIT_DATA, --data, ../shared/data)."""
+
+
 class MissingExtraError(KeditError, ImportError):
     """A feature needs an optional extra that is not installed (`pip install 'kedit[NAME]'`)."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kedit.errors import DataNotFoundError
+
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,7 @@ def shared_data_dir() -> Path | None:
 def require_data_dir() -> Path:
     found = shared_data_dir()
     if found is None:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             "benchmark data not found: set KEDIT_DATA or pass a path (looked for ../shared/data)"
         )
     return found

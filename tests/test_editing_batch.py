@@ -251,11 +251,12 @@ def test_batched_values_reach_the_targets_and_finished_requests_leave(smollm):
     assert sum(p >= cfg.argmax_stop_prob for p in reached) >= 0.9 * len(REQUESTS), reached
 
 
-def test_edit_quality_sequential_blocks_measure_each_block_then_restore_the_model(smollm):
+def test_edit_quality_sequential_blocks_measure_each_block_then_restore_the_model(smollm, data_dir):
     from benchmarks.edit_quality import run
 
     before = snapshot(smollm)
-    r = run("smollm2-135m", "ft-l", 4, False, True, 1, None, bundle=smollm, block=2)
+    data = data_dir / "CounterFact" / "counterfact-val.json"  # the sample: tests run without ../shared
+    r = run("smollm2-135m", "ft-l", 4, False, True, 1, data, bundle=smollm, block=2)
     assert r["block"] == 2 and r["sequential"]
     assert 3 <= r["cases"] == len(r["case_ids"]) == len(r["per_case"]["rewrite"])
     assert all(0.0 <= x <= 1.0 for v in r["per_case"].values() for x in v)
