@@ -223,8 +223,6 @@ def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, 
         except StoreError:  # not a usable name (a model's answer may hold a control character)
             linked[subject] = subject
     entity = linked[subject]
-    if any(ord(c) < 32 for c in entity):
-        return candidates  # no stored entity has such a name
     for fact in store.facts(subject=entity, relation=relation_id, as_of=as_of, include_superseded=False):
         if allowed is None or fact.id in allowed:
             candidates.append(_fact_evidence(fact, relations))
@@ -383,6 +381,7 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
     # store: it goes straight to the empty knowledge base instead of being walked here first
     direct = [] if closed_book or instructions else [
         i for i, s in enumerate(states) if len(s.slots) <= 1 and not s.allowed and not s.passages]
+    out_of_scope: dict[int, Answer] = {}
     if direct:
         closed = answer_questions(layer.closed_book_view(), [questions[i] for i in direct], as_of=as_of, k=k,
                                   max_new_tokens=max_new_tokens, closed_book=True)
@@ -391,12 +390,6 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
             answer.trace["scope"] = states[i].scope.to_dict()
             answer.trace["closed_book"] = "nothing in scope: answered as with an empty knowledge base"
         states = [s for i, s in enumerate(states) if i not in out_of_scope]
-        if not states:
-            return [out_of_scope[i] for i in range(len(questions))]
-        rest = answer_questions(layer, [s.question for s in states], instructions=instructions, as_of=as_of, k=k,
-                                max_new_tokens=max_new_tokens)
-        walked = iter(rest)
-        return [out_of_scope[i] if i in out_of_scope else next(walked) for i in range(len(questions))]
     _walk_chains(layer, states, instructed, as_of, {})  # the prefix cache lives for this call only
 
     answers: list[Answer | None] = [None] * len(states)
@@ -462,7 +455,8 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
     done = [a for a in answers if a is not None]
     if not closed_book:
         _answer_out_of_scope_closed_book(layer, done, as_of=as_of, k=k, max_new_tokens=max_new_tokens)
-    return done
+    walked = iter(done)  # the walked questions' answers, in order, around the ones answered closed-book
+    return [out_of_scope[i] if i in out_of_scope else next(walked) for i in range(len(questions))]
 
 
 def _answer_out_of_scope_closed_book(layer, answers: list[Answer], *, as_of: Any, k: int,

@@ -58,3 +58,19 @@ def editor(smollm):
     yield ed
     for rec in reversed(list(ed.live)):
         ed.undo(rec)
+
+
+@pytest.fixture()
+def kl(tmp_path, smollm, pristine, embedder):
+    """A knowledge layer in a fresh directory on the shared model; its weight changes are taken back after
+    the test, and the model must then equal the pristine one."""
+    from model_weights import unchanged
+
+    from kedit import KnowledgeLayer
+
+    layer = KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder)
+    yield layer
+    for change in reversed(list(layer.weights.changes)):
+        layer.weights.remove(change.id)
+    layer.close()
+    assert unchanged(smollm, pristine)

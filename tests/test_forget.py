@@ -8,22 +8,11 @@ import json
 import pytest
 from model_weights import unchanged
 
-from kedit import KnowledgeLayer
 from kedit.errors import ForgetError, KeditError, NothingToForgetError
 from kedit.forgetting import fingerprint
 from kedit.store.evidence import EvidencePool
 
 ZARNAK = "Zarnak Velloria"
-
-
-@pytest.fixture()
-def kl(tmp_path, smollm, pristine, embedder):
-    layer = KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder)
-    yield layer
-    for change in reversed(list(layer.weights.changes)):
-        layer.weights.remove(change.id)
-    layer.close()
-    assert unchanged(smollm, pristine)
 
 
 def _forget_entry(kl, report) -> dict:

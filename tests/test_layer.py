@@ -13,17 +13,6 @@ from kedit.errors import EditError, KeditError, StoreError
 SUBJECT = "Danielle Darrieux"
 
 
-@pytest.fixture()
-def kl(tmp_path, smollm, pristine, embedder):
-    layer = KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder)
-    yield layer
-    # leave the shared model as we found it, whatever the test did
-    for change in reversed(list(layer.weights.changes)):
-        layer.weights.remove(change.id)
-    layer.close()
-    assert unchanged(smollm, pristine)
-
-
 def test_edit_routes_to_weights_and_store_then_query_and_undo(kl, smollm, pristine):
     rec = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT)
     assert rec.route is Route.BOTH and rec.verified and rec.relation == "P27"

@@ -7,7 +7,9 @@ changes onto the same base gives the same floats bit for bit. The sum is taken i
 once to the parameter's dtype (bf16/fp16 weights lose no more than that one rounding); a low-rank
 product is formed in float64 and rounded once to float32.
 
->>> import torch
+>>> from abc import ABC, abstractmethod
+
+import torch
 >>> w = torch.zeros(3, 4)
 >>> op = LowRank(torch.ones(3, 1), torch.arange(4.0)[None])
 >>> op.apply(w); w[0].tolist(), op.nbytes
@@ -19,6 +21,7 @@ product is formed in float64 and rounded once to float32.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,25 +38,29 @@ def _add(param: torch.Tensor, delta: torch.Tensor) -> None:
         param.copy_((param.float() + delta.float()).to(param.dtype))
 
 
-class WeightDelta:
+class WeightDelta(ABC):
     """One change to one parameter. Subclasses: `LowRank`, `Rows`, `Dense`."""
 
     kind: ClassVar[str]
 
-    def apply(self, param: torch.Tensor) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, param: torch.Tensor) -> None:
+        ...
 
-    def dense(self, shape: tuple[int, ...] | None = None) -> torch.Tensor:  # pragma: no cover - abstract
+    @abstractmethod
+    def dense(self, shape: tuple[int, ...] | None = None) -> torch.Tensor:
         """The change as a dense float32 tensor of the parameter's shape (for analysis, not storage);
         `shape` is needed for `Rows` only."""
-        raise NotImplementedError
+        ...
 
-    def tensors(self) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def tensors(self) -> dict[str, torch.Tensor]:
+        ...
 
-    def fits(self, shape: tuple[int, ...]) -> bool:  # pragma: no cover - abstract
+    @abstractmethod
+    def fits(self, shape: tuple[int, ...]) -> bool:
         """Whether the change applies to a parameter of this shape."""
-        raise NotImplementedError
+        ...
 
     def finite(self) -> bool:
         return all(bool(torch.isfinite(t).all()) for t in self.tensors().values() if t.is_floating_point())

@@ -116,16 +116,26 @@ class ScopeModel:
         self._banks_version: tuple[int, int] = (-1, -1)
         self._banks: dict[str, list[str]] = {}
         self._vectors: dict[str, np.ndarray] = {}  # template text -> unit vector (embedded once)
+        self._bank_owners: list[str] = []
+        self._bank_starts = np.zeros(0, dtype=np.int64)
+        self._bank_matrix = np.zeros((0, 1), dtype=np.float32)
 
     # -- linking --------------------------------------------------------------------------------
     def link(self, text: str, as_of: Any = None) -> list[Mention]:
         """Stored entities that `text` names and that are the subject of a live fact."""
-        found = []
+        return self._link(text, as_of)[0]
+
+    def _link(self, text: str, as_of: Any) -> tuple[list[Mention], dict[str, list]]:
+        """The mentions, and the live facts of each linked entity (read once, used by `decide` too)."""
+        found, facts = [], {}
         for start, end, names in self.store.linker.spans(text):
-            with_facts = tuple(n for n in names if self.store.facts(subject=n, as_of=as_of, include_superseded=False))
+            for name in names:
+                if name not in facts:
+                    facts[name] = self.store.facts(subject=name, as_of=as_of, include_superseded=False)
+            with_facts = tuple(n for n in names if facts[n])
             if with_facts:
                 found.append(Mention(start, end, text[start:end], with_facts))
-        return found
+        return found, facts
 
     # -- relation banks -------------------------------------------------------------------------
     def _refresh_banks(self) -> None:
@@ -144,6 +154,11 @@ class ScopeModel:
                     bank.append(template)
         self._banks, self._banks_version = banks, version
         self._embed_missing([t for bank in banks.values() for t in bank])
+        # every bank template in one matrix, grouped by relation: a query's similarities are one product
+        owned = [(rel, t) for rel, bank in banks.items() for t in bank]
+        self._bank_owners = [rel for rel in banks if banks[rel]]
+        self._bank_starts = np.cumsum([0] + [len(banks[rel]) for rel in self._bank_owners])[:-1]
+        self._bank_matrix = np.stack([self._vectors[t] for _, t in owned]) if owned else np.zeros((0, 1), np.float32)
 
     def _embed_missing(self, texts: list[str]) -> None:
         todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
@@ -163,8 +178,10 @@ class ScopeModel:
     def similarities(self, masked_query: str) -> dict[str, float]:
         """Cosine of a masked text to the nearest template of every relation's bank."""
         self._refresh_banks()
-        vector = self._embed(masked_query)
-        return {rel: float(max(self._vectors[t] @ vector for t in bank)) for rel, bank in self._banks.items() if bank}
+        if not self._bank_owners:
+            return {}
+        best = np.maximum.reduceat(self._bank_matrix @ self._embed(masked_query), self._bank_starts)
+        return dict(zip(self._bank_owners, best.tolist()))
 
     def _learned(self, relation_id: str) -> bool:
         return self.store.relations.resolve(relation_id).source == LEARNED
@@ -187,7 +204,7 @@ class ScopeModel:
 
     def decide(self, text: str, as_of: Any = None) -> ScopeDecision:
         """Score every live fact of every stored subject `text` names; the best in-scope one first."""
-        mentions = self.link(text, as_of)
+        mentions, facts = self._link(text, as_of)
         candidates: list[ScopeCandidate] = []
         if mentions:
             self._refresh_banks()
@@ -196,7 +213,7 @@ class ScopeModel:
             vector = self._embed(masked(text, mention.start, mention.end))
             by_relation: dict[str, dict[str, float]] = {}
             for entity in mention.entities:
-                for fact in self.store.facts(subject=entity, as_of=as_of, include_superseded=False):
+                for fact in facts[entity]:
                     if fact.relation not in by_relation:
                         by_relation[fact.relation] = self._relation_score(vector, fact.relation, lexical)
                     feats = by_relation[fact.relation]
