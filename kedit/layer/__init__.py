@@ -1,0 +1,29 @@
+"""The public face of kedit: one object that decides where each piece of knowledge goes and answers
+questions from all of it.
+
+>>> from kedit import KnowledgeLayer                                               # doctest: +SKIP
+>>> kl = KnowledgeLayer.open("kb/", model="smollm2-135m")                          # doctest: +SKIP
+>>> rec = kl.edit("The mother tongue of Danielle Darrieux is", target="English",
+...               subject="Danielle Darrieux")                                     # doctest: +SKIP
+>>> rec.route, rec.verified                                                        # doctest: +SKIP
+(<Route.BOTH: 'both'>, True)
+>>> ans = kl.query("What is the mother tongue of Danielle Darrieux?")              # doctest: +SKIP
+>>> ans.text, ans.trace["winner"]["tier"]                                          # doctest: +SKIP
+('English', 'stored')
+>>> kl.undo(rec.id)                                                                # doctest: +SKIP
+
+Rooms: `knowledge_layer` (the facade), `edit` (the edit plan), `insert`, `ledger` (undo, history),
+`probes` (locality probes, drift), `closed_book` (the empty-store view), `results` (what verbs return).
+"""
+
+from kedit.forgetting import ForgetReport
+from kedit.layer.closed_book import ClosedBookView
+from kedit.layer.knowledge_layer import KnowledgeLayer
+from kedit.layer.probes import LOCALITY_PROBES, clean_answer
+from kedit.layer.results import EditResult, InsertResult
+from kedit.preference import Evidence, Tier
+
+_clean_answer = clean_answer  # the name kedit.query reads until the query path has its own answers module
+
+__all__ = ["LOCALITY_PROBES", "ClosedBookView", "EditResult", "Evidence", "ForgetReport", "InsertResult",
+           "KnowledgeLayer", "Tier", "clean_answer"]

@@ -1,0 +1,185 @@
+"""`edit_many` as an explicit plan: validate → probe → route → write the weights (verify, fall back) →
+write the store and the ledger. Each step is a function of the layer and the batch's `PlannedEdit`s."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kedit.errors import EditError, UnsupportedArchitectureError
+from kedit.layer.probes import clean_answer
+from kedit.layer.results import EditResult
+from kedit.router import Route, RouteDecision
+from kedit.scoring import score_targets
+from kedit.weights import EDIT
+
+_TO_WEIGHTS = (Route.PARAMETRIC, Route.BOTH)
+_TO_STORE = (Route.STORE, Route.BOTH)
+
+
+@dataclass
+class PlannedEdit:
+    """One item of a batch on its way through the plan."""
+
+    item: dict[str, Any]
+    request: Any  # kedit.editing.EditRequest
+    relation_id: str | None
+    decision: RouteDecision | None = None
+    verification: dict | None = None  # the weight edit's check of this item, when it went to the weights
+
+
+def validate(layer, items: Iterable[Mapping[str, Any]]) -> list[PlannedEdit]:
+    """Requests and relations for every item; contradictory items (same subject and relation, different
+    targets) are rejected before anything changes."""
+    plan = []
+    for raw in items:
+        item = dict(raw)
+        request = layer._request(item.get("prompt"), item.get("target"), item.get("subject"), item.get("relation"))
+        plan.append(PlannedEdit(item, request, layer._relation(item.get("relation"), request.prompt)))
+    if not plan:
+        raise EditError("edit_many got no items")
+    seen: dict[tuple[str, str], Any] = {}
+    for planned in plan:
+        request = planned.request
+        key = (request.subject.casefold(), planned.relation_id or request.prompt)
+        other = seen.get(key)
+        if other is not None and other.target.casefold() != request.target.casefold():
+            raise EditError(
+                f"contradictory edits in one batch: '{other.text} {other.target}' vs '{request.text} {request.target}'"
+            )
+        seen[key] = request
+    return plan
+
+
+def probe_and_route(layer, plan: list[PlannedEdit], route: Route | str | None) -> None:
+    """The router's probes of every item at once (what `layer._signals` measures item by item, batched),
+    then one decision per item; items already sent to the weights count against the edit budget."""
+    from kedit.runtime.generation import complete_many
+
+    texts = [p.request.text for p in plan]
+    scores = score_targets(layer.bundle, texts, [p.request.target for p in plan])
+    currents = [clean_answer(t) for t in complete_many(layer.bundle, texts, 6, until="line")]
+    routed = 0
+    for planned, score, current in zip(plan, scores, currents):
+        item = planned.item
+        signals = layer._signals(planned.request, planned.relation_id, valid_from=item.get("valid_from"),
+                                 valid_to=item.get("valid_to"), volatile=item.get("volatile", False), probe=False)
+        signals = dataclasses.replace(signals, live_edits=signals.live_edits + routed,
+                                      already_states_target=score.accuracy == 1.0,
+                                      target_prob_before=score.prob, current_answer=current)
+        planned.decision = layer.router.decide(signals, route)
+        routed += planned.decision.route in _TO_WEIGHTS
+
+
+def _fall_back(layer, planned: PlannedEdit, why: str) -> None:
+    planned.decision = layer.router.fallback_after_failed_edit(planned.decision, why)
+
+
+def write_weights(layer, plan: list[PlannedEdit], method: str | None, sadr: bool) -> str | None:
+    """One weight edit for every item routed to the weights; verified, kept or taken back. Returns its id.
+
+    Fallbacks (the item goes to the store, the reason to the ledger): the architecture cannot be edited,
+    the model already answers, or no item of the edit verified. An item that fails inside a batch whose
+    others verified stays in the batch and is also stored."""
+    to_weights = [p for p in plan if p.decision.route in _TO_WEIGHTS]
+    if not to_weights:
+        return None
+    requests = [p.request for p in to_weights]
+    chosen = method or (layer.edit_method if len(requests) == 1 else layer.batch_method)
+    try:
+        record = layer.weights.editor.apply(requests, method=chosen, sadr=sadr)
+    except UnsupportedArchitectureError as exc:
+        layer.editable, layer.editable_reason = False, str(exc)
+        warnings.warn(f"kedit: {exc}; storing instead", stacklevel=3)
+        for planned in to_weights:
+            _fall_back(layer, planned, str(exc))
+        return None
+    except EditError as exc:
+        if "already answers" not in str(exc):
+            raise
+        for planned in to_weights:
+            _fall_back(layer, planned, str(exc))
+        return None
+    failed = [p for p, v in zip(to_weights, record.verification) if v["after"]["accuracy"] < 1.0]
+    if len(failed) == len(to_weights):
+        layer.weights.editor.undo(record)
+        for planned, check in zip(to_weights, record.verification):
+            _fall_back(layer, planned, f"accuracy {check['after']['accuracy']:.2f}")
+        return None
+    layer.weights.push(EDIT, record)
+    for planned, check in zip(to_weights, record.verification):
+        planned.verification = check
+    for planned in failed:
+        # the batch stays (the others verified); this fact is also recorded in the store
+        d = planned.decision
+        planned.decision = RouteDecision(Route.BOTH, (*d.reasons, "this fact did not verify in the batch edit; "
+                                                      "the store holds it for queries"), d.signals, d.forced)
+    layer._measure_drift()
+    return record.id
+
+
+def write_store(layer, plan: list[PlannedEdit], edit_id: str | None, source: str, t0: float) -> list[EditResult]:
+    """The store's share of the batch and one ledger entry per item.
+
+    Structured facts are written in one transaction (embedded in one batch) when no two share a subject and
+    relation, else one by one, so a later one supersedes an earlier one; an item without a relation is
+    stored as a passage."""
+    facts = {
+        idx: dict(subject=p.request.subject, relation=p.relation_id, object=p.request.target, source=source,
+                  valid_from=p.item.get("valid_from"), valid_to=p.item.get("valid_to"),
+                  provenance={"prompt": p.request.prompt, "edit_id": edit_id if p.verification else None})
+        for idx, p in enumerate(plan)
+        if p.decision.route in _TO_STORE and p.relation_id is not None
+    }
+    keys = [(f["subject"].casefold(), f["relation"]) for f in facts.values()]
+    if len(set(keys)) == len(keys):
+        stored = dict(zip(facts, layer.store.add_facts(list(facts.values()))))
+    else:
+        stored = {idx: layer.store.add_fact(**f) for idx, f in facts.items()}
+    results = []
+    for idx, planned in enumerate(plan):
+        request, decision = planned.request, planned.decision
+        fact_id, passage_ids = None, []
+        if idx in stored:
+            fact_id = stored[idx].id
+        elif decision.route in _TO_STORE:
+            passages = layer.store.add_document(f"{request.text} {request.target}.", source=source,
+                                                valid_from=planned.item.get("valid_from"),
+                                                valid_to=planned.item.get("valid_to"))
+            passage_ids = [p.id for p in passages]
+            decision = RouteDecision(decision.route, (*decision.reasons, f"stored as passage {passages[0].id}"),
+                                     decision.signals, decision.forced)
+        own_edit = edit_id if planned.verification else None
+        entry = layer.store.record_edit(
+            decision=decision.route.value, reasons=list(decision.reasons), fact_id=fact_id, edit_id=own_edit,
+            details={"kind": "edit", "request": request.to_dict(), "relation": planned.relation_id,
+                     "passage_ids": passage_ids, "verification": planned.verification,
+                     "signals": decision.to_dict()["signals"]},
+        )
+        results.append(EditResult(
+            id=str(entry.id), route=decision.route, reasons=list(decision.reasons), subject=request.subject,
+            relation=planned.relation_id, target=request.target, prompt=request.prompt, fact_id=fact_id,
+            edit_id=own_edit, verification=[planned.verification] if planned.verification else [],
+            seconds=time.perf_counter() - t0,
+        ))
+    return results
+
+
+def edit_many(layer, items: Iterable[Mapping[str, Any]], *, route: Route | str | None, method: str | None,
+              sadr: bool, source: str) -> list[EditResult]:
+    """The plan, step by step (see the module docstring)."""
+    t0 = time.perf_counter()
+    plan = validate(layer, items)
+    if not layer.editable and route != Route.STORE:
+        warnings.warn(f"kedit: the model cannot be edited ({layer.editable_reason}); facts go to the store",
+                      stacklevel=3)
+    probe_and_route(layer, plan, route)
+    edit_id = write_weights(layer, plan, method, sadr)
+    return write_store(layer, plan, edit_id, source, t0)
+
+
+__all__ = ["PlannedEdit", "edit_many", "probe_and_route", "validate", "write_store", "write_weights"]
