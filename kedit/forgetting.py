@@ -219,7 +219,7 @@ def _scrub_ledger(store, subject: str, relation_id: str | None, objects: list[st
 def _retain_pairs(layer, subject: str, forget_prompts: set[str], n: int = 8) -> list[tuple[str, str]]:
     """Retain set: neighbouring facts the model states now (other stored facts and the locality probes),
     each paired with the model's current answer so unlearning keeps them."""
-    from kedit.layer import LOCALITY_PROBES
+    from kedit.probes import LOCALITY_PROBES
 
     prompts: list[str] = []
     for fact in layer.store.facts()[:200]:

@@ -182,7 +182,7 @@ def _closed_book_prompt(relation, subject: str) -> tuple[str, str]:
 
 
 def _read_answer(text: str, form: str) -> str:
-    from kedit.layer import _clean_answer
+    from kedit.probes import clean_answer as _clean_answer
 
     if form == "line":
         line = text.strip().split("\n")[0].strip()

@@ -13,17 +13,15 @@ questions from all of it.
 >>> kl.undo(rec.id)                                                                # doctest: +SKIP
 
 Rooms: `knowledge_layer` (the facade), `edit` (the edit plan), `insert`, `ledger` (undo, history),
-`probes` (locality probes, drift), `closed_book` (the empty-store view), `results` (what verbs return).
+`closed_book` (the empty-store view), `results` (what verbs return).
 """
 
 from kedit.forgetting import ForgetReport
 from kedit.layer.closed_book import ClosedBookView
 from kedit.layer.knowledge_layer import KnowledgeLayer
-from kedit.layer.probes import LOCALITY_PROBES, clean_answer
 from kedit.layer.results import EditResult, InsertResult
 from kedit.preference import Evidence, Tier
-
-_clean_answer = clean_answer  # the name kedit.query reads until the query path has its own answers module
+from kedit.probes import LOCALITY_PROBES, clean_answer
 
 __all__ = ["LOCALITY_PROBES", "ClosedBookView", "EditResult", "Evidence", "ForgetReport", "InsertResult",
            "KnowledgeLayer", "Tier", "clean_answer"]

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kedit.errors import EditError, UnsupportedArchitectureError
-from kedit.layer.probes import clean_answer
 from kedit.layer.results import EditResult
+from kedit.probes import clean_answer
 from kedit.router import Route, RouteDecision
 from kedit.scoring import score_targets
 from kedit.weights import EDIT

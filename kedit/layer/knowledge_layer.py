@@ -14,8 +14,8 @@ from kedit.layer import edit as edit_plan
 from kedit.layer import ledger
 from kedit.layer.closed_book import ClosedBookView
 from kedit.layer.insert import insert as insert_text
-from kedit.layer.probes import clean_answer, locality_drift, probe_scores
 from kedit.layer.results import EditResult, InsertResult
+from kedit.probes import clean_answer, locality_drift, probe_scores
 from kedit.router import VOLATILE_RELATIONS, Route, Router, RouterSignals
 from kedit.scoring import score_targets
 from kedit.weights import WeightStack
