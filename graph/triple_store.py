@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyoxigraph as ox
 from oxrdflib import OxigraphStore
@@ -67,7 +67,7 @@ class TripleStore:
 
     @property
     def _ox(self) -> ox.Store:
-        return self.dataset.store._inner
+        return cast(Any, self.dataset.store)._inner  # oxrdflib keeps the pyoxigraph store as `_inner`
 
     def close(self) -> None:
         if not self.read_only:
@@ -90,7 +90,7 @@ class TripleStore:
                 found = nodes[iri] = ox.NamedNode(str(iri))
             return found
 
-        quads = []
+        quads: list[ox.Quad] = []
         for subject, relation, obj, source in triples:
             graph = graphs.get(source)
             if graph is None:
@@ -127,7 +127,7 @@ class TripleStore:
             result = self.dataset.query(sparql, initBindings=init)
         except (SyntaxError, ValueError, OSError) as exc:
             raise GraphInputError(f"SPARQL query failed: {exc}") from exc
-        return [{str(k): str(v) for k, v in row.asdict().items()} for row in result]
+        return [{str(k): str(v) for k, v in row.items()} for row in result.bindings]
 
     def objects(self, subject: str, relation: str) -> list[str]:
         rows = self.query(_OBJECTS, {"s": entity_iri(subject), "p": relation_iri(relation)})
@@ -138,7 +138,8 @@ class TripleStore:
         graph = None if source is None else ox.NamedNode(str(source_iri(source)))
         for quad in self._ox.quads_for_pattern(None, None, None, graph):
             predicate = quad.predicate.value
-            if predicate.startswith(RELATION) and isinstance(quad.graph_name, ox.NamedNode):
+            if (predicate.startswith(RELATION) and isinstance(quad.graph_name, ox.NamedNode)
+                    and isinstance(quad.subject, ox.NamedNode) and isinstance(quad.object, ox.NamedNode)):
                 yield (entity_name(quad.subject.value), relation_id(predicate),
                        entity_name(quad.object.value), source_name(quad.graph_name.value))
 
@@ -153,9 +154,10 @@ class TripleStore:
             raise GraphInputError(f"unknown RDF format {format!r}; use one of {sorted(FORMATS)}")
         path = Path(path)
         if fmt in ("nquads", "trig"):
-            out = Dataset()
+            dataset = Dataset()
             for quad in self.dataset.quads((None, None, None, None)):
-                out.graph(quad[3].identifier if isinstance(quad[3], Graph) else quad[3]).add(quad[:3])
+                dataset.graph(quad[3].identifier if isinstance(quad[3], Graph) else quad[3]).add(quad[:3])
+            out: Graph = dataset
         else:
             out = Graph()
             for s, p, o, _ in self.dataset.quads((None, None, None, None)):

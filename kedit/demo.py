@@ -47,7 +47,7 @@ def run_demo(console: Console, model: str, kb: Path) -> None:
     with console.status(f"loading {model} ..."):
         bundle = load_model(model)
     how = "from the safetensors cache" if bundle.from_cache else "from GGUF (dequantised, now cached)"
-    console.print(f"[bold]{bundle.name}[/] ({bundle.spec.family}) loaded in {bundle.load_seconds:.2f} s {how}")
+    console.print(f"[bold]{bundle.name}[/] ({bundle.spec.family if bundle.spec else 'no edit spec'}) loaded in {bundle.load_seconds:.2f} s {how}")
     table = Table("prompt", "model's greedy completion")
     for prompt in CLOSED_BOOK:
         table.add_row(prompt, bundle.complete(prompt, max_new_tokens=8).strip().split("\n")[0])

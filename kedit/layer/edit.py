@@ -21,25 +21,34 @@ _TO_WEIGHTS = (Route.PARAMETRIC, Route.BOTH)
 _TO_STORE = (Route.STORE, Route.BOTH)
 
 
-@dataclass
-class PlannedEdit:
-    """One item of a batch on its way through the plan."""
+@dataclass(frozen=True)
+class ValidatedEdit:
+    """One item of a batch, checked: its edit request and the relation it states."""
 
     item: dict[str, Any]
     request: Any  # kedit.editing.EditRequest
     relation_id: str | None
-    decision: RouteDecision | None = None
+
+
+@dataclass
+class PlannedEdit:
+    """A validated item with the router's decision, on its way through the writes."""
+
+    item: dict[str, Any]
+    request: Any  # kedit.editing.EditRequest
+    relation_id: str | None
+    decision: RouteDecision
     verification: dict | None = None  # the weight edit's check of this item, when it went to the weights
 
 
-def validate(layer, items: Iterable[Mapping[str, Any]]) -> list[PlannedEdit]:
+def validate(layer, items: Iterable[Mapping[str, Any]]) -> list[ValidatedEdit]:
     """Requests and relations for every item; contradictory items (same subject and relation, different
     targets) are rejected before anything changes."""
     plan = []
     for raw in items:
         item = dict(raw)
         request = layer._request(item.get("prompt"), item.get("target"), item.get("subject"), item.get("relation"))
-        plan.append(PlannedEdit(item, request, layer._relation(item.get("relation"), request.prompt)))
+        plan.append(ValidatedEdit(item, request, layer._relation(item.get("relation"), request.prompt)))
     if not plan:
         raise EditError("edit_many got no items")
     seen: dict[tuple[str, str], Any] = {}
@@ -55,24 +64,25 @@ def validate(layer, items: Iterable[Mapping[str, Any]]) -> list[PlannedEdit]:
     return plan
 
 
-def probe_and_route(layer, plan: list[PlannedEdit], route: Route | str | None) -> None:
+def probe_and_route(layer, validated: list[ValidatedEdit], route: Route | str | None) -> list[PlannedEdit]:
     """The router's probes of every item at once (what `layer._signals` measures item by item, batched),
     then one decision per item; items already sent to the weights count against the edit budget."""
     from kedit.runtime.generation import complete_many
 
-    texts = [p.request.text for p in plan]
-    scores = score_targets(layer.bundle, texts, [p.request.target for p in plan])
+    texts = [v.request.text for v in validated]
+    scores = score_targets(layer.bundle, texts, [v.request.target for v in validated])
     currents = [clean_answer(t) for t in complete_many(layer.bundle, texts, 6, until="line")]
-    routed = 0
-    for planned, score, current in zip(plan, scores, currents):
-        item = planned.item
-        signals = layer._signals(planned.request, planned.relation_id, valid_from=item.get("valid_from"),
+    routed, plan = 0, []
+    for edit, score, current in zip(validated, scores, currents):
+        item = edit.item
+        signals = layer._signals(edit.request, edit.relation_id, valid_from=item.get("valid_from"),
                                  valid_to=item.get("valid_to"), volatile=item.get("volatile", False), probe=False)
         signals = dataclasses.replace(signals, live_edits=signals.live_edits + routed,
                                       already_states_target=score.accuracy == 1.0,
                                       target_prob_before=score.prob, current_answer=current)
-        planned.decision = layer.router.decide(signals, route)
-        routed += planned.decision.route in _TO_WEIGHTS
+        plan.append(PlannedEdit(item, edit.request, edit.relation_id, layer.router.decide(signals, route)))
+        routed += plan[-1].decision.route in _TO_WEIGHTS
+    return plan
 
 
 def _fall_back(layer, planned: PlannedEdit, why: str) -> None:
@@ -173,13 +183,13 @@ def edit_many(layer, items: Iterable[Mapping[str, Any]], *, route: Route | str |
               sadr: bool, source: str) -> list[EditResult]:
     """The plan, step by step (see the module docstring)."""
     t0 = time.perf_counter()
-    plan = validate(layer, items)
+    validated = validate(layer, items)
     if not layer.editable and route != Route.STORE:
         warnings.warn(f"kedit: the model cannot be edited ({layer.editable_reason}); facts go to the store",
                       stacklevel=3)
-    probe_and_route(layer, plan, route)
+    plan = probe_and_route(layer, validated, route)
     edit_id = write_weights(layer, plan, method, sadr)
     return write_store(layer, plan, edit_id, source, t0)
 
 
-__all__ = ["PlannedEdit", "edit_many", "probe_and_route", "validate", "write_store", "write_weights"]
+__all__ = ["PlannedEdit", "ValidatedEdit", "edit_many", "probe_and_route", "validate", "write_store", "write_weights"]

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kedit.errors import EditError, StoreError
+from kedit.errors import EditError, ModelNotFoundError, StoreError
 from kedit.forgetting import ForgetReport
 from kedit.layer import edit as edit_plan
 from kedit.layer import ledger
@@ -73,7 +73,9 @@ class KnowledgeLayer:
         root = Path(path).expanduser()
         if isinstance(model, ModelBundle):
             bundle = model
-        elif isinstance(model, tuple) and len(model) == 2:
+        elif isinstance(model, tuple):
+            if len(model) != 2:
+                raise ModelNotFoundError(f"model=(model, tokenizer) takes two items, got {len(model)}")
             bundle = wrap_model(*model)
         else:
             bundle = load_model(model, device=device, dtype=dtype)

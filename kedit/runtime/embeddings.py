@@ -309,8 +309,11 @@ class SentenceEmbedder:
                 )
                 self._pool_pid = os.getpid()
             pool = self._pool
+        def encode(batch: slice) -> np.ndarray:
+            return self._encode_batch(texts[batch])
+
         try:
-            return list(pool.map(lambda b: self._encode_batch(texts[b]), batches))
+            return list(pool.map(encode, batches))
         finally:
             # torch.set_num_threads in a worker also sets the default that threads started later take
             torch.set_num_threads(threads)

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,8 +50,8 @@ class ModelBundle:
     ' Paris.'
     """
 
-    model: nn.Module
-    tokenizer: object
+    model: Any  # a transformers PreTrainedModel (an nn.Module with generate/config/save_pretrained)
+    tokenizer: Any  # its PreTrainedTokenizer
     spec: ArchSpec | None  # None: the architecture has no spec; see extra['spec_error']
     name: str
     source: str
@@ -208,7 +209,7 @@ def _load_hf_dir(directory: Path, attn_implementation: str, dtype: torch.dtype =
     return model, tokenizer
 
 
-def _write_cache(model: nn.Module, tokenizer, directory: Path) -> None:
+def _write_cache(model: Any, tokenizer, directory: Path) -> None:
     """Write an HF directory atomically: build in a temp dir beside it, then rename."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp", dir=directory.parent))

@@ -7,11 +7,17 @@ one `ArchSpec` to `SPECS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
 from kedit.errors import UnsupportedArchitectureError
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """A linear or embedding module's weight (typed: `nn.Module.__getattr__` says Tensor | Module)."""
+    return cast(torch.Tensor, module.weight)
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class ArchSpec:
     post_mlp_norm: str | None = None
 
     def n_layers(self, model: nn.Module) -> int:
-        return len(model.get_submodule(self.layers))
+        return len(cast(nn.ModuleList, model.get_submodule(self.layers)))
 
     def layer(self, model: nn.Module, index: int) -> nn.Module:
         return model.get_submodule(f"{self.layers}.{index}")
@@ -49,7 +55,7 @@ class ArchSpec:
 
     def down_weight(self, model: nn.Module, index: int) -> torch.Tensor:
         """The edited matrix as a (d, d_ff) view sharing storage with the model's parameter."""
-        weight = self.down_proj_module(model, index).weight
+        weight = _weight(self.down_proj_module(model, index))
         return weight.data.T if self.down_proj_transposed else weight.data
 
     def post_mlp_norm_module(self, model: nn.Module, index: int) -> nn.Module | None:
@@ -71,8 +77,7 @@ class ArchSpec:
         return model.get_submodule(self.embed_tokens)
 
     def tied_embeddings(self, model: nn.Module) -> bool:
-        head = self.lm_head_module(model).weight
-        return head.data_ptr() == self.embeddings_module(model).weight.data_ptr()
+        return _weight(self.lm_head_module(model)).data_ptr() == _weight(self.embeddings_module(model)).data_ptr()
 
     def d_model(self, model: nn.Module) -> int:
         return self.down_weight(model, 0).shape[0]
@@ -81,23 +86,28 @@ class ArchSpec:
         return self.down_weight(model, 0).shape[1]
 
 
-_LLAMA_LIKE = dict(
-    layers="model.layers",
-    down_proj="model.layers.{}.mlp.down_proj",
-    mlp="model.layers.{}.mlp",
-    attention="model.layers.{}.self_attn",
-    final_norm="model.norm",
-    lm_head="lm_head",
-    embed_tokens="model.embed_tokens",
-)
+def _llama_like(family: str, post_mlp_norm: str | None = None) -> ArchSpec:
+    """The module paths every Llama-shaped decoder in transformers uses."""
+    return ArchSpec(
+        family=family,
+        layers="model.layers",
+        down_proj="model.layers.{}.mlp.down_proj",
+        mlp="model.layers.{}.mlp",
+        attention="model.layers.{}.self_attn",
+        final_norm="model.norm",
+        lm_head="lm_head",
+        embed_tokens="model.embed_tokens",
+        post_mlp_norm=post_mlp_norm,
+    )
 
-LLAMA = ArchSpec(family="llama", **_LLAMA_LIKE)
+
+LLAMA = _llama_like("llama")
 _POST_FF_NORM = "model.layers.{}.post_feedforward_layernorm"
-GEMMA3 = ArchSpec(family="gemma3", post_mlp_norm=_POST_FF_NORM, **_LLAMA_LIKE)
-GEMMA = ArchSpec(family="gemma", **_LLAMA_LIKE)
-GEMMA2 = ArchSpec(family="gemma", post_mlp_norm=_POST_FF_NORM, **_LLAMA_LIKE)
-MISTRAL = ArchSpec(family="mistral", **_LLAMA_LIKE)
-QWEN2 = ArchSpec(family="qwen2", **_LLAMA_LIKE)
+GEMMA3 = _llama_like("gemma3", _POST_FF_NORM)
+GEMMA = _llama_like("gemma")
+GEMMA2 = _llama_like("gemma", _POST_FF_NORM)
+MISTRAL = _llama_like("mistral")
+QWEN2 = _llama_like("qwen2")
 GPT2 = ArchSpec(
     family="gpt2",
     layers="transformer.h",
