@@ -116,7 +116,8 @@ class Record:
         return self._facts.add_facts(facts, vectors, model, prepared=prepared)
 
     def sentence_vectors(self, sentences: Iterable[str], model: str) -> dict[str, np.ndarray]:
-        """Stored vectors (made by `model`) of facts whose sentence is one of `sentences`, by sentence."""
+        """Stored vectors (made by `model`) of facts whose sentence is one of `sentences`, by sentence:
+        an identical sentence need not be embedded again."""
         return self._facts.sentence_vectors(sentences, model)
 
     def get_facts(self, ids: Iterable[int]) -> dict[int, Fact]:
@@ -228,7 +229,8 @@ class Record:
         return self._passages.redact_passage(passage_id, text, vector, model)
 
     def tombstone_passages(self, ids: Iterable[int]) -> list[Passage]:
-        """Mark live passages deleted (a document left with no live passage too); returns those tombstoned now."""
+        """Mark live passages deleted; a document left with no live passage is deleted too.
+        Returns the passages tombstoned now."""
         return self._passages.tombstone_passages(ids)
 
     # -- edit ledger ----------------------------------------------------------------------------
@@ -246,7 +248,8 @@ class Record:
                                         details=details)
 
     def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:
-        """Rewrite a ledger line's reasons and details in place (what was decided, and when, stays)."""
+        """Rewrite a ledger line's reasons and details in place (forgetting scrubs a forgotten fact's text
+        from the lines that recorded it; what was decided, and when, stays)."""
         return self._ledger.redact_edit(entry_id, reasons, details)
 
     def edits(self, fact_id: int | None = None) -> list[EditEntry]:
@@ -265,7 +268,8 @@ class Record:
         return self._sessions.session_ids()
 
     def delete_sessions(self, ids: Iterable[int]) -> list[int]:
-        """Erase evidence sessions and their rounds (not tombstoned); returns the ids erased."""
+        """Erase evidence sessions and their rounds (not tombstoned: a session is a cache of what a
+        question found, and forgetting must not leave the found text behind). Returns the ids erased."""
         return self._sessions.delete_sessions(ids)
 
     # -- export ---------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Writes: each commits to the record first, then updates the derived indexes (vectors, RDF, graph view).
 
 Errors are the ground floors' own: the facade translates them and tracks whether the indexes stay in
-sync with the record. For facts, a sentence already stored (same embedding model) reuses its stored vector, and a sentence repeated in
-one call is embedded once. `FactWriter.add_in_batches` pipelines: a background thread embeds the next
-batch while this one is written (torch releases the GIL, so the embedder overlaps the SQLite, FAISS and
-graph writes).
+sync with the record. For facts, a sentence already stored (same embedding model) reuses its stored
+vector, and a sentence repeated in one call is embedded once. `FactWriter.add_in_batches` pipelines: a
+background thread embeds the next batch while this one is written (torch releases the GIL, so the
+embedder overlaps the SQLite, FAISS and graph writes).
 """
 
 from __future__ import annotations
