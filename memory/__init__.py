@@ -16,7 +16,8 @@ from memory.errors import (
     WriterLockedError,
 )
 from memory.record import Record
-from memory.records import (
+from memory.relations import Relation, RelationVocabulary
+from memory.rows import (
     Document,
     EditEntry,
     EvidenceRound,
@@ -25,7 +26,6 @@ from memory.records import (
     NewFact,
     Passage,
 )
-from memory.relations import Relation, RelationVocabulary
 from memory.writer_lock import WriterLock
 
 __all__ = [

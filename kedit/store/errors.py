@@ -1,7 +1,16 @@
-"""The store's errors: all subclass `kedit.errors.StoreError`, and nothing stored changed when raised."""
+"""The store's errors: all subclass `kedit.errors.StoreError`, and nothing stored changed when raised.
+
+`translated()` turns the errors of the floors below (memory, retrieval, graph) into these.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import graph
+import memory
+import retrieval
 from kedit.errors import StoreError
 
 
@@ -31,3 +40,24 @@ class ReadOnlyStoreError(StoreError):
 
 class StoreCorruptError(StoreError):
     """The record itself is unreadable (indexes are rebuilt instead of raising this)."""
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Ground-floor errors (memory, retrieval, graph) as StoreError subclasses with the same message."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except memory.UnknownRelationError as exc:
+        raise UnknownRelationError(str(exc)) from None
+    except (memory.InvalidInputError, retrieval.VectorInputError, graph.GraphInputError) as exc:
+        raise StoreInputError(str(exc)) from None
+    except memory.WriterLockedError as exc:
+        raise StoreLockedError(str(exc)) from None
+    except memory.ReadOnlyError as exc:
+        raise ReadOnlyStoreError(str(exc)) from None
+    except memory.NotFoundError as exc:
+        raise StoreNotFoundError(str(exc)) from None
+    except (memory.SchemaError, graph.GraphStoreError) as exc:
+        raise StoreCorruptError(str(exc)) from None

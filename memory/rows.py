@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The two kinds of searchable row; each has its own table and its vectors in `vectors`.
+FACT = "fact"
+PASSAGE = "passage"
+
 
 def _valid_at(valid_from: str | None, valid_to: str | None, when: str | None) -> bool:
     if when is None:
