@@ -111,6 +111,14 @@ class Database:
             raise
 
 
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just wrote (sqlite3 types `lastrowid` as optional; after an INSERT it is set)."""
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise SchemaError("an INSERT returned no row id")
+    return rowid
+
+
 def in_chunks(values: list, size: int = 900) -> Iterator[tuple[list, str]]:
     """`values` in slices of `size` with their `?,?,...` placeholders (SQLite caps bound parameters)."""
     for start in range(0, len(values), size):

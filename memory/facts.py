@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import numpy as np
 
-from memory.database import Database, in_chunks
+from memory.database import Database, in_chunks, inserted_id
 from memory.errors import InvalidInputError, NotFoundError
 from memory.relations import RelationVocabulary
 from memory.rows import FACT, Fact, NewFact
@@ -38,8 +38,14 @@ _UPDATABLE = {"subject", "relation", "object", "sentence", "source", "confidence
               "provenance"}
 
 
-def fact_from_row(row: tuple) -> Fact:
-    return Fact(*row[:11], provenance=json.loads(row[11]), deleted_at=row[12])
+_FACT_FIELDS = tuple(f.name for f in fields(Fact))
+
+
+def fact_from_row(row: Sequence[Any]) -> Fact:
+    """A `facts` row (FACT_COLUMNS order: the dataclass's field order) as a Fact."""
+    values = dict(zip(_FACT_FIELDS, row))
+    values["provenance"] = json.loads(values["provenance"])
+    return Fact(**values)
 
 
 class FactTable:
@@ -105,12 +111,13 @@ class FactTable:
                     " valid_to, created_at, updated_at, provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     row,
                 )
-                ids.append(int(insert.lastrowid))
+                ids.append(inserted_id(insert))
             if vectors is not None:
                 insert_vectors(conn, FACT, ids, vectors, model)
         return [
-            Fact(i, f.subject, f.relation, f.object, f.sentence, f.source, f.confidence, f.valid_from,
-                 f.valid_to, now, now, provenance=f.provenance)
+            # prepared facts: sentence and provenance filled in by prepare_fact
+            Fact(i, f.subject, f.relation, f.object, f.sentence or "", f.source, f.confidence, f.valid_from,
+                 f.valid_to, now, now, provenance=f.provenance or {})
             for i, f in zip(ids, prepared_facts)
         ]
 
@@ -247,7 +254,7 @@ class FactTable:
 
     def current(self, subject: str, relation: str, as_of: TimeLike = None) -> Fact | None:
         """The newest live fact for (subject, relation) valid `as_of` (now when None)."""
-        when = to_timestamp(as_of, "as_of") if as_of is not None else now_timestamp()
+        when = to_timestamp(as_of, "as_of") or now_timestamp()
         found = self.select(subject, self.relation_id(relation), None, when, False)
         if not found:
             return None
@@ -255,7 +262,7 @@ class FactTable:
 
     def is_current(self, fact: Fact, as_of: TimeLike = None) -> bool:
         """Live, valid `as_of`, and (for a functional relation) not superseded by a newer fact."""
-        when = to_timestamp(as_of, "as_of") if as_of is not None else now_timestamp()
+        when = to_timestamp(as_of, "as_of") or now_timestamp()
         if fact.deleted or not fact.valid_at(when):
             return False
         relation = self.relations._by_id.get(fact.relation)
@@ -266,7 +273,7 @@ class FactTable:
 
     def current_among(self, facts: Sequence[Fact], as_of: TimeLike = None) -> set[int]:
         """Ids of `facts` that are current `as_of` (now): one query for all their (subject, relation) pairs."""
-        when = to_timestamp(as_of, "as_of") if as_of is not None else now_timestamp()
+        when = to_timestamp(as_of, "as_of") or now_timestamp()
         pairs = {(f.subject, f.relation) for f in facts}
         rivals: list[Fact] = []
         # `subject IN (...)` uses the (subject, relation) index

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from memory.database import Database
+from memory.database import Database, inserted_id
 from memory.errors import NotFoundError
 from memory.rows import EditEntry, Fact
 from memory.validation import MAX_SENTENCE_CHARS, clean_json_object, clean_name, clean_text, now_timestamp
@@ -37,11 +37,11 @@ class EditLedger:
             self._get_fact(fact_id)
         now = now_timestamp()
         with self._db.write(bump=False) as conn:
-            entry_id = int(conn.execute(
+            entry_id = inserted_id(conn.execute(
                 "INSERT INTO edit_ledger (fact_id, edit_id, decision, reasons, details, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (fact_id, edit_id, decision, json.dumps(reasons, ensure_ascii=False), detail_json, now),
-            ).lastrowid)
+            ))
         return EditEntry(entry_id, fact_id, edit_id, decision, reasons, json.loads(detail_json), now)
 
     def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:

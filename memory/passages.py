@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from memory.database import Database, in_chunks
+from memory.database import Database, in_chunks, inserted_id
 from memory.errors import InvalidInputError, NotFoundError
 from memory.rows import PASSAGE, Document, Passage
 from memory.validation import (
@@ -59,16 +59,16 @@ class PassageTable:
         meta = clean_json_object(provenance, "provenance")
         now = now_timestamp()
         with self._db.write() as conn:
-            doc_id = int(conn.execute(
+            doc_id = inserted_id(conn.execute(
                 "INSERT INTO documents (source, title, created_at, valid_from, valid_to, provenance)"
                 " VALUES (?, ?, ?, ?, ?, ?)", (source, title, now, start, end, meta),
-            ).lastrowid)
+            ))
             passages = []
             for position, text in enumerate(texts):
-                pid = int(conn.execute(
+                pid = inserted_id(conn.execute(
                     "INSERT INTO passages (document_id, position, text, source, valid_from, valid_to, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)", (doc_id, position, text, source, start, end, now),
-                ).lastrowid)
+                ))
                 passages.append(Passage(pid, doc_id, position, text, source, start, end, now))
             if vectors is not None:
                 insert_vectors(conn, PASSAGE, [p.id for p in passages], vectors, model)
@@ -80,7 +80,8 @@ class PassageTable:
             "SELECT id, source, title, created_at, valid_from, valid_to, provenance, deleted_at FROM documents"
             " ORDER BY id"
         ).fetchall()
-        return [Document(*row[:6], provenance=json.loads(row[6]), deleted_at=row[7]) for row in rows]
+        return [Document(*row[:6], provenance=json.loads(row[6]), deleted_at=row[7])  # type: ignore[misc]
+                for row in rows]  # mypy cannot count a sliced row: six positional fields, then the two named
 
     def get_passages(self, ids: Iterable[int]) -> dict[int, Passage]:
         found: dict[int, Passage] = {}

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from memory.database import Database
+from memory.database import Database, inserted_id
 from memory.errors import NotFoundError
 from memory.rows import EvidenceRound, EvidenceSession
 from memory.validation import MAX_SENTENCE_CHARS, clean_text, now_timestamp
@@ -25,10 +25,10 @@ class EvidenceSessions:
         question = clean_text(question, "question", MAX_SENTENCE_CHARS)
         now = now_timestamp()
         with self._db.write(bump=False) as conn:
-            session_id = int(conn.execute(
+            session_id = inserted_id(conn.execute(
                 "INSERT INTO evidence_sessions (question, slots, complete, created_at) VALUES (?, ?, ?, ?)",
                 (question, json.dumps(slots, ensure_ascii=False), int(complete), now),
-            ).lastrowid)
+            ))
             conn.executemany(
                 "INSERT INTO evidence_rounds (session_id, round, body) VALUES (?, ?, ?)",
                 [(session_id, r.round, json.dumps(asdict(r), ensure_ascii=False)) for r in rounds],

@@ -131,12 +131,12 @@ class EvidencePool:
         spans.sort(key=lambda s: -(s[1] - s[0]))
         taken: list[tuple[int, int]] = []
         found: dict[str, int] = {}
-        for start, end, relation in spans:
-            if any(start < e and s < end for s, e in taken) or relation in found:
+        for start, end, relation_id in spans:
+            if any(start < e and s < end for s, e in taken) or relation_id in found:
                 continue
             taken.append((start, end))
-            found[relation] = start
-        return [(position, relation) for relation, position in found.items()]
+            found[relation_id] = start
+        return [(position, relation_id) for relation_id, position in found.items()]
 
     def _closest_relation(self, question: str) -> Relation:
         """The relation whose templates are nearest the question (names masked; template vectors cached)."""

@@ -76,6 +76,10 @@ def import_path(store: ImportTarget, path: str | Path, *, source: str = "import"
     return import_rows(store, rows)
 
 
+def _fact_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {f: row[f] for f in _FACT_FIELDS if f in row}
+
+
 def import_rows(store: ImportTarget, rows: list[dict[str, Any]]) -> list[Fact]:
     """Write exported rows: relations and aliases first, then facts, then documents and ledger lines."""
     for row in rows:
@@ -89,7 +93,7 @@ def import_rows(store: ImportTarget, rows: list[dict[str, Any]]) -> list[Fact]:
     fact_rows = [r for r in rows if r.get("type") == "fact"]
     try:
         new_facts = [
-            NewFact(**{f: r.get(f) for f in _FACT_FIELDS if f in r},
+            NewFact(**_fact_fields(r),
                     provenance=dict(r.get("provenance") or {}) | {"imported_id": r.get("id")})
             for r in fact_rows
         ]

@@ -19,6 +19,10 @@ from kedit.store.indexes import KINDS
 from memory import Fact, Passage, validation
 
 
+def _text(row: Fact | Passage) -> str:
+    return row.sentence if isinstance(row, Fact) else row.text
+
+
 def search(
     record: memory.Record,
     indexes: Mapping[str, retrieval.VectorIndex],
@@ -66,10 +70,10 @@ def search_kind(
         )
         live = {i: r for i, r in rows.items() if r.deleted_at is None and r.valid_at(when)}
         if kind == FACT and not include_superseded:
-            current = record.current_among(list(live.values()), when)
+            current = record.current_among([r for r in live.values() if isinstance(r, Fact)], when)
             live = {i: r for i, r in live.items() if i in current}
         keep = [
-            (item_id, score, live[item_id].sentence if kind == FACT else live[item_id].text)
+            (item_id, score, _text(live[item_id]))
             for item_id, score in found
             if item_id in live
         ]
@@ -80,7 +84,7 @@ def search_kind(
     hits = []
     for item_id, score in ranked[:k]:
         row = rows[item_id]
-        if kind == FACT:
+        if isinstance(row, Fact):
             hits.append(Hit(FACT, item_id, row.sentence, score, row.source, fact=row))
         else:
             hits.append(Hit(PASSAGE, item_id, row.text, score, row.source, passage=row))

@@ -50,7 +50,7 @@ class FactWriter:
     def prepare(self, facts: Iterable[FactLike]) -> tuple[list[NewFact], list[str], dict[str, np.ndarray]]:
         """Validate every fact, and look up the vectors of sentences already stored (same model)."""
         prepared = [self._record.prepare_fact(as_new_fact(f)) for f in facts]
-        sentences = [f.sentence for f in prepared]
+        sentences = [f.sentence or "" for f in prepared]  # prepare_fact fills every sentence
         known = self._record.sentence_vectors(sentences, self._embedding.model_name) if prepared else {}
         return prepared, sentences, known
 
@@ -99,7 +99,8 @@ class FactWriter:
         """Change fields in place; the sentence is embedded again only when it changed."""
         old = self._record.get_fact(fact_id)
         preview = self._record.preview_update(fact_id, changes)
-        vector = self._embedding.embed([preview.sentence])[0] if preview.sentence != old.sentence else None
+        sentence = preview.sentence  # a prepared fact: always filled
+        vector = self._embedding.embed([sentence])[0] if sentence is not None and sentence != old.sentence else None
         new = self._record.update_fact(fact_id, changes, vector, self._embedding.model_name)
         self._derived.fact_updated(old, new, vector)
         return new
