@@ -18,14 +18,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 from graph import normalise
 from kedit.statements import nearest_relations
 from kedit.store.hit import FACT, Hit
 from kedit.store.knowledge_store import KnowledgeStore
-from memory import EvidenceRound, Fact, Relation
+from memory import EvidenceRound, Relation
 
 
 @dataclass(frozen=True)
@@ -45,23 +45,11 @@ class Slot:
 
 
 @dataclass(frozen=True)
-class Evidence:
-    kind: str
-    id: int
-    text: str
-    score: float
-    via: str
-    round: int
-    source: str
-    fact: Fact | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
 class EvidenceResult:
     question: str
     slots: list[Slot]
     rounds: list[EvidenceRound]
-    evidence: list[Evidence]
+    evidence: list[Hit]
     complete: bool
     session_id: int | None
 
@@ -81,6 +69,11 @@ def _template_regex(template: str) -> re.Pattern[str]:
 @lru_cache(maxsize=16384)
 def _phrase_regex(phrase: str) -> re.Pattern[str]:
     return re.compile(rf"\b{re.escape(phrase)}\b")
+
+
+def _session_row(hit: Hit) -> dict:
+    """What a saved session keeps of a piece of evidence: ids, text, score and how it was found."""
+    return {k: v for k, v in asdict(hit).items() if k != "passage"} | {"fact": None}
 
 
 class EvidencePool:
@@ -144,7 +137,7 @@ class EvidencePool:
         return self.store.relations.resolve(relation_id)
 
     # -- the loop -------------------------------------------------------------------------------
-    def _bind(self, slot: Slot, evidence: list[Evidence]) -> Slot:
+    def _bind(self, slot: Slot, evidence: list[Hit]) -> Slot:
         subject = normalise(slot.subject or "")
         best = None
         for item in evidence:
@@ -159,19 +152,15 @@ class EvidencePool:
             return slot
         return replace(slot, object=best.fact.object, fact_id=best.fact.id, score=best.score)
 
-    def _retrieve(self, slot: Slot, query: str, round_number: int) -> list[Evidence]:
+    def _retrieve(self, slot: Slot, query: str, round_number: int) -> list[Hit]:
         assert slot.subject is not None
-        found: list[Evidence] = []
+        found: list[Hit] = []
         fact = self.store.current(self._entity(slot.subject), slot.relation)
         if fact is not None:
-            found.append(Evidence(FACT, fact.id, fact.sentence, 1.0, "graph", round_number, fact.source, fact))
+            found.append(Hit(FACT, fact.id, fact.sentence, 1.0, fact.source, fact=fact, via="graph", round=round_number))
         for hit in self.store.search(query, k=self.k):
-            found.append(self._from_hit(hit, round_number))
+            found.append(replace(hit, round=round_number))
         return found
-
-    @staticmethod
-    def _from_hit(hit: Hit, round_number: int) -> Evidence:
-        return Evidence(hit.kind, hit.id, hit.text, hit.score, "vector", round_number, hit.source, hit.fact)
 
     def _query(self, slot: Slot, question: str, round_number: int, pool: dict) -> str:
         relation = self.store.relations.resolve(slot.relation)
@@ -185,14 +174,14 @@ class EvidencePool:
 
     def run(self, question: str) -> EvidenceResult:
         slots = self.extract_slots(question)
-        pool: dict[tuple[str, int], Evidence] = {}
+        pool: dict[tuple[str, int], Hit] = {}
         rounds: list[EvidenceRound] = []
         for round_number in range(1, self.max_rounds + 1):
             queries, new, bound_now = [], 0, []
             if round_number == 1:
                 queries.append(question)
                 for hit in self.store.search(question, k=self.k):
-                    item = self._from_hit(hit, round_number)
+                    item = replace(hit, round=round_number)
                     new += pool.setdefault((item.kind, item.id), item) is item
             for index, slot in enumerate(slots):
                 if slot.bound:
@@ -216,7 +205,7 @@ class EvidencePool:
                     slots[index + 1] = replace(slots[index + 1], subject=slot.object)
             rounds.append(EvidenceRound(
                 round=round_number, queries=queries,
-                hits=[asdict(e) | {"fact": None} for e in pool.values() if e.round == round_number],
+                hits=[_session_row(e) for e in pool.values() if e.round == round_number],
                 bound=bound_now, new_evidence=new,
             ))
             if all(s.bound for s in slots) or new == 0:
@@ -229,7 +218,7 @@ class EvidencePool:
         evidence = sorted(pool.values(), key=lambda e: (-(e.via == "graph"), -e.score))
         return EvidenceResult(question, slots, rounds, evidence, complete, session_id)
 
-    def _reorder(self, slots: list[Slot], index: int, evidence: list[Evidence]) -> Slot:
+    def _reorder(self, slots: list[Slot], index: int, evidence: list[Hit]) -> Slot:
         """When slot `index` cannot bind, try a later slot's relation from the same subject instead."""
         slot = slots[index]
         for later in range(index + 1, len(slots)):

@@ -1,4 +1,5 @@
-"""A search result: a fact or a passage with its score and source.
+"""A search result: a fact or a passage with its score and source, and how it was found. The one type
+the store hands out: plain searches return it, the evidence pool collects it round by round.
 
 >>> Hit(kind="passage", id=3, text="Paris is large.", score=0.8, source="wiki").fact is None
 True
@@ -16,6 +17,8 @@ PASSAGE = "passage"
 
 @dataclass(frozen=True)
 class Hit:
+    """One piece of retrieved evidence (`kind` FACT or PASSAGE; `fact` / `passage` the row itself)."""
+
     kind: str
     id: int
     text: str
@@ -23,3 +26,5 @@ class Hit:
     source: str
     fact: Fact | None = None
     passage: Passage | None = None
+    via: str = "vector"  # how it was found: "vector" (similarity search) or "graph" (the fact in force)
+    round: int = 0  # the evidence pool's round that found it (0: a plain search)
