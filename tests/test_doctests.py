@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["graph.entity_linker", "kedit.scope.text", "kedit.scope.head", "kedit.scope.relations",
-           "kedit.statements", "kedit.preference", "memory.relations", "benchmarks.shards", "benchmarks.pre_cache"]
+           "kedit.statements", "kedit.preference",
+           "kedit.editing.registry", "kedit.editing.config", "kedit.editing.value_buckets", "memory.relations", "benchmarks.shards", "benchmarks.pre_cache"]
 
 
 @pytest.mark.parametrize("name", MODULES)
