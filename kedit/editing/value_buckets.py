@@ -4,7 +4,7 @@ Positions before subject_last never change, so their KV is computed once (one no
 below the injection point on every position, the layers above it on the prefix positions only) and
 reused at every step; layers below the injection point are never re-run. Rows (templated prompts) are
 laid out [left-padded prefix | right-padded suffix] split at subject_last and grouped into buckets of
-similar suffix length, so almost no padded position is computed (docs/methods.md §0).
+similar suffix length, so almost no padded position is computed (docs/methods.md §0.4).
 
 >>> buckets_of([3, 3, 4, 9], [0, 1, 2, 3])        # a small bucket stays together
 [[0, 1, 2, 3]]

@@ -1,7 +1,7 @@
 """`Unlearner`: make the model stop stating facts (GU-projected NPO / GA / SimNPO), verify, undo.
 
 One run: score every pair; refuse facts the model does not state; then, on a few MLP layers, step on
-the forget objective with each step projected H-orthogonal to the retain gradients (GU, docs/methods.md §5)
+the forget objective with each step projected H-orthogonal to the retain gradients (GU, docs/methods.md §5.2)
 until every forget target is below the probability / rank thresholds or `max_steps` is reached
 (training.py); score again and verify.
 """
