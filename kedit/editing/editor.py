@@ -145,6 +145,8 @@ class ParametricEditor:
     ) -> EditRecord:
         """Write the requests into the weights; returns the (live) record with verification.
 
+        `method`: a registered method name (registry.py); `config`: an instance of its config class, None
+        for the measured default of the model's family.
         Atomic: on any error (bad input, non-finite value) the weights are restored and EditError raised.
         """
         t0 = time.perf_counter()
@@ -153,11 +155,13 @@ class ParametricEditor:
         requests = list(requests)
         if not requests:
             raise EditRequestError("no edit requests given")
-        spec = get_method(method)  # UnknownEditMethodError
+        edit_method = get_method(method)  # UnknownEditMethodError
         cfg = config if config is not None else default_config(method, self.bundle.spec.family)
-        if type(cfg) is not spec.config_cls:
-            raise EditRequestError(f"method '{method}' needs a {spec.config_cls.__name__}, got {type(cfg).__name__}")
-        if sadr and not spec.sadr:
+        if type(cfg) is not edit_method.config_cls:
+            raise EditRequestError(
+                f"method '{method}' needs a {edit_method.config_cls.__name__}, got {type(cfg).__name__}"
+            )
+        if sadr and not edit_method.sadr:
             with_sadr = "/".join(m for m in method_names() if get_method(m).sadr)
             raise EditRequestError(f"SADR regularises the value optimisation of {with_sadr}, not {method}")
         self._check_layers(cfg)
@@ -189,7 +193,7 @@ class ParametricEditor:
                          "dtype": str(self.bundle.dtype).removeprefix("torch.")})
         try:
             with torch.device(self.bundle.device):  # tensors the editors create live beside the model
-                spec.apply(run, cfg, requests)
+                edit_method.apply(run, cfg, requests)
             for name in prints:
                 if not torch.isfinite(self._param(name)).all():
                     raise EditError(f"edit made {name} non-finite; weights restored")
