@@ -12,8 +12,8 @@ loss is the sum of the per-request losses and a request that reaches its stop cr
 The steps, in the manner of ROME's `compute_v`: the rewriting and KL prompts (value_prompts.py); one
 no-grad pass that caches every row's prefix and groups the rows into buckets (value_buckets.py,
 docs/methods.md §0.4); then the optimisation (`_ValueOptimisation`): per step and bucket a forward with
-δ written in (`_forward`), the log-probabilities at the target and KL positions only (`_log_probs`),
-the loss terms (`_rewrite_loss`, `_sadr_loss`, `_kl_loss`); then weight decay, the stop rule, Adam and
+δ written in (`_forward`), the log-probabilities at the target and KL positions only and the loss terms
+(`_bucket_loss`: `_rewrite_loss`, `_sadr_loss`, `_kl_loss`); then weight decay, the stop rule, Adam and
 the norm clamp (`_step`); last the result (`ValueResult`). Each bucket's graph is back-propagated as
 soon as its loss is known (memory stays one bucket's activations), and buckets are compacted when
 requests finish.
