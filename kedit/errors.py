@@ -27,6 +27,18 @@ class EditError(KeditError):
     """A parametric edit could not be made; the weights are left untouched."""
 
 
+class NothingToEditError(EditError):
+    """The model already gives the edit's target (teacher-forced accuracy 1.0); nothing was changed."""
+
+
+class UnknownEditMethodError(EditError, ValueError):
+    """No editing method is registered under the name asked for (`kedit.editing.registry`)."""
+
+
+class UnknownConfigKeyError(EditError, ValueError):
+    """A saved editing config names settings its method's config does not have."""
+
+
 class StoreError(KeditError):
     """The knowledge store refused an operation; nothing stored was changed."""
 

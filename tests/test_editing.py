@@ -15,9 +15,19 @@ from kedit.editing import (
     FTConfig,
     ParametricEditor,
     ROMEConfig,
+    config_from_dict,
     default_config,
+    get_method,
+    method_names,
+    register_method,
 )
-from kedit.errors import EditError, UnsupportedArchitectureError
+from kedit.errors import (
+    EditError,
+    NothingToEditError,
+    UnknownConfigKeyError,
+    UnknownEditMethodError,
+    UnsupportedArchitectureError,
+)
 
 DARRIEUX = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English")
 HILTON = EditRequest("{} is a citizen of", "Paris Hilton", "Germany")
@@ -96,15 +106,39 @@ def test_bad_inputs_raise_clear_errors(smollm, editor, pristine):
         EditRequest("{} and {} are", "A", "B")
     literal = EditRequest("The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "English")
     assert literal.prompt == "The mother tongue of {} is"
-    with pytest.raises(EditError, match="already answers"):
+    with pytest.raises(NothingToEditError, match="already answers"):
         editor.apply([EditRequest("The capital of France is", "France", "Paris")], config=FAST)
-    with pytest.raises(EditError, match="unknown editing method"):
+    with pytest.raises(UnknownEditMethodError, match="unknown editing method 'grace'"):
         editor.apply([DARRIEUX], method="grace")
     with pytest.raises(EditError, match="needs a"):
         editor.apply([DARRIEUX], method="rome", config=FTConfig())
     with pytest.raises(EditError, match="out of range"):
         editor.apply([DARRIEUX], method="rome", config=ROMEConfig(layer=99))
     assert unchanged(smollm, pristine) and editor.live == []
+
+
+def test_registry_names_unknown_methods_and_settings():
+    assert method_names() == ("rome", "memit", "alphaedit", "ft-l")
+    assert get_method("alphaedit").config_cls is type(default_config("alphaedit", "llama"))
+    assert not get_method("ft-l").sadr and get_method("rome").sadr
+    with pytest.raises(UnknownEditMethodError, match="'grace'.*known: rome, memit, alphaedit, ft-l"):
+        get_method("grace")
+    with pytest.raises(UnknownEditMethodError):
+        default_config("grace", "llama")
+    with pytest.raises(UnknownEditMethodError):
+        config_from_dict("grace", {})
+    # a saved config with settings its method does not have is refused, naming them (not silently dropped)
+    saved = {**default_config("rome", "llama").to_dict(), "lr": 0.1, "num_steps": 3}
+    with pytest.raises(UnknownConfigKeyError, match="no setting 'lr', 'num_steps'"):
+        config_from_dict("rome", saved)
+    with pytest.raises(ValueError):  # UnknownConfigKeyError is also a ValueError
+        config_from_dict("ft-l", {"layers": [3, 4]})
+    for method in method_names():
+        cfg = default_config(method, "gemma3")
+        assert config_from_dict(method, cfg.to_dict()) == cfg  # lists back to tuples
+    with pytest.raises(ValueError, match="registered already"):
+        register_method("rome", ROMEConfig, get_method("rome").apply)
+    assert get_method("rome").config_cls is ROMEConfig
 
 
 def test_unsupported_architecture(smollm):

@@ -9,26 +9,37 @@
 (True, True)
 """
 
-from kedit.editing.config import (
-    METHODS,
-    AlphaEditConfig,
-    FTConfig,
-    MEMITConfig,
-    ROMEConfig,
-    config_from_dict,
-    default_config,
-)
+# Importing a method's module registers it (registry.py); the order here is `METHODS`'s.
+# isort: off
+from kedit.editing.rome import ROMEConfig
+from kedit.editing.memit import MEMITConfig
+from kedit.editing.alphaedit import AlphaEditConfig
+from kedit.editing.ft import FTConfig
+# isort: on
 from kedit.editing.editor import ParametricEditor
 from kedit.editing.projection import NullSpaceProjector
 from kedit.editing.records import EditRecord
+from kedit.editing.registry import (
+    EditMethod,
+    EditRun,
+    config_from_dict,
+    default_config,
+    get_method,
+    method_names,
+    register_method,
+)
 from kedit.editing.requests import EditRequest, EditRequestError
+
+METHODS = method_names()
 
 __all__ = [
     "METHODS",
     "AlphaEditConfig",
+    "EditMethod",
     "EditRecord",
     "EditRequest",
     "EditRequestError",
+    "EditRun",
     "FTConfig",
     "MEMITConfig",
     "NullSpaceProjector",
@@ -36,4 +47,7 @@ __all__ = [
     "ROMEConfig",
     "config_from_dict",
     "default_config",
+    "get_method",
+    "method_names",
+    "register_method",
 ]

@@ -1,4 +1,4 @@
-"""Second-moment statistics C_l = E[k kᵀ] of the down_proj input over real Wikipedia text (METHODS §0).
+"""Second-moment statistics C_l = E[k kᵀ] of the down_proj input over Wikipedia text (docs/methods.md §0.3).
 
 The text is a `StatsCorpus` (kedit/editing/corpus.py): by default the Wikipedia excerpt installed with
 kedit, never evaluation data. All requested layers are collected in one forward pass that stops after the

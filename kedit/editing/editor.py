@@ -26,29 +26,22 @@ from typing import Any
 
 import torch
 
-from kedit.editing.alphaedit import alphaedit_apply
-from kedit.editing.config import (
-    CONFIG_CLASSES,
-    AlphaEditConfig,
-    EditConfig,
-    FTConfig,
-    MEMITConfig,
-    ROMEConfig,
-    config_from_dict,
-    default_config,
-)
 from kedit.editing.corpus import StatsCorpus, resolve_corpus
 from kedit.editing.covariance import load_second_moments, second_moments
-from kedit.editing.ft import ft_delta
-from kedit.editing.memit import memit_apply
 from kedit.editing.projection import NullSpaceProjector
 from kedit.editing.records import EditRecord, new_id
+from kedit.editing.registry import (
+    EditConfig,
+    EditRun,
+    config_from_dict,
+    default_config,
+    get_method,
+    method_names,
+)
 from kedit.editing.requests import EditRequest, EditRequestError
-from kedit.editing.rome import rome_delta
-from kedit.editing.templates import context_templates
 from kedit.editing.tracing import check_editable
-from kedit.errors import EditError, KeditError
-from kedit.runtime.deltas import Rows, WeightDelta, fingerprint, fingerprint_mismatch
+from kedit.errors import EditError, KeditError, NothingToEditError
+from kedit.runtime.deltas import WeightDelta, fingerprint, fingerprint_mismatch
 from kedit.scoring import TargetScore, score_targets
 
 log = logging.getLogger(__name__)
@@ -94,9 +87,8 @@ class ParametricEditor:
             # every method along with the requested ones, so the statistics are computed once.
             family = self.bundle.spec.family
             wanted = set(missing)
-            for method in CONFIG_CLASSES:
-                cfg = default_config(method, family)
-                wanted |= set(cfg.layers) if isinstance(cfg, MEMITConfig) else {cfg.layer}
+            for method in method_names():
+                wanted |= set(default_config(method, family).edit_layers)
             n_layers = self.bundle.spec.n_layers(self.bundle.model)
             wanted = {l for l in wanted if 0 <= l < n_layers and (l, n_tokens) not in self._covs}
             with torch.device(self.bundle.device):
@@ -114,6 +106,14 @@ class ParametricEditor:
             c = self.second_moments([layer], n_tokens)[layer]
             self._proj[key] = NullSpaceProjector.from_second_moment(c, threshold, layer, energy=energy)
         return self._proj[key]
+
+    def inverse_second_moment(self, layer: int, n_tokens: int) -> torch.Tensor:
+        """C⁻¹ of a layer (ROME's u = C⁻¹k̄ with `mom2_adjustment`), inverted in float64 once per model."""
+        key = (layer, n_tokens)
+        if key not in self._inv:
+            c = self.second_moments([layer], n_tokens)[layer]
+            self._inv[key] = torch.linalg.inv(c.double()).float()
+        return self._inv[key]
 
     def past_keys(self, layers: list[int]) -> dict[int, torch.Tensor]:
         """AlphaEdit's Σ K_p K_pᵀ over the edited keys of the live MEMIT and AlphaEdit records, per layer.
@@ -145,6 +145,8 @@ class ParametricEditor:
     ) -> EditRecord:
         """Write the requests into the weights; returns the (live) record with verification.
 
+        `method`: a registered method name (registry.py); `config`: an instance of its config class, None
+        for the measured default of the model's family.
         Atomic: on any error (bad input, non-finite value) the weights are restored and EditError raised.
         """
         t0 = time.perf_counter()
@@ -153,29 +155,28 @@ class ParametricEditor:
         requests = list(requests)
         if not requests:
             raise EditRequestError("no edit requests given")
-        if method not in CONFIG_CLASSES:
-            raise EditRequestError(f"unknown editing method '{method}' (known: {', '.join(CONFIG_CLASSES)})")
+        edit_method = get_method(method)  # UnknownEditMethodError
         cfg = config if config is not None else default_config(method, self.bundle.spec.family)
-        if type(cfg) is not CONFIG_CLASSES[method]:
-            raise EditRequestError(f"method '{method}' needs a {CONFIG_CLASSES[method].__name__}, got {type(cfg).__name__}")
-        if sadr and method == "ft-l":
-            raise EditRequestError("SADR regularises the value optimisation of rome/memit/alphaedit, not ft-l")
+        if type(cfg) is not edit_method.config_cls:
+            raise EditRequestError(
+                f"method '{method}' needs a {edit_method.config_cls.__name__}, got {type(cfg).__name__}"
+            )
+        if sadr and not edit_method.sadr:
+            with_sadr = "/".join(m for m in method_names() if get_method(m).sadr)
+            raise EditRequestError(f"SADR regularises the value optimisation of {with_sadr}, not {method}")
         self._check_layers(cfg)
         prompts = [r.text for r in requests]
         targets = [r.target for r in requests]
         before = score_targets(self.bundle, prompts, targets)
         for r, s in zip(requests, before):
             if s.accuracy == 1.0:
-                raise EditRequestError(
+                raise NothingToEditError(
                     f"the model already answers '{r.target}' to '{r.text}' (teacher-forced accuracy 1.0): nothing to edit"
                 )
         t_check = time.perf_counter()
 
         steps: list[tuple[str, WeightDelta]] = []
         prints: dict[str, dict] = {}
-        info: dict[str, Any] = {"model": self.bundle.name, "family": self.bundle.spec.family, "sadr": sadr,
-                                "dtype": str(self.bundle.dtype).removeprefix("torch.")}
-        extra: dict[str, torch.Tensor] = {}
         history, rid = self.bundle.history, new_id()
 
         def commit(name: str, change: WeightDelta) -> None:
@@ -187,9 +188,12 @@ class ParametricEditor:
             history.step(rid, name, change)
             steps.append((name, change))
 
+        run = EditRun(self, sadr, commit)
+        run.info.update({"model": self.bundle.name, "family": self.bundle.spec.family, "sadr": sadr,
+                         "dtype": str(self.bundle.dtype).removeprefix("torch.")})
         try:
             with torch.device(self.bundle.device):  # tensors the editors create live beside the model
-                self._run(method, cfg, requests, sadr, commit, info, extra)
+                edit_method.apply(run, cfg, requests)
             for name in prints:
                 if not torch.isfinite(self._param(name)).all():
                     raise EditError(f"edit made {name} non-finite; weights restored")
@@ -211,7 +215,7 @@ class ParametricEditor:
         }
         record = EditRecord(
             rid, method, cfg.to_dict(), requests, steps, prints, timings=timings, verification=verification,
-            info=info, extra_tensors=extra,
+            info=run.info, extra_tensors=run.extra,
         )
         self.live.append(record)
         log.info("kedit: %s edit %s of %d request(s) in %.2fs", method, record.id, len(requests), timings["total_s"])
@@ -219,65 +223,10 @@ class ParametricEditor:
 
     def _check_layers(self, cfg: EditConfig) -> None:
         n = self.bundle.spec.n_layers(self.bundle.model)
-        layers = list(cfg.layers) if isinstance(cfg, MEMITConfig) else [cfg.layer]
+        layers = list(cfg.edit_layers)
         bad = [l for l in layers if not 0 <= l < n - 1]
         if bad or not layers:
             raise EditRequestError(f"edit layers {layers} out of range for a {n}-layer model")
-
-    def _run(self, method, cfg, requests, sadr, commit, info, extra) -> None:
-        bundle = self.bundle
-        if method == "rome":
-            assert isinstance(cfg, ROMEConfig)
-            templates = context_templates(bundle, cfg.context_templates)
-            inv = None
-            if cfg.mom2_adjustment:
-                key = (cfg.layer, cfg.mom2_n_tokens)
-                if key not in self._inv:
-                    c = self.second_moments([cfg.layer], cfg.mom2_n_tokens)[cfg.layer]
-                    self._inv[key] = torch.linalg.inv(c.double()).float()
-                inv = self._inv[key]
-            info["value_steps"], info["value_s"] = [], []
-            # Sequential ROME: each request sees the model with the previous ones applied.
-            for req in requests:
-                name, delta, vr = rome_delta(bundle, req, cfg, templates, inv, sadr=sadr)
-                commit(name, delta)
-                info["value_steps"].append(vr.steps)
-                info["value_s"].append(vr.seconds)
-                info["value_dtype"] = vr.dtype
-        elif method in ("memit", "alphaedit"):
-            assert isinstance(cfg, MEMITConfig)
-            templates = context_templates(bundle, cfg.context_templates)
-            layers = sorted(cfg.layers)
-            t_start = time.perf_counter()
-            if method == "memit":
-                covs = self.second_moments(layers, cfg.mom2_n_tokens)
-                keys: dict[int, torch.Tensor] = {}
-                vr = memit_apply(bundle, requests, cfg, templates, covs, commit, sadr=sadr, keys_out=keys)
-            else:
-                assert isinstance(cfg, AlphaEditConfig)
-                projs = {
-                    l: self.projector(l, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy)
-                    for l in layers
-                }
-                info["nullspace_dim"] = {str(l): p.dim for l, p in projs.items()}
-                info["nullspace_tau"] = {str(l): p.threshold for l, p in projs.items()}
-                info["nullspace_energy"] = {str(l): round(p.energy, 6) for l, p in projs.items()}
-                vr, keys = alphaedit_apply(
-                    bundle, requests, cfg, templates, {l: p.matrix for l, p in projs.items()},
-                    self.past_keys(layers), commit, sadr=sadr,
-                    covs=self.second_moments(layers, cfg.mom2_n_tokens) if cfg.mom2_in_nullspace else None,
-                )
-            # the edited keys: a later AlphaEdit update reads them as its cache of past keys (`past_keys`)
-            extra.update({f"keys.{l}": k for l, k in keys.items()})
-            info["value_steps"], info["value_s"], info["value_cpu_s"] = vr.steps, vr.seconds, vr.cpu_seconds
-            info["request_steps"] = vr.request_steps
-            info["value_dtype"] = vr.dtype
-            info["update_s"] = time.perf_counter() - t_start - vr.seconds  # keys, residuals, solves
-        else:
-            assert isinstance(cfg, FTConfig)
-            name, delta, n_steps, loss = ft_delta(bundle, requests, cfg)
-            commit(name, Rows.of(delta))  # only the rows the fine-tune moved
-            info["ft_steps"], info["ft_loss"] = n_steps, loss
 
     # -- undo / reapply ------------------------------------------------------------------------
     def undo(self, record: EditRecord, cascade: bool = False) -> list[EditRecord]:

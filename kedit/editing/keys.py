@@ -32,7 +32,7 @@ class Row:
 
 
 def target_ids(tokenizer, target: str) -> list[int]:
-    """Target tokens with a leading space (METHODS §0), no special tokens."""
+    """Target tokens with a leading space (docs/methods.md §0.1), no special tokens."""
     ids = tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"]
     if not ids:
         raise ValueError(f"target '{target}' tokenises to nothing")
@@ -63,7 +63,7 @@ def build_rows(
 
 
 def kl_rows(tokenizer, requests: list[EditRequest], first_request: int = 0) -> list[Row]:
-    """One "{subject} is a" row per request: the KL anchor of ROME/MEMIT (METHODS §1.2)."""
+    """One "{subject} is a" row per request: the KL anchor of ROME/MEMIT (docs/methods.md §1.2)."""
     rows = []
     for i, req in enumerate(requests):
         ids = list(tokenizer(req.subject + " is a")["input_ids"])

@@ -1,4 +1,4 @@
-"""The retain projection of AlphaEdit: a projector onto the null space of the preserved keys (METHODS §3).
+"""AlphaEdit's retain projection: a projector onto the null space of the preserved keys (docs/methods.md §3.1).
 
 C = E[k₀k₀ᵀ] = U Σ Uᵀ; Û = eigenvectors with eigenvalue < τ; P = Û Ûᵀ. Any update of the form
 Δ = Δ' P leaves the outputs of preserved keys unchanged: Δ k₀ ≈ 0. A projector of dimension 0 would

@@ -1,4 +1,4 @@
-"""SADR: the selective attention-drift regulariser added to the v*/z loss (METHODS §4).
+"""SADR: the selective attention-drift regulariser added to the v*/z loss (docs/methods.md §4).
 
 Edits make heads over-attend to the edited subject whenever it is in context. SADR records each
 layer's attention row at the query that predicts the first target token while δ=0 (A₀), and then

@@ -1,6 +1,6 @@
 """Context templates: short model-generated prefixes that make keys and values robust to context.
 
-As in ROME/MEMIT (METHODS §0), top-k=5 samples from the seeds "The", "Therefore", "Because", "I",
+As in ROME/MEMIT (docs/methods.md §0.2), top-k=5 samples from the seeds "The", "Therefore", "Because", "I",
 "You"; each template is the sample (braces stripped) + ". {}", plus the bare "{}". They are generated
 once per model and spec and cached as JSON under `cache_root()/editing/<model>/templates.json`.
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kedit.errors import EditError, UnsupportedArchitectureError
+from kedit.errors import EditError, NothingToEditError, UnsupportedArchitectureError
 from kedit.layer.results import EditResult
 from kedit.probes import clean_answer
 from kedit.router import Route, RouteDecision
@@ -108,9 +108,7 @@ def write_weights(layer, plan: list[PlannedEdit], method: str | None, sadr: bool
         for planned in to_weights:
             _fall_back(layer, planned, str(exc))
         return None
-    except EditError as exc:
-        if "already answers" not in str(exc):
-            raise
+    except NothingToEditError as exc:
         for planned in to_weights:
             _fall_back(layer, planned, str(exc))
         return None

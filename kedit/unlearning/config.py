@@ -30,7 +30,7 @@ def default_layers(n_layers: int) -> tuple[int, ...]:
 class UnlearnConfig:
     """How `Unlearner.forget` unlearns: objective, trained parameters, optimiser, stop and verify rules.
 
-    The defaults are GU (METHODS §5): NPO (beta 0.1) on the forget pairs, each step projected
+    The defaults are GU (docs/methods.md §5): NPO (beta 0.1) on the forget pairs, each step projected
     orthogonal to the retain gradients in the metric of an Adam optimiser with beta1 = 0.
 
     >>> cfg = UnlearnConfig(objective="ga", max_steps=20)

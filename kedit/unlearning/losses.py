@@ -1,4 +1,4 @@
-"""Teacher-forced answer log-probabilities and the unlearning losses built on them (METHODS §5).
+"""Teacher-forced answer log-probabilities and the unlearning losses built on them (docs/methods.md §5.1).
 
 Every loss here is per example (a vector over the batch): the engine weights and sums them itself, so
 that one backward pass yields the forget gradient and each retain direction separately.

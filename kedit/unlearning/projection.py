@@ -1,4 +1,4 @@
-"""GU's retain-invariant projection (METHODS §5, arXiv 2511.17100).
+"""GU's retain-invariant projection (docs/methods.md §5.2, arXiv 2511.17100).
 
 To first order a step Δθ changes the retain loss by ⟨g_r, Δθ⟩. An optimiser with diagonal
 preconditioner H executes Δθ = −lr·H·d for a search direction d, so the step leaves every retain loss

@@ -1,10 +1,9 @@
 """`Unlearner`: make the model stop stating facts (GU-projected NPO / GA / SimNPO), verify, undo.
 
 One run: score every pair; refuse facts the model does not state; then, on a few MLP layers, step on
-the forget objective with each step projected H-orthogonal to the retain gradients (GU, METHODS §5)
-until every forget target is below the probability / rank thresholds or `max_steps` is reached; score
-again and verify. One forward/backward pass per step yields the forget gradient and every retain
-direction (`grads.GroupGradients`), and the same forward gives the early-stop check.
+the forget objective with each step projected H-orthogonal to the retain gradients (GU, docs/methods.md §5.2)
+until every forget target is below the probability / rank thresholds or `max_steps` is reached
+(training.py); score again and verify.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import datetime as _dt
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -22,14 +21,8 @@ from kedit.runtime.deltas import Dense, fingerprint_mismatch
 from kedit.scoring import score_targets
 from kedit.unlearning.config import UnlearnConfig, default_layers
 from kedit.unlearning.errors import FactNotKnownError, UnlearnError
-from kedit.unlearning.grads import GroupGradients
-from kedit.unlearning.losses import AnswerBatch, answer_scores, ga_loss, nll_loss, npo_loss, simnpo_loss
-from kedit.unlearning.optimizer import DiagonalAdamMetric
-from kedit.unlearning.projection import project_orthogonal
 from kedit.unlearning.record import ProbeChange, UnlearnRecord
-
-Pair = tuple[str, str]
-StepCallback = Callable[[int, dict], None]
+from kedit.unlearning.training import Pair, StepCallback, train
 
 
 def _as_pairs(items: Sequence[Pair], what: str) -> list[Pair]:
@@ -164,7 +157,7 @@ class Unlearner:
         try:
             for w in weights.values():
                 w.requires_grad_(True)
-            steps, history = self._train(modules, weights, pre, deltas, forget_pairs, retain_pairs, cfg, on_step)
+            steps, history = train(self.bundle, modules, weights, pre, deltas, forget_pairs, retain_pairs, cfg, on_step)
         except BaseException:
             with torch.no_grad():
                 for n, w in weights.items():
@@ -215,111 +208,6 @@ class Unlearner:
             pre_weights=pre,
             deltas=deltas,
         )
-
-    def _train(
-        self,
-        modules: dict[str, nn.Module],
-        weights: dict[str, torch.Tensor],
-        pre: dict[str, torch.Tensor],
-        deltas: dict[str, torch.Tensor],
-        forget_pairs: list[Pair],
-        retain_pairs: list[Pair],
-        cfg: UnlearnConfig,
-        on_step: StepCallback | None,
-    ) -> tuple[int, list[dict]]:
-        """Run the optimisation in place on `weights` (kept equal to pre + deltas); returns steps, history."""
-        model = self.bundle.model
-        device = self.bundle.device
-        batch = AnswerBatch.encode(self.bundle.tokenizer, forget_pairs + retain_pairs, device)
-        nf, nr = len(forget_pairs), len(retain_pairs)
-        k = min(cfg.n_retain_directions, nr)
-        # Retain pairs beyond k are pooled round-robin: each direction is the mean gradient of its group.
-        retain_groups = [torch.arange(nf + j, nf + nr, k, device=device) for j in range(k)]
-        groups = [torch.arange(nf, device=device)] + retain_groups
-        row_weight = torch.empty(nf + nr, device=device)
-        row_weight[:nf] = 1.0 / nf
-        for rows in retain_groups:
-            row_weight[rows] = 1.0 / len(rows)
-        group_share = torch.tensor([len(r) / nr for r in retain_groups], device=device) if k else None
-
-        n_params = sum(w.numel() for w in weights.values())
-        metric = DiagonalAdamMetric(n_params, cfg.adam_beta2, cfg.adam_eps, device=device)
-        ref_logprob: torch.Tensor | None = None
-        retain_ref: torch.Tensor | None = None
-        history: list[dict] = []
-        step = 0
-        for step in range(cfg.max_steps + 1):  # noqa: B007 - `step` is the number of updates made
-            with GroupGradients(modules) as capture:
-                scores = answer_scores(model, batch)
-                logprob = scores.logprob
-                if not bool(torch.isfinite(logprob).all()):
-                    raise UnlearnError(
-                        f"non-finite log-probabilities at step {step} (lr {cfg.lr} too large?); weights restored"
-                    )
-                lp_f, lp_r = logprob[:nf], logprob[nf:]
-                if ref_logprob is None:  # the frozen π_ref of NPO: the pre-unlearning model, computed once
-                    ref_logprob, retain_ref = lp_f.detach().clone(), lp_r.detach().clone()
-                probs = lp_f.detach().exp()
-                ranks = scores.first_rank[:nf]
-                info = {
-                    "step": step,
-                    "max_target_prob": float(probs.max()),
-                    "min_target_rank": int(ranks.min()),
-                    "retain_mean_abs_change": float((lp_r.detach().exp() - retain_ref.exp()).abs().mean())
-                    if nr
-                    else 0.0,
-                }
-                done = all(cfg.is_forgotten(float(p), int(r)) for p, r in zip(probs, ranks))
-                if done or step == cfg.max_steps:
-                    history.append(info)
-                    if on_step is not None:
-                        on_step(step, info)
-                    break
-                if cfg.objective == "npo":
-                    forget_terms = npo_loss(lp_f, ref_logprob, cfg.beta)
-                elif cfg.objective == "ga":
-                    forget_terms = ga_loss(lp_f)
-                else:
-                    forget_terms = simnpo_loss(lp_f, batch.lengths[:nf], cfg.beta, cfg.simnpo_delta)
-                info["forget_loss"] = float(forget_terms.detach().mean())
-                terms = torch.cat([forget_terms, nll_loss(lp_r, batch.lengths[nf:])])
-                flat = capture.gradients((terms * row_weight).sum(), groups)
-            if not bool(torch.isfinite(flat).all()):
-                raise UnlearnError(f"non-finite gradients at step {step}; weights restored")
-            g_forget, g_retain = flat[0], flat[1:]
-
-            if cfg.projection:
-                # H is fixed from this step's raw gradients before projecting (optimizer module docstring).
-                metric.observe(torch.cat([g_forget[None], g_retain]).square().amax(dim=0))
-                h = metric.h()
-                direction = project_orthogonal(g_forget, g_retain, h, cfg.ridge)
-                if cfg.retain_weight > 0:
-                    direction = direction + cfg.retain_weight * (group_share @ g_retain)
-            else:
-                direction = g_forget
-                if cfg.retain_weight > 0:
-                    direction = direction + cfg.retain_weight * (group_share @ g_retain)
-                metric.observe(direction.square())
-                h = metric.h()
-            update = -cfg.lr * h * direction
-            if k:
-                cos = (g_retain @ update) / (g_retain.norm(dim=1) * update.norm()).clamp_min(1e-30)
-                info["retain_cos"] = float(cos.abs().max())
-            history.append(info)
-            if on_step is not None:
-                on_step(step, info)
-
-            with torch.no_grad():
-                offset = 0
-                for n, w in weights.items():
-                    size = w.numel()
-                    deltas[n].add_(update[offset : offset + size].view_as(w))
-                    offset += size
-                    # W = W_pre + Δ exactly (not W += update), so a record's pre + delta replays bit-exactly.
-                    w.copy_(pre[n] + deltas[n])
-                    if not bool(torch.isfinite(w).all()):
-                        raise UnlearnError(f"non-finite weights in {n} at step {step}; weights restored")
-        return step, history
 
     # -- undo / reapply ---------------------------------------------------------------------------
 
