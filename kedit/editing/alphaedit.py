@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -52,7 +53,7 @@ class AlphaEditConfig(MEMITConfig):
 
 
 # Measured defaults (benchmarks/EDITING.md); the class defaults are SmolLM2's (llama, 30 layers).
-FAMILY_DEFAULTS = {
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "llama": {"layers": (3, 4, 5, 6, 7)},
     # λ'=0 (AlphaEdit as published): λ'=1000 keeps neighbourhood above MEMIT's after 100 sequential
     # edits (+0.080 ± 0.027) but smothers a lone edit (single-edit rewrite 0.49 vs 0.86: the null space

@@ -32,9 +32,10 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from importlib.resources import files
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from kedit.errors import KeditError
 
@@ -95,7 +96,7 @@ def _open(path: Path) -> IO[bytes]:
     if path.suffix == ".xz":
         return lzma.open(path, "rb")
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 
 
@@ -183,7 +184,7 @@ def _digest(paths: tuple[Path, ...]) -> str:
     for path in paths:
         h.update(path.name.encode() + b"\0")
         with path.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for block in iter(partial(fh.read, 1 << 20), b""):
                 h.update(block)
     return h.hexdigest()[:12]
 

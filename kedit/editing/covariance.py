@@ -35,8 +35,8 @@ def corpus_chunks(tokenizer, n_tokens: int, seq_len: int = 256, seed: int = 0,
     """Token chunks (≤ seq_len) drawn round-robin over shuffled articles until n_tokens are covered."""
     per_doc: list[list[list[int]]] = []
     total = 0
-    for doc in resolve_corpus(corpus).documents():
-        ids = tokenizer(doc)["input_ids"]
+    for text in resolve_corpus(corpus).documents():
+        ids = tokenizer(text)["input_ids"]
         chunks = [ids[i : i + seq_len] for i in range(0, len(ids), seq_len) if len(ids[i : i + seq_len]) >= 16]
         if chunks:
             per_doc.append(chunks)

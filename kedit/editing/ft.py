@@ -42,7 +42,7 @@ class FTConfig:
 
 
 # Measured defaults (benchmarks/EDITING.md); the class defaults are SmolLM2's (llama, 30 layers).
-FAMILY_DEFAULTS = {
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "llama": {"layer": 4},
     # L-inf bound swept on 30 single CounterFact edits (benchmarks/EDITING.md): SmolLM2's 5e-3 gave
     # rewrite 1.0 but neighbourhood 0.23 on gemma3; 2e-4 keeps rewrite 0.9 at neighbourhood 0.9.
@@ -65,7 +65,7 @@ def ft_delta(bundle, requests: list[EditRequest], cfg: FTConfig) -> tuple[str, t
         y = target_ids(tok, requests[r.request].target)
         for j, t in enumerate(y):
             cols[i, j], ids[i, j], mask[i, j] = r.n_prompt - 1 + j, t, 1.0
-    found = {}
+    found: dict[str, torch.Tensor] = {}
     with torch.no_grad(), hooks([(spec.layer(model, layer), lambda m, a: found.__setitem__("h", a[0].clone()))], pre=True), layer_window(bundle, 0, layer + 1):
         base_model(bundle)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
     param = spec.down_proj_module(model, layer).weight

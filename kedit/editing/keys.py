@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -81,7 +82,7 @@ def collect_at_subject(
     bundle,
     rows: list[Row],
     key_layers: list[int],
-    out_layers: list[int] = (),
+    out_layers: Sequence[int] = (),
     batch_size: int = 256,
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
     """Down_proj inputs (keys) at `key_layers` and block outputs at `out_layers`, at subject_last.
@@ -140,7 +141,7 @@ class SubjectRuns:
 
     @torch.no_grad()
     def collect(
-        self, key_layers: list[int], out_layers: list[int] = (), resume: int | None = None, remember: int | None = None
+        self, key_layers: list[int], out_layers: Sequence[int] = (), resume: int | None = None, remember: int | None = None
     ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """Keys at `key_layers` and block outputs at `out_layers` at subject_last (as `collect_at_subject`)."""
         spec, model = self.bundle.spec, self.bundle.model

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -58,7 +59,7 @@ class MEMITConfig(ValueOptConfig):
 
 
 # Measured defaults (benchmarks/EDITING.md); the class defaults are SmolLM2's (llama, 30 layers).
-FAMILY_DEFAULTS = {
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "llama": {"layers": (3, 4, 5, 6, 7)},
     # Swept on 30 single CounterFact edits (benchmarks/EDITING.md): windows 1-4 / 2-5 / 3-6 x
     # λ 60 / 300 tie within one case (rewrite 0.93-0.97, neighbourhood 0.97-1.0); λ=1500 (SmolLM2's)
@@ -109,7 +110,8 @@ def memit_apply(
         # Layers below the one updated last are unchanged: restart from the states entering it.
         resume = layers[t - 1] if t > 0 else None
         row_keys, outs = runs.collect([layer], [last], resume=resume, remember=layer)
-        runs.saved.pop(resume, None)
+        if resume is not None:
+            runs.saved.pop(resume, None)
         k = grouped_keys(rows, row_keys[layer], n).T.double()  # (d_ff, n)
         if keys_out is not None:
             keys_out[layer] = k.float().contiguous()

@@ -70,7 +70,10 @@ class EditRecord:
         if not ops:
             raise KeyError(name)
         shape = tuple(self.fingerprints[name]["shape"]) if name in self.fingerprints else None
-        return sum(op.dense(shape) for op in ops)
+        total = ops[0].dense(shape)
+        for op in ops[1:]:
+            total = total + op.dense(shape)
+        return total
 
     @property
     def nbytes(self) -> int:
@@ -121,10 +124,12 @@ class EditRecord:
         if fmt == 1:
             # dense deltas (each applied as param += delta in float32, as Dense does) + pre-edit copies,
             # of which only the fingerprints are kept
-            steps = [(name, Dense(tensors[f"step.{i}"])) for i, name in enumerate(meta["steps"])]
+            steps: list[tuple[str, WeightDelta]] = [
+                (name, Dense(tensors[f"step.{i}"])) for i, name in enumerate(meta["steps"])
+            ]
             prints = {k[4:]: fingerprint(v) for k, v in tensors.items() if k.startswith("pre.")}
         else:
-            steps = []
+            steps = []  # (annotated in the format-1 branch)
             for i, step in enumerate(meta["steps"]):
                 prefix = f"step.{i}."
                 parts = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -13,6 +13,7 @@ v* = m₀ + δ from the value optimisation; k* = key of the bare prompt;
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -43,7 +44,7 @@ class ROMEConfig(ValueOptConfig):
 
 
 # Measured defaults (benchmarks/EDITING.md); the class defaults are SmolLM2's (llama, 30 layers).
-FAMILY_DEFAULTS = {
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "llama": {"layer": 4},
     # Gemma3's keys share a large common direction, so u = k̄/‖k̄‖ (EasyEdit's Llama setting) moves every
     # position: measured on Darrieux, v* reached p=0.98 through the hook but p stayed 0.06 after the

@@ -133,7 +133,10 @@ class PrefixBatch:
         )
 
 
-def full_forward(bundle, batch: PrefixBatch, stop: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+KV = tuple[torch.Tensor | None, torch.Tensor | None]  # a layer's (keys, values); None where no cache was written
+
+
+def full_forward(bundle, batch: PrefixBatch, stop: int | None = None) -> list[KV]:
     """One no-grad forward of the whole batch (layers [0, stop)); returns the prefix KV per layer.
 
     Callers read the activations they need through hooks registered around this call.
@@ -152,7 +155,7 @@ def full_forward(bundle, batch: PrefixBatch, stop: int | None = None) -> list[tu
         return []
     cache = out.cache if hasattr(out, "cache") else out.past_key_values
     p = batch.n_prefix
-    kv = []
+    kv: list[KV] = []
     for layer in cache.layers:
         if getattr(layer, "keys", None) is None or layer.keys.numel() == 0:
             kv.append((None, None))

@@ -14,6 +14,7 @@ similar suffix length, so almost no padded position is computed (docs/methods.md
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -102,7 +103,7 @@ def prefix_pass(bundle, batch: PrefixBatch, start: int, n_layers: int, key_layer
     base = base_model(bundle)
     P = batch.n_prefix
     found: dict = {}
-    pre = [
+    pre: list[tuple[torch.nn.Module, Callable[..., None]]] = [
         (spec.down_proj_module(model, l), lambda m, a, l=l: found.__setitem__(("k", l), a[0][:, P].clone()))
         for l in key_layers_below
     ]

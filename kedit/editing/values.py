@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -312,7 +313,7 @@ def optimise_values(
     cfg: ValueOptConfig,
     site: str,
     layer: int,
-    key_layers: list[int] = (),
+    key_layers: Sequence[int] = (),
     sadr: bool = False,
 ) -> ValueResult:
     """Optimise δ for every request at `site` ("mlp" or "residual") of `layer`; see module docstring."""

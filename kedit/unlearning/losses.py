@@ -50,7 +50,11 @@ class AnswerBatch:
         width = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        rows, positions, targets, first, lengths = [], [], [], [], []
+        rows: list[int] = []
+        positions: list[int] = []
+        targets: list[int] = []
+        first: list[int] = []
+        lengths: list[int] = []
         for b, (ids, n_prompt) in enumerate(encoded):
             input_ids[b, : len(ids)] = torch.tensor(ids)
             mask[b, : len(ids)] = 1

@@ -13,6 +13,7 @@ import math
 import time
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -150,7 +151,7 @@ class Unlearner:
             )
 
         names = [f"{m}.weight" for m in modules]
-        weights = {f"{m}.weight": mod.weight for m, mod in modules.items()}
+        weights = {f"{m}.weight": cast(torch.Tensor, mod.weight) for m, mod in modules.items()}
         pre = {n: w.detach().clone() for n, w in weights.items()}
         deltas = {n: torch.zeros_like(w) for n, w in pre.items()}
         grad_flags = {n: w.requires_grad for n, w in weights.items()}
@@ -174,9 +175,9 @@ class Unlearner:
         ]
         cuts = [len(forget_pairs), len(para_pairs), len(retain_pairs), len(probe_pairs)]
         parts, start = [], 0
-        for n in cuts:
-            parts.append(changes[start : start + n])
-            start += n
+        for count in cuts:
+            parts.append(changes[start : start + count])
+            start += count
         f_changes, para_changes, retain_changes, probe_changes = parts
 
         reasons = [
