@@ -1,4 +1,4 @@
-"""A dynamic evidence pool (RFM-RAG, METHODS §6): retrieval as a loop over a persistent pool.
+"""A dynamic evidence pool (RFM-RAG, docs/methods.md §6): retrieval as a loop over a persistent pool.
 
 1. Extract the question's (subject, relation, ?) slots: a relation's question/cloze template matched
    whole, else the entity named in the question plus relation cues (labels, aliases) ordered outward
