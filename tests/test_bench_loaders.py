@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
-from benchmarks.compare import write_report
-from benchmarks.loaders import KNOWEDIT_KINDS, BenchmarkDataError, load_knowedit, load_mquake
-from benchmarks.mquake import batch_facts, batches
-from benchmarks.prompts import load_mquake_prompts
-from benchmarks.runs import CASES, RunDir, RunDirError, RunSpec
+from benchmarks.data.loaders import KNOWEDIT_KINDS, BenchmarkDataError, load_knowedit, load_mquake
+from benchmarks.data.prompts import load_mquake_prompts
+from benchmarks.runners.compare import write_report
+from benchmarks.runners.mquake import batch_facts, batches
+from benchmarks.runners.runs import CASES, RunDir, RunDirError, RunSpec
 
 # every data file of the sample (same names as the full data): (path relative to the data dir, kind,
 # usable cases, malformed); tests/data/SOURCES.md says which records each keeps

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["graph.entity_linker", "kedit.scope.text", "kedit.scope.head", "kedit.scope.relations",
-           "kedit.statements", "kedit.preference", "memory.relations", "benchmarks.shards", "benchmarks.pre_cache"]
+           "kedit.statements", "kedit.preference", "memory.relations", "benchmarks.runners.shards", "benchmarks.runners.pre_cache"]
 
 
 @pytest.mark.parametrize("name", MODULES)

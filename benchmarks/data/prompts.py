@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.loaders import BenchmarkDataError
+from benchmarks.data.loaders import BenchmarkDataError
 from kedit.paths import require_data_dir
 
 

@@ -1,5 +1,5 @@
 """The value loop as it was before the batched/bucketed rewrite (commit 37981d0), kept verbatim for the
-same-run speed comparison of `benchmarks/edit_batch_speed.py` ("old path"). Not used by kedit.
+same-run speed comparison of `benchmarks/studies/edit_batch_speed.py` ("old path"). Not used by kedit.
 
 Requests were optimised in chunks of 16; every step ran all rows of the chunk padded to the longest
 suffix, with the KL anchors uncut; the initial pass ran every layer on every position.

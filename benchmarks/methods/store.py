@@ -1,5 +1,6 @@
-"""Method adapters over a kedit knowledge store: `rag` (store only), `mello` (MeLLo loop) and `layer`
-(kedit's router, weights and store, answers from `KnowledgeLayer.query`).
+"""Method adapters over a kedit knowledge store: the shared `StoreBacked` base and `rag` (store only);
+`mello` (MeLLo loop, `benchmarks.methods.mello`) and `layer` (kedit's router, weights and store, answers
+from `KnowledgeLayer.query`, `benchmarks.methods.layer`) build on it.
 
 Each adapter owns a `KnowledgeLayer` in a temporary directory on the benchmark's model bundle (shared,
 so weight edits of `layer` are what the probes see). Written facts are taken back on `undo`, so a
@@ -22,7 +23,6 @@ a prompt is its last line without a `Q:`/`A:` frame (the question of a few-shot 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import re
 import shutil
@@ -34,20 +34,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.cases import Fact
-from benchmarks.generation import greedy_generate, sample_ids_like_easyedit
-from benchmarks.methods import Applied, Method, MultiHopAnswer
-from benchmarks.prompts import MQuAKEPrompts
+from benchmarks.data.cases import Fact
+from benchmarks.methods.base import Applied, Method
+from benchmarks.scoring.generation import greedy_generate, sample_ids_like_easyedit
 from kedit.errors import KeditError
 from kedit.scoring import TargetScore, score_targets
 
 log = logging.getLogger(__name__)
 
-MELLO_ROUNDS = 4
-MELLO_TOKENS_PER_ROUND = 80
-MELLO_STOP = ("Retrieved fact:", "\n\nQuestion:")
-_FINAL = "Final answer: "
-_SUB = "Subquestion: "
 _SENTENCE_BREAK = re.compile(r"[.!?;]\s|\n")
 
 
@@ -86,7 +80,7 @@ def _cleanup(layer, directory: str) -> None:
 
 
 @dataclass
-class _Written:
+class Written:
     """What one `apply` put into the store (to take back on undo)."""
 
     tag: str
@@ -96,7 +90,7 @@ class _Written:
     skipped: list[Fact] = field(default_factory=list)  # contradictory items left out of a batch
 
 
-class _StoreBacked(Method):
+class StoreBacked(Method):
     """A method with a `KnowledgeLayer` of its own (temporary directory) on the shared bundle."""
 
     k = 3  # facts prepended to a prompt
@@ -116,7 +110,7 @@ class _StoreBacked(Method):
             raise
         self._finalizer = weakref.finalize(self, _cleanup, self.kl, self._dir)
         self._tags = itertools.count()
-        self._live: list[_Written] = []
+        self._live: list[Written] = []
 
     def close(self) -> None:
         self._finalizer()
@@ -141,7 +135,7 @@ class _StoreBacked(Method):
         for doc in sorted({p.document_id for p in passages}):
             self.kl.store.delete_document(doc)
 
-    def _erase(self, written: _Written) -> None:
+    def _erase(self, written: Written) -> None:
         for entry in reversed(written.ledger_ids):
             self.kl.undo(entry)
         for fid in written.fact_ids:
@@ -210,13 +204,13 @@ class _StoreBacked(Method):
         return unicodedata.normalize("NFKD", text).replace("\n\n", " ").replace("<|endoftext|>", "")
 
 
-class RagMethod(_StoreBacked):
+class RagMethod(StoreBacked):
     """Store only, no weight change: each fact goes into the store (a graph fact when its relation is
     known, else a passage) and every question is asked with the top retrieved facts in context."""
 
     name = "rag"
 
-    def _write(self, facts: Sequence[Fact], written: _Written) -> None:
+    def _write(self, facts: Sequence[Fact], written: Written) -> None:
         vocab = self.kl.store.relations
         structured, loose = [], []
         for f in facts:
@@ -245,7 +239,7 @@ class RagMethod(_StoreBacked):
 
     def apply(self, facts: Sequence[Fact]) -> Applied:
         t0 = time.perf_counter()
-        written = _Written(self._new_tag())
+        written = Written(self._new_tag())
         try:
             self._write(facts, written)
         except KeditError as exc:
@@ -253,223 +247,3 @@ class RagMethod(_StoreBacked):
             return Applied(tuple(facts), None, str(exc), time.perf_counter() - t0)
         self._live.append(written)
         return Applied(tuple(facts), written, None, time.perf_counter() - t0)
-
-
-class PrefixCachedGreedy:
-    """Greedy generation that keeps the KV cache of the last text it saw and reuses it for the longest
-    common token prefix of the next prompt (MeLLo's prompts share ~1k tokens of demos and grow by a few
-    lines per round). Same tokens as `greedy_generate` on the whole prompt; only the prefill is saved.
-    Valid while the weights do not change (MeLLo never edits them)."""
-
-    def __init__(self, bundle) -> None:
-        import inspect
-
-        self.bundle = bundle
-        forward = inspect.signature(bundle.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
-        self._ids: list[int] = []  # tokens whose keys/values are in the cache
-        self._cache = None
-
-    def __call__(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = ()) -> str:
-        import torch
-        from transformers import DynamicCache
-
-        from benchmarks.generation import cut_at_stop
-
-        tok, model = self.bundle.tokenizer, self.bundle.model
-        ids = tok(prompt)["input_ids"]
-        n = 0
-        for a, b in zip(self._ids, ids):
-            if a != b:
-                break
-            n += 1
-        n = min(n, len(ids) - 1)  # at least one token to feed
-        if self._cache is None or n == 0 or self._cache.get_seq_length() != len(self._ids):
-            self._cache, n = DynamicCache(), 0
-        elif len(self._ids) > n:
-            self._cache.crop(n - len(self._ids))  # transformers 5: a negative count of tokens to drop
-        fed = ids[:n]
-        feed = ids[n:]
-        new: list[int] = []
-        text = ""
-        with torch.no_grad():
-            for _ in range(max_new_tokens):
-                out = model(input_ids=torch.tensor([feed], device=self.bundle.device), use_cache=True,
-                            **{self._cache_arg: self._cache})
-                fed += feed
-                nxt = int(out.logits[0, -1].argmax())
-                if nxt == tok.eos_token_id:
-                    break
-                new.append(nxt)
-                text = tok.decode(new, skip_special_tokens=True)
-                if any(s in text for s in stop):
-                    break
-                feed = [nxt]
-        self._ids = fed
-        return cut_at_stop(text, stop)
-
-
-class MeLLoMethod(RagMethod):
-    """MeLLo (MQuAKE's memory-based method): the batch's edits are a memory of fact sentences
-    (`prompt.format(subject) + " " + target_new`, MiniLM + FAISS through `kl.store.search`); the model
-    decomposes the question with MeLLo's 4-demo prompt, and each subquestion retrieves the top-1 fact,
-    which the model checks against its own answer (≤ 4 rounds, generation stopped at `Retrieved fact:`).
-
-    Single-hop probes (edit-wise cloze and hop questions) get the top-1 fact in context, as `rag` does.
-    Besides MeLLo's stop string, generation also stops at a new demo (`\\n\\nQuestion:`), which only saves
-    tokens: after a `Final answer:` line MeLLo stops reading.
-    """
-
-    name = "mello"
-    k = 1
-    record_every = 4  # 30-120 s per case: a batch of 100 is recorded as it goes, so it resumes mid-batch
-
-    def __init__(self, bundle, *, k: int | None = None, embedder=None) -> None:
-        super().__init__(bundle, k=k, embedder=embedder)
-        self._greedy = PrefixCachedGreedy(bundle)
-
-    def settings(self) -> dict[str, Any]:
-        return {"k": self.k, "rounds": MELLO_ROUNDS, "tokens_per_round": MELLO_TOKENS_PER_ROUND}
-
-    def answer_multihop(
-        self, question: str, prompts: MQuAKEPrompts, cot: bool = False, max_new_tokens: int = 24
-    ) -> MultiHopAnswer:
-        start = prompts.mello_query(question)
-        prompt = start
-        answer = None
-        for _ in range(MELLO_ROUNDS):
-            gen = self._greedy(prompt, MELLO_TOKENS_PER_ROUND, stop=MELLO_STOP)
-            lines = gen.strip().split("\n")
-            if lines[-1].startswith(_FINAL):
-                answer = lines[-1][len(_FINAL) :].strip()
-                prompt += gen
-                break
-            if len(lines) < 2 or not lines[-2].startswith(_SUB):
-                prompt += gen
-                break  # MeLLo: a failed case (no subquestion to look up)
-            sub = lines[-2][len(_SUB) :].strip()
-            found = self.retrieve(sub, k=1)
-            if not found:
-                prompt += gen
-                break
-            prompt = prompt + gen + "Retrieved fact: " + found[0].strip().rstrip(".") + "."
-        return MultiHopAnswer(answer, prompt[len(start) :])
-
-    def answer_multihop_many(
-        self, questions: Sequence[str], prompts: MQuAKEPrompts, cot: bool = False,
-        max_new_tokens: Sequence[int] | None = None, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
-    ) -> list[MultiHopAnswer]:
-        """MeLLo's loop is sequential (each round reads the last): one question at a time."""
-        return [self.answer_multihop(q, prompts, cot=cot) for q in questions]
-
-
-class LayerMethod(_StoreBacked):
-    """kedit's own path: facts go through `KnowledgeLayer.edit_many` (the router picks weights, store or
-    both per fact), multi-hop questions through `KnowledgeLayer.query` (graph chains + evidence pool).
-
-    Probes that read the model (KnowEdit scores, MQuAKE cloze/hop probes, fluency) see the edited
-    weights; a store-only fact is put before a probe only when the probe is in its scope (the scope
-    decision `kl.query` uses, `kl.in_scope`), so unrelated probes see the model alone. Contradictory items of one batch (same subject and relation, another target), which
-    `edit_many` refuses as a whole, are left out after the first and reported as the batch's edit error.
-    """
-
-    name = "layer"
-    include_superseded = False  # the store's own view: a newer fact supersedes an older one
-    asks_all_questions = True  # its answers do not depend on the gold: the runner may ask all 3 at once
-
-    def __init__(self, bundle, *, route: str | None = None, k: int | None = None, embedder=None) -> None:
-        super().__init__(bundle, k=k, embedder=embedder)
-        self.route = route
-        self._store_only: set[tuple[str, int]] = set()
-
-    def settings(self) -> dict[str, Any]:  # the weight editors too: the layer's defaults may change
-        return {"k": self.k, "route": self.route or "router",
-                "edit_method": self.kl.edit_method, "batch_method": self.kl.batch_method}
-
-    def _allowed(self, hit) -> bool:
-        return (hit.kind, hit.id) in self._store_only
-
-    def _refresh_store_only(self) -> None:
-        from kedit import Route
-
-        keep: set[tuple[str, int]] = set()
-        for written in self._live:
-            for r in written.results:
-                if r.route != Route.STORE:
-                    continue
-                if r.fact_id is not None:
-                    keep.add(("fact", r.fact_id))
-            keep |= {("passage", p.id) for p in self._passages_of(written.tag)}
-        self._store_only = keep
-
-    def retrieve(self, query: str, k: int | None = None) -> list[str]:
-        """The sentences of the store-only facts `query` is in scope of (kl.in_scope: the decision
-        `kl.query` makes), never the top-k nearest facts: an unrelated prompt gets no context."""
-        if not self._store_only:
-            return []
-        k = self.k if k is None else k
-        found = [c.fact for c in self.kl.in_scope(query).in_scope if ("fact", c.fact.id) in self._store_only]
-        return [f.sentence for f in found][:k]
-
-    def apply(self, facts: Sequence[Fact]) -> Applied:
-        t0 = time.perf_counter()
-        written = _Written(self._new_tag())
-        items, seen = [], {}
-        for f in facts:
-            key = (f.subject.casefold(), f.relation or f.prompt)
-            if key in seen and seen[key] != f.target.casefold():
-                written.skipped.append(f)
-                continue
-            seen[key] = f.target.casefold()
-            items.append(dict(prompt=f.prompt, target=f.target, subject=f.subject, relation=f.relation))
-        try:
-            written.results = self.kl.edit_many(items, route=self.route, source=written.tag)
-        except KeditError as exc:
-            self._drop_passages(written.tag)
-            return Applied(tuple(facts), None, str(exc), time.perf_counter() - t0)
-        written.ledger_ids = [r.id for r in written.results]
-        self._live.append(written)
-        self._refresh_store_only()
-        error = None
-        if written.skipped:
-            error = f"{len(written.skipped)} contradictory item(s) left out of the batch: " + "; ".join(
-                f"{f.statement}" for f in written.skipped[:5]
-            )
-        routes = [r.route.value for r in written.results]
-        info = {"routes": {r: routes.count(r) for r in sorted(set(routes))},
-                "weight_edit": next((r.edit_id for r in written.results if r.edit_id), None)}
-        if len(written.results) == 1:
-            info["reasons"] = list(written.results[0].reasons)
-        return Applied(tuple(facts), written, error, time.perf_counter() - t0, info)
-
-    def undo(self, applied: Applied) -> None:
-        super().undo(applied)
-        self._refresh_store_only()
-
-    def routes(self, applied: Applied) -> list[str]:
-        """The route the router chose for each item written by `applied`."""
-        written = applied.handle
-        return [r.route.value for r in written.results] if written is not None else []
-
-    def answer_multihop(
-        self, question: str, prompts: MQuAKEPrompts, cot: bool = False, max_new_tokens: int = 24
-    ) -> MultiHopAnswer:
-        return self._multihop(self.kl.query(question))
-
-    @staticmethod
-    def _multihop(ans) -> MultiHopAnswer:
-        trace = ans.trace
-        raw = json.dumps({
-            "mode": trace.get("mode"),
-            "hops": [[h["subject"], h["relation"], h["answer"], h["tier"]] for h in trace.get("hops", [])],
-            "generated": trace.get("generated"),
-        }, ensure_ascii=False)
-        return MultiHopAnswer(ans.text, raw)
-
-    def answer_multihop_many(
-        self, questions: Sequence[str], prompts: MQuAKEPrompts, cot: bool = False,
-        max_new_tokens: Sequence[int] | None = None, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
-    ) -> list[MultiHopAnswer]:
-        """`KnowledgeLayer.query_many`: the same answers as `query` one by one, the model's work batched.
-        The gold-dependent `stop_when` is not used: the layer answers as it would for a user."""
-        return [self._multihop(ans) for ans in self.kl.query_many(list(questions))]

@@ -1,8 +1,9 @@
-"""`bench` command line: `knowedit`, `mquake`, `compare`, `methods`, `forget`, ... (mounted by kedit as `kedit bench`).
+"""The runner commands of `kedit bench` (`benchmarks.cli` mounts them): `knowedit`, `mquake`, `merge`,
+`compare`, `methods`.
 
-    python -m benchmarks knowedit --data ../shared/data/KnowEdit/ZsRE --method rome --limit 20
-    python -m benchmarks mquake --method memit --edits-per-batch 100 --limit 200
-    python -m benchmarks compare runs/* --out report.md
+    kedit bench knowedit --data ../shared/data/KnowEdit/ZsRE --method rome --limit 20
+    kedit bench mquake --method memit --edits-per-batch 100 --limit 200
+    kedit bench compare runs/* --out report.md
 
 Everything that can be checked without the model (data format, method name, output directory) is
 checked before the model is loaded.
@@ -10,8 +11,6 @@ checked before the model is loaded.
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -20,16 +19,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.loaders import KNOWEDIT_KINDS, BenchmarkDataError, Loaded, load_knowedit, load_mquake
-from benchmarks.methods import available_methods, make_method, resolve_method, unavailable_methods
+from benchmarks.data.loaders import KNOWEDIT_KINDS, Loaded, load_knowedit, load_mquake
+from benchmarks.methods.registry import available_methods, make_method, resolve_method
 from kedit.errors import KeditError
 from kedit.paths import require_data_dir
 
-app = typer.Typer(
-    name="bench",
-    help="KnowEdit and MQuAKE benchmarks of kedit's editing methods.",
-    no_args_is_help=True,
-)
 console = Console()
 
 
@@ -59,30 +53,26 @@ def _print_summary(summary: dict) -> None:
     console.print(f"{summary['n_cases']} cases, {summary['seconds']:.1f} s, {state}")
 
 
-def _fail(exc: Exception) -> None:
+def fail(exc: Exception) -> None:
     console.print(f"[red]error:[/] {exc}")
     raise typer.Exit(2)
 
 
-def _load_bundle(model: str):
+def load_bundle(model: str):
     from kedit import load_model
 
     with console.status(f"loading {model} ..."):
         return load_model(model)
 
 
-@app.command()
 def methods() -> None:
-    """List the methods that can run now, and what the others wait for."""
-    table = Table("method", "benchmarks", "status")
+    """List the methods and the benchmarks each runs."""
+    table = Table("method", "benchmarks", "what it is")
     for name, info in available_methods().items():
-        table.add_row(name, ", ".join(info.benchmarks), f"[green]available[/]: {info.summary}")
-    for name, why in unavailable_methods().items():
-        table.add_row(name, "", f"[yellow]not available[/]: {why}")
+        table.add_row(name, ", ".join(info.benchmarks), info.summary)
     console.print(table)
 
 
-@app.command()
 def knowedit(
     method: str = typer.Option(..., "--method", help="editing method (see `methods`)"),
     data: Path = typer.Option(None, "--data", help="KnowEdit-style file or directory [default: the shared data's files of --kind]"),
@@ -100,10 +90,10 @@ def knowedit(
     no_pre_cache: bool = typer.Option(False, "--no-pre-cache", help="score every record's pre-edit probes afresh"),
 ) -> None:
     """KnowEdit: Edit Succ, rephrase, portability, locality, fluency, as EasyEdit computes them."""
-    from benchmarks.knowedit import HARNESSES, KnowEditSettings, run_knowedit
-    from benchmarks.pre_cache import PreScoreCache, default_cache_path
-    from benchmarks.runs import RunDir, RunSpec, data_label
-    from benchmarks.shards import Shard, ShardSpecError, shard_spec
+    from benchmarks.runners.knowedit import HARNESSES, KnowEditSettings, run_knowedit
+    from benchmarks.runners.pre_cache import PreScoreCache, default_cache_path
+    from benchmarks.runners.runs import RunDir, RunSpec, data_label
+    from benchmarks.runners.shards import Shard, ShardSpecError, shard_spec
 
     try:
         part = Shard.parse(shard) if shard is not None else None
@@ -125,7 +115,7 @@ def knowedit(
         spec = RunSpec("knowedit", data_label(path), method, model, shard_spec(asdict(settings), part))
         run = RunDir(out, spec)
         cache = None if no_pre_cache or harness == "legacy" else PreScoreCache(pre_cache or default_cache_path())
-        bundle = _load_bundle(model)
+        bundle = load_bundle(model)
         adapter = make_method(method, bundle, "knowedit", sadr)
         try:
             summary = run_knowedit(adapter, loaded, run, settings, console, harness=harness, cache=cache, shard=part)
@@ -134,13 +124,12 @@ def knowedit(
             if cache is not None:
                 cache.close()
     except KeditError as exc:
-        _fail(exc)
+        fail(exc)
         return
     _print_summary(summary)
     console.print(f"written to {out}/")
 
 
-@app.command()
 def mquake(
     method: str = typer.Option(..., "--method", help="editing method (see `methods`)"),
     data: Path = typer.Option(None, "--data", help="MQuAKE file or directory [default: shared MQuAKE/]"),
@@ -156,10 +145,10 @@ def mquake(
     shard: str = typer.Option(None, "--shard", help="run only the i-th of n slices of the batches (i/n); see `merge`"),
 ) -> None:
     """MQuAKE: edit-wise, instance-wise, multi-hop accuracy and edited/unedited hop recall."""
-    from benchmarks.mquake import MQuAKESettings, batches, run_mquake
-    from benchmarks.prompts import load_mquake_prompts
-    from benchmarks.runs import RunDir, RunSpec, data_label
-    from benchmarks.shards import Shard, shard_spec
+    from benchmarks.data.prompts import load_mquake_prompts
+    from benchmarks.runners.mquake import MQuAKESettings, batches, run_mquake
+    from benchmarks.runners.runs import RunDir, RunSpec, data_label
+    from benchmarks.runners.shards import Shard, shard_spec
 
     try:
         part = Shard.parse(shard) if shard is not None else None
@@ -180,37 +169,35 @@ def mquake(
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
         spec = RunSpec("mquake", data_label(path), method, model, shard_spec(settings.spec(), part))
         run = RunDir(out, spec)
-        bundle = _load_bundle(model)
+        bundle = load_bundle(model)
         adapter = make_method(method, bundle, "mquake")
         try:
             summary = run_mquake(adapter, loaded, run, settings, prompts, console, shard=part)
         finally:
             adapter.close()
     except KeditError as exc:
-        _fail(exc)
+        fail(exc)
         return
     _print_summary(summary)
     console.print(f"written to {out}/")
 
 
-@app.command()
 def merge(
     dirs: list[Path] = typer.Argument(..., help="the shards' run directories (--shard 1/n ... n/n)"),
     out: Path = typer.Option(..., "--out", help="the merged run directory (new)"),
 ) -> None:
     """Combine shard runs into one run directory; the summary is recomputed from the merged cases."""
-    from benchmarks.shards import merge_runs
+    from benchmarks.runners.shards import merge_runs
 
     try:
         summary = merge_runs(dirs, out)
     except KeditError as exc:
-        _fail(exc)
+        fail(exc)
         return
     _print_summary(summary)
     console.print(f"written to {out}/")
 
 
-@app.command()
 def compare(
     dirs: list[Path] = typer.Argument(..., help="run directories (each with summary.json)"),
     out: Path = typer.Option(Path("report.md"), "--out", help="Markdown report"),
@@ -218,103 +205,16 @@ def compare(
     header: Path = typer.Option(None, "--header", help="Markdown file put at the top of the report"),
 ) -> None:
     """Markdown table across runs and PNG plots (MQuAKE accuracy vs k; KnowEdit metrics per method)."""
-    from benchmarks.compare import write_report
+    from benchmarks.runners.compare import write_report
 
     try:
         text = header.read_text(encoding="utf-8") if header is not None else None
         written = write_report(dirs, out, plots, text)
     except (KeditError, OSError) as exc:
-        _fail(exc)
+        fail(exc)
         return
     for p in written:
         console.print(f"wrote {p}")
 
 
-@app.command()
-def conflicts(
-    data: Path = typer.Option(None, "--data", help="MQuAKE file or directory [default: shared MQuAKE/]"),
-    model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
-    per_kind: int = typer.Option(20, "--per-kind", min=1, help="cases per conflict kind"),
-    out: Path = typer.Option(Path("runs/conflicts"), "--out", help="run directory"),
-) -> None:
-    """Knowledge-preference conflict suite: share of answers obeying instruction > stored > passage > model."""
-    from benchmarks.conflicts import main as run_conflicts
-
-    args = ["--model", model, "--per-kind", str(per_kind), "--out", str(out)]
-    run_conflicts(args + (["--data", str(data)] if data else []))
-
-
-@app.command()
-def router(
-    data: Path = typer.Option(None, "--data", help="shared data directory [default: ../shared/data]"),
-    model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
-    mquake: int = typer.Option(20, "--mquake", min=1, help="MQuAKE dev cases (edits + multi-hop questions)"),
-    zsre: int = typer.Option(10, "--zsre", min=0, help="KnowEdit ZsRE cases (edits + locality questions)"),
-    out: Path = typer.Option(Path("runs/router"), "--out", help="run directory"),
-) -> None:
-    """The router against always-parametric and always-store: edit success, locality, multi-hop."""
-    from benchmarks.router_bench import main as run_router
-
-    args = ["--model", model, "--mquake", str(mquake), "--zsre", str(zsre), "--out", str(out)]
-    run_router(args + (["--data", str(data)] if data else []))
-
-
-@app.command()
-def forget(
-    data: Path = typer.Option(None, "--data", help="CounterFact file [default: the shared counterfact-val.json]"),
-    model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
-    n: int = typer.Option(100, "--n", min=1, help="known facts to forget"),
-    held: int = typer.Option(50, "--held", min=1, help="held-aside known facts (utility, never trained on)"),
-    scale: int = typer.Option(1000, "--scale", min=0, help="forget requests of the scalability run (0: skip)"),
-    requests: int = typer.Option(10, "--requests", min=0, help="requests the N facts arrive in (sustainability; 0: skip)"),
-    scan: int = typer.Option(None, "--scan", min=1, help="first records scanned for known facts [default: all]"),
-    max_steps: int = typer.Option(20, "--max-steps", min=1, help="unlearning steps per run at most"),
-    lr: float = typer.Option(1e-4, "--lr", help="unlearning learning rate"),
-    methods: str = typer.Option("GU-NPO,NPO,GA", "--methods", help="comma-separated: GU-NPO, NPO, GA"),
-    out: Path = typer.Option(Path("runs/forget"), "--out", help="run directory (summary.json, table.md)"),
-) -> None:
-    """Forgetting, MUSE's six questions on facts: GU-NPO vs NPO vs gradient ascent on facts the model knows."""
-    import json
-    import time
-
-    from benchmarks import forget_bench
-
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in forget_bench.METHODS]
-    if unknown or not chosen:
-        _fail(KeditError(f"unknown method(s) {unknown}; choose from {', '.join(forget_bench.METHODS)}"))
-    try:
-        path = data or require_data_dir() / "CounterFact" / "counterfact-val.json"
-        rows = json.loads(Path(path).read_text(encoding="utf-8"))[:scan]
-        bundle = _load_bundle(model)
-        t0 = time.perf_counter()
-        with console.status(f"scoring {len(rows)} records for facts the model knows ..."):
-            facts = forget_bench.known_facts(bundle, rows)
-        console.print(f"{len(facts)} of {len(rows)} records known ({time.perf_counter() - t0:.0f} s)")
-        result = forget_bench.run(bundle, facts, n=n, scale=scale, requests=requests, held=held,
-                                  settings={"max_steps": max_steps, "lr": lr}, methods=chosen,
-                                  log=lambda line: console.print(line, markup=False, highlight=False))
-    except (KeditError, OSError, ValueError) as exc:
-        _fail(exc)
-        return
-    result |= {"data": Path(path).name, "records": len(rows), "model": model,
-               "seconds": round(time.perf_counter() - t0, 1), "notes": forget_bench.extrapolation(result)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(result, indent=1))
-    table = forget_bench.markdown(result)
-    (out / "table.md").write_text(table + "".join(f"\n{note}" for note in result["notes"]) + "\n")
-    console.print(table, markup=False, highlight=False)
-    for note in result["notes"]:
-        console.print(note, markup=False, highlight=False)
-    console.print(f"written to {out}/ ({result['seconds']:.0f} s)")
-
-
-def main() -> None:
-    """Entry point of `python -m benchmarks`."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        app()
-    except BenchmarkDataError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise SystemExit(2) from None
+COMMANDS = (methods, knowedit, mquake, merge, compare)

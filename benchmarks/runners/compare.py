@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.runs import SUMMARY_JSON, RunDirError, format_metric  # noqa: E402
+from benchmarks.runners.runs import SUMMARY_JSON, RunDirError, format_metric  # noqa: E402
 
 KNOWEDIT_COLUMNS = [
     ("edit_succ", "Edit Succ"),

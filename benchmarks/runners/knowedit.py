@@ -9,12 +9,12 @@ Protocol (EasyEdit `BaseEditor.edit` + `compute_edit_quality`):
 - sequential (EasyEdit `sequential_edit=True`): pre-edit scores of every case first, then all edits applied
   one after another, then every case evaluated on the final model, then all edits undone.
 
-Two harnesses give these numbers: "batched" (default; `benchmarks.knowedit_batched`: pre-edit scores cached
+Two harnesses give these numbers: "batched" (default; `benchmarks.runners.knowedit_batched`: pre-edit scores cached
 across methods and runs, the fluency samples of several cases decoded together) and "legacy" (the case-by-
-case loop below, kept so that `benchmarks/harness_speed.py` can compare them). `shard` runs a slice of the
-cases (`benchmarks.shards`). The summary's `stages` holds the wall seconds of pre, edit, score, fluency, undo.
+case loop below, kept so that `benchmarks/studies/harness_speed.py` can compare them). `shard` runs a slice of the
+cases (`benchmarks.runners.shards`). The summary's `stages` holds the wall seconds of pre, edit, score, fluency, undo.
 
->>> from benchmarks.loaders import load_knowedit                      # doctest: +SKIP
+>>> from benchmarks.data.loaders import load_knowedit                      # doctest: +SKIP
 >>> summary = run_knowedit(method, load_knowedit(path), RunDir(out, spec), KnowEditSettings("zsre"))  # doctest: +SKIP
 >>> summary["metrics"]["edit_succ"]                                   # doctest: +SKIP
 0.97
@@ -28,13 +28,13 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks.cases import EditCase
-from benchmarks.loaders import BenchmarkDataError, Loaded
-from benchmarks.methods import Applied, Method
-from benchmarks.metrics import aggregate_knowedit, ngram_entropy, token_accuracy, token_agreement
-from benchmarks.pre_cache import PreScoreCache
-from benchmarks.runs import RunDir, data_label, progress_bar
-from benchmarks.shards import Shard, ShardSpecError
+from benchmarks.data.cases import EditCase
+from benchmarks.data.loaders import BenchmarkDataError, Loaded
+from benchmarks.methods.base import Applied, Method
+from benchmarks.runners.pre_cache import PreScoreCache
+from benchmarks.runners.runs import RunDir, data_label, progress_bar
+from benchmarks.runners.shards import Shard, ShardSpecError
+from benchmarks.scoring.metrics import aggregate_knowedit, ngram_entropy, token_accuracy, token_agreement
 from kedit.scoring import TargetScore
 
 
@@ -194,7 +194,7 @@ def run_knowedit(
 ) -> dict[str, Any]:
     """Run (or resume) KnowEdit over `loaded.cases` (the `shard`'s share of them, if given); returns the
     summary written to `run`. `harness`: "batched" (pre-edit scores batched and cached in `cache`, the
-    fluency samples of several edits decoded together, `benchmarks.knowedit_batched`) or "legacy" (case
+    fluency samples of several edits decoded together, `benchmarks.runners.knowedit_batched`) or "legacy" (case
     by case); both give the same numbers."""
     if harness not in HARNESSES:
         raise BenchmarkDataError(f"--harness must be one of {', '.join(HARNESSES)}, not '{harness}'")
@@ -208,7 +208,7 @@ def run_knowedit(
     cached: dict[str, int] = {}
     try:
         if harness == "batched":
-            from benchmarks.knowedit_batched import run_batched
+            from benchmarks.runners.knowedit_batched import run_batched
 
             cached = run_batched(method, cases, pending, run, settings, stages, cache, console)
         elif settings.sequential:

@@ -1,4 +1,4 @@
-"""The batched KnowEdit harness: the legacy protocol (`benchmarks.knowedit`), with the work that does not
+"""The batched KnowEdit harness: the legacy protocol (`benchmarks.runners.knowedit`), with the work that does not
 depend on an edit shared out.
 
 - pre-edit scores: read from the `PreScoreCache` (model + record hash + probe), the missing ones scored for
@@ -6,7 +6,7 @@ depend on an edit shared out.
 - each case: apply, score every probe of the case in one call, keep a copy of the changed weights
   (`Method.row_weights`), undo;
 - fluency: the chunk's samples decoded together with the KV cache, row i with case i's edited weights
-  (`benchmarks.generation.sample_many_like_easyedit`); each row draws from its own seeded generator, so the
+  (`benchmarks.scoring.generation.sample_many_like_easyedit`); each row draws from its own seeded generator, so the
   texts are the legacy ones. A method whose sample is not the plain model's (store methods add context)
   is sampled case by case as before.
 - sequential runs: every case's pre-edit scores (cached), all edits, then every case scored and sampled on
@@ -23,12 +23,12 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks.cases import EditCase
-from benchmarks.generation import overridable, sample_many_like_easyedit
-from benchmarks.knowedit import KnowEditSettings, Stages, _Probe, _probes, case_record
-from benchmarks.methods import Applied, Method
-from benchmarks.pre_cache import PreScoreCache, model_key, record_hash
-from benchmarks.runs import RunDir, progress_bar
+from benchmarks.data.cases import EditCase
+from benchmarks.methods.base import Applied, Method
+from benchmarks.runners.knowedit import KnowEditSettings, Stages, _Probe, _probes, case_record
+from benchmarks.runners.pre_cache import PreScoreCache, model_key, record_hash
+from benchmarks.runners.runs import RunDir, progress_bar
+from benchmarks.scoring.generation import overridable, sample_many_like_easyedit
 from kedit.scoring import TargetScore
 
 CHUNK = 16  # cases whose fluency samples are decoded together
@@ -153,7 +153,7 @@ def _sequential(
     method: Method, cases: list[EditCase], pending: list[EditCase], run: RunDir, settings: KnowEditSettings,
     stages: Stages, pre_scores: PreScores, console: Console | None,
 ) -> None:
-    """EasyEdit sequential editing (see `benchmarks.knowedit`): every edit, then every pending case scored
+    """EasyEdit sequential editing (see `benchmarks.runners.knowedit`): every edit, then every pending case scored
     and sampled on the final model; a resumed run re-applies every edit."""
     t = time.perf_counter()
     pre = pre_scores.of(pending)

@@ -29,13 +29,13 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks.cases import Fact, Hop, MQuAKECase
-from benchmarks.loaders import BenchmarkDataError, Loaded
-from benchmarks.methods import Applied, Method
-from benchmarks.metrics import aggregate_mquake, answer_matches, cloze_recalled, first_line_answer
-from benchmarks.prompts import MQuAKEPrompts
-from benchmarks.runs import RunDir, data_label, progress_bar
-from benchmarks.shards import Shard
+from benchmarks.data.cases import Fact, Hop, MQuAKECase
+from benchmarks.data.loaders import BenchmarkDataError, Loaded
+from benchmarks.data.prompts import MQuAKEPrompts
+from benchmarks.methods.base import Applied, Method
+from benchmarks.runners.runs import RunDir, data_label, progress_bar
+from benchmarks.runners.shards import Shard
+from benchmarks.scoring.metrics import aggregate_mquake, answer_matches, cloze_recalled, first_line_answer
 
 
 def answer_budget(tokenizer, candidates: tuple[str, ...]) -> int:

@@ -30,7 +30,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from benchmarks.loaders import Malformed
+from benchmarks.data.loaders import Malformed
 from kedit.errors import KeditError
 
 CASES, SUMMARY_JSON, SUMMARY_MD, RUN_JSON = "cases.jsonl", "summary.json", "summary.md", "run.json"

@@ -8,7 +8,7 @@ is recomputed from the merged cases.
 >>> Shard.parse("4/3")
 Traceback (most recent call last):
 ...
-benchmarks.shards.ShardSpecError: --shard 4/3: i must be between 1 and n (3)
+benchmarks.runners.shards.ShardSpecError: --shard 4/3: i must be between 1 and n (3)
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def merge_runs(dirs: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     The shards must have equal specs but for `shard`, the same n, distinct i; the merged run is marked
     complete only if all n shards are there and complete. Its `run.json` is the unsharded run's spec, so
     the unsharded runner would resume it."""
-    from benchmarks.runs import CASES, RunDir, RunSpec
+    from benchmarks.runners.runs import CASES, RunDir, RunSpec
 
     if not dirs:
         raise MergeError("no run directories to merge")
@@ -135,11 +135,11 @@ def merge_runs(dirs: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
 
 def _metrics(benchmark: str, records: list[dict]) -> dict[str, float]:
     if benchmark == "knowedit":
-        from benchmarks.knowedit import summarize_knowedit
+        from benchmarks.runners.knowedit import summarize_knowedit
 
         return summarize_knowedit(records)
     if benchmark == "mquake":
-        from benchmarks.metrics import aggregate_mquake
+        from benchmarks.scoring.metrics import aggregate_mquake
 
         return aggregate_mquake([r["metrics"] for r in records])
     raise MergeError(f"cannot merge '{benchmark}' runs (knowedit and mquake only)")

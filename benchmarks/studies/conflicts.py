@@ -34,7 +34,7 @@ the passage states the old value in the prompt's words.
 A case *obeys* when the answer states the expected value (case-insensitive containment; MQuAKE answers
 are entity names) and not the losing one; `tier_ok` when `trace["winner"]["tier"]` is the expected tier.
 
-    .venv/bin/python -m benchmarks.conflicts --per-kind 20 --out runs/conflicts
+    .venv/bin/python -m benchmarks.studies.conflicts --per-kind 20 --out runs/conflicts
 """
 
 from __future__ import annotations
@@ -49,10 +49,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cases import MQuAKECase, Rewrite
-from benchmarks.loaders import load_mquake
-from benchmarks.runs import progress_bar
-from benchmarks.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_cases
+from benchmarks.data.cases import MQuAKECase, Rewrite
+from benchmarks.data.loaders import load_mquake
+from benchmarks.data.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_cases
+from benchmarks.methods.layer import undo_weight_changes
+from benchmarks.runners.runs import progress_bar
+from benchmarks.scoring.answers import states
 
 KINDS = ("edited_vs_model", "stored_vs_model", "passage_vs_model", "free_passage_vs_model", "stored_vs_passage",
          "instruction_vs_stored", "newer_vs_stale", "as_of_stale")
@@ -84,21 +86,6 @@ class ConflictResult:
     seconds: float
     why: str = ""
     hops: list[dict] = field(default_factory=list)
-
-
-def _norm(text: str | None) -> str:
-    text = " ".join((text or "").casefold().replace(".", " ").split())
-    return text[4:] if text.startswith("the ") else text
-
-
-def states(answer: str, value: str) -> bool:
-    """The answer states `value`: one contains the other, case- and article-insensitive.
-
-    >>> states("United States of America", "United States of America"), states("Paris", "France")
-    (True, False)
-    """
-    a, v = _norm(answer), _norm(value)
-    return bool(a and v) and (v in a or a in v)
 
 
 def _rewrites(cases: Sequence[MQuAKECase]) -> list[tuple[MQuAKECase, Rewrite]]:
@@ -219,13 +206,6 @@ def summarise(results: Sequence[ConflictResult]) -> dict[str, Any]:
     return {"n_cases": n, "obeys": sum(r.obeys for r in results) / n if n else None,
             "tier_ok": sum(r.tier_ok for r in results) / n if n else None, "per_kind": per_kind,
             "query_seconds_mean": sum(r.seconds for r in results) / n if n else None}
-
-
-def undo_weight_changes(layer) -> None:
-    """Undo, newest first, every ledger entry whose weight change is still live (bit-exact restore)."""
-    for entry in reversed(layer.history()):
-        if entry["edit_id"] and layer.weights.find(entry["edit_id"]):
-            layer.undo(entry["id"])
 
 
 def run_suite(bundle, cases: Sequence[ConflictCase], workdir: str | Path | None = None, embedder=None,

@@ -6,8 +6,8 @@ edit layer of the model's default methods, prints max |ΔC| and whether the toke
 applies the same CounterFact dev edits (val, the first N the model does not already answer) with each set
 of statistics and prints rewrite / paraphrase / neighbourhood for both.
 
-    python -m benchmarks.corpus_check --n 50                    # SmolLM2, AlphaEdit single edits
-    python -m benchmarks.corpus_check --n 50 --method memit
+    python -m benchmarks.studies.corpus_check --n 50                    # SmolLM2, AlphaEdit single edits
+    python -m benchmarks.studies.corpus_check --n 50 --method memit
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import json
 import statistics
 import time
 
-from benchmarks.edit_quality import editable_cases, measure, request_of
+from benchmarks.data.counterfact import editable_cases, request_of
+from benchmarks.scoring.counterfact import measure
 from kedit.editing import ParametricEditor, default_config
 from kedit.editing.corpus import bundled_corpus, corpus_from_path
 from kedit.editing.covariance import compute_second_moments, corpus_chunks

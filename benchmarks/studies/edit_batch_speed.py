@@ -5,18 +5,18 @@ The batch is `editor.apply(requests, method=...)` on the first N CounterFact (va
 already answer, timed end to end (value optimisation, key passes and layer solves, before/after
 verification). The second-moment statistics, projector and context templates are loaded (or computed)
 before the clock starts: they are per-model caches, computed once. Quality is measured after the batch
-(all N edits live) with the EasyEdit teacher-forced metrics of `benchmarks/edit_quality.py`.
+(all N edits live) with the EasyEdit teacher-forced metrics of `benchmarks/studies/edit_quality.py`.
 
 The old path (`--legacy-n K`, 0 to skip) is the value loop before the batched rewrite
-(`benchmarks/edit_legacy_values.py`: chunks of 16, padded rows, loss-only stop — the previous MEMIT
+(`benchmarks/legacy/values.py`: chunks of 16, padded rows, loss-only stop — the previous MEMIT
 default) run on the first K requests of the same batch; its time is extrapolated linearly to N (its
 chunks are independent) and the key/solve/verify time of the new run (same code in both paths) is added.
 CPU (process) seconds are printed beside wall seconds: on a shared machine the wall clock also measures
 the other users' load.
 
-    python -m benchmarks.edit_batch_speed --method memit --n 100 --legacy-n 16
-    python -m benchmarks.edit_batch_speed --method alphaedit --n 100 --legacy-n 0
-    python -m benchmarks.edit_batch_speed --n 30 --set argmax_stop_prob=0 context_templates="((10,5),)"
+    python -m benchmarks.studies.edit_batch_speed --method memit --n 100 --legacy-n 16
+    python -m benchmarks.studies.edit_batch_speed --method alphaedit --n 100 --legacy-n 0
+    python -m benchmarks.studies.edit_batch_speed --n 30 --set argmax_stop_prob=0 context_templates="((10,5),)"
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from dataclasses import replace
 
 import torch
 
-from benchmarks.edit_legacy_values import legacy_optimise_values
-from benchmarks.edit_quality import _ctx, load_counterfact, measure, request_of
+from benchmarks.data.counterfact import load_counterfact, locality_with_edit, request_of
+from benchmarks.legacy.values import legacy_optimise_values
+from benchmarks.scoring.counterfact import measure
 from kedit.editing import AlphaEditConfig, MEMITConfig, ParametricEditor, default_config
 from kedit.editing.templates import context_templates
 from kedit.runtime import load_model
@@ -82,7 +83,7 @@ def main() -> None:
         for layer in cfg.layers:
             editor.projector(layer, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy)
     loc_b = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx_b = score_targets(bundle, [_ctx(c) for c in cases], [c["locality_ground_truth"] for c in cases])
+    ctx_b = score_targets(bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases])
 
     out: dict = {
         "model": a.model, "method": a.method, "sadr": a.sadr, "edits": len(requests), "threads": torch.get_num_threads(),

@@ -2,7 +2,7 @@
 accuracy, value steps and seconds per edit, for the default config and any overrides (one edit at a
 time, undone after each). Used for the gemma3-270m check in benchmarks/EDITING.md.
 
-    python -m benchmarks.edit_cases --model gemma3-270m --method rome --n 6 --set mom2_adjustment=False
+    python -m benchmarks.studies.edit_cases --model gemma3-270m --method rome --n 6 --set mom2_adjustment=False
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import statistics
 import time
 from dataclasses import replace
 
-from benchmarks.edit_quality import load_counterfact, request_of
+from benchmarks.data.counterfact import load_counterfact, request_of
 from kedit.editing import ParametricEditor, default_config
 from kedit.runtime import load_model
 

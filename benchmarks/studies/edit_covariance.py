@@ -6,7 +6,7 @@ the same process on the same tokens: one forward per layer, stopped after that l
 does in the ROME/MEMIT repos), accumulated in float64, accumulated token batch by token batch. The baseline runs on `--baseline-tokens`
 only (it is slow); the ratio is per token.
 
-    python -m benchmarks.edit_covariance --layers 3,4,5,6,7 --tokens 100000 --baseline-tokens 4000
+    python -m benchmarks.studies.edit_covariance --layers 3,4,5,6,7 --tokens 100000 --baseline-tokens 4000
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ AlphaEdit's edited keys) plus what undo holds (`ModelBundle.history`: base copie
 safetensors hold its base weights). The factor sizes do not depend on the value optimisation's settings,
 so `--fast` (bare prompt only, no generated context templates) measures the same bytes in less time.
 
-    python -m benchmarks.edit_footprint --fast --n 10 --batch 100
-    python -m benchmarks.edit_footprint --fast --n 10 --batch 100 --dtype bfloat16
+    python -m benchmarks.studies.edit_footprint --fast --n 10 --batch 100
+    python -m benchmarks.studies.edit_footprint --fast --n 10 --batch 100 --dtype bfloat16
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.edit_quality import editable_cases, request_of
+from benchmarks.data.counterfact import editable_cases, request_of
 from kedit.editing import ParametricEditor, default_config
 from kedit.runtime import load_model
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
                            for name, dims in LARGE.items()}
     out["here_formula"] = per_edit(1, d, d_ff)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--out" and a != str(args.out)]
-    out["command"] = " ".join(["python -m benchmarks.edit_footprint", *shown])  # no machine paths
+    out["command"] = " ".join(["python -m benchmarks.studies.edit_footprint", *shown])  # no machine paths
     mb = 1e6
     s = out["single"]
     print(f"{args.model} ({out['dtype']}), d={d}, d_ff={d_ff}")

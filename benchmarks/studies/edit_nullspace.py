@@ -14,7 +14,7 @@ edit j changes the output at key i by R_j · k_iᵀC⁻¹k_j / λ and its own by
 subject (`crosstalk_mean` = mean |ρ_ij| over pairs i ≠ j; `whitened_cos_mean` = mean cosine of C^-1/2 k).
 Large cross-talk means sequential batches overwrite each other unless past keys are kept (AlphaEdit).
 
-    python -m benchmarks.edit_nullspace --n 100
+    python -m benchmarks.studies.edit_nullspace --n 100
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import json
 
 import torch
 
-from benchmarks.edit_quality import editable_cases, request_of
+from benchmarks.data.counterfact import editable_cases, request_of
 from kedit.editing import ParametricEditor, default_config
 from kedit.editing.memit import edited_keys
 from kedit.runtime import load_model

@@ -14,9 +14,9 @@ the result is appended and a cell already there with at least N cases is skipped
 without a recorded config counts as done whatever the defaults are now); `--table FILE.jsonl` prints the
 Markdown table of every cell recorded (a cell measured under several recorded configs is tagged with each).
 
-    python -m benchmarks.edit_quality --method rome --n 200 --out benchmarks/results/edit_quality.jsonl
-    python -m benchmarks.edit_quality --method alphaedit --n 100 --batch 10 --sequential --out ...
-    python -m benchmarks.edit_quality --table benchmarks/results/edit_quality.jsonl
+    python -m benchmarks.studies.edit_quality --method rome --n 200 --out benchmarks/results/edit_quality.jsonl
+    python -m benchmarks.studies.edit_quality --method alphaedit --n 100 --batch 10 --sequential --out ...
+    python -m benchmarks.studies.edit_quality --table benchmarks/results/edit_quality.jsonl
 """
 
 from __future__ import annotations
@@ -32,49 +32,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from kedit.editing import EditRequest, ParametricEditor, default_config
-from kedit.paths import require_data_dir
+from benchmarks.data.counterfact import editable_cases, locality_with_edit, request_of
+from benchmarks.scoring.counterfact import METRICS, measure
+from kedit.editing import ParametricEditor, default_config
 from kedit.runtime import load_model
-from kedit.scoring import score_targets, token_agreement
-
-METRICS = ("rewrite", "paraphrase", "neighbourhood", "neighbourhood+ctx")
-
-
-def load_counterfact(path: Path | None, n: int) -> tuple[list[dict], str]:
-    path = path or require_data_dir() / "CounterFact" / "counterfact-val.json"
-    records = json.loads(Path(path).read_text())
-    return records[:n], str(path)
-
-
-def request_of(case: dict) -> EditRequest:
-    return EditRequest(case["prompt"], case["subject"], case["target_new"])
-
-
-def editable_cases(bundle, n: int, data: Path | None = None) -> tuple[list[dict], int, str]:
-    """The first n cases whose new target the model does not already produce; (cases, skipped, source)."""
-    pool, source = load_counterfact(data, 2 * n + 20)
-    scores = score_targets(bundle, [c["prompt"] for c in pool], [c["target_new"] for c in pool])
-    keep = [i for i, s in enumerate(scores) if s.accuracy < 1.0][:n]
-    skipped = (keep[-1] + 1 - len(keep)) if keep else 0
-    return [pool[i] for i in keep], skipped, source
-
-
-def measure(bundle, cases, locality_before, ctx_before) -> dict[str, list[float]]:
-    rw = score_targets(bundle, [c["prompt"] for c in cases], [c["target_new"] for c in cases])
-    para = score_targets(bundle, [c["rephrase_prompt"] for c in cases], [c["target_new"] for c in cases])
-    loc = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx = score_targets(bundle, [_ctx(c) for c in cases], [c["locality_ground_truth"] for c in cases])
-    return {
-        "rewrite": [s.accuracy for s in rw],
-        "paraphrase": [s.accuracy for s in para],
-        "neighbourhood": [token_agreement(b, a) for b, a in zip(locality_before, loc)],
-        "neighbourhood+ctx": [token_agreement(b, a) for b, a in zip(ctx_before, ctx)],
-    }
-
-
-def _ctx(case: dict) -> str:
-    edit_sentence = case["prompt"].replace("{}", case["subject"]) + " " + case["target_new"] + "."
-    return edit_sentence + " " + case["locality_prompt"]
+from kedit.scoring import score_targets
 
 
 def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: int, data: Path | None,
@@ -86,7 +48,7 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
         batch = 1
     cases, skipped, source = editable_cases(bundle, n, data)
     loc_before = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx_before = score_targets(bundle, [_ctx(c) for c in cases], [c["locality_ground_truth"] for c in cases])
+    ctx_before = score_targets(bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases])
     metrics: dict[str, list[float]] = {}
     times: list[float] = []
     cpu: list[float] = []
@@ -239,7 +201,7 @@ def _select(rows: list[dict], spec: str) -> dict:
 def paired(path: Path, spec_a: str, spec_b: str) -> str:
     """B - A per metric over the cases both cells measured: mean ± standard error, cases better / worse.
 
-        python -m benchmarks.edit_quality --paired benchmarks/results/edit_quality.jsonl \\
+        python -m benchmarks.studies.edit_quality --paired benchmarks/results/edit_quality.jsonl \\
             "method=memit,sequential=True,block=100" "method=alphaedit,sequential=True,block=100"
     """
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

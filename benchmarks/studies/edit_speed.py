@@ -7,13 +7,13 @@ is per step. CPU seconds (process time) are printed beside wall seconds: on this
 the wall clock mostly measures the other engineers' load. The full ROME edit time (default config: early stop, before/after verification) is printed
 too and, with --baseline, the pre-speed-work default (21 templates, loss-only stop) on the same cases in
 the same process, with the ratio; with --legacy, the same default config on the value loop as it was before
-the batched/bucketed rewrite (benchmarks/edit_legacy_values.py), same cases, same process; with --fp32, the
+the batched/bucketed rewrite (benchmarks/legacy/values.py), same cases, same process; with --fp32, the
 default config with fp32 value products (value_dtype='float32'; the default 'auto' is bf16 on CPUs that
 multiply bf16 natively), interleaved per case.
 
-    python -m benchmarks.edit_speed --n 30 --steps 0 --fp32
-    python -m benchmarks.edit_speed --n 10 --steps 0 --legacy
-    python -m benchmarks.edit_speed --n 10 --baseline
+    python -m benchmarks.studies.edit_speed --n 30 --steps 0 --fp32
+    python -m benchmarks.studies.edit_speed --n 10 --steps 0 --legacy
+    python -m benchmarks.studies.edit_speed --n 10 --baseline
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dataclasses import replace
 
 import torch
 
-from benchmarks.edit_legacy_values import legacy_optimise_values
-from benchmarks.edit_quality import load_counterfact, request_of
+from benchmarks.data.counterfact import load_counterfact, request_of
+from benchmarks.legacy.values import legacy_optimise_values
 from kedit.editing import ParametricEditor, default_config
 from kedit.editing import rome as rome_module
 from kedit.editing.keys import build_rows, pad_id, target_ids

@@ -3,8 +3,8 @@
 Each setting edits the same cases one at a time (undo in between) and reports rewrite / paraphrase /
 neighbourhood accuracy and the median edit time. Results go to benchmarks/EDITING.md.
 
-    python -m benchmarks.edit_sweep --method rome --n 10 --grid layer=3,4,5 v_lr=0.5,1.0
-    python -m benchmarks.edit_sweep --method memit --n 20 --batch 20 --grid mom2_update_weight=1500,15000
+    python -m benchmarks.studies.edit_sweep --method rome --n 10 --grid layer=3,4,5 v_lr=0.5,1.0
+    python -m benchmarks.studies.edit_sweep --method memit --n 20 --batch 20 --grid mom2_update_weight=1500,15000
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import statistics
 import time
 from dataclasses import replace
 
-from benchmarks.edit_quality import _ctx, load_counterfact, measure, request_of
+from benchmarks.data.counterfact import load_counterfact, locality_with_edit, request_of
+from benchmarks.scoring.counterfact import measure
 from kedit.editing import ParametricEditor, default_config
 from kedit.runtime import load_model
 from kedit.scoring import score_targets
@@ -44,7 +45,7 @@ def main() -> None:
     base = default_config(a.method, bundle.spec.family)
     cases, _ = load_counterfact(None, a.n)
     loc_b = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx_b = score_targets(bundle, [_ctx(c) for c in cases], [c["locality_ground_truth"] for c in cases])
+    ctx_b = score_targets(bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases])
     names = [g.split("=")[0] for g in a.grid]
     values = [[_parse(v) for v in g.split("=")[1].split(",")] if "(" not in g else [_parse(g.split("=")[1])] for g in a.grid]
     for combo in itertools.product(*values) if values else [()]:

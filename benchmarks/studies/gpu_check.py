@@ -2,9 +2,9 @@
 batch (the middle change), reopen, and print times, rewrite scores and whether the reopened weights are
 bit-identical to those before the close.
 
-    python -m benchmarks.gpu_check --model smollm2-135m --dtype bfloat16             # CUDA, MEMIT batch of 100
-    python -m benchmarks.gpu_check --model /models/Llama-3-8B --dtype bfloat16
-    python -m benchmarks.gpu_check --device cpu --batch 4 --fast                    # dry run without a GPU
+    python -m benchmarks.studies.gpu_check --model smollm2-135m --dtype bfloat16             # CUDA, MEMIT batch of 100
+    python -m benchmarks.studies.gpu_check --model /models/Llama-3-8B --dtype bfloat16
+    python -m benchmarks.studies.gpu_check --device cpu --batch 4 --fast                    # dry run without a GPU
 
 Without CUDA (and without `--device cpu`) it exits with status 2 and says so. Rewrite score: the share of
 requests whose target is the teacher-forced argmax after the edit (`verification`); times are wall
@@ -50,7 +50,7 @@ def _fast_configs() -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from benchmarks.edit_quality import editable_cases
+    from benchmarks.data.counterfact import editable_cases
     from kedit import KnowledgeLayer, load_model
     from kedit.weights import EDIT
 

@@ -1,7 +1,7 @@
 """KnowEdit harness speed: the legacy harness (case by case) and the batched one on the same cases.
 
-    python -m benchmarks.harness_speed --n 20                      # ROME, SmolLM2, first 20 ZsRE cases
-    python -m benchmarks.harness_speed --n 20 --method memit --warm
+    python -m benchmarks.studies.harness_speed --n 20                      # ROME, SmolLM2, first 20 ZsRE cases
+    python -m benchmarks.studies.harness_speed --n 20 --method memit --warm
 
 Prints seconds per case of each harness (edit included), the per-stage seconds, the ratio, whether the
 summary metrics are identical (exactly and at the printed precision, ×100 with 2 decimals) and how many
@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.knowedit import KnowEditSettings, run_knowedit
-from benchmarks.loaders import load_knowedit
-from benchmarks.methods import make_method
-from benchmarks.pre_cache import PreScoreCache
-from benchmarks.runs import CASES, RunDir, RunSpec, format_metric
+from benchmarks.data.loaders import load_knowedit
+from benchmarks.methods.registry import make_method
+from benchmarks.runners.knowedit import KnowEditSettings, run_knowedit
+from benchmarks.runners.pre_cache import PreScoreCache
+from benchmarks.runners.runs import CASES, RunDir, RunSpec, format_metric
 from kedit.paths import shared_data_dir
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "KnowEdit" / "ZsRE"

@@ -1,6 +1,6 @@
 """Model load time: GGUF dequantisation (the baseline) vs kedit's safetensors cache, same run.
 
-    python -m benchmarks.load_speed [--model smollm2-135m]
+    python -m benchmarks.studies.load_speed [--model smollm2-135m]
 """
 
 from __future__ import annotations

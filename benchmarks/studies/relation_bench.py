@@ -1,6 +1,6 @@
 """Relation detection in questions and prompts: lexical templates alone vs lexical + MiniLM similarity.
 
-    .venv/bin/python -m benchmarks.relation_bench
+    .venv/bin/python -m benchmarks.studies.relation_bench
 
 Labelled sets (relation ids from the data, never from the matcher):
 - MQuAKE single-hop questions ("Which city was Ellie Kemper born in?") with the Wikidata relation of

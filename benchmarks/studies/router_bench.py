@@ -17,7 +17,7 @@ matches). After the stream, each policy is scored on:
 
 `score` is the plain mean of the four. Weight changes are undone after each policy (bit-exact, checked).
 
-    .venv/bin/python -m benchmarks.router_bench --mquake 20 --zsre 10 --out runs/router
+    .venv/bin/python -m benchmarks.studies.router_bench --mquake 20 --zsre 10 --out runs/router
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cases import EditCase, MQuAKECase
-from benchmarks.conflicts import _norm, states, undo_weight_changes
-from benchmarks.loaders import load_knowedit, load_mquake
-from benchmarks.runs import progress_bar
+from benchmarks.data.cases import EditCase, MQuAKECase
+from benchmarks.data.loaders import load_knowedit, load_mquake
+from benchmarks.methods.layer import undo_weight_changes
+from benchmarks.runners.runs import progress_bar
+from benchmarks.scoring.answers import normalised, states
 
 POLICIES = ("router", "parametric", "store")
 
@@ -70,8 +71,8 @@ def locality_questions(zsre: Sequence[EditCase], extra: Sequence[tuple[str, str]
 
 
 def _multi_hop_ok(answer: str, case: MQuAKECase) -> bool:
-    a = _norm(answer)
-    return any(a == _norm(x) for x in (case.new_answer, *case.new_answer_alias))
+    a = normalised(answer)
+    return any(a == normalised(x) for x in (case.new_answer, *case.new_answer_alias))
 
 
 def score_policy(kl, policy: str, updates: Sequence[Update], mquake: Sequence[MQuAKECase],
@@ -104,7 +105,7 @@ def score_policy(kl, policy: str, updates: Sequence[Update], mquake: Sequence[MQ
         unchanged, loc_rows = [], []
         for (q, _), before, agreement in zip(loc_qs, loc_pre_answers, agree):
             text = kl.query(q).text
-            unchanged.append(_norm(text) == _norm(before))
+            unchanged.append(normalised(text) == normalised(before))
             loc_rows.append({"question": q, "before": before, "after": text, "token_agreement": agreement})
             advance()
         hops, hop_rows = [], []

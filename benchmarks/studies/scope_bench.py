@@ -6,12 +6,12 @@ Stores every case's fact (one per subject) through `KnowledgeLayer.edit_many(rou
 - the neighbourhood prompt (another subject) and, on ZsRE, the subject's other relation
   (`Relation_Specificity`): answered exactly as a knowledge base with nothing stored answers them.
 
-    python -m benchmarks.scope_bench --set counterfact-val --n 300
-    python -m benchmarks.scope_bench --set zsre-dev --n 300
-    python -m benchmarks.scope_bench --set counterfact-val --n 100 --route router   # weights and store
+    python -m benchmarks.studies.scope_bench --set counterfact-val --n 300
+    python -m benchmarks.studies.scope_bench --set zsre-dev --n 300
+    python -m benchmarks.studies.scope_bench --set counterfact-val --n 100 --route router   # weights and store
 
 Report on these (validation) files only; the scope model is fitted on the train files
-(`benchmarks.scope_calibrate`).
+(`benchmarks.studies.scope_calibrate`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_cases
+from benchmarks.data.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_cases
 from kedit import KnowledgeLayer, load_model
 from kedit.paths import require_data_dir
 

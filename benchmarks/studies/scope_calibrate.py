@@ -6,14 +6,14 @@ the pair, SBERT's pair features [q*t, |q-t|, q.t] (769 numbers): a bare cosine c
 from "X is a twin city of" (AUC 0.80 on CounterFact-train), the fitted head can (0.95 held out).
 
 Pairs: counterfact-train (the edit prompt vs its paraphrase: in scope; vs a paraphrase of another
-relation cluster with this subject: out, see benchmarks/scope_data.py) and zsRE-MEND train (question
+relation cluster with this subject: out, see benchmarks/data/scope_data.py) and zsRE-MEND train (question
 vs its rephrasing: in; vs another record's question: out). The threshold is the one that keeps
 `--recall` of the in-scope training pairs. The join threshold is the lowest template cosine at which
 two CounterFact-train templates are of one relation cluster in >= 99% of pairs.
 
-    python -m benchmarks.scope_calibrate            # writes kedit/scope/scope_head.json
+    python -m benchmarks.studies.scope_calibrate            # writes kedit/scope/scope_head.json
 
-Report the head on the validation files with `python -m benchmarks.scope_bench`.
+Report the head on the validation files with `python -m benchmarks.studies.scope_bench`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_mend_cases
+from benchmarks.data.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_mend_cases
 from kedit.paths import require_data_dir
 from kedit.runtime.embeddings import default_embedder
 from kedit.scope.head import HEAD_PATH, pair_features

@@ -7,7 +7,7 @@ and the prompt as provenance); past the file's 10,000 records, the subjects get 
 `KnowledgeStore.add_facts_in_batches` (the bulk path), then a knowledge layer is opened on the store and
 asked the edit prompts of 200 stored facts.
 
-    python -m benchmarks.scope_speed --facts 10000 100000
+    python -m benchmarks.studies.scope_speed --facts 10000 100000
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ For each fact: forget (prompt, ground_truth); retain = neighbouring known facts 
 the fact's rephrase prompt. Reports forget efficacy (target prob / rank after) and the retain / probe
 probability change, with and without projection, from the same starting weights (each run is undone).
 
-    .venv/bin/python -m benchmarks.unlearn_bench --n 20
-    .venv/bin/python -m benchmarks.unlearn_bench --sweep-layers      # the layer choice behind the default
+    .venv/bin/python -m benchmarks.studies.unlearn_bench --n 20
+    .venv/bin/python -m benchmarks.studies.unlearn_bench --sweep-layers      # the layer choice behind the default
 """
 
 from __future__ import annotations
