@@ -21,6 +21,7 @@ from rich.table import Table
 
 from benchmarks.data.loaders import KNOWEDIT_KINDS, Loaded, load_knowedit, load_mquake
 from benchmarks.methods.registry import available_methods, make_method, resolve_method
+from benchmarks.runners.runs import format_interval
 from kedit.errors import KeditError
 from kedit.paths import require_data_dir
 
@@ -45,9 +46,11 @@ def _report_malformed(loaded: Loaded) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    table = Table("metric", "value (×100)", title=f"{summary['benchmark']} · {summary['method']} · {summary['model']}")
+    table = Table("metric", "value (×100) [95 % interval]",
+                  title=f"{summary['benchmark']} · {summary['method']} · {summary['model']}")
+    intervals = summary.get("intervals") or {}
     for name, value in summary["metrics"].items():
-        table.add_row(name, "–" if value is None else f"{100 * value:.2f}")
+        table.add_row(name, format_interval(value, intervals.get(name)))
     console.print(table)
     state = "complete" if summary.get("complete") else "[yellow]incomplete[/]"
     console.print(f"{summary['n_cases']} cases, {summary['seconds']:.1f} s, {state}")
@@ -79,7 +82,9 @@ def knowedit(
     kind: str = typer.Option(None, "--kind", help=f"data kind, detected if omitted: {' | '.join(KNOWEDIT_KINDS)}"),
     model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
     sadr: bool = typer.Option(False, "--sadr", help="add the SADR attention-drift regulariser (rome/memit/alphaedit)"),
-    sequential: bool = typer.Option(False, "--sequential", help="edits accumulate (EasyEdit sequential_edit)"),
+    sequential: bool = typer.Option(
+        False, "--sequential",
+        help="apply every case's edit one after another, none undone, then score every case (EasyEdit sequential_edit)"),
     limit: int = typer.Option(None, "--limit", min=1, help="first N usable cases only"),
     fluency: bool = typer.Option(True, "--fluency/--no-fluency", help="sample EasyEdit's fluency text per case"),
     seed: int = typer.Option(0, "--seed", help="seed of the fluency sampling (plus the case index)"),
@@ -137,6 +142,9 @@ def mquake(
     model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
     limit: int = typer.Option(None, "--limit", min=1, help="first N usable cases only ('all' = these N)"),
     cot: bool = typer.Option(False, "--cot", help="chain-of-thought multi-hop prompt instead of the standard one"),
+    sequential: bool = typer.Option(
+        False, "--sequential",
+        help="apply every batch one after another, none undone, then probe every case (sequential editing)"),
     probe_per_batch: int = typer.Option(
         None, "--probe-per-batch", min=1,
         help="score only the first M cases of each batch (its edits still come from all k cases)"),
@@ -147,11 +155,14 @@ def mquake(
     """MQuAKE: edit-wise, instance-wise, multi-hop accuracy and edited/unedited hop recall."""
     from benchmarks.data.prompts import load_mquake_prompts
     from benchmarks.runners.mquake import MQuAKESettings, batches, run_mquake
+    from benchmarks.runners.mquake_sequential import run_mquake_sequential
     from benchmarks.runners.runs import RunDir, RunSpec, data_label
-    from benchmarks.runners.shards import Shard, shard_spec
+    from benchmarks.runners.shards import Shard, ShardSpecError, shard_spec
 
     try:
         part = Shard.parse(shard) if shard is not None else None
+        if part is not None and sequential and part.count > 1:
+            raise ShardSpecError("--shard cannot split a --sequential run: its edits accumulate over every case")
         settings = MQuAKESettings(edits_per_batch, cot, limit, probe_per_batch)  # bad settings before data
         path = data if data is not None else require_data_dir() / "MQuAKE"
         loaded = load_mquake(path, limit=limit)
@@ -164,15 +175,19 @@ def mquake(
             prompts_dir = beside if beside.is_dir() else None
         prompts = load_mquake_prompts(prompts_dir)
         _report_malformed(loaded)
-        name = f"mquake-k{edits_per_batch}-{method}" + ("-cot" if cot else "")
+        name = f"mquake-k{edits_per_batch}-{method}" + ("-cot" if cot else "") + ("-seq" if sequential else "")
         name += f"-shard{part.index}of{part.count}" if part is not None and part.count > 1 else ""
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
-        spec = RunSpec("mquake", data_label(path), method, model, shard_spec(settings.spec(), part))
+        spec_settings = settings.spec() | ({"sequential": True} if sequential else {})  # older runs: no key
+        spec = RunSpec("mquake", data_label(path), method, model, shard_spec(spec_settings, part))
         run = RunDir(out, spec)
         bundle = load_bundle(model)
         adapter = make_method(method, bundle, "mquake")
         try:
-            summary = run_mquake(adapter, loaded, run, settings, prompts, console, shard=part)
+            if sequential:
+                summary = run_mquake_sequential(adapter, loaded, run, settings, prompts, console)
+            else:
+                summary = run_mquake(adapter, loaded, run, settings, prompts, console, shard=part)
         finally:
             adapter.close()
     except KeditError as exc:

@@ -1,9 +1,16 @@
 """Compare runs: Markdown tables across run directories and PNG plots (matplotlib, Agg backend).
 
-- KnowEdit: one row per run (kind, model, method) with Edit Succ, Rephrase, Portability, Locality
-  (×100) and Fluency (×100, as EasyEdit's tables); a grouped bar plot per (kind, model).
+- KnowEdit: one row per run (kind, model, method) with Edit Succ, Rephrase, Portability, Locality,
+  Combined (mean of Edit Succ, Rephrase, Locality) (×100) and Fluency (×100, as EasyEdit's tables); a
+  grouped bar plot per (kind, model).
 - MQuAKE: one row per run (model, method, k) with the five MQuAKE metrics; multi-hop accuracy vs k per
   method, one plot per model.
+
+Every value carries its 95 % bootstrap interval over cases (`benchmarks.scoring.intervals`): from
+`summary.json`, or computed from the run's `cases.jsonl` for runs written before intervals were recorded
+(a run without either shows the value alone). Within a group (KnowEdit: data × model; MQuAKE: model × k)
+the best value of a column is bold, and `≈` marks a value whose interval overlaps the best one's: the two
+are not distinguishable at that n.
 
 >>> write_report([Path("runs/knowedit-zsre-rome-smollm2-135m")], Path("report.md"))   # doctest: +SKIP
 [PosixPath('report.md'), PosixPath('knowedit-zsre-smollm2-135m.png')]
@@ -23,13 +30,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.runners.runs import SUMMARY_JSON, RunDirError, format_metric  # noqa: E402
+from benchmarks.runners.runs import CASES, SUMMARY_JSON, RunDirError, format_interval  # noqa: E402
+from benchmarks.scoring.intervals import overlap  # noqa: E402
+from benchmarks.scoring.summary import BENCHMARKS, combined, metric_intervals  # noqa: E402
+
+SIMILAR = "≈"  # a value not distinguishable from its column's best (their 95 % intervals overlap)
 
 KNOWEDIT_COLUMNS = [
     ("edit_succ", "Edit Succ"),
     ("rephrase", "Rephrase"),
     ("portability", "Portability"),
     ("locality", "Locality"),
+    ("combined", "Combined"),
     ("fluency", "Fluency"),
 ]
 MQUAKE_COLUMNS = [
@@ -51,8 +63,55 @@ def load_summaries(dirs: Sequence[Path]) -> list[dict[str, Any]]:
         except (OSError, ValueError) as exc:
             raise RunDirError(f"{d}: no readable {SUMMARY_JSON} ({exc})") from None
         summary["_dir"] = str(d)
+        with_intervals(summary)
         out.append(summary)
     return out
+
+
+def with_intervals(summary: dict[str, Any]) -> None:
+    """Fill in what a run written before them lacks: KnowEdit's `combined` metric, and `intervals` from
+    the run's `cases.jsonl` (left out when it has none)."""
+    metrics = summary["metrics"]
+    if summary["benchmark"] == "knowedit" and metrics.get("combined") is None:
+        both = combined(metrics)
+        if both is not None:
+            metrics["combined"] = both
+    if summary.get("intervals") or summary["benchmark"] not in BENCHMARKS:
+        return
+    cases = Path(summary["_dir"]) / CASES
+    if not cases.is_file():
+        return
+    records = [json.loads(line) for line in cases.read_text(encoding="utf-8").splitlines() if line.strip()]
+    summary["intervals"] = {k: list(v) for k, v in metric_intervals(summary["benchmark"], records).items()}
+
+
+def marked_cells(group: list[dict[str, Any]], keys: Sequence[str]) -> dict[tuple[int, str], str]:
+    """Cells of a group of runs compared with each other, by (index in `group`, metric): the best value of
+    each metric bold, `≈` after a value whose interval overlaps the best one's."""
+    cells: dict[tuple[int, str], str] = {}
+    for key in keys:
+        values = [s["metrics"].get(key) for s in group]
+        spans = [(s.get("intervals") or {}).get(key) for s in group]
+        scored = [v for v in values if isinstance(v, (int, float))]
+        best = max(scored) if len(scored) >= 2 else None
+        best_spans = [spans[i] for i, v in enumerate(values) if best is not None and v == best and spans[i]]
+        for i, (value, span) in enumerate(zip(values, spans)):
+            text = format_interval(value, span)
+            if best is not None and value == best:
+                head, sep, tail = text.partition(" ")
+                text = f"**{head}**{sep}{tail}"
+            elif best is not None and span and any(overlap(span, b) for b in best_spans):
+                text += f" {SIMILAR}"
+            cells[(i, key)] = text
+    return cells
+
+
+def _grouped(runs: list[dict[str, Any]], group_key, order_key) -> list[list[dict[str, Any]]]:
+    """Runs by `group_key`, groups in key order, each ordered by `order_key`."""
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for s in runs:
+        groups[group_key(s)].append(s)
+    return [sorted(g, key=order_key) for _, g in sorted(groups.items())]
 
 
 def method_label(summary: dict[str, Any]) -> str:
@@ -83,22 +142,28 @@ def _n_label(summary: dict[str, Any]) -> str:
 def knowedit_table(runs: list[dict[str, Any]]) -> list[str]:
     head = ["data", "model", "method", "n"] + [c for _, c in KNOWEDIT_COLUMNS] + ["s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s in sorted(runs, key=lambda s: (s.get("kind", ""), s["model"], method_label(s))):
-        m = s["metrics"]
-        cells = [s.get("kind", "?"), s["model"], method_label(s), str(s["n_cases"])]
-        cells += [format_metric(k, m.get(k)) for k, _ in KNOWEDIT_COLUMNS]
-        cells.append(f"{s['seconds']:.0f}" + ("" if s.get("complete", True) else " (incomplete)"))
-        lines.append("| " + " | ".join(cells) + " |")
+    keys = [k for k, _ in KNOWEDIT_COLUMNS]
+    for group in _grouped(runs, lambda s: (s.get("kind", ""), s["model"]), method_label):
+        marked = marked_cells(group, keys)
+        for i, s in enumerate(group):
+            cells = [s.get("kind", "?"), s["model"], method_label(s), str(s["n_cases"])]
+            cells += [marked[(i, k)] for k in keys]
+            cells.append(f"{s['seconds']:.0f}" + ("" if s.get("complete", True) else " (incomplete)"))
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def mquake_table(runs: list[dict[str, Any]]) -> list[str]:
     head = ["model", "method", "k", "n"] + [c for _, c in MQUAKE_COLUMNS] + ["conflicted", "s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    keys = [k for k, _ in MQUAKE_COLUMNS]
+    marks: dict[tuple[int, str], str] = {}  # (id of the summary, metric) -> cell, marked within its (model, k) group
+    for group in _grouped(runs, lambda s: (s["model"], _k(s)), method_label):
+        marked = marked_cells(group, keys)
+        marks |= {(id(s), k): marked[(i, k)] for i, s in enumerate(group) for k in keys}
     for s in sorted(runs, key=lambda s: (s["model"], method_label(s), _k(s))):
-        m = s["metrics"]
         cells = [s["model"], method_label(s), _k_label(s), _n_label(s)]
-        cells += [format_metric(k, m.get(k)) for k, _ in MQUAKE_COLUMNS]
+        cells += [marks[(id(s), k)] for k in keys]
         cells += [str(s.get("n_conflicted", 0)), f"{s['seconds']:.0f}" + ("" if s.get("complete", True) else " (incomplete)")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -165,7 +230,8 @@ def plot_knowedit(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     for s in runs:
         groups[(s.get("kind", "?"), s["model"])].append(s)
     for (kind, model), group in sorted(groups.items()):
-        keys = [(k, c) for k, c in KNOWEDIT_COLUMNS if k != "fluency" and any(k in s["metrics"] for s in group)]
+        keys = [(k, c) for k, c in KNOWEDIT_COLUMNS
+                if k not in ("fluency", "combined") and any(k in s["metrics"] for s in group)]
         group = sorted(group, key=method_label)
         fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(group) + 2), 4))
         width = 0.8 / max(1, len(keys))
@@ -198,7 +264,11 @@ def write_report(dirs: Sequence[Path], out: Path, plots_dir: Path | None = None,
     mq = [s for s in summaries if s["benchmark"] == "mquake"]
     plots = (plot_knowedit(ke, plots_dir) if ke else []) + (plot_mquake(mq, plots_dir) if mq else [])
     lines = header.rstrip().split("\n") + [""] if header else ["# Benchmark comparison", ""]
-    lines += ["Values ×100 (Fluency: EasyEdit's n-gram entropy ×100, as in its tables).", ""]
+    lines += ["Values ×100 (Fluency: EasyEdit's n-gram entropy ×100, as in its tables), each with its 95 % interval "
+              "in brackets (percentile bootstrap over the run's cases, 1000 resamples, fixed seed). Combined: the "
+              "mean of Edit Succ, Rephrase and Locality. In each group (KnowEdit: data × model; MQuAKE: model × k) "
+              f"the best value of a column is **bold**; {SIMILAR} marks a value whose interval overlaps the best "
+              "one's (not distinguishable from it at that n).", ""]
     if ke:
         lines += ["## KnowEdit", ""] + knowedit_table(ke) + [""]
     if mq:

@@ -34,7 +34,8 @@ from benchmarks.methods.base import Applied, Method
 from benchmarks.runners.pre_cache import PreScoreCache
 from benchmarks.runners.runs import RunDir, data_label, progress_bar
 from benchmarks.runners.shards import Shard, ShardSpecError
-from benchmarks.scoring.metrics import aggregate_knowedit, ngram_entropy, token_accuracy, token_agreement
+from benchmarks.scoring.metrics import ngram_entropy, token_accuracy, token_agreement
+from benchmarks.scoring.summary import knowedit_metrics
 from kedit.scoring import TargetScore
 
 
@@ -169,13 +170,9 @@ class _Evaluator:
 
 
 def summarize_knowedit(records: list[dict]) -> dict[str, float]:
-    """Summary metrics of finished case records: EasyEdit's post metrics plus `pre_*` and edit errors."""
-    metrics = aggregate_knowedit([r["metrics"] for r in records])
-    pre = aggregate_knowedit([r["pre"] for r in records])
-    for key in ("edit_succ", "rephrase", "portability"):
-        if key in pre:
-            metrics[f"pre_{key}"] = pre[key]
-    return metrics
+    """Summary metrics of finished case records: EasyEdit's post metrics, `combined`, `pre_*`
+    (`benchmarks.scoring.summary.knowedit_metrics`)."""
+    return knowedit_metrics(records)
 
 
 HARNESSES = ("batched", "legacy")

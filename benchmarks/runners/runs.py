@@ -31,6 +31,9 @@ from rich.progress import (
 )
 
 from benchmarks.data.loaders import Malformed
+from benchmarks.scoring.intervals import METHOD as INTERVAL_METHOD
+from benchmarks.scoring.intervals import Interval
+from benchmarks.scoring.summary import BENCHMARKS, metric_intervals
 from kedit.errors import KeditError
 
 CASES, SUMMARY_JSON, SUMMARY_MD, RUN_JSON = "cases.jsonl", "summary.json", "summary.md", "run.json"
@@ -145,6 +148,17 @@ class RunDir:
             os.fsync(f.fileno())
         self._done[str(rec["case_id"])] = rec
 
+    def _intervals(self) -> dict[str, Any]:
+        """`intervals` (metric -> [low, high]) of the finished cases and how they were computed; none for a
+        benchmark without summary metrics or fewer than two cases."""
+        if self.spec.benchmark not in BENCHMARKS:
+            return {}
+        found = metric_intervals(self.spec.benchmark, list(self._done.values()))
+        if not found:
+            return {}
+        return {"intervals": {name: [round(lo, 6), round(hi, 6)] for name, (lo, hi) in found.items()},
+                "interval_method": INTERVAL_METHOD}
+
     def seconds(self) -> float:
         return self._previous_seconds + (time.perf_counter() - self.t0)
 
@@ -163,6 +177,7 @@ class RunDir:
             **_clean(asdict(self.spec)),
             "n_cases": n_cases,
             "metrics": _clean(metrics),
+            **self._intervals(),
             "seconds": round(self.seconds() if seconds is None else seconds, 2),
             "complete": complete,
             "n_malformed": len(malformed),
@@ -183,6 +198,19 @@ def format_metric(name: str, value: Any) -> str:
     return str(value)
 
 
+def format_interval(value: Any, interval: Interval | Sequence[float] | None) -> str:
+    """`format_metric` followed by the 95 % interval, e.g. `62.00 [55.0, 69.0]` (×100); the value alone
+    when there is no interval.
+
+    >>> format_interval(0.62, (0.55, 0.69)), format_interval(0.5, None), format_interval(None, (0.1, 0.2))
+    ('62.00 [55.0, 69.0]', '50.00', '–')
+    """
+    text = format_metric("", value)
+    if interval is None or text == "–":
+        return text
+    return f"{text} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """`summary.md`: one run's setup and metrics."""
     lines = [
@@ -194,11 +222,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"- settings: {json.dumps(summary.get('settings', {}), ensure_ascii=False)}",
         f"- time: {summary['seconds']:.1f} s" + ("" if summary.get("complete", True) else " (incomplete run)"),
         "",
-        "| metric | value (×100) |",
+        "| metric | value (×100) [95 % interval] |",
         "|---|---|",
     ]
+    intervals = summary.get("intervals") or {}
     for name, value in summary["metrics"].items():
-        lines.append(f"| {name} | {format_metric(name, value)} |")
+        lines.append(f"| {name} | {format_interval(value, intervals.get(name))} |")
+    if intervals:
+        lines += ["", f"Intervals: {summary.get('interval_method', '')}."]
     if summary.get("malformed"):
         lines += ["", "## Skipped records", ""] + [f"- {m}" for m in summary["malformed"]]
     return "\n".join(lines) + "\n"

@@ -134,15 +134,11 @@ def merge_runs(dirs: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
 
 
 def _metrics(benchmark: str, records: list[dict]) -> dict[str, float]:
-    if benchmark == "knowedit":
-        from benchmarks.runners.knowedit import summarize_knowedit
+    from benchmarks.scoring.summary import summary_metrics
 
-        return summarize_knowedit(records)
-    if benchmark == "mquake":
-        from benchmarks.scoring.metrics import aggregate_mquake
-
-        return aggregate_mquake([r["metrics"] for r in records])
-    raise MergeError(f"cannot merge '{benchmark}' runs (knowedit and mquake only)")
+    if benchmark not in ("knowedit", "mquake"):
+        raise MergeError(f"cannot merge '{benchmark}' runs (knowedit and mquake only)")
+    return summary_metrics(benchmark, records)
 
 
 def _merged_extra(benchmark: str, summaries: list[dict], records: list[dict]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Knowledge-store benchmark: insert rate, paraphrase recall@5, dense search p50 and open time at scale.
 
-    .venv/bin/python benchmarks/studies/store_bench.py                    # all figures (several minutes on 2 cores)
-    .venv/bin/python benchmarks/studies/store_bench.py --scale 20000 --insert 1000 --recall 3000   # quicker
+    .venv/bin/python -m benchmarks.studies.store_bench                    # all figures (several minutes on 2 cores)
+    .venv/bin/python -m benchmarks.studies.store_bench --scale 20000 --insert 1000 --recall 3000   # quicker
 
 1. insert: CounterFact facts through `KnowledgeStore.add_facts` in batches, real MiniLM (embedding-bound).
 2. recall@5: every recognised CounterFact fact (train + val) in one store; each case's rephrase prompt
