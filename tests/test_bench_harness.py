@@ -111,6 +111,7 @@ def test_knowedit_shards_merge_to_the_unsharded_run(smollm, data_dir, tmp_path):
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert _cases(tmp_path / "merged") == _cases(tmp_path / "whole")
     assert merged["metrics"] == whole["metrics"] and merged["n_cases"] == 3 and merged["complete"]
+    assert merged["intervals"] == whole["intervals"] and "combined" in merged["intervals"]
     assert merged["n_requested"] == 3
     assert json.loads((tmp_path / "merged" / "run.json").read_text()) == json.loads((tmp_path / "whole" / "run.json").read_text())
 

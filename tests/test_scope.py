@@ -106,7 +106,7 @@ def test_out_of_scope_prompts_are_answered_as_with_an_empty_knowledge_base(store
 
 def test_layer_adapter_puts_only_in_scope_facts_before_a_probe(smollm, embedder, cf_cases):
     from benchmarks.data.cases import Fact
-    from benchmarks.methods.store import LayerMethod
+    from benchmarks.methods.layer import LayerMethod
 
     method = LayerMethod(smollm, route="store", embedder=embedder)
     try:

@@ -144,7 +144,7 @@ def _metrics(benchmark: str, records: list[dict]) -> dict[str, float]:
 def _merged_extra(benchmark: str, summaries: list[dict], records: list[dict]) -> dict[str, Any]:
     """The summary fields beside the metrics: counts summed or recomputed, stage seconds summed."""
     skip = {"benchmark", "data", "method", "model", "settings", "n_cases", "metrics", "seconds", "complete",
-            "n_malformed", "malformed"}
+            "n_malformed", "malformed", "intervals", "interval_method"}  # intervals: recomputed from the merged cases
     extra = {k: v for k, v in summaries[0].items() if k not in skip}
     for key in ("n_requested", "n_cases_edited", "n_batches"):
         if key in extra:
