@@ -14,14 +14,14 @@ import json
 import pytest
 import torch
 
-from benchmarks.generation import sample_ids_like_easyedit
-from benchmarks.knowedit import KnowEditSettings, run_knowedit
-from benchmarks.loaders import BenchmarkDataError, load_knowedit, load_mquake
-from benchmarks.methods import make_method
-from benchmarks.metrics import ngram_entropy
-from benchmarks.mquake import MQuAKESettings, batch_facts, run_mquake
-from benchmarks.prompts import load_mquake_prompts
-from benchmarks.runs import CASES, RunDir, RunSpec
+from benchmarks.data.loaders import BenchmarkDataError, load_knowedit, load_mquake
+from benchmarks.data.prompts import load_mquake_prompts
+from benchmarks.methods.registry import make_method
+from benchmarks.runners.knowedit import KnowEditSettings, run_knowedit
+from benchmarks.runners.mquake import MQuAKESettings, batch_facts, run_mquake
+from benchmarks.runners.runs import CASES, RunDir, RunSpec
+from benchmarks.scoring.generation import sample_ids_like_easyedit
+from benchmarks.scoring.metrics import ngram_entropy
 
 KNOWEDIT_KEYS = {"edit_succ", "rephrase", "portability", "locality"}
 MQUAKE_KEYS = {"edit_wise", "instance_wise", "multi_hop", "edited_hop_recall", "unedited_hop_recall"}
@@ -148,7 +148,7 @@ def test_mquake_three_cases_all_edits_together(smollm, data_dir, tmp_path):
 def test_mquake_batch_recorded_in_chunks_resumes_mid_batch(smollm, data_dir, tmp_path):
     """A method probing `record_every` cases at a time keeps the cases of a batch finished before a crash;
     the resumed run probes only the rest, and its records equal those of an uninterrupted run."""
-    from benchmarks.methods import NoEdit
+    from benchmarks.methods.base import NoEdit
 
     class Crashing(NoEdit):
         record_every = 2
@@ -187,7 +187,7 @@ def test_mquake_batch_recorded_in_chunks_resumes_mid_batch(smollm, data_dir, tmp
 def test_mquake_probe_per_batch_scores_the_first_cases_with_all_edits_applied(smollm, data_dir, tmp_path):
     """`probe_per_batch` (for slow methods at large k): the batch's edits come from all its cases, only the
     first M are probed and scored; the run is complete once those are recorded, and a bad M is refused."""
-    from benchmarks.methods import NoEdit
+    from benchmarks.methods.base import NoEdit
 
     loaded = load_mquake(data_dir / "MQuAKE", limit=3)
     prompts = load_mquake_prompts(data_dir / "MQuAKE" / "prompts")
@@ -237,7 +237,7 @@ def _store_is_empty(method) -> bool:
 
 
 def test_retrieval_query_and_fact_lines():
-    from benchmarks.store_methods import fact_lines, retrieval_query
+    from benchmarks.methods.store import fact_lines, retrieval_query
 
     assert retrieval_query("Q: Who? A: X\nQ: Which city was Y born in? A:") == "Which city was Y born in?"
     assert retrieval_query("The author of Misery is") == "The author of Misery is"
@@ -267,7 +267,7 @@ def test_mquake_rag_three_cases_uses_and_empties_the_store(smollm, data_dir, tmp
 
 
 def test_knowedit_rag_three_cases(smollm, data_dir, tmp_path):
-    from benchmarks.store_methods import RagMethod
+    from benchmarks.methods.store import RagMethod
 
     summary, records, cases = _knowedit_run(smollm, data_dir, tmp_path, "rag", 3)
     # ZsRE prompts are questions no relation template matches: each edit is stored as a passage, put in
@@ -290,8 +290,8 @@ def test_knowedit_rag_three_cases(smollm, data_dir, tmp_path):
 
 
 def test_prefix_cached_greedy_matches_plain_greedy(smollm):
-    from benchmarks.generation import greedy_generate
-    from benchmarks.store_methods import PrefixCachedGreedy
+    from benchmarks.methods.mello import PrefixCachedGreedy
+    from benchmarks.scoring.generation import greedy_generate
 
     gen = PrefixCachedGreedy(smollm)
     base = "Q: What is the capital of France? A: Paris\nQ: What is the capital of Italy? A:"
@@ -301,7 +301,7 @@ def test_prefix_cached_greedy_matches_plain_greedy(smollm):
 
 def test_mello_loop_reads_subquestions_retrieves_and_stops(smollm, data_dir):
     """The MeLLo control flow with scripted generations (the real model is exercised below)."""
-    from benchmarks.store_methods import MeLLoMethod
+    from benchmarks.methods.mello import MeLLoMethod
 
     prompts = load_mquake_prompts(data_dir / "MQuAKE" / "prompts")
     method = MeLLoMethod(smollm)
@@ -358,7 +358,7 @@ def test_mquake_mello_three_cases(smollm, data_dir, tmp_path):
 
 def test_mquake_layer_three_cases_store_route(smollm, data_dir, tmp_path):
     """kedit's query path over the store (route forced to `store`, so no weight edit: fast)."""
-    from benchmarks.store_methods import LayerMethod
+    from benchmarks.methods.layer import LayerMethod
 
     before = _weights(smollm)
     method = LayerMethod(smollm, route="store")

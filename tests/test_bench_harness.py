@@ -12,14 +12,14 @@ import shutil
 import pytest
 import torch
 
-from benchmarks.knowedit import KnowEditSettings, run_knowedit
-from benchmarks.loaders import load_knowedit, load_mquake
-from benchmarks.methods import make_method
-from benchmarks.mquake import MQuAKESettings, run_mquake
-from benchmarks.pre_cache import PreScoreCache
-from benchmarks.prompts import load_mquake_prompts
-from benchmarks.runs import CASES, RunDir, RunSpec
-from benchmarks.shards import MergeError, Shard, ShardSpecError, merge_runs, shard_spec
+from benchmarks.data.loaders import load_knowedit, load_mquake
+from benchmarks.data.prompts import load_mquake_prompts
+from benchmarks.methods.registry import make_method
+from benchmarks.runners.knowedit import KnowEditSettings, run_knowedit
+from benchmarks.runners.mquake import MQuAKESettings, run_mquake
+from benchmarks.runners.pre_cache import PreScoreCache
+from benchmarks.runners.runs import CASES, RunDir, RunSpec
+from benchmarks.runners.shards import MergeError, Shard, ShardSpecError, merge_runs, shard_spec
 
 TIMING = ("edit_seconds", "eval_seconds")
 
@@ -111,6 +111,7 @@ def test_knowedit_shards_merge_to_the_unsharded_run(smollm, data_dir, tmp_path):
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert _cases(tmp_path / "merged") == _cases(tmp_path / "whole")
     assert merged["metrics"] == whole["metrics"] and merged["n_cases"] == 3 and merged["complete"]
+    assert merged["intervals"] == whole["intervals"] and "combined" in merged["intervals"]
     assert merged["n_requested"] == 3
     assert json.loads((tmp_path / "merged" / "run.json").read_text()) == json.loads((tmp_path / "whole" / "run.json").read_text())
 
@@ -155,11 +156,12 @@ def test_cli_refuses_bad_shards_before_loading_the_model(data_dir, tmp_path, mon
     from typer.testing import CliRunner
 
     from benchmarks import cli
+    from benchmarks.runners import cli as runner_cli
 
     def no_model(name):  # the checks come first: a bad spec must never cost a model load
         raise AssertionError("model loaded")
 
-    monkeypatch.setattr(cli, "_load_bundle", no_model)
+    monkeypatch.setattr(runner_cli, "load_bundle", no_model)
     zsre = str(data_dir / "KnowEdit" / "ZsRE")
     runner = CliRunner()
     for args, message in (
@@ -178,7 +180,7 @@ def test_cli_refuses_bad_shards_before_loading_the_model(data_dir, tmp_path, mon
 
 
 def test_row_weights_give_each_row_its_own_linear_weight():
-    from benchmarks.generation import RowWeightsError, overridable, row_weights
+    from benchmarks.scoring.generation import RowWeightsError, overridable, row_weights
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())

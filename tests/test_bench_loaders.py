@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
-from benchmarks.compare import write_report
-from benchmarks.loaders import KNOWEDIT_KINDS, BenchmarkDataError, load_knowedit, load_mquake
-from benchmarks.mquake import batch_facts, batches
-from benchmarks.prompts import load_mquake_prompts
-from benchmarks.runs import CASES, RunDir, RunDirError, RunSpec
+from benchmarks.data.loaders import KNOWEDIT_KINDS, BenchmarkDataError, load_knowedit, load_mquake
+from benchmarks.data.prompts import load_mquake_prompts
+from benchmarks.runners.compare import write_report
+from benchmarks.runners.mquake import batch_facts, batches
+from benchmarks.runners.runs import CASES, RunDir, RunDirError, RunSpec
 
 # every data file of the sample (same names as the full data): (path relative to the data dir, kind,
 # usable cases, malformed); tests/data/SOURCES.md says which records each keeps
@@ -174,7 +174,10 @@ def test_compare_writes_tables_and_plots(tmp_path):
         dirs.append(run.path)
     written = write_report(dirs, tmp_path / "rep" / "report.md")
     report = written[0].read_text()
-    assert "| zsre | smollm2-135m | rome | 3 | 95.00 | – | 20.00 | 40.00 | 610.00 |" in report
+    # no cases.jsonl: values without intervals; each column's best in its (data, model) group bold, ties too;
+    # no rephrase, so no Combined value
+    assert "| zsre | smollm2-135m | rome | 3 | **95.00** | – | **20.00** | 40.00 | – | **610.00** |" in report
+    assert "| zsre | smollm2-135m | none | 3 | 50.00 | – | **20.00** | **100.00** | – | **610.00** |" in report
     assert "| smollm2-135m | memit | all (627) | 627 | 90.00 | 20.00 | 10.00 | – | – |" in report
     pngs = [p for p in written if p.suffix == ".png"]
     assert {p.name for p in pngs} == {"knowedit-zsre-smollm2-135m.png", "mquake-smollm2-135m.png"}

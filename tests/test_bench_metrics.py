@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmarks.metrics import (
+from benchmarks.scoring.metrics import (
     aggregate_knowedit,
     aggregate_mquake,
     answer_matches,
@@ -117,7 +117,8 @@ def test_mquake_aggregation_pools_edits_and_hops():
 def test_edit_quality_paired_comparison_by_hand(tmp_path):
     import json
 
-    from benchmarks.edit_quality import METRICS, paired
+    from benchmarks.scoring.counterfact import METRICS
+    from benchmarks.studies.edit_quality import paired
 
     def row(method, ids, vals):
         return {"method": method, "cases": len(ids), "case_ids": ids, "config": {"layer": 4},

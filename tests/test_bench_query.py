@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.generation import greedy_generate
-from benchmarks.metrics import answer_matches, cloze_recalled, first_line_answer
-from benchmarks.mquake import cloze_settled, line_settled
+from benchmarks.runners.mquake import cloze_settled, line_settled
+from benchmarks.scoring.generation import greedy_generate
+from benchmarks.scoring.metrics import answer_matches, cloze_recalled, first_line_answer
 from kedit import KnowledgeLayer
 from kedit.query import _norm, complete_many, short_answer
 

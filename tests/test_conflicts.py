@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from model_weights import snapshot
 
-from benchmarks.conflicts import KINDS, build_cases, run_suite, states, summarise
-from benchmarks.loaders import load_mquake
+from benchmarks.data.loaders import load_mquake
+from benchmarks.studies.conflicts import KINDS, build_cases, run_suite, states, summarise
 from kedit import KnowledgeLayer, Route
 
 # kinds the hierarchy decides alone (no reading by the model): every case must obey

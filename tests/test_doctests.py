@@ -10,7 +10,7 @@ import pytest
 MODULES = ["graph.entity_linker", "kedit.scope.text", "kedit.scope.head", "kedit.scope.relations",
            "kedit.statements", "kedit.preference", "kedit.editing.registry", "kedit.editing.config",
            "kedit.editing.value_buckets", "memory.relations", "memory.record", "memory.rows",
-           "memory.database", "memory.supersession", "benchmarks.shards", "benchmarks.pre_cache"]
+           "memory.database", "memory.supersession", "benchmarks.runners.shards", "benchmarks.runners.pre_cache"]
 
 
 @pytest.mark.parametrize("name", MODULES)

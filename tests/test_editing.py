@@ -33,7 +33,7 @@ DARRIEUX = EditRequest("The mother tongue of {} is", "Danielle Darrieux", "Engli
 HILTON = EditRequest("{} is a citizen of", "Paris Hilton", "Germany")
 EIFFEL = EditRequest("{}, which is located in", "Eiffel Tower", "Rome")
 # The default run must stay short on a shared 2-core machine: the bare prompt only (no generated
-# context templates); the full 21-template default is measured in benchmarks/edit_quality.py.
+# context templates); the full 21-template default is measured in benchmarks/studies/edit_quality.py.
 FAST = replace(default_config("rome", "llama"), context_templates=())
 
 

@@ -252,7 +252,7 @@ def test_batched_values_reach_the_targets_and_finished_requests_leave(smollm):
 
 
 def test_edit_quality_sequential_blocks_measure_each_block_then_restore_the_model(smollm, data_dir):
-    from benchmarks.edit_quality import run
+    from benchmarks.studies.edit_quality import run
 
     before = snapshot(smollm)
     data = data_dir / "CounterFact" / "counterfact-val.json"  # the sample: tests run without ../shared

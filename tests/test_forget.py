@@ -137,14 +137,14 @@ def test_model_knowledge_is_unlearned_over_every_probe_and_undo_restores(kl, smo
 
 
 def test_auc_counts_ties_half():
-    from benchmarks.forget_bench import auc
+    from benchmarks.studies.forget_bench import auc
 
     assert auc([2.0, 3.0], [1.0, 0.0]) == 1.0 and auc([0.0], [1.0]) == 0.0
     assert auc([1.0, 2.0], [0.0, 3.0]) == 0.5 and auc([1.0], [1.0]) == 0.5
 
 
 def test_forget_bench_on_a_tiny_n(smollm, pristine, data_dir):
-    from benchmarks import forget_bench
+    from benchmarks.studies import forget_bench
 
     rows = json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text(encoding="utf-8"))
     facts = forget_bench.known_facts(smollm, rows)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks.scope_data import counterfact_cases, distinct_subjects, zsre_cases
+from benchmarks.data.scope_data import counterfact_cases, distinct_subjects, zsre_cases
 from kedit import KnowledgeLayer
 from kedit.scope import learned_relation
 
@@ -105,8 +105,8 @@ def test_out_of_scope_prompts_are_answered_as_with_an_empty_knowledge_base(store
 
 
 def test_layer_adapter_puts_only_in_scope_facts_before_a_probe(smollm, embedder, cf_cases):
-    from benchmarks.cases import Fact
-    from benchmarks.store_methods import LayerMethod
+    from benchmarks.data.cases import Fact
+    from benchmarks.methods.layer import LayerMethod
 
     method = LayerMethod(smollm, route="store", embedder=embedder)
     try:

@@ -9,7 +9,10 @@
 #   MODEL=gemma3-270m N=5 bash benchmarks/results/regenerate.sh mquake   # one model's MQuAKE (or knowedit) cells
 #   MODEL=smollm2-135m K100_METHODS="memit alphaedit" bash benchmarks/results/regenerate.sh k100   # k=100 cells
 #   MODEL=gemma3-270m KALL_METHODS="memit" bash benchmarks/results/regenerate.sh kall   # k=all over all 627 cases
-# MQ_METHODS, KE_METHODS, KE_KINDS narrow the cells (default: all of them).
+#   MODEL=smollm2-135m N_SEQ=10 bash benchmarks/results/regenerate.sh seq   # sequential-editing cells (--sequential)
+# MQ_METHODS, KE_METHODS, KE_KINDS, SEQ_KE_METHODS, SEQ_MQ_METHODS narrow the cells (default: all of them).
+# The report gives every metric its 95 % bootstrap interval over cases (from summary.json, or from the run's
+# cases.jsonl for older runs) and marks values not distinguishable from their column's best.
 # Limits (first N cases in file order; override through the environment). They exist because CPU is
 # scarce: on the 2-core machine a ROME/MEMIT/AlphaEdit/FT-L edit costs 5-60 s, a MeLLo case 20-60 s,
 # and Gemma-3-270M is about 2x SmolLM2's cost.
@@ -37,6 +40,9 @@ KALL_METHODS=${KALL_METHODS:-"layer memit alphaedit rome"}
 KE_METHODS=${KE_METHODS:-"rag layer rome memit alphaedit ft-l"}
 MQ_METHODS=${MQ_METHODS:-"layer rome memit alphaedit mello"}
 KE_KINDS=${KE_KINDS:-"zsre recent counterfact wikibio"}
+N_SEQ=${N_SEQ:-10}  # sequential cells: the first N_SEQ cases, every edit applied one after another, scored at the end
+SEQ_KE_METHODS=${SEQ_KE_METHODS:-"rag layer rome memit alphaedit ft-l"}
+SEQ_MQ_METHODS=${SEQ_MQ_METHODS:-"layer rome memit alphaedit"}
 declare -A KE_DIR=([zsre]=ZsRE [recent]=wiki_recent [counterfact]=wiki_counterfact [wikibio]=WikiBio)
 
 timed() {  # run a command; print its wall and CPU (user + sys) seconds
@@ -93,6 +99,18 @@ k100_runs() {  # model: MQuAKE k=100 (one batch of the first N_MQ100 cases' edit
   done
 }
 
+seq_runs() {  # model: sequential editing (--sequential): KnowEdit ZsRE and MQuAKE k=1, N_SEQ cases each
+  local model=$1 m
+  for m in $SEQ_KE_METHODS; do
+    cell "$RUNS/knowedit-zsre-$m-seq-$model" knowedit --data "$DATA/KnowEdit/ZsRE" --kind zsre --method "$m" \
+      --limit "$N_SEQ" --model "$model" --sequential
+  done
+  for m in $SEQ_MQ_METHODS; do
+    cell "$RUNS/mquake-k1-$m-seq-$model" mquake --method "$m" --edits-per-batch 1 --limit "$N_SEQ" --model "$model" \
+      --sequential
+  done
+}
+
 case "${1:-all}" in
   report) ;;
   layer-all) layer_all ;;
@@ -100,6 +118,7 @@ case "${1:-all}" in
   knowedit) knowedit_runs "${MODEL:-smollm2-135m}" "${N:-$N_KE}" ;;                 # one model's KnowEdit cells
   k100) k100_runs "${MODEL:-smollm2-135m}" ;;                                         # one model's MQuAKE k=100 cells
   kall) kall_runs "${MODEL:-smollm2-135m}" ;;                                         # one model's k=all (627) cells
+  seq) seq_runs "${MODEL:-smollm2-135m}" ;;                                           # one model's sequential cells
   all)
     layer_all
     mquake_runs smollm2-135m "$N_MQ" "$N_MELLO"
@@ -110,8 +129,9 @@ case "${1:-all}" in
     k100_runs gemma3-270m
     kall_runs smollm2-135m
     kall_runs gemma3-270m
+    seq_runs smollm2-135m
     ;;
-  *) echo "usage: $0 [all|report|layer-all|mquake|knowedit|k100|kall]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|report|layer-all|mquake|knowedit|k100|kall|seq]" >&2; exit 2 ;;
 esac
 shopt -s nullglob
 runs=()  # a run still in progress (or killed before its first summary) has no summary.json yet

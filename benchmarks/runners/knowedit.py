@@ -1,0 +1,280 @@
+"""KnowEdit runner: edit each case, score it as EasyEdit does, write one line per case and a summary.
+
+Protocol (EasyEdit `BaseEditor.edit` + `compute_edit_quality`):
+- before the edit, the locality probes (`prompt + " " + answer`) are scored teacher-forced on the unedited
+  model, keeping the argmax tokens (plus pre-edit rewrite/rephrase/portability accuracy, reported as `pre_*`);
+- non-sequential: apply the case's edit, score rewrite (target_new), rephrase (target_new), portability
+  (first alias of each probe), locality (argmax tokens vs the pre-edit ones), sample the fluency text from
+  the edit prompt, then undo the edit before the next case;
+- sequential (EasyEdit `sequential_edit=True`): pre-edit scores of every case first, then all edits applied
+  one after another, then every case evaluated on the final model, then all edits undone.
+
+Two harnesses give these numbers: "batched" (default; `benchmarks.runners.knowedit_batched`: pre-edit scores cached
+across methods and runs, the fluency samples of several cases decoded together) and "legacy" (the case-by-
+case loop below, kept so that `benchmarks/studies/harness_speed.py` can compare them). `shard` runs a slice of the
+cases (`benchmarks.runners.shards`). The summary's `stages` holds the wall seconds of pre, edit, score, fluency, undo.
+
+>>> from benchmarks.data.loaders import load_knowedit                      # doctest: +SKIP
+>>> summary = run_knowedit(method, load_knowedit(path), RunDir(out, spec), KnowEditSettings("zsre"))  # doctest: +SKIP
+>>> summary["metrics"]["edit_succ"]                                   # doctest: +SKIP
+0.97
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from benchmarks.data.cases import EditCase
+from benchmarks.data.loaders import BenchmarkDataError, Loaded
+from benchmarks.methods.base import Applied, Method
+from benchmarks.runners.pre_cache import PreScoreCache
+from benchmarks.runners.runs import RunDir, data_label, progress_bar
+from benchmarks.runners.shards import Shard, ShardSpecError
+from benchmarks.scoring.metrics import ngram_entropy, token_accuracy, token_agreement
+from benchmarks.scoring.summary import knowedit_metrics
+from kedit.scoring import TargetScore
+
+
+@dataclass(frozen=True)
+class KnowEditSettings:
+    """Run settings recorded in `run.json` / `summary.json`."""
+
+    kind: str
+    sequential: bool = False
+    sadr: bool = False
+    fluency: bool = True
+    seed: int = 0
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class _Probe:
+    section: str  # rewrite | rephrase | portability | locality
+    key: str
+    prompt: str
+    target: str
+
+
+def _probes(case: EditCase) -> list[_Probe]:
+    out = [_Probe("rewrite", "", case.prompt, case.target_new)]
+    out += [_Probe("rephrase", "", p, case.target_new) for p in case.rephrase]
+    for key, items in case.portability.items():
+        out += [_Probe("portability", key, qa.prompt, qa.answer) for qa in items]
+    for key, items in case.locality.items():
+        out += [_Probe("locality", key, qa.prompt, qa.answer) for qa in items]
+    return out
+
+
+def _score(method: Method, probes: list[_Probe]) -> list[TargetScore]:
+    return method.score([p.prompt for p in probes], [p.target for p in probes])
+
+
+def _accuracies(probes: list[_Probe], scores: list[TargetScore], pre: list[TargetScore] | None) -> dict[str, Any]:
+    """Per-case metric dict in EasyEdit's shape; locality needs the pre-edit scores."""
+    out: dict[str, Any] = {"portability": {}, "locality": {}}
+    for probe, s, i in zip(probes, scores, range(len(probes))):
+        if probe.section == "rewrite":
+            out["rewrite_acc"] = token_accuracy(s.predicted, s.target)
+        elif probe.section == "rephrase":
+            out.setdefault("rephrase_acc", []).append(token_accuracy(s.predicted, s.target))
+        elif probe.section == "portability":
+            out["portability"].setdefault(probe.key, []).append(token_accuracy(s.predicted, s.target))
+        elif pre is not None:
+            out["locality"].setdefault(probe.key, []).append(token_agreement(pre[i].predicted, s.predicted))
+    if pre is None:
+        del out["locality"]
+    return out
+
+
+def _inputs(case: EditCase) -> dict[str, Any]:
+    return {
+        "prompt": case.prompt,
+        "subject": case.subject,
+        "target_new": case.target_new,
+        "ground_truth": list(case.ground_truth),
+        "rephrase": list(case.rephrase),
+        "portability": {k: [[qa.prompt, list(qa.answers)] for qa in v] for k, v in case.portability.items()},
+        "locality": {k: [[qa.prompt, list(qa.answers)] for qa in v] for k, v in case.locality.items()},
+    }
+
+
+def case_record(
+    case: EditCase, probes: list[_Probe], pre: list[TargetScore], post: list[TargetScore], text: str | None,
+    applied: Applied, eval_seconds: float, tok,
+) -> dict[str, Any]:
+    """One `cases.jsonl` line from the scores of a case (both harnesses write exactly this)."""
+    metrics = _accuracies(probes, post, pre)
+    outputs: dict[str, Any] = {"rewrite_predicted": tok.decode(list(post[0].predicted))}
+    if text is not None:
+        metrics["fluency"] = ngram_entropy(text)
+        outputs["fluency_text"] = text
+    return {
+        "case_id": case.case_id,
+        "index": case.index,
+        "source": case.source,
+        "inputs": _inputs(case),
+        "outputs": outputs,
+        "pre": _accuracies(probes, pre, None),
+        "metrics": metrics,
+        "edit_error": applied.error,
+        "edit_info": applied.info,
+        "edit_seconds": round(applied.seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+    }
+
+
+class Stages:
+    """Wall seconds per stage of a run (pre, edit, score, fluency, undo), this invocation only."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, t0: float) -> float:
+        """Add the time since `t0` to `name`; returns now."""
+        now = time.perf_counter()
+        self.seconds[f"{name}_s"] = self.seconds.get(f"{name}_s", 0.0) + now - t0
+        return now
+
+
+class _Evaluator:
+    """The legacy harness: each case scored on its own (pre, post), its fluency sample decoded alone."""
+
+    def __init__(self, method: Method, settings: KnowEditSettings, stages: Stages | None = None) -> None:
+        self.method = method
+        self.settings = settings
+        self.tok = method.bundle.tokenizer
+        self.stages = stages or Stages()
+
+    def pre(self, case: EditCase) -> tuple[list[_Probe], list[TargetScore]]:
+        t0 = time.perf_counter()
+        probes = _probes(case)
+        scores = _score(self.method, probes)
+        self.stages.add("pre", t0)
+        return probes, scores
+
+    def post(
+        self, case: EditCase, probes: list[_Probe], pre: list[TargetScore], applied: Applied
+    ) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        post = _score(self.method, probes)
+        t1 = self.stages.add("score", t0)
+        text = None
+        if self.settings.fluency:
+            text = self.method.sample(case.prompt, seed=self.settings.seed + case.index)
+            self.stages.add("fluency", t1)
+        return case_record(case, probes, pre, post, text, applied, time.perf_counter() - t0, self.tok)
+
+
+def summarize_knowedit(records: list[dict]) -> dict[str, float]:
+    """Summary metrics of finished case records: EasyEdit's post metrics, `combined`, `pre_*`
+    (`benchmarks.scoring.summary.knowedit_metrics`)."""
+    return knowedit_metrics(records)
+
+
+HARNESSES = ("batched", "legacy")
+
+
+def run_knowedit(
+    method: Method,
+    loaded: Loaded[EditCase],
+    run: RunDir,
+    settings: KnowEditSettings,
+    console: Console | None = None,
+    *,
+    harness: str = "batched",
+    cache: PreScoreCache | None = None,
+    shard: Shard | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) KnowEdit over `loaded.cases` (the `shard`'s share of them, if given); returns the
+    summary written to `run`. `harness`: "batched" (pre-edit scores batched and cached in `cache`, the
+    fluency samples of several edits decoded together, `benchmarks.runners.knowedit_batched`) or "legacy" (case
+    by case); both give the same numbers."""
+    if harness not in HARNESSES:
+        raise BenchmarkDataError(f"--harness must be one of {', '.join(HARNESSES)}, not '{harness}'")
+    if shard is not None and settings.sequential and shard.count > 1:
+        raise ShardSpecError("--shard cannot split a --sequential run: its edits accumulate over every case")
+    cases = shard.select(loaded.cases) if shard is not None else loaded.cases
+    pending = [c for c in cases if c.case_id not in run.finished]
+    stages = Stages()
+    evaluator = _Evaluator(method, settings, stages)
+    complete = False
+    cached: dict[str, int] = {}
+    try:
+        if harness == "batched":
+            from benchmarks.runners.knowedit_batched import run_batched
+
+            cached = run_batched(method, cases, pending, run, settings, stages, cache, console)
+        elif settings.sequential:
+            _run_sequential(method, cases, pending, run, evaluator, console)
+        else:
+            with progress_bar(f"knowedit {loaded.kind} · {method.name}", len(cases), len(cases) - len(pending), console) as advance:
+                for case in pending:
+                    probes, pre = evaluator.pre(case)
+                    t0 = time.perf_counter()
+                    applied = method.apply([case.fact])
+                    stages.add("edit", t0)
+                    try:
+                        run.record(evaluator.post(case, probes, pre, applied))
+                    finally:
+                        t0 = time.perf_counter()
+                        method.undo(applied)
+                        stages.add("undo", t0)
+                    advance()
+        complete = True
+    finally:
+        records = [run.finished[c.case_id] for c in cases if c.case_id in run.finished]
+        summary = run.write_summary(
+            summarize_knowedit(records),
+            n_cases=len(records),
+            malformed=loaded.malformed,
+            extra={
+                "method_settings": method.settings(),  # e.g. the layer's weight editors
+                "kind": loaded.kind,
+                "files": [data_label(f) for f in loaded.files],
+                "n_records": loaded.n_records,
+                "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
+                "n_requested": len(cases),
+                "harness": harness,
+                **({"pre_cache": cached} if cached else {}),  # cases whose pre-edit scores were cached / scored
+                "stages": {name: round(v, 2) for name, v in stages.seconds.items()},  # this invocation only
+            },
+            complete=complete and len(records) == len(cases),
+        )
+        if console is not None and stages.seconds:
+            console.print("stages (wall s): " + ", ".join(f"{n[:-2]} {v:.1f}" for n, v in stages.seconds.items()))
+    return summary
+
+
+def _run_sequential(
+    method: Method,
+    cases: list[EditCase],
+    pending: list[EditCase],
+    run: RunDir,
+    evaluator: _Evaluator,
+    console: Console | None,
+) -> None:
+    """EasyEdit sequential editing; a resumed run re-applies every edit (the state is the whole sequence)."""
+    if not pending:
+        return
+    pre = {c.case_id: evaluator.pre(c) for c in pending}
+    applied: list[Applied] = []
+    try:
+        with progress_bar(f"sequential edits · {method.name}", len(cases), 0, console) as advance:
+            for case in cases:
+                t0 = time.perf_counter()
+                applied.append(method.apply([case.fact]))
+                evaluator.stages.add("edit", t0)
+                advance()
+        by_id = {a_case.case_id: a for a_case, a in zip(cases, applied)}
+        with progress_bar("evaluate", len(cases), len(cases) - len(pending), console) as advance:
+            for case in pending:
+                probes, pre_scores = pre[case.case_id]
+                run.record(evaluator.post(case, probes, pre_scores, by_id[case.case_id]))
+                advance()
+    finally:
+        for a in reversed(applied):
+            method.undo(a)

@@ -1,0 +1,92 @@
+"""Speed of the scope path: a query answered from an in-scope stored fact (no generation), at 10k and 100k
+facts, and the time to open a store and link its entity names.
+
+The store is filled with counterfact-train facts (subject, a relation from the prompt's template, target,
+and the prompt as provenance); past the file's 10,000 records, the subjects get a numbered suffix
+("Andy Kershaw 2") so every fact has its own subject. Facts go in through
+`KnowledgeStore.add_facts_in_batches` (the bulk path), then a knowledge layer is opened on the store and
+asked the edit prompts of 200 stored facts.
+
+    python -m benchmarks.studies.scope_speed --facts 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from kedit import KnowledgeLayer, load_model
+from kedit.paths import require_data_dir
+from kedit.scope import learned_relation
+from kedit.scope.text import relation_template
+from kedit.statements import match_relation
+from kedit.store import KnowledgeStore
+
+
+def facts_for(records: list[dict], n: int, relations) -> list[dict]:
+    out = []
+    for i in range(n):
+        r = records[i % len(records)]
+        lap = i // len(records)
+        subject = r["subject"] if lap == 0 else f"{r['subject']} {lap + 1}"
+        template = relation_template(r["prompt"], r["subject"])
+        out.append(dict(subject=subject, template=template, object=r["target_new"],
+                        prompt=template.replace("{}", subject)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--facts", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--model", default="smollm2-135m")
+    args = parser.parse_args(argv)
+    records = json.loads(((args.data or require_data_dir()) / "CounterFact" / "counterfact-train.json").read_text())
+    bundle = load_model(args.model)
+    for n in args.facts:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = KnowledgeStore.open(Path(tmp) / "store")
+            rows = facts_for(records, n, store.relations)
+            ids: dict[str, str] = {}
+            for row in rows:  # the relation an edit of this prompt gets: a template's, else a learned one
+                if row["template"] not in ids:
+                    rel = match_relation(row["template"], store.relations)
+                    if rel is None:
+                        learned = learned_relation(row["template"])
+                        if learned.id not in store.relations:
+                            store.register_relation(learned.id, learned.label, cloze=learned.cloze,
+                                                    question=learned.question, source="learned")
+                        rel = learned.id
+                    ids[row["template"]] = rel
+            t0 = time.perf_counter()
+            store.add_facts_in_batches([dict(subject=r["subject"], relation=ids[r["template"]], object=r["object"],
+                                             provenance={"prompt": r["template"]}) for r in rows], batch_size=2000)
+            t_write = time.perf_counter() - t0
+            store.close()
+            t0 = time.perf_counter()
+            kl = KnowledgeLayer.open(tmp, model=bundle)
+            kl.scope.link("warm-up")  # builds the entity index (names and aliases)
+            t_open = time.perf_counter() - t0
+            kl.scope.bank("P27")  # relation banks are built once per record version
+            asked = rows[:: max(1, n // args.queries)][: args.queries]
+            times, right = [], 0
+            for row in asked:
+                t = time.perf_counter()
+                ans = kl.query(row["prompt"])
+                times.append(time.perf_counter() - t)
+                right += ans.text == row["object"]
+            kl.close()
+        times.sort()
+        print(json.dumps({"facts": n, "write_s": round(t_write, 1), "open_and_link_s": round(t_open, 2),
+                          "queries": len(asked), "answered_from_store": right,
+                          "p50_ms": round(1000 * statistics.median(times), 1),
+                          "p90_ms": round(1000 * times[int(0.9 * len(times))], 1)}))
+
+
+if __name__ == "__main__":
+    main()
