@@ -1,4 +1,4 @@
-"""Knowledge-preference conflict suite, built from MQuAKE's requested edits (issue #5, METHODS §7).
+"""Knowledge-preference conflict suite, built from MQuAKE's requested edits (issue #5, docs/methods.md §7).
 
 Each case sets up two sources that disagree about one (subject, relation) through kedit's public API,
 asks the relation's question with `KnowledgeLayer.query`, and checks that the answer follows the

@@ -1,6 +1,6 @@
 """How null is AlphaEdit's null space? Energy of keys inside the projector's subspace, per edit layer.
 
-AlphaEdit's guarantee (Δ k₀ ≈ 0 for preserved keys k₀, METHODS §3) needs a subspace that preserved keys
+AlphaEdit's guarantee (Δ k₀ ≈ 0 for preserved keys k₀, docs/methods.md §3.1) needs a subspace that preserved keys
 do not reach. This prints, for each default AlphaEdit layer of the model, the projector's dimension, the
 share of the corpus second moment inside it (tr(PC)/tr(C), the `nullspace_energy` rule's target), and the
 share ‖Pk‖²/‖k‖² of the MEMIT keys (subject's last token) of the first N editable CounterFact cases. When

@@ -3,7 +3,7 @@
 Metrics are EasyEdit's teacher-forced token accuracies (kedit.scoring): rewrite = target_new after the
 edit prompt, paraphrase = target_new after the rephrase prompt, neighbourhood = agreement of the
 locality prompt's predicted tokens before vs after (locality). "neighbourhood+ctx" prepends the edit
-sentence to the locality prompt (METHODS §4): the specificity SADR targets.
+sentence to the locality prompt (docs/methods.md §4): the specificity SADR targets.
 
 Cases are the first N of `counterfact-val.json` whose new target the model does not already produce.
 "single": each batch (`--batch`, 1 for ROME/FT-L) is applied, measured and undone. "sequential": all

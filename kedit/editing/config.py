@@ -3,7 +3,7 @@
 Each method's own config subclasses `ValueOptConfig` in the method's module (rome.py, memit.py,
 alphaedit.py; FT-L's in ft.py) and is registered with it (registry.py). The reference values
 (docs/methods.md §1-§4) are for 32-layer Llama models; the defaults were chosen by the sweep in
-`benchmarks/edit_sweep.py` on the two embedded models (results in `benchmarks/EDITING.md`).
+`benchmarks/studies/edit_sweep.py` on the two embedded models (results in `benchmarks/EDITING.md`).
 
 >>> from kedit.editing import default_config
 >>> cfg = default_config("rome", "llama")

@@ -6,7 +6,7 @@ the plain text of the English Wikipedia excerpt gensim ships as test data, store
 after `pip install` alone. Shipping the stripped text was chosen over locating gensim's wheel: gensim
 would be a 25 MB dependency (with scipy) whose test-data layout is not an interface. The statistics
 are identical to those computed from the XML (same articles, same stripping, same order; measured by
-`python -m benchmarks.corpus_check`).
+`python -m benchmarks.studies.corpus_check`).
 
 A user may pass a directory or file of their own text (MediaWiki XML, `.txt`, `.jsonl` with a `text`
 field, optionally `.gz`/`.xz`), or set `KEDIT_STATS_CORPUS`. Every corpus has a `digest` (sha256 of its

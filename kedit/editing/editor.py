@@ -120,7 +120,7 @@ class ParametricEditor:
 
         Summed in float32 (half the memory of float64: d_ff² per layer, 0.8 GB at d_ff = 14336); the solve
         casts it to float64. Against a float64 sum the AlphaEdit solution moves by 2e-8 relative
-        (benchmarks/edit_footprint.py)."""
+        (benchmarks/studies/edit_footprint.py)."""
         d_ff = self.bundle.spec.d_ff(self.bundle.model)
         device = self.bundle.device
         out = {l: torch.zeros(d_ff, d_ff, dtype=torch.float32, device=device) for l in layers}

@@ -6,7 +6,7 @@ Backends. The model runs in ONNX Runtime when `onnxruntime` is installed (the de
 weights, exported once from the sentence-transformers model with its mean pooling and normalisation,
 checked against torch on export (max |difference| <= 1e-5) and cached under `kedit_cache/embeddings/`.
 Measured on 2 cores: ~1.3x torch's throughput on short facts, and a single query in ~4 ms instead of
-~21 ms (`python benchmarks/store_bench.py`). `backend="torch"` runs sentence-transformers itself.
+~21 ms (`python -m benchmarks.studies.store_bench`). `backend="torch"` runs sentence-transformers itself.
 
 Throughput on a few cores: MiniLM's matrices are small (384 wide, ~12 tokens a fact), so splitting one
 batch's matmuls over two intra-op threads spends much of its time in thread barriers. `encode` instead
