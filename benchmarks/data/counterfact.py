@@ -32,7 +32,7 @@ def editable_cases(bundle, n: int, data: Path | None = None) -> tuple[list[dict]
 
 
 def locality_with_edit(case: dict) -> str:
-    """The locality prompt after the edit sentence (METHODS §4: the specificity SADR targets).
+    """The locality prompt after the edit sentence (docs/methods.md §4: the specificity SADR targets).
 
     >>> locality_with_edit({"prompt": "{} plays", "subject": "Ann", "target_new": "chess", "locality_prompt": "Bob plays"})
     'Ann plays chess. Bob plays'
