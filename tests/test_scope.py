@@ -168,7 +168,7 @@ def test_a_question_that_nests_hops_is_answered_from_the_walked_in_scope_facts(t
         assert [c.fact.object for c in walked][:1] == ["Croatia"]
         assert {c.fact.relation for c in walked[1:]} <= {"P35", "P36"}
         # no relation cue for the outer hop: no chain is read, the question is answered from the walk
-        uncued = "Who holds the highest position in the government of the country that Ellie Kemper is a citizen of?"
+        uncued = "In what city is the seat of government of the country where Ellie Kemper holds a citizenship?"
         answer = kl.query(uncued)
         assert answer.trace["chain_start"] == "walk", answer.trace
         used = {e.fact_id for e in answer.evidence if e.fact_id is not None}

@@ -33,7 +33,7 @@ import numpy as np
 
 from kedit.scope.head import default_head
 from kedit.scope.relations import LEARNED
-from kedit.scope.text import masked, masked_template, relation_template
+from kedit.scope.text import masked, masked_template, nests_hops, relation_template
 from kedit.statements import match_relation
 
 
@@ -211,13 +211,16 @@ class ScopeModel:
             self._refresh_banks()
             lexical = match_relation(text, self.store.relations)
         for mention in mentions:
+            # a template matched word for word by a question that nests hops is the outer hop's (its
+            # subject is the nested phrase, not this mention): it neither settles nor rules out a fact here
+            lexical_here = None if nests_hops(text, mention.start) else lexical
             query = masked(text, mention.start, mention.end)
             vector = self._embed(query)
             by_relation: dict[str, dict[str, float]] = {}
             for entity in mention.entities:
                 for fact in facts[entity]:
                     if fact.relation not in by_relation:
-                        by_relation[fact.relation] = self._relation_score(vector, query, fact.relation, lexical)
+                        by_relation[fact.relation] = self._relation_score(vector, query, fact.relation, lexical_here)
                     feats = by_relation[fact.relation]
                     candidates.append(ScopeCandidate(fact, feats["probability"], feats))
         candidates.sort(key=lambda c: (-c.score, -(c.fact.id or 0)))
