@@ -59,7 +59,7 @@ def conflicts(
     out: Path = typer.Option(Path("runs/conflicts"), "--out", help="run directory"),
 ) -> None:
     """Knowledge-preference conflict suite: share of answers obeying instruction > stored > passage > model."""
-    from benchmarks.conflicts import main as run_conflicts
+    from benchmarks.studies.conflicts import main as run_conflicts
 
     args = ["--model", model, "--per-kind", str(per_kind), "--out", str(out)]
     run_conflicts(args + (["--data", str(data)] if data else []))
@@ -74,7 +74,7 @@ def router(
     out: Path = typer.Option(Path("runs/router"), "--out", help="run directory"),
 ) -> None:
     """The router against always-parametric and always-store: edit success, locality, multi-hop."""
-    from benchmarks.router_bench import main as run_router
+    from benchmarks.studies.router_bench import main as run_router
 
     args = ["--model", model, "--mquake", str(mquake), "--zsre", str(zsre), "--out", str(out)]
     run_router(args + (["--data", str(data)] if data else []))
@@ -98,7 +98,7 @@ def forget(
     import json
     import time
 
-    from benchmarks import forget_bench
+    from benchmarks.studies import forget_bench
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in forget_bench.METHODS]

@@ -1,5 +1,4 @@
-"""Locality probes: general facts whose predicted tokens must not move when facts are edited, and the
-reading of a model's short greedy answer."""
+"""Locality probes: general facts whose predicted tokens must not move when facts are edited."""
 
 from __future__ import annotations
 
@@ -56,16 +55,4 @@ def locality_drift(baseline: Sequence, now: Sequence) -> float:
     return 1.0 - sum(agree) / len(agree)
 
 
-def clean_answer(text: str) -> str:
-    """First clause of a greedy continuation: ' French.\\n\\nThe ...' -> 'French'."""
-    text = text.strip().split("\n")[0]
-    for stop in (". ", ",", ";", " and ", " (", "!", "?"):
-        at = text.find(stop)
-        if at > 0:
-            text = text[:at]
-    if text.endswith(".") and not text[-3:-1].count("."):  # keep "D.C.", drop a sentence's full stop
-        text = text[:-1]
-    return text.strip().strip('"').strip()
-
-
-__all__ = ["LOCALITY_PROBES", "clean_answer", "locality_drift", "probe_scores"]
+__all__ = ["LOCALITY_PROBES", "locality_drift", "probe_scores"]

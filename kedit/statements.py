@@ -31,7 +31,11 @@ def _template_regex(cloze: str) -> re.Pattern:
     head, tail = (part.strip() for part in cloze.split("{}"))
     # a word-like tail must start after whitespace, so "is" never matches inside "Atlantis"
     glue = r"\s+" if tail[:1].isalnum() else r"\s*"
-    pattern = re.escape(head) + r"\s*(?P<subject>.+?)" + (glue + re.escape(tail) if tail else "")
+    # a question template states its answer after the question, with or without its question mark:
+    # "Which family does X belong to? Noctuidae." / "Which family does X belong to Noctuidae."
+    asks = tail.endswith("?")
+    tail = re.escape(tail.rstrip("?").rstrip()) + (r"\??" if asks else "")
+    pattern = re.escape(head) + r"\s*(?P<subject>.+?)" + (glue + tail if tail else "")
     return re.compile(r"^" + pattern + r"\s+(?P<object>.+?)\s*[.!]?$", re.IGNORECASE)
 
 
@@ -47,12 +51,20 @@ def parse_statements(text: str, relations) -> list[Statement]:
     >>> s = parse_statements("Assume that Danielle Darrieux is a citizen of Italy.", RelationVocabulary.builtin())[0]
     >>> s.subject, s.relation, s.object
     ('Danielle Darrieux', 'P27', 'Italy')
+    >>> from memory import Relation
+    >>> family = [Relation("L1", "family", "Which family does {} belong to?", "Which family does {} belong to?")]
+    >>> [(s.subject, s.object) for s in parse_statements("Which family does Epaspidoceras belong to? Noctuidae.", family)]
+    [('Epaspidoceras', 'Noctuidae')]
+    >>> [s.object for s in parse_statements("Assume that Which family does Epaspidoceras belong to Noctuidae.", family)]
+    ['Noctuidae']
     """
     found: list[Statement] = []
     raws = [r for r in _SENTENCE_END.split(text or "") if r.strip()]
     # a template that holds a sentence break itself ("What does {} play? They play", a learned relation)
-    # is matched against a sentence and the next one together
-    spanning = [rel for rel in relations if _SENTENCE_END.search(rel.cloze.replace("{}", "X"))]
+    # or ends in a question mark (its answer is the next sentence) is matched against a sentence and the
+    # next one together
+    spanning = [rel for rel in relations
+                if _SENTENCE_END.search(rel.cloze.replace("{}", "X")) or rel.cloze.rstrip().endswith("?")]
     skip = False
     for i, raw in enumerate(raws):
         if skip:
@@ -86,7 +98,7 @@ def _shape(template: str) -> str:
 
 
 PLACEHOLDER = "X"  # stands for the subject when a template is embedded
-# Measured (python -m benchmarks.relation_bench): on CounterFact-train edit prompts, right minus wrong
+# Measured (python -m benchmarks.studies.relation_bench): on CounterFact-train edit prompts, right minus wrong
 # answers peak at 0.80 (0.75: 48, 0.80: 50, 0.85: 49, 0.90: 33 of 167); held out on CounterFact-val
 # prompts, accuracy 0.09 -> 0.44 (wrong 0.03 -> 0.15); MQuAKE single-hop questions stay at 1.000.
 EMBEDDING_THRESHOLD = 0.8

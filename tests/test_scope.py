@@ -140,3 +140,36 @@ def test_an_ambiguous_name_is_resolved_by_the_asked_relation_and_reported(tmp_pa
         assert set(decision.mentions[0].entities) == {"Paris", "Paris (Texas)"}
         assert decision.to_dict()["mentions"][0]["ambiguous"] is True
         assert decision.fact.object == "Lamar County"
+
+
+def test_the_scope_head_keeps_a_named_other_relation_out_and_reads_its_own(stores):
+    kl, _ = stores
+    kl.edit("What was Marie Gruber's occupation?", target="novelist", subject="Marie Gruber", route="store")
+    kl.insert(subject="Marie Gruber", relation="P19", object="Linz")
+    assert kl.in_scope("Which job did Marie Gruber have?").fact.object == "novelist"
+    assert kl.in_scope("The occupation of Marie Gruber is").fact.object == "novelist"  # the label wording
+    asked = kl.in_scope("Marie Gruber head coach")  # another relation, named in the label form
+    assert all(c.fact.object != "novelist" for c in asked.in_scope)
+
+
+def test_a_question_that_nests_hops_is_answered_from_the_walked_in_scope_facts(tmp_path, smollm, embedder):
+    from kedit.scope import ScopeConfig, ScopeModel
+    from kedit.walks import nests_hops
+
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        kl.edit("Ellie Kemper is a citizen of", target="Croatia", subject="Ellie Kemper", route="store")
+        kl.insert(subject="Croatia", relation="P35", object="Kolinda Grabar-Kitarović")
+        kl.insert(subject="Croatia", relation="P36", object="Zagreb")
+        nested = "Who is the head of state of the country that Ellie Kemper is a citizen of?"
+        assert nests_hops(nested, kl.in_scope(nested))
+        one_hop = "What is the name of the country that Ellie Kemper is a citizen of?"
+        assert not nests_hops(one_hop, kl.in_scope(one_hop))
+        walked = ScopeModel(kl.store, ScopeConfig(threshold=0.01)).walk(kl.in_scope(nested))
+        assert [c.fact.object for c in walked][:1] == ["Croatia"]
+        assert {c.fact.relation for c in walked[1:]} <= {"P35", "P36"}
+        # no relation cue for the outer hop: no chain is read, the question is answered from the walk
+        uncued = "In what city is the seat of government of the country where Ellie Kemper holds a citizenship?"
+        answer = kl.query(uncued)
+        assert answer.trace["chain_start"] == "walk", answer.trace
+        used = {e.fact_id for e in answer.evidence if e.fact_id is not None}
+        assert used and used <= {c.fact.id for c in kl.scope.walk(kl.in_scope(uncued))}  # nothing else enters

@@ -123,3 +123,26 @@ def distinct_subjects(cases: list[ScopeCase]) -> list[ScopeCase]:
             seen.add(c.subject.casefold())
             out.append(c)
     return out
+
+
+def knowedit_wiki_cases(path: Path, limit: int | None = None) -> list[ScopeCase]:
+    """KnowEdit WikiData train records (wiki_counterfact, wiki_recent): the edit prompt and its subject's
+    other relations (`Relation_Specificity`), all in Wikidata label wording ("The occupation of X is").
+    No paraphrases: they serve as same-subject negatives in the label form ZsRE's other relations take."""
+    cases = []
+    for r in json.loads(Path(path).read_text(encoding="utf-8")):
+        if r["subject"] not in r["prompt"]:
+            continue
+        spec = [p["prompt"] for p in (r.get("locality") or {}).get("Relation_Specificity", [])]
+        cases.append(ScopeCase("knowedit-wiki", r["subject"], r["prompt"], str(r.get("target_new") or ""),
+                               (r["prompt"],), tuple(p for p in spec if r["subject"] in p)))
+    return cases[:limit] if limit else cases
+
+
+_LABEL_CLOZE = re.compile(r"^The (?:name of the )?(?P<label>.+?) of X is$")
+
+
+def short_label_form(template: str) -> str | None:
+    """"The name of the founder of X is" -> "X founder" (ZsRE words each other relation both ways)."""
+    m = _LABEL_CLOZE.match(template)
+    return f"X {m.group('label')}" if m else None

@@ -21,7 +21,7 @@ from kedit.layer.closed_book import ClosedBookView
 from kedit.layer.knowledge_layer import KnowledgeLayer
 from kedit.layer.results import EditResult, InsertResult
 from kedit.preference import Evidence, Tier
-from kedit.probes import LOCALITY_PROBES, clean_answer
+from kedit.probes import LOCALITY_PROBES
 
 __all__ = ["LOCALITY_PROBES", "ClosedBookView", "EditResult", "Evidence", "ForgetReport", "InsertResult",
-           "KnowledgeLayer", "Tier", "clean_answer"]
+           "KnowledgeLayer", "Tier"]

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kedit.answers import clean_answer
 from kedit.errors import EditError, NothingToEditError, UnsupportedArchitectureError
 from kedit.layer.results import EditResult
-from kedit.probes import clean_answer
 from kedit.router import Route, RouteDecision
 from kedit.scoring import score_targets
 from kedit.weights import EDIT

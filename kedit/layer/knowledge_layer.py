@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kedit.answers import clean_answer
 from kedit.errors import EditError, ModelNotFoundError, StoreError
 from kedit.forgetting import ForgetReport
 from kedit.layer import edit as edit_plan
@@ -15,7 +16,7 @@ from kedit.layer import ledger
 from kedit.layer.closed_book import ClosedBookView
 from kedit.layer.insert import insert as insert_text
 from kedit.layer.results import EditResult, InsertResult
-from kedit.probes import clean_answer, locality_drift, probe_scores
+from kedit.probes import locality_drift, probe_scores
 from kedit.router import VOLATILE_RELATIONS, Route, Router, RouterSignals
 from kedit.scoring import score_targets
 from kedit.weights import WeightStack

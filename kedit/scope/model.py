@@ -6,14 +6,15 @@ radius, WISE's routing, made explicit.)
    entities that are the subject of a live fact. No capitalisation guess: an entity the store does not
    know has no stored fact to be in scope of.
 2. **Score.** Each live fact of a linked subject (a handful) is scored against the input with its subject
-   masked: the scope head (kedit/scope/head.py, a logistic regression over MiniLM pair features) scores
+   masked: the scope head (kedit/scope/head.py, a logistic regression over MiniLM pair features and word
+   overlap) scores
    the input against every template of the fact's relation *bank* (the relation's cloze and question
    templates plus the prompt templates of the stored facts of that relation, so paraphrases seen before
    help); the best template's probability is the fact's score. A relation template that matches the
    input word for word settles it: in scope when it is the fact's relation, out when it is another
    curated (built-in or registered) relation.
 3. **Decide.** In scope when the score reaches the threshold. The head and its threshold are fitted on
-   the train files (`python -m benchmarks.scope_calibrate`), never on the reported ones.
+   the train files (`python -m benchmarks.studies.scope_calibrate`), never on the reported ones.
 
 >>> from kedit.store import KnowledgeStore                                        # doctest: +SKIP
 >>> store = KnowledgeStore.open("/tmp/kb-scope")                                  # doctest: +SKIP
@@ -32,7 +33,7 @@ import numpy as np
 
 from kedit.scope.head import default_head
 from kedit.scope.relations import LEARNED
-from kedit.scope.text import masked, masked_template, relation_template
+from kedit.scope.text import masked, masked_template, nests_hops, relation_template
 from kedit.statements import match_relation
 
 
@@ -186,7 +187,7 @@ class ScopeModel:
     def _learned(self, relation_id: str) -> bool:
         return self.store.relations.resolve(relation_id).source == LEARNED
 
-    def _relation_score(self, vector: np.ndarray, relation_id: str, lexical: str | None) -> dict[str, float]:
+    def _relation_score(self, vector: np.ndarray, query: str, relation_id: str, lexical: str | None) -> dict[str, float]:
         """Scope probability of (input, relation) and what it rests on."""
         if lexical == relation_id:  # the fact's own relation template matches the input word for word
             return {"probability": 1.0, "lexical": 1.0}
@@ -197,7 +198,7 @@ class ScopeModel:
         bank = self._banks.get(relation_id) or []
         if not bank:
             return {"probability": 0.0, "lexical": 0.0}
-        logits = self.head.logits(vector, np.stack([self._vectors[t] for t in bank]))
+        logits = self.head.logits(vector, query, np.stack([self._vectors[t] for t in bank]), bank)
         best = int(np.argmax(logits))
         return {"probability": _sigmoid(float(logits[best])), "lexical": 0.0,
                 "cosine": float(self._vectors[bank[best]] @ vector)}
@@ -210,16 +211,52 @@ class ScopeModel:
             self._refresh_banks()
             lexical = match_relation(text, self.store.relations)
         for mention in mentions:
-            vector = self._embed(masked(text, mention.start, mention.end))
+            # a template matched word for word by a question that nests hops is the outer hop's (its
+            # subject is the nested phrase, not this mention): it neither settles nor rules out a fact here
+            lexical_here = None if nests_hops(text, mention.start) else lexical
+            query = masked(text, mention.start, mention.end)
+            vector = self._embed(query)
             by_relation: dict[str, dict[str, float]] = {}
             for entity in mention.entities:
                 for fact in facts[entity]:
                     if fact.relation not in by_relation:
-                        by_relation[fact.relation] = self._relation_score(vector, fact.relation, lexical)
+                        by_relation[fact.relation] = self._relation_score(vector, query, fact.relation, lexical_here)
                     feats = by_relation[fact.relation]
                     candidates.append(ScopeCandidate(fact, feats["probability"], feats))
         candidates.sort(key=lambda c: (-c.score, -(c.fact.id or 0)))
         return ScopeDecision(text, tuple(mentions), tuple(candidates), self.threshold)
+
+    def walk(self, decision: ScopeDecision, as_of: Any = None, depth: int = 3) -> list[ScopeCandidate]:
+        """The stored facts reachable from `decision`'s in-scope facts through their objects, each one's
+        relation in scope of the input's wording (a question that nests hops, "the head of state of the
+        country X is a citizen of", names every relation it walks), up to `depth` facts from a linked
+        subject; the in-scope facts first, then hop by hop."""
+        walked = list(decision.in_scope)
+        if not walked or depth < 2:
+            return walked
+        self._refresh_banks()
+        lexical = match_relation(decision.text, self.store.relations)
+        queries = [masked(decision.text, m.start, m.end) for m in decision.mentions]
+        vectors = [(q, self._embed(q)) for q in queries]
+        seen = {c.fact.id for c in walked}
+        frontier = walked
+        for _ in range(depth - 1):
+            found = []
+            for candidate in frontier:
+                names = self.store.linker.candidates(candidate.fact.object) or [candidate.fact.object]
+                for fact in self.store.facts(subject=names[0], as_of=as_of, include_superseded=False):
+                    if fact.id in seen:
+                        continue
+                    feats = max((self._relation_score(v, q, fact.relation, lexical) for q, v in vectors),
+                                key=lambda f: f["probability"])
+                    if feats["probability"] >= self.threshold:
+                        seen.add(fact.id)
+                        found.append(ScopeCandidate(fact, feats["probability"], feats))
+            walked += found
+            frontier = found
+            if not frontier:
+                break
+        return walked
 
 
 __all__ = ["Mention", "ScopeCandidate", "ScopeConfig", "ScopeDecision", "ScopeModel"]
