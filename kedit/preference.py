@@ -1,4 +1,4 @@
-"""Knowledge preference: which evidence wins when sources disagree (Zhou et al. 2024, METHODS §7).
+"""Knowledge preference: which evidence wins when sources disagree (Zhou et al. 2024, docs/methods.md §7).
 
 Hierarchy: user instruction > edited / stored facts (newest valid first) > retrieved passages > the
 model's own (parametric) memory. Within a tier, the newer statement wins, then the higher score.
@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only for the annotation: preference needs no store at run time
+    from kedit.store.hit import Hit
 
 
 class Tier(IntEnum):
@@ -34,6 +38,12 @@ class Evidence:
     score: float = 1.0
     timestamp: str = ""  # when it took effect (valid_from, else written); ISO strings sort by time
     meta: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def of_passage(cls, hit: Hit, answer: str | None = None, **meta: Any) -> Evidence:
+        """A passage the store retrieved (its `Hit`) as passage-tier evidence: the one place the store's
+        exchange type becomes the answer's."""
+        return cls(Tier.PASSAGE, hit.text, answer, source=hit.source, passage_id=hit.id, score=hit.score, meta=meta)
 
     def to_dict(self) -> dict:
         return {

@@ -106,8 +106,7 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
             continue
         # no chain (or a broken one): answer from the in-scope evidence of the best tier present
         retrieved = [fact_evidence(c.fact, relations, c.score) for c in (s.walked or s.scope.in_scope)][:k]
-        retrieved += [Evidence(Tier.PASSAGE, p.text, None, source=p.source, passage_id=p.id, score=p.score)
-                      for p in s.passages if p.score >= 0.3][: max(0, k - len(retrieved))]
+        retrieved += [Evidence.of_passage(p) for p in s.passages if p.score >= 0.3][: max(0, k - len(retrieved))]
         if instructions:
             retrieved.insert(0, Evidence(Tier.INSTRUCTION, instructions, None, source="instruction"))
         winning = sorted(retrieved, key=lambda e: (e.tier, -e.score))

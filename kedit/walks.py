@@ -22,6 +22,7 @@ from kedit.preference import Evidence, Tier, resolve
 from kedit.runtime.generation import complete_many
 from kedit.scope.text import nests_hops as text_nests_hops
 from kedit.statements import parse_statements
+from kedit.store.hit import Hit
 
 _QUESTION_WORDS = {"who", "what", "which", "where", "when", "whose", "whom", "how", "in", "on", "at", "is", "are",
                    "was", "were", "did", "does", "do", "name", "tell", "the", "a", "an", "of"}
@@ -147,7 +148,7 @@ class QuestionState:
     t0: float
     slots: list = field(default_factory=list)
     origin: str = "none"
-    passages: list = field(default_factory=list)
+    passages: list[Hit] = field(default_factory=list)  # passages in scope (the store's search results)
     hops: list = field(default_factory=list)
     chain: list = field(default_factory=list)
     entity: str | None = None
@@ -193,8 +194,7 @@ def _passage_statement(passages, subject: str, relation_id: str, relations) -> E
     for p in passages:
         for st in parse_statements(p.text, relations):
             if st.relation == relation_id and _norm(st.subject) == _norm(subject):
-                return Evidence(Tier.PASSAGE, p.text, st.object, source=p.source, passage_id=p.id, score=p.score,
-                                meta={"read": "template"})
+                return Evidence.of_passage(p, st.object, read="template")
     return None
 
 
@@ -242,8 +242,7 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
                 if passage is not None:
                     if _norm(said) not in _norm(passage.text) or _norm(said) in _norm(subject):
                         continue  # not read from the passage (the model's prior), or a piece of the subject
-                    candidates.append(Evidence(Tier.PASSAGE, passage.text, said, source=passage.source,
-                                               passage_id=passage.id, score=passage.score))
+                    candidates.append(Evidence.of_passage(passage, said))
                 else:
                     shown = prompt.rsplit("\n", 1)[-1] if form == "line" else prompt
                     candidates.append(Evidence(Tier.PARAMETRIC, f"{shown} {said}", said, source="model",

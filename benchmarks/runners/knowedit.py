@@ -23,7 +23,6 @@ cases (`benchmarks.runners.shards`). The summary's `stages` holds the wall secon
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -31,113 +30,19 @@ from rich.console import Console
 from benchmarks.data.cases import EditCase
 from benchmarks.data.loaders import BenchmarkDataError, Loaded
 from benchmarks.methods.base import Applied, Method
+from benchmarks.runners.knowedit_probes import (
+    KnowEditSettings,
+    Probe,
+    Stages,
+    case_probes,
+    case_record,
+    score_probes,
+)
 from benchmarks.runners.pre_cache import PreScoreCache
 from benchmarks.runners.runs import RunDir, data_label, progress_bar
 from benchmarks.runners.shards import Shard, ShardSpecError
-from benchmarks.scoring.metrics import ngram_entropy, token_accuracy, token_agreement
 from benchmarks.scoring.summary import knowedit_metrics
 from kedit.scoring import TargetScore
-
-
-@dataclass(frozen=True)
-class KnowEditSettings:
-    """Run settings recorded in `run.json` / `summary.json`."""
-
-    kind: str
-    sequential: bool = False
-    sadr: bool = False
-    fluency: bool = True
-    seed: int = 0
-    limit: int | None = None
-
-
-@dataclass(frozen=True)
-class _Probe:
-    section: str  # rewrite | rephrase | portability | locality
-    key: str
-    prompt: str
-    target: str
-
-
-def _probes(case: EditCase) -> list[_Probe]:
-    out = [_Probe("rewrite", "", case.prompt, case.target_new)]
-    out += [_Probe("rephrase", "", p, case.target_new) for p in case.rephrase]
-    for key, items in case.portability.items():
-        out += [_Probe("portability", key, qa.prompt, qa.answer) for qa in items]
-    for key, items in case.locality.items():
-        out += [_Probe("locality", key, qa.prompt, qa.answer) for qa in items]
-    return out
-
-
-def _score(method: Method, probes: list[_Probe]) -> list[TargetScore]:
-    return method.score([p.prompt for p in probes], [p.target for p in probes])
-
-
-def _accuracies(probes: list[_Probe], scores: list[TargetScore], pre: list[TargetScore] | None) -> dict[str, Any]:
-    """Per-case metric dict in EasyEdit's shape; locality needs the pre-edit scores."""
-    out: dict[str, Any] = {"portability": {}, "locality": {}}
-    for probe, s, i in zip(probes, scores, range(len(probes))):
-        if probe.section == "rewrite":
-            out["rewrite_acc"] = token_accuracy(s.predicted, s.target)
-        elif probe.section == "rephrase":
-            out.setdefault("rephrase_acc", []).append(token_accuracy(s.predicted, s.target))
-        elif probe.section == "portability":
-            out["portability"].setdefault(probe.key, []).append(token_accuracy(s.predicted, s.target))
-        elif pre is not None:
-            out["locality"].setdefault(probe.key, []).append(token_agreement(pre[i].predicted, s.predicted))
-    if pre is None:
-        del out["locality"]
-    return out
-
-
-def _inputs(case: EditCase) -> dict[str, Any]:
-    return {
-        "prompt": case.prompt,
-        "subject": case.subject,
-        "target_new": case.target_new,
-        "ground_truth": list(case.ground_truth),
-        "rephrase": list(case.rephrase),
-        "portability": {k: [[qa.prompt, list(qa.answers)] for qa in v] for k, v in case.portability.items()},
-        "locality": {k: [[qa.prompt, list(qa.answers)] for qa in v] for k, v in case.locality.items()},
-    }
-
-
-def case_record(
-    case: EditCase, probes: list[_Probe], pre: list[TargetScore], post: list[TargetScore], text: str | None,
-    applied: Applied, eval_seconds: float, tok,
-) -> dict[str, Any]:
-    """One `cases.jsonl` line from the scores of a case (both harnesses write exactly this)."""
-    metrics = _accuracies(probes, post, pre)
-    outputs: dict[str, Any] = {"rewrite_predicted": tok.decode(list(post[0].predicted))}
-    if text is not None:
-        metrics["fluency"] = ngram_entropy(text)
-        outputs["fluency_text"] = text
-    return {
-        "case_id": case.case_id,
-        "index": case.index,
-        "source": case.source,
-        "inputs": _inputs(case),
-        "outputs": outputs,
-        "pre": _accuracies(probes, pre, None),
-        "metrics": metrics,
-        "edit_error": applied.error,
-        "edit_info": applied.info,
-        "edit_seconds": round(applied.seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
-    }
-
-
-class Stages:
-    """Wall seconds per stage of a run (pre, edit, score, fluency, undo), this invocation only."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def add(self, name: str, t0: float) -> float:
-        """Add the time since `t0` to `name`; returns now."""
-        now = time.perf_counter()
-        self.seconds[f"{name}_s"] = self.seconds.get(f"{name}_s", 0.0) + now - t0
-        return now
 
 
 class _Evaluator:
@@ -149,18 +54,18 @@ class _Evaluator:
         self.tok = method.bundle.tokenizer
         self.stages = stages or Stages()
 
-    def pre(self, case: EditCase) -> tuple[list[_Probe], list[TargetScore]]:
+    def pre(self, case: EditCase) -> tuple[list[Probe], list[TargetScore]]:
         t0 = time.perf_counter()
-        probes = _probes(case)
-        scores = _score(self.method, probes)
+        probes = case_probes(case)
+        scores = score_probes(self.method, probes)
         self.stages.add("pre", t0)
         return probes, scores
 
     def post(
-        self, case: EditCase, probes: list[_Probe], pre: list[TargetScore], applied: Applied
+        self, case: EditCase, probes: list[Probe], pre: list[TargetScore], applied: Applied
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
-        post = _score(self.method, probes)
+        post = score_probes(self.method, probes)
         t1 = self.stages.add("score", t0)
         text = None
         if self.settings.fluency:

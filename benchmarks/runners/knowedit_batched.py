@@ -25,7 +25,7 @@ from rich.console import Console
 
 from benchmarks.data.cases import EditCase
 from benchmarks.methods.base import Applied, Method
-from benchmarks.runners.knowedit import KnowEditSettings, Stages, _Probe, _probes, case_record
+from benchmarks.runners.knowedit_probes import KnowEditSettings, Probe, Stages, case_probes, case_record
 from benchmarks.runners.pre_cache import PreScoreCache, model_key, record_hash
 from benchmarks.runners.runs import RunDir, progress_bar
 from benchmarks.scoring.generation import overridable, sample_many_like_easyedit
@@ -34,11 +34,11 @@ from kedit.scoring import TargetScore
 CHUNK = 16  # cases whose fluency samples are decoded together
 
 
-def _key(probes: list[_Probe]) -> str:
+def _key(probes: list[Probe]) -> str:
     return record_hash([(p.section, p.key, p.prompt, p.target) for p in probes])
 
 
-def _score_many(method: Method, probe_lists: Sequence[list[_Probe]]) -> list[list[TargetScore]]:
+def _score_many(method: Method, probe_lists: Sequence[list[Probe]]) -> list[list[TargetScore]]:
     """Every probe of every case through one `Method.score` call, split back per case."""
     flat = [p for probes in probe_lists for p in probes]
     scores = method.score([p.prompt for p in flat], [p.target for p in flat]) if flat else []
@@ -58,11 +58,11 @@ class PreScores:
         self.model = model_key(method.bundle) if cache is not None else ""
         self.hits = self.misses = 0
 
-    def of(self, cases: Sequence[EditCase]) -> dict[str, tuple[list[_Probe], list[TargetScore]]]:
-        out: dict[str, tuple[list[_Probe], list[TargetScore]]] = {}
-        missing: list[tuple[EditCase, list[_Probe]]] = []
+    def of(self, cases: Sequence[EditCase]) -> dict[str, tuple[list[Probe], list[TargetScore]]]:
+        out: dict[str, tuple[list[Probe], list[TargetScore]]] = {}
+        missing: list[tuple[EditCase, list[Probe]]] = []
         for case in cases:
-            probes = _probes(case)
+            probes = case_probes(case)
             got = self.cache.get(self.model, _key(probes), len(probes)) if self.cache is not None else None
             if got is None:
                 missing.append((case, probes))
@@ -124,7 +124,7 @@ def run_batched(
 
 
 def _edit_and_score(
-    method: Method, settings: KnowEditSettings, stages: Stages, case: EditCase, probes: list[_Probe]
+    method: Method, settings: KnowEditSettings, stages: Stages, case: EditCase, probes: list[Probe]
 ) -> tuple[Applied, list[TargetScore], dict[str, Any] | None, str | None, float]:
     """Apply the case's edit, score its probes, keep what its fluency sample needs, undo. Returns
     (applied, post scores, edited weights to sample with later or None, text sampled now or None, seconds)."""
