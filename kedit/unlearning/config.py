@@ -56,6 +56,10 @@ class UnlearnConfig:
     ridge: float = 1e-6  # relative ridge of the (GᵀHG) solve
     retain_weight: float = 0.0  # α of the joint objective α·g_r + Π⊥g_f (0 = forget step only)
     adam_beta2: float = 0.999
+    # Pairs per forward/backward pass; more are run in length-sorted chunks whose gradients are summed
+    # (the same step: the losses are per pair). Bounds memory: a pass holds ~30 MB of activations per
+    # pair on SmolLM2-135M, so 1,000 facts at once would need ~30 GB in one pass.
+    batch_rows: int = 128
     adam_eps: float = 1e-8
     # A forget pair counts as forgotten when its target prob <= target_max_prob and the first target
     # token's rank >= target_min_rank (0 = top prediction). Pairs already past both are "not known".
@@ -75,6 +79,8 @@ class UnlearnConfig:
             raise UnlearnError(f"adam_beta2 must be in [0, 1), got {self.adam_beta2}")
         if self.max_steps < 1:
             raise UnlearnError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.batch_rows < 1:
+            raise UnlearnError(f"batch_rows must be at least 1, got {self.batch_rows}")
         if not 1 <= self.n_retain_directions <= 8:
             raise UnlearnError(f"n_retain_directions must be between 1 and 8, got {self.n_retain_directions}")
         if not (math.isfinite(self.retain_weight) and self.retain_weight >= 0):
