@@ -16,13 +16,20 @@ gradients); a further held-aside set is never trained on and measures utility.
    a model that cannot tell a forgotten fact from a never-seen one);
 4. utility preserved: top-1 answers kept on kedit's 32 locality probes, on the held-aside known facts and on
    the forgotten facts' CounterFact neighbourhood prompts (other subjects, same relation and object);
-5. scalability: one unlearning run forgetting the N facts at once (measured in full), then as many of
-   `--scale` known facts as there are, timed for `scale_steps` steps only (CPU budget), and the time of
-   `--scale` requests extrapolated from it (stated as an estimate);
+5. scalability: one unlearning run forgetting the N facts at once, and one forgetting `--scale` facts at
+   once (1,000), both measured in full (VerbMem, held-aside / locality / neighbourhood kept, steps,
+   seconds). counterfact-val has ~239 known facts, so the larger run takes its own facts, retain and
+   held-aside sets from `--scale-data` (counterfact-train: ~8,300 records scanned for 1,038 known ones;
+   `python -m benchmarks.forget_bench` writes them once as a CounterFact file). The unlearner runs a
+   thousand pairs in length-sorted chunks of `UnlearnConfig.batch_rows` (one pass would need ~30 GB);
 6. sustainability: the N facts arriving as `--requests` requests one by one, each run on the weights the
    previous one left; everything measured after the last.
 
-    python -m benchmarks forget --n 100 --scale 1000 --requests 10
+lr and max steps are `UnlearnConfig`'s defaults, chosen by `benchmarks/forget_sweep.py` on
+counterfact-train known facts (README, Forgetting).
+
+    python -m benchmarks.forget_bench --data counterfact-train.json --scan 8500 --out known-train.json
+    python -m benchmarks forget --n 100 --held 30 --requests 4 --scale 1000 --scale-data known-train.json
 """
 
 from __future__ import annotations
@@ -186,32 +193,39 @@ def run(bundle, facts: list[Fact], *, n: int, requests: int, held: int, settings
 
     scale > n: one more run per method forgetting `scale` facts at once, measured in full (forgetting and
     what is kept), on `scale_facts` (e.g. counterfact-train's known facts; default: `facts`) with their own
-    8 retain and `held` held-aside facts. on_method(partial result): after each method, to save progress.
+    8 retain and `held` held-aside facts. on_method(partial result): after each run, to save progress.
     """
     forget, retain, aside = split(facts, n, held, "evaluation")
     big, big_retain, big_aside = split(scale_facts or facts, scale, held, "scalability") if scale > n else ([], [], [])
     un = Unlearner(bundle)
     before = measure(bundle, forget, aside)
-    big_before = measure(bundle, big, big_aside, six=False) if big else None
     result = {"known_facts": len(facts), "n": n, "held_aside": len(aside), "settings": settings,
               "six": [{"method": "before", **public(before)}], "scale": [], "sequential": [],
               "scale_requested": scale, "scale_known_facts": len(scale_facts or facts) if big else 0,
-              "scale_before": public(big_before) if big_before else None}
+              "scale_before": None}
+    # Cheapest first (the six-way runs, then one-by-one, then the large runs), saving after each run.
     for method in methods:
         record, seconds = unlearn(un, forget, retain, method, settings)
         after = measure(bundle, forget, aside, before)
         result["six"].append({"method": method, **public(after), "steps": record.steps, "seconds": round(seconds, 1)})
-        log(f"{method}: {json.dumps(result['six'][-1])}")
-        un.undo(record)
         result["scale"].append(_scale_row(method, record, seconds, after))
-        if big:
-            record, seconds = unlearn(un, big, big_retain, method, settings)
-            result["scale"].append(_scale_row(method, record, seconds, measure(bundle, big, big_aside, big_before, six=False)))
-            un.undo(record)
-            log(f"{method} scale: {json.dumps(result['scale'][-1])}")
-        if requests:
-            result["sequential"].append(_sequential(un, forget, retain, aside, before, method, settings, requests))
-            log(f"{method} sequential: {json.dumps(result['sequential'][-1])}")
+        un.undo(record)
+        log(f"{method}: {json.dumps(result['six'][-1])}")
+        if on_method is not None:
+            on_method(result)
+    for method in methods if requests else ():
+        result["sequential"].append(_sequential(un, forget, retain, aside, before, method, settings, requests))
+        log(f"{method} sequential: {json.dumps(result['sequential'][-1])}")
+        if on_method is not None:
+            on_method(result)
+    if big:
+        big_before = measure(bundle, big, big_aside, six=False)
+        result["scale_before"] = public(big_before)
+    for method in methods if big else ():
+        record, seconds = unlearn(un, big, big_retain, method, settings)
+        result["scale"].append(_scale_row(method, record, seconds, measure(bundle, big, big_aside, big_before, six=False)))
+        un.undo(record)
+        log(f"{method} scale: {json.dumps(result['scale'][-1])}")
         if on_method is not None:
             on_method(result)
     return result
