@@ -269,6 +269,7 @@ def forget(
     scale_data: Path = typer.Option(None, "--scale-data", help="CounterFact file the scalability run's facts come "
                                     "from, e.g. counterfact-train.json [default: --data]"),
     scale_scan: int = typer.Option(None, "--scale-scan", min=1, help="first --scale-data records scanned [default: all]"),
+    only_scale: bool = typer.Option(False, "--only-scale", help="the scalability run alone (needs --scale-data)"),
     requests: int = typer.Option(10, "--requests", min=0, help="requests the N facts arrive in (sustainability; 0: skip)"),
     scan: int = typer.Option(None, "--scan", min=1, help="first records scanned for known facts [default: all]"),
     max_steps: int = typer.Option(None, "--max-steps", min=1, help="unlearning steps per run at most [default: UnlearnConfig's]"),
@@ -302,7 +303,7 @@ def forget(
 
     try:
         path = data or require_data_dir() / "CounterFact" / "counterfact-val.json"
-        rows = json.loads(Path(path).read_text(encoding="utf-8"))[:scan]
+        rows = [] if only_scale else json.loads(Path(path).read_text(encoding="utf-8"))[:scan]
         scale_path = scale_data or path
         scale_rows = json.loads(Path(scale_data).read_text(encoding="utf-8"))[:scale_scan] if scale_data else []
         bundle = _load_bundle(model)
@@ -313,8 +314,10 @@ def forget(
         console.print(f"{len(facts)} of {len(rows)} records known" + (
             f", {len(scale_facts)} of {len(scale_rows)} in {Path(scale_path).name}" if scale_rows else "")
             + f" ({time.perf_counter() - t0:.0f} s)")
+        if only_scale and not scale_facts:
+            raise ValueError("--only-scale needs --scale-data (the facts of the scalability run)")
         result = forget_bench.run(bundle, facts, n=n, scale=scale, scale_facts=scale_facts, requests=requests,
-                                  held=held, settings=settings, methods=chosen, on_method=save,
+                                  held=held, only_scale=only_scale, settings=settings, methods=chosen, on_method=save,
                                   log=lambda line: console.print(line, markup=False, highlight=False))
     except (KeditError, OSError, ValueError) as exc:
         _fail(exc)

@@ -187,24 +187,26 @@ def _scale_row(method: str, record, seconds: float, after: dict) -> dict:
 
 
 def run(bundle, facts: list[Fact], *, n: int, requests: int, held: int, settings: dict, methods: Sequence[str],
-        scale: int = 0, scale_facts: list[Fact] | None = None, log: Callable[[str], None] = print,
-        on_method: Callable[[dict], None] | None = None) -> dict:
+        scale: int = 0, scale_facts: list[Fact] | None = None, only_scale: bool = False,
+        log: Callable[[str], None] = print, on_method: Callable[[dict], None] | None = None) -> dict:
     """Every method on the same facts, from the same starting weights (each run is undone after measuring).
 
     scale > n: one more run per method forgetting `scale` facts at once, measured in full (forgetting and
     what is kept), on `scale_facts` (e.g. counterfact-train's known facts; default: `facts`) with their own
-    8 retain and `held` held-aside facts. on_method(partial result): after each run, to save progress.
+    8 retain and `held` held-aside facts. only_scale: that run alone (`facts` unused). on_method(partial
+    result): after each run, to save progress.
     """
-    forget, retain, aside = split(facts, n, held, "evaluation")
     big, big_retain, big_aside = split(scale_facts or facts, scale, held, "scalability") if scale > n else ([], [], [])
+    forget, retain, aside = split(facts, n, held, "evaluation") if not only_scale else ([], [], [])
     un = Unlearner(bundle)
-    before = measure(bundle, forget, aside)
-    result = {"known_facts": len(facts), "n": n, "held_aside": len(aside), "settings": settings,
-              "six": [{"method": "before", **public(before)}], "scale": [], "sequential": [],
+    before = measure(bundle, forget, aside) if forget else None
+    result = {"known_facts": len(facts), "n": n if forget else 0, "held_aside": len(aside) if forget else held,
+              "settings": settings, "six": [{"method": "before", **public(before)}] if before else [], "scale": [],
+              "sequential": [],
               "scale_requested": scale, "scale_known_facts": len(scale_facts or facts) if big else 0,
               "scale_before": None}
     # Cheapest first (the six-way runs, then one-by-one, then the large runs), saving after each run.
-    for method in methods:
+    for method in methods if forget else ():
         record, seconds = unlearn(un, forget, retain, method, settings)
         after = measure(bundle, forget, aside, before)
         result["six"].append({"method": method, **public(after), "steps": record.steps, "seconds": round(seconds, 1)})
@@ -213,7 +215,7 @@ def run(bundle, facts: list[Fact], *, n: int, requests: int, held: int, settings
         log(f"{method}: {json.dumps(result['six'][-1])}")
         if on_method is not None:
             on_method(result)
-    for method in methods if requests else ():
+    for method in methods if requests and forget else ():
         result["sequential"].append(_sequential(un, forget, retain, aside, before, method, settings, requests))
         log(f"{method} sequential: {json.dumps(result['sequential'][-1])}")
         if on_method is not None:
@@ -261,7 +263,7 @@ def markdown(result: dict) -> str:
            ("PrivLeak % (ref 0.5)", "privleak_pct"), ("locality kept ↑", "locality_kept"),
            ("held-aside kept ↑", "held_kept"), ("neighbours kept ↑", "neighbour_kept"),
            ("steps", "steps"), ("s", "seconds")]
-    lines = ["| " + " | ".join(h for h, _ in six) + " |", "|" + "---|" * len(six)]
+    lines = ["| " + " | ".join(h for h, _ in six) + " |", "|" + "---|" * len(six)] if result["six"] else []
     lines += ["| " + " | ".join(_cell(r.get(k, "")) for _, k in six) + " |" for r in result["six"]]
     lines += ["", "Scalability (one run forgetting this many facts at once; the larger run on its own facts):", "",
               "| method | requests | steps | s | s/step | VerbMem ↓ | held-aside kept ↑ | locality kept ↑ | neighbours kept ↑ |",
