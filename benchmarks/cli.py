@@ -272,8 +272,8 @@ def forget(
     only_scale: bool = typer.Option(False, "--only-scale", help="the scalability run alone (needs --scale-data)"),
     requests: int = typer.Option(10, "--requests", min=0, help="requests the N facts arrive in (sustainability; 0: skip)"),
     scan: int = typer.Option(None, "--scan", min=1, help="first records scanned for known facts [default: all]"),
-    max_steps: int = typer.Option(None, "--max-steps", min=1, help="unlearning steps per run at most [default: UnlearnConfig's]"),
-    lr: float = typer.Option(None, "--lr", help="unlearning learning rate [default: UnlearnConfig's]"),
+    max_steps: int = typer.Option(None, "--max-steps", min=1, help="unlearning steps per run at most [default: MANY_FACTS_MAX_STEPS, 6]"),
+    lr: float = typer.Option(None, "--lr", help="unlearning learning rate [default: MANY_FACTS_LR, 3e-4]"),
     methods: str = typer.Option("GU-NPO,NPO,GA", "--methods", help="comma-separated: GU-NPO, NPO, GA"),
     out: Path = typer.Option(Path("runs/forget"), "--out", help="run directory (summary.json, table.md)"),
 ) -> None:
@@ -287,10 +287,9 @@ def forget(
     unknown = [m for m in chosen if m not in forget_bench.METHODS]
     if unknown or not chosen:
         _fail(KeditError(f"unknown method(s) {unknown}; choose from {', '.join(forget_bench.METHODS)}"))
-    from kedit.unlearning import UnlearnConfig
+    from kedit.unlearning import MANY_FACTS_LR, MANY_FACTS_MAX_STEPS
 
-    defaults = UnlearnConfig()
-    settings = {"max_steps": max_steps or defaults.max_steps, "lr": lr or defaults.lr}
+    settings = {"max_steps": max_steps or MANY_FACTS_MAX_STEPS, "lr": lr or MANY_FACTS_LR}
     out.mkdir(parents=True, exist_ok=True)
 
     def save(result: dict) -> None:  # after each method, so a long run keeps what it measured
