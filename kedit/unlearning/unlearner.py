@@ -3,8 +3,8 @@
 One run: score every pair; refuse facts the model does not state; then, on a few MLP layers, step on
 the forget objective with each step projected H-orthogonal to the retain gradients (GU, METHODS §5)
 until every forget target is below the probability / rank thresholds or `max_steps` is reached; score
-again and verify. One forward/backward pass per step yields the forget gradient and every retain
-direction (`grads.GroupGradients`), and the same forward gives the early-stop check.
+again and verify. One forward/backward pass per step (per chunk of `batch_rows` pairs) yields the forget
+gradient and every retain direction (`grads.GroupGradients`); the same forward gives the early-stop check.
 """
 
 from __future__ import annotations
@@ -238,8 +238,7 @@ class Unlearner:
         group_of[nf:] = 1 + torch.arange(nr, device=device) % max(k, 1)
         row_weight = torch.empty(nf + nr, device=device)
         row_weight[:nf] = 1.0 / nf
-        for j in range(k):
-            rows = torch.arange(nf + j, nf + nr, k, device=device)
+        for rows in (torch.arange(nf + j, nf + nr, k, device=device) for j in range(k)):
             row_weight[rows] = 1.0 / len(rows)
         group_share = torch.tensor([len(range(j, nr, k)) / nr for j in range(k)], device=device) if k else None
         # Each chunk's rows of each group (forget, retain directions), as positions inside the chunk.
@@ -251,10 +250,8 @@ class Unlearner:
         first_rank = torch.empty(nf + nr, dtype=torch.long, device=device)
         ref = torch.empty(nf + nr, device=device)  # the frozen π_ref of NPO: the pre-unlearning model, step 0
         history: list[dict] = []
-
         def forgotten() -> bool:
             return all(cfg.is_forgotten(float(p), int(r)) for p, r in zip(logprob[:nf].exp(), first_rank[:nf]))
-
         step = 0
         for step in range(cfg.max_steps + 1):  # noqa: B007 - `step` is the number of updates made
             flat, forget_sum = None, 0.0
@@ -268,22 +265,16 @@ class Unlearner:
                     logprob[idx], first_rank[idx] = scores.logprob.detach(), scores.first_rank
                     if step == 0:
                         ref[idx] = scores.logprob.detach()
-                    if step == cfg.max_steps:
-                        continue  # the last forward only checks: no update follows
-                    if len(chunks) == 1 and forgotten():
-                        continue  # done: the check below stops without a backward pass
+                    if step == cfg.max_steps or (len(chunks) == 1 and forgotten()):
+                        continue  # the last forward, or done: the check below stops, no backward needed
                     is_f = idx < nf
                     terms = row_terms(cfg, scores.logprob, ref[idx], batch.lengths, is_f)
                     forget_sum += float(terms[is_f].detach().sum())
                     part = capture.gradients((terms * row_weight[idx]).sum(), groups)
                     flat = part if flat is None else flat + part
             probs, ranks = logprob[:nf].exp(), first_rank[:nf]
-            info = {
-                "step": step,
-                "max_target_prob": float(probs.max()),
-                "min_target_rank": int(ranks.min()),
-                "retain_mean_abs_change": float((logprob[nf:].exp() - ref[nf:].exp()).abs().mean()) if nr else 0.0,
-            }
+            info = {"step": step, "max_target_prob": float(probs.max()), "min_target_rank": int(ranks.min()),
+                    "retain_mean_abs_change": float((logprob[nf:].exp() - ref[nf:].exp()).abs().mean()) if nr else 0.0}
             done = forgotten()
             if done or step == cfg.max_steps:
                 history.append(info)
