@@ -19,7 +19,7 @@ gradients); a further held-aside set is never trained on and measures utility.
 5. scalability: one unlearning run forgetting the N facts at once, and one forgetting `--scale` facts at
    once (1,000), both measured in full (VerbMem, held-aside / locality / neighbourhood kept, steps,
    seconds). counterfact-val has ~239 known facts, so the larger run takes its own facts, retain and
-   held-aside sets from `--scale-data` (counterfact-train: ~8,300 records scanned for 1,038 known ones;
+   held-aside sets from `--scale-data` (counterfact-train: its first 8,500 records hold 1,048 known ones;
    `python -m benchmarks.forget_bench` writes them once as a CounterFact file). The unlearner runs a
    thousand pairs in length-sorted chunks of `UnlearnConfig.batch_rows` (one pass would need ~30 GB);
 6. sustainability: the N facts arriving as `--requests` requests one by one, each run on the weights the
