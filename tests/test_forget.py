@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from model_weights import unchanged
 
 from kedit.errors import ForgetError, KeditError, NothingToForgetError
@@ -147,10 +148,11 @@ def test_forget_bench_on_a_tiny_n(smollm, pristine, data_dir):
     from benchmarks.studies import forget_bench
 
     rows = json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text(encoding="utf-8"))
-    facts = forget_bench.known_facts(smollm, rows)
-    assert len(facts) >= 14
-    result = forget_bench.run(smollm, facts, n=3, scale=5, requests=3, held=3, methods=["GU-NPO", "GA"],
-                              settings={"max_steps": 3, "lr": 1e-3}, scale_steps=1, log=lambda _: None)
+    train = json.loads((data_dir / "CounterFact" / "counterfact-train.json").read_text(encoding="utf-8"))
+    facts, scale_facts = forget_bench.known_facts(smollm, rows), forget_bench.known_facts(smollm, train)
+    assert len(facts) >= 14 and len(scale_facts) >= 16
+    result = forget_bench.run(smollm, facts, n=3, scale=5, scale_facts=scale_facts, requests=3, held=3,
+                              methods=["GU-NPO", "GA"], settings={"max_steps": 3, "lr": 1e-3}, log=lambda _: None)
     assert unchanged(smollm, pristine)  # every run undone
     before, *after = result["six"]
     assert [r["method"] for r in result["six"]] == ["before", "GU-NPO", "GA"]
@@ -159,11 +161,34 @@ def test_forget_bench_on_a_tiny_n(smollm, pristine, data_dir):
         assert row["forget_prob"] < before["forget_prob"] and row["steps"] >= 1
         assert 0.0 <= row["mia_auc"] <= 1.0 and 0.0 <= row["locality_kept"] <= 1.0
     assert [(r["method"], r["requests"]) for r in result["scale"]] == [
-        ("GU-NPO", 3), ("GU-NPO", 5), ("GA", 3), ("GA", 5)]
+        ("GU-NPO", 3), ("GA", 3), ("GU-NPO", 5), ("GA", 5)]
+    for row in result["scale"][2:]:  # the larger run is measured, on its own (train) facts
+        assert row["forget_prob"] < result["scale_before"]["forget_prob"] and 0.0 <= row["held_kept"] <= 1.0
     assert [r["requests"] for r in result["sequential"]] == [3, 3]
     table = forget_bench.markdown(result)
     assert table.count("| GU-NPO |") == 4 and "PrivLeak" in table  # six-way, 2 scale rows, sequential
-    assert len(forget_bench.extrapolation(result)) == 2
+    with pytest.raises(ValueError, match="scan more records"):
+        forget_bench.run(smollm, facts, n=3, scale=len(scale_facts), scale_facts=scale_facts, requests=0, held=3,
+                         methods=["GA"], settings={"max_steps": 1, "lr": 1e-3}, log=lambda _: None)
+
+
+def test_unlearning_in_chunks_takes_the_same_steps(smollm, pristine, data_dir):
+    """A forget set larger than `batch_rows` runs in length-sorted chunks: the same run up to float noise."""
+    from benchmarks import forget_bench
+    from kedit.unlearning import UnlearnConfig, Unlearner
+
+    rows = json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text(encoding="utf-8"))
+    facts = [(f.prompt, f.object) for f in forget_bench.known_facts(smollm, rows)]
+    un = Unlearner(smollm)
+    deltas = []
+    for rows_per_pass in (128, 3):
+        rec = un.forget(facts[:5], facts[5:9], UnlearnConfig(lr=1e-3, max_steps=2, batch_rows=rows_per_pass))
+        deltas.append(rec.deltas)
+        un.undo(rec)
+    assert unchanged(smollm, pristine)
+    for name, whole in deltas[0].items():
+        assert float(whole.abs().max()) > 0
+        assert torch.allclose(deltas[1][name], whole, rtol=1e-3, atol=1e-4 * float(whole.abs().max()))
 
 
 def test_a_batch_edit_holding_other_facts_is_kept_and_the_fact_unlearned(kl):

@@ -22,7 +22,8 @@ from kedit.errors import KeditError
 
 STUDIES = (
     "conflicts", "corpus_check", "edit_batch_speed", "edit_cases", "edit_covariance", "edit_footprint",
-    "edit_nullspace", "edit_quality", "edit_speed", "edit_sweep", "forget_bench", "gpu_check", "harness_speed",
+    "edit_nullspace", "edit_quality", "edit_speed", "edit_sweep", "forget_bench", "forget_sweep", "gpu_check",
+    "harness_speed",
     "load_speed", "relation_bench", "router_bench", "scope_bench", "scope_calibrate", "scope_speed",
     "store_bench", "unlearn_bench",
 )

@@ -16,13 +16,20 @@ gradients); a further held-aside set is never trained on and measures utility.
    a model that cannot tell a forgotten fact from a never-seen one);
 4. utility preserved: top-1 answers kept on kedit's 32 locality probes, on the held-aside known facts and on
    the forgotten facts' CounterFact neighbourhood prompts (other subjects, same relation and object);
-5. scalability: one unlearning run forgetting the N facts at once (measured in full), then as many of
-   `--scale` known facts as there are, timed for `scale_steps` steps only (CPU budget), and the time of
-   `--scale` requests extrapolated from it (stated as an estimate);
+5. scalability: one unlearning run forgetting the N facts at once, and one forgetting `--scale` facts at
+   once (1,000), both measured in full (VerbMem, held-aside / locality / neighbourhood kept, steps,
+   seconds). counterfact-val has ~239 known facts, so the larger run takes its own facts, retain and
+   held-aside sets from `--scale-data` (counterfact-train: its first 8,500 records hold 1,048 known ones;
+   `python -m benchmarks.studies.forget_bench` writes them once as a CounterFact file). The unlearner runs a
+   thousand pairs in length-sorted chunks of `UnlearnConfig.batch_rows` (one pass would need ~30 GB);
 6. sustainability: the N facts arriving as `--requests` requests one by one, each run on the weights the
    previous one left; everything measured after the last.
 
-    python -m benchmarks forget --n 100 --scale 1000 --requests 10
+lr and max steps are `UnlearnConfig`'s defaults, chosen by `benchmarks/studies/forget_sweep.py` on
+counterfact-train known facts (README, Forgetting).
+
+    python -m benchmarks.studies.forget_bench --data counterfact-train.json --scan 8500 --out known-train.json
+    python -m benchmarks forget --n 100 --held 30 --requests 4 --scale 1000 --scale-data known-train.json
 """
 
 from __future__ import annotations
@@ -62,15 +69,20 @@ class Fact:
     neighbour: tuple[str, str]
 
 
-def known_facts(bundle, rows: list[dict], batch: int = 16) -> list[Fact]:
-    """Records whose ground truth the model states after the prompt (kedit's forget criterion), as `Fact`s."""
+def known_rows(bundle, rows: list[dict], batch: int = 32) -> list[dict]:
+    """The records whose ground truth the model states after the prompt (kedit's forget criterion) and
+    whose prompt names the subject, in file order. Scored shortest prompt first (batches pad less)."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["prompt"]))
+    scores = score_targets(bundle, [rows[i]["prompt"] for i in order], [rows[i]["ground_truth"] for i in order], batch)
+    known = {i for i, score in zip(order, scores) if states_object({"prob": score.prob, "rank": score.first_token_rank})}
+    return [row for i, row in enumerate(rows) if i in known and row["subject"] in row["prompt"]]
+
+
+def known_facts(bundle, rows: list[dict], batch: int = 32) -> list[Fact]:
+    """`known_rows` as `Fact`s."""
     vocabulary = RelationVocabulary.builtin()
-    scores = score_targets(bundle, [r["prompt"] for r in rows], [r["ground_truth"] for r in rows], batch)
     facts = []
-    for row, score in zip(rows, scores):
-        if not states_object({"prob": score.prob, "rank": score.first_token_rank}) \
-                or row["subject"] not in row["prompt"]:
-            continue
+    for row in known_rows(bundle, rows, batch):
         relation = match_relation(row["prompt"].replace(row["subject"], "{}"), vocabulary)
         question = f"Q: {vocabulary.resolve(relation).ask(row['subject'])} A:" if relation else None
         facts.append(Fact(row["prompt"], row["subject"], row["ground_truth"], row["target_new"],
@@ -114,24 +126,24 @@ def _top1(bundle, pairs: Sequence[tuple[str, str]]) -> list[int]:
     return [int(s.first_token_rank == 0) for s in scores]
 
 
-def measure(bundle, forgotten: list[Fact], held: list[Fact], baseline: dict | None = None) -> dict:
-    """The six-question measurements (but scale and time) of the model as it is now."""
+def measure(bundle, forgotten: list[Fact], held: list[Fact], baseline: dict | None = None, six: bool = True) -> dict:
+    """The six-question measurements (but scale and time) of the model as it is now; six=False measures
+    only forgetting (VerbMem) and what is kept, for the scalability and sweep runs (no QA forms, no MIA)."""
     verb = score_targets(bundle, [f.prompt for f in forgotten], [f.object for f in forgotten])
-    qa = [(f.paraphrase, f.object) for f in forgotten] + [(f.question, f.object) for f in forgotten if f.question]
-    seen = min_k_prob(bundle, [f"{f.prompt} {f.object}" for f in forgotten])
-    unseen = min_k_prob(bundle, [f"{f.prompt} {f.never_seen}" for f in forgotten])
-    area = auc(seen, unseen)
     local = _top1(bundle, list(LOCALITY_PROBES))
     kept = _top1(bundle, [(f.prompt, f.object) for f in held])
     neighbours = _top1(bundle, [f.neighbour for f in forgotten])
-    out = {
+    out: dict = {
         "verbmem": statistics.fmean(int(s.accuracy == 1.0) for s in verb),
         "forget_prob": statistics.fmean(s.prob for s in verb),
-        "knowmem": statistics.fmean(_top1(bundle, qa)),
-        "mia_auc": area,
-        "privleak_pct": 100 * (area - 0.5) / 0.5,
         "_locality": local, "_held": kept, "_neighbours": neighbours,
     }
+    if six:
+        qa = [(f.paraphrase, f.object) for f in forgotten] + [(f.question, f.object) for f in forgotten if f.question]
+        seen = min_k_prob(bundle, [f"{f.prompt} {f.object}" for f in forgotten])
+        unseen = min_k_prob(bundle, [f"{f.prompt} {f.never_seen}" for f in forgotten])
+        area = auc(seen, unseen)
+        out |= {"knowmem": statistics.fmean(_top1(bundle, qa)), "mia_auc": area, "privleak_pct": 100 * (area - 0.5) / 0.5}
     base = baseline or out
     for name, key in (("locality_kept", "_locality"), ("held_kept", "_held"), ("neighbour_kept", "_neighbours")):
         was = [i for i, v in enumerate(base[key]) if v]  # of those the model answered before forgetting
@@ -144,68 +156,99 @@ def public(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def unlearn(un: Unlearner, forget: list[Fact], retain: list[Fact], method: str, settings: dict) -> tuple[object, float]:
+def unlearn(un: Unlearner, forget: list[Fact], retain: list[Fact], method: str, settings: dict,
+            on_step: Callable[[int, dict], None] | None = None) -> tuple[object, float]:
     """One unlearning run of `method`; returns the record (None when the model already states none) and seconds."""
     config = UnlearnConfig(**METHODS[method], **settings)
     pairs = [(f.prompt, f.object) for f in forget]
     t0 = time.perf_counter()
     try:
-        record = un.forget(pairs, [(f.prompt, f.object) for f in retain], config)
+        record = un.forget(pairs, [(f.prompt, f.object) for f in retain], config, on_step=on_step)
     except FactNotKnownError:
         # a request arriving after earlier runs may find some facts already gone: forget the rest
         still = [p for p, s in zip(pairs, score_targets(un.bundle, [p for p, _ in pairs], [a for _, a in pairs]))
                  if not config.is_forgotten(s.prob, s.first_token_rank)]
-        record = un.forget(still, [(f.prompt, f.object) for f in retain], config) if still else None
+        record = un.forget(still, [(f.prompt, f.object) for f in retain], config, on_step=on_step) if still else None
     return record, time.perf_counter() - t0
 
 
-def run(bundle, facts: list[Fact], *, n: int, scale: int, requests: int, held: int, settings: dict,
-        methods: Sequence[str], scale_steps: int = 2, log: Callable[[str], None] = print) -> dict:
-    """Every method on the same facts, from the same starting weights (each run is undone after measuring)."""
+def split(facts: list[Fact], n: int, held: int, what: str) -> tuple[list[Fact], list[Fact], list[Fact]]:
+    """The first n facts to forget, the next 8 as the retain set, the next `held` held aside."""
     if len(facts) < n + 8 + held:
-        raise ValueError(f"{len(facts)} known facts; --n {n} needs {n + 8 + held} (forget + 8 retain + held-aside)")
-    forget, retain, aside = facts[:n], facts[n : n + 8], facts[n + 8 : n + 8 + held]
+        raise ValueError(f"{len(facts)} known facts in the {what} set; {n} to forget need {n + 8 + held} "
+                         f"(forget + 8 retain + {held} held-aside): scan more records")
+    return facts[:n], facts[n : n + 8], facts[n + 8 : n + 8 + held]
+
+
+def _scale_row(method: str, record, seconds: float, after: dict) -> dict:
+    return {"method": method, "requests": len(record.forget), "steps": record.steps, "seconds": round(seconds, 1),
+            "s_per_step": round(seconds / max(1, record.steps), 2),
+            **{k: after[k] for k in ("verbmem", "forget_prob", "held_kept", "locality_kept", "neighbour_kept")}}
+
+
+def run(bundle, facts: list[Fact], *, n: int, requests: int, held: int, settings: dict, methods: Sequence[str],
+        scale: int = 0, scale_facts: list[Fact] | None = None, only_scale: bool = False,
+        log: Callable[[str], None] = print, on_method: Callable[[dict], None] | None = None) -> dict:
+    """Every method on the same facts, from the same starting weights (each run is undone after measuring).
+
+    scale > n: one more run per method forgetting `scale` facts at once, measured in full (forgetting and
+    what is kept), on `scale_facts` (e.g. counterfact-train's known facts; default: `facts`) with their own
+    8 retain and `held` held-aside facts. only_scale: that run alone (`facts` unused). on_method(partial
+    result): after each run, to save progress.
+    """
+    big, big_retain, big_aside = split(scale_facts or facts, scale, held, "scalability") if scale > n else ([], [], [])
+    forget, retain, aside = split(facts, n, held, "evaluation") if not only_scale else ([], [], [])
     un = Unlearner(bundle)
-    before = measure(bundle, forget, aside)
-    rows = [{"method": "before", **public(before)}]
-    scale_rows, seq_rows = [], []
-    big = facts[: min(scale, len(facts) - 8 - held)] if scale > n else []
-    big_retain = facts[len(big) : len(big) + 8]
-    for method in methods:
+    before = measure(bundle, forget, aside) if forget else None
+    result = {"known_facts": len(facts), "n": n if forget else 0, "held_aside": len(aside) if forget else held,
+              "settings": settings, "six": [{"method": "before", **public(before)}] if before else [], "scale": [],
+              "sequential": [],
+              "scale_requested": scale, "scale_known_facts": len(scale_facts or facts) if big else 0,
+              "scale_before": None}
+    # Cheapest first (the six-way runs, then one-by-one, then the large runs), saving after each run.
+    for method in methods if forget else ():
         record, seconds = unlearn(un, forget, retain, method, settings)
         after = measure(bundle, forget, aside, before)
-        rows.append({"method": method, **public(after), "steps": record.steps, "seconds": round(seconds, 1)})
-        log(f"{method}: {json.dumps(rows[-1])}")
+        result["six"].append({"method": method, **public(after), "steps": record.steps, "seconds": round(seconds, 1)})
+        result["scale"].append(_scale_row(method, record, seconds, after))
         un.undo(record)
-        scale_rows.append({"method": method, "requests": n, "steps": record.steps, "seconds": round(seconds, 1),
-                           "s_per_step": round(seconds / max(1, record.steps), 2), "verbmem": after["verbmem"],
-                           "held_kept": after["held_kept"], "locality_kept": after["locality_kept"]})
-        if big:  # timing only: `scale_steps` steps at the larger size, not measured for forgetting
-            record, seconds = unlearn(un, big, big_retain, method, settings | {"max_steps": scale_steps})
-            un.undo(record)
-            scale_rows.append({"method": method, "requests": len(big), "steps": record.steps,
-                               "seconds": round(seconds, 1), "s_per_step": round(seconds / max(1, record.steps), 2),
-                               "verbmem": float("nan"), "held_kept": float("nan"), "locality_kept": float("nan")})
-            log(f"{method} scale: {json.dumps(scale_rows[-1])}")
-        if not requests:
-            continue
-        done, t0 = [], time.perf_counter()
-        size = math.ceil(n / requests)
-        for start in range(0, n, size):
-            record, _ = unlearn(un, forget[start : start + size], retain, method, settings)
-            if record is not None:
-                done.append(record)
-        seconds = time.perf_counter() - t0
-        after_seq = measure(bundle, forget, aside, before)
-        for record in reversed(done):
-            un.undo(record)
-        seq_rows.append({"method": method, "requests": len(range(0, n, size)), "facts_per_request": size,
-                         "seconds": round(seconds, 1), **{k: after_seq[k] for k in
-                         ("verbmem", "knowmem", "mia_auc", "locality_kept", "held_kept", "neighbour_kept")}})
-        log(f"{method} sequential: {json.dumps(seq_rows[-1])}")
-    return {"known_facts": len(facts), "n": n, "held_aside": len(aside), "settings": settings,
-            "six": rows, "scale": scale_rows, "sequential": seq_rows, "scale_requested": scale,
-            "scale_steps": scale_steps}
+        log(f"{method}: {json.dumps(result['six'][-1])}")
+        if on_method is not None:
+            on_method(result)
+    for method in methods if requests and forget else ():
+        result["sequential"].append(_sequential(un, forget, retain, aside, before, method, settings, requests))
+        log(f"{method} sequential: {json.dumps(result['sequential'][-1])}")
+        if on_method is not None:
+            on_method(result)
+    if big:
+        big_before = measure(bundle, big, big_aside, six=False)
+        result["scale_before"] = public(big_before)
+    for method in methods if big else ():
+        record, seconds = unlearn(un, big, big_retain, method, settings)
+        result["scale"].append(_scale_row(method, record, seconds, measure(bundle, big, big_aside, big_before, six=False)))
+        un.undo(record)
+        log(f"{method} scale: {json.dumps(result['scale'][-1])}")
+        if on_method is not None:
+            on_method(result)
+    return result
+
+
+def _sequential(un: Unlearner, forget: list[Fact], retain: list[Fact], aside: list[Fact], before: dict,
+                method: str, settings: dict, requests: int) -> dict:
+    """The facts arriving as `requests` requests one by one, each run on the weights the previous one left."""
+    done, t0 = [], time.perf_counter()
+    size = math.ceil(len(forget) / requests)
+    for start in range(0, len(forget), size):
+        record, _ = unlearn(un, forget[start : start + size], retain, method, settings)
+        if record is not None:
+            done.append(record)
+    seconds = time.perf_counter() - t0
+    after = measure(un.bundle, forget, aside, before)
+    for record in reversed(done):
+        un.undo(record)
+    return {"method": method, "requests": len(range(0, len(forget), size)), "facts_per_request": size,
+            "seconds": round(seconds, 1), **{k: after[k] for k in
+            ("verbmem", "knowmem", "mia_auc", "locality_kept", "held_kept", "neighbour_kept")}}
 
 
 def _cell(value) -> str:
@@ -220,13 +263,19 @@ def markdown(result: dict) -> str:
            ("PrivLeak % (ref 0.5)", "privleak_pct"), ("locality kept ↑", "locality_kept"),
            ("held-aside kept ↑", "held_kept"), ("neighbours kept ↑", "neighbour_kept"),
            ("steps", "steps"), ("s", "seconds")]
-    lines = ["| " + " | ".join(h for h, _ in six) + " |", "|" + "---|" * len(six)]
+    lines = ["| " + " | ".join(h for h, _ in six) + " |", "|" + "---|" * len(six)] if result["six"] else []
     lines += ["| " + " | ".join(_cell(r.get(k, "")) for _, k in six) + " |" for r in result["six"]]
-    lines += ["", "Scalability (one run forgetting this many facts at once):", "",
-              "| method | requests | steps | s | s/step | VerbMem ↓ | held-aside kept ↑ | locality kept ↑ |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Scalability (one run forgetting this many facts at once; the larger run on its own facts):", "",
+              "| method | requests | steps | s | s/step | VerbMem ↓ | held-aside kept ↑ | locality kept ↑ | neighbours kept ↑ |",
+              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['requests']} | {r['steps']} | {r['seconds']} | {r['s_per_step']} | "
-              f"{_cell(r['verbmem'])} | {_cell(r['held_kept'])} | {_cell(r['locality_kept'])} |" for r in result["scale"]]
+              f"{_cell(r['verbmem'])} | {_cell(r['held_kept'])} | {_cell(r['locality_kept'])} | "
+              f"{_cell(r['neighbour_kept'])} |" for r in result["scale"]]
+    if result.get("scale_before"):
+        b = result["scale_before"]
+        lines += ["", f"Before the larger run: VerbMem {_cell(b['verbmem'])} on its {result['scale_requested']} facts; "
+                  f"kept columns of {b['held_n']} held-aside, {b['locality_n']} locality probes and "
+                  f"{b['neighbour_n']} neighbourhood prompts answered before."]
     if not result["sequential"]:
         return "\n".join(lines) + "\n"
     lines += ["", "Sustainability (the same facts arriving as requests one by one, measured after the last):", "",
@@ -238,19 +287,25 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def extrapolation(result: dict) -> list[str]:
-    """The requested scale's time, from the seconds per step timed at the largest size run, scaled linearly
-    in the number of sequences per step (forget + 8 retain) - an estimate, not a measurement."""
-    notes: list[str] = []
-    target = result["scale_requested"]
-    if target <= result["n"]:
-        return notes
-    for method in {r["method"] for r in result["scale"]}:
-        rows = sorted((r for r in result["scale"] if r["method"] == method), key=lambda r: r["requests"])
-        largest, steps = rows[-1], rows[0]["steps"]  # steps: what the N-fact run needed
-        per_step = largest["s_per_step"] * (target + 8) / (largest["requests"] + 8)
-        ran = f"timed {largest['steps']} step(s) at {largest['requests']} requests: {largest['s_per_step']} s/step"
-        notes.append(f"{method}: {ran}; {target} requests estimated at {per_step:.1f} s/step, about "
-                     f"{per_step * steps / 60:.0f} min for the {steps} steps the {result['n']}-fact run took "
-                     "(linear in sequences per step; an estimate, not a measurement)")
-    return sorted(notes)
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write the known records of a CounterFact file (its first --scan) as a CounterFact file, so a
+    scalability run over a thousand facts can take them as `--scale-data` without rescanning ~8,000."""
+    import argparse
+    from pathlib import Path
+
+    from kedit import load_model
+
+    ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--scan", type=int, default=None, help="first records scanned [default: all]")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    rows = json.loads(args.data.read_text(encoding="utf-8"))[: args.scan]
+    known = known_rows(load_model(args.model), rows)
+    args.out.write_text(json.dumps(known, indent=1))
+    print(f"{len(known)} of the first {len(rows)} records of {args.data.name} known: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

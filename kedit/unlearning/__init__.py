@@ -9,7 +9,7 @@
 (True, True)
 """
 
-from kedit.unlearning.config import UnlearnConfig, default_layers
+from kedit.unlearning.config import MANY_FACTS_LR, MANY_FACTS_MAX_STEPS, UnlearnConfig, default_layers
 from kedit.unlearning.errors import FactNotKnownError, UnlearnError
 from kedit.unlearning.losses import AnswerBatch, answer_scores, ga_loss, nll_loss, npo_loss, simnpo_loss
 from kedit.unlearning.projection import h_inner, project_orthogonal
@@ -17,6 +17,8 @@ from kedit.unlearning.record import ProbeChange, UnlearnRecord
 from kedit.unlearning.unlearner import Unlearner
 
 __all__ = [
+    "MANY_FACTS_LR",
+    "MANY_FACTS_MAX_STEPS",
     "AnswerBatch",
     "FactNotKnownError",
     "ProbeChange",

@@ -80,6 +80,23 @@ class AnswerBatch:
         )
 
 
+def encode_chunks(
+    tokenizer, pairs: Sequence[tuple[str, str]], rows: int, device: torch.device | str = "cpu"
+) -> list[tuple[AnswerBatch, torch.Tensor]]:
+    """`pairs` as batches of at most `rows` pairs, each with the indices of its pairs in `pairs`.
+
+    One batch (in the given order) when they fit; otherwise sorted by length first, so each batch pads
+    only to its own longest pair (a thousand facts padded to the longest one would be mostly padding).
+    """
+    if len(pairs) <= rows:
+        return [(AnswerBatch.encode(tokenizer, pairs, device), torch.arange(len(pairs), device=device))]
+    lengths = [len(encode_pair(tokenizer, p, a)[0]) for p, a in pairs]
+    order = sorted(range(len(pairs)), key=lengths.__getitem__)
+    parts = [order[start : start + rows] for start in range(0, len(order), rows)]
+    return [(AnswerBatch.encode(tokenizer, [pairs[i] for i in part], device), torch.tensor(part, device=device))
+            for part in parts]
+
+
 @dataclass
 class AnswerScores:
     """Per-row outcome of one teacher-forced pass: sequence log-prob (differentiable) and first-token rank."""
@@ -143,3 +160,19 @@ def nll_loss(logprob: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     [1.0]
     """
     return -logprob / lengths.to(logprob.dtype)
+
+
+def row_terms(cfg, logprob: torch.Tensor, ref_logprob: torch.Tensor, lengths: torch.Tensor,
+              is_forget: torch.Tensor) -> torch.Tensor:
+    """Per-row loss of one batch: `cfg.objective` (an `UnlearnConfig`'s) on the forget rows, NLL on the rest."""
+    lp_f = logprob[is_forget]
+    if cfg.objective == "npo":
+        forget_terms = npo_loss(lp_f, ref_logprob[is_forget], cfg.beta)
+    elif cfg.objective == "ga":
+        forget_terms = ga_loss(lp_f)
+    else:
+        forget_terms = simnpo_loss(lp_f, lengths[is_forget], cfg.beta, cfg.simnpo_delta)
+    terms = torch.zeros_like(logprob)
+    terms[is_forget] = forget_terms
+    terms[~is_forget] = nll_loss(logprob[~is_forget], lengths[~is_forget])
+    return terms

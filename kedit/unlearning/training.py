@@ -1,6 +1,7 @@
 """The optimisation of one unlearning run (docs/methods.md §5): GU-projected NPO / GA / SimNPO steps.
 
-Each step: one forward/backward pass over the forget and retain pairs yields the forget gradient and
+Each step: one forward/backward pass over the forget and retain pairs (per chunk of `batch_rows` pairs,
+gradients summed) yields the forget gradient and
 every retain direction (`grads.GroupGradients`), and the same forward gives the early-stop check (every
 forget target below the probability / rank thresholds). The forget direction is projected
 H-orthogonal to the retain directions (projection.py), H being a diagonal Adam metric (optimizer.py),
@@ -19,7 +20,7 @@ from torch import nn
 from kedit.unlearning.config import UnlearnConfig
 from kedit.unlearning.errors import UnlearnError
 from kedit.unlearning.grads import GroupGradients
-from kedit.unlearning.losses import AnswerBatch, answer_scores, ga_loss, nll_loss, npo_loss, simnpo_loss
+from kedit.unlearning.losses import answer_scores, encode_chunks, row_terms
 from kedit.unlearning.optimizer import DiagonalAdamMetric
 from kedit.unlearning.projection import project_orthogonal
 
@@ -45,61 +46,62 @@ def train(
     """
     model = bundle.model
     device = bundle.device
-    batch = AnswerBatch.encode(bundle.tokenizer, forget_pairs + retain_pairs, device)
+    # Length-sorted chunks of `batch_rows` pairs, gradients summed over chunks: one pass over 1,008 pairs
+    # would hold ~30 GB of activations (forget_bench's 1,000-fact run peaks at ~5 GB chunked).
+    chunks = encode_chunks(bundle.tokenizer, forget_pairs + retain_pairs, cfg.batch_rows, device)
     nf, nr = len(forget_pairs), len(retain_pairs)
     k = min(cfg.n_retain_directions, nr)
     # Retain pairs beyond k are pooled round-robin: each direction is the mean gradient of its group.
-    retain_groups = [torch.arange(nf + j, nf + nr, k, device=device) for j in range(k)]
-    groups = [torch.arange(nf, device=device)] + retain_groups
+    group_of = torch.zeros(nf + nr, dtype=torch.long, device=device)
+    group_of[nf:] = 1 + torch.arange(nr, device=device) % max(k, 1)
     row_weight = torch.empty(nf + nr, device=device)
     row_weight[:nf] = 1.0 / nf
-    for rows in retain_groups:
+    for rows in (torch.arange(nf + j, nf + nr, k, device=device) for j in range(k)):
         row_weight[rows] = 1.0 / len(rows)
-    group_share = torch.tensor([len(r) / nr for r in retain_groups], device=device) if k else None
+    group_share = torch.tensor([len(range(j, nr, k)) / nr for j in range(k)], device=device) if k else None
+    # Each chunk's rows of each group (forget, retain directions), as positions inside the chunk.
+    chunk_groups = [[torch.nonzero(group_of[idx] == g).flatten() for g in range(1 + k)] for _, idx in chunks]
 
     n_params = sum(w.numel() for w in weights.values())
     metric = DiagonalAdamMetric(n_params, cfg.adam_beta2, cfg.adam_eps, device=device)
-    ref_logprob: torch.Tensor | None = None
-    retain_ref: torch.Tensor | None = None
+    logprob = torch.empty(nf + nr, device=device)
+    first_rank = torch.empty(nf + nr, dtype=torch.long, device=device)
+    ref = torch.empty(nf + nr, device=device)  # the frozen π_ref of NPO: the pre-unlearning model, step 0
     history: list[dict] = []
+
+    def forgotten() -> bool:
+        return all(cfg.is_forgotten(float(p), int(r)) for p, r in zip(logprob[:nf].exp(), first_rank[:nf]))
+
     step = 0
     for step in range(cfg.max_steps + 1):  # noqa: B007 - `step` is the number of updates made
-        with GroupGradients(modules) as capture:
-            scores = answer_scores(model, batch)
-            logprob = scores.logprob
-            if not bool(torch.isfinite(logprob).all()):
-                raise UnlearnError(
-                    f"non-finite log-probabilities at step {step} (lr {cfg.lr} too large?); weights restored"
-                )
-            lp_f, lp_r = logprob[:nf], logprob[nf:]
-            if ref_logprob is None:  # the frozen π_ref of NPO: the pre-unlearning model, computed once
-                ref_logprob, retain_ref = lp_f.detach().clone(), lp_r.detach().clone()
-            probs = lp_f.detach().exp()
-            ranks = scores.first_rank[:nf]
-            info = {
-                "step": step,
-                "max_target_prob": float(probs.max()),
-                "min_target_rank": int(ranks.min()),
-                "retain_mean_abs_change": float((lp_r.detach().exp() - retain_ref.exp()).abs().mean())
-                if nr
-                else 0.0,
-            }
-            done = all(cfg.is_forgotten(float(p), int(r)) for p, r in zip(probs, ranks))
-            if done or step == cfg.max_steps:
-                history.append(info)
-                if on_step is not None:
-                    on_step(step, info)
-                break
-            if cfg.objective == "npo":
-                forget_terms = npo_loss(lp_f, ref_logprob, cfg.beta)
-            elif cfg.objective == "ga":
-                forget_terms = ga_loss(lp_f)
-            else:
-                forget_terms = simnpo_loss(lp_f, batch.lengths[:nf], cfg.beta, cfg.simnpo_delta)
-            info["forget_loss"] = float(forget_terms.detach().mean())
-            terms = torch.cat([forget_terms, nll_loss(lp_r, batch.lengths[nf:])])
-            flat = capture.gradients((terms * row_weight).sum(), groups)
-        if not bool(torch.isfinite(flat).all()):
+        flat, forget_sum = None, 0.0
+        for (batch, idx), groups in zip(chunks, chunk_groups):
+            with GroupGradients(modules) as capture:
+                scores = answer_scores(model, batch)
+                if not bool(torch.isfinite(scores.logprob).all()):
+                    raise UnlearnError(
+                        f"non-finite log-probabilities at step {step} (lr {cfg.lr} too large?); weights restored"
+                    )
+                logprob[idx], first_rank[idx] = scores.logprob.detach(), scores.first_rank
+                if step == 0:
+                    ref[idx] = scores.logprob.detach()
+                if step == cfg.max_steps or (len(chunks) == 1 and forgotten()):
+                    continue  # the last forward, or done: the check below stops, no backward needed
+                is_f = idx < nf
+                terms = row_terms(cfg, scores.logprob, ref[idx], batch.lengths, is_f)
+                forget_sum += float(terms[is_f].detach().sum())
+                part = capture.gradients((terms * row_weight[idx]).sum(), groups)
+                flat = part if flat is None else flat + part
+        probs, ranks = logprob[:nf].exp(), first_rank[:nf]
+        info = {"step": step, "max_target_prob": float(probs.max()), "min_target_rank": int(ranks.min()),
+                "retain_mean_abs_change": float((logprob[nf:].exp() - ref[nf:].exp()).abs().mean()) if nr else 0.0}
+        if forgotten() or step == cfg.max_steps:
+            history.append(info)
+            if on_step is not None:
+                on_step(step, info)
+            break
+        info["forget_loss"] = forget_sum / nf
+        if flat is None or not bool(torch.isfinite(flat).all()):
             raise UnlearnError(f"non-finite gradients at step {step}; weights restored")
         g_forget, g_retain = flat[0], flat[1:]
 

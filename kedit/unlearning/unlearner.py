@@ -3,7 +3,7 @@
 One run: score every pair; refuse facts the model does not state; then, on a few MLP layers, step on
 the forget objective with each step projected H-orthogonal to the retain gradients (GU, docs/methods.md §5.2)
 until every forget target is below the probability / rank thresholds or `max_steps` is reached
-(training.py); score again and verify.
+(training.py: one forward/backward pass per step and chunk of `batch_rows` pairs); score again and verify.
 """
 
 from __future__ import annotations
