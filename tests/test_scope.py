@@ -105,13 +105,13 @@ def test_out_of_scope_prompts_are_answered_as_with_an_empty_knowledge_base(store
 
 
 def test_layer_adapter_puts_only_in_scope_facts_before_a_probe(smollm, embedder, cf_cases):
-    from benchmarks.data.cases import Fact
+    from benchmarks.data.cases import FactEdit
     from benchmarks.methods.layer import LayerMethod
 
     method = LayerMethod(smollm, route="store", embedder=embedder)
     try:
         case = cf_cases[0]
-        applied = method.apply([Fact(case.prompt.replace(case.subject, "{}", 1), case.subject, case.target, None)])
+        applied = method.apply([FactEdit(case.prompt.replace(case.subject, "{}", 1), case.subject, case.target, None)])
         assert applied.error is None
         assert method.retrieve(case.prompt) and case.target in method.retrieve(case.prompt)[0]
         assert method.retrieve(case.other_subject[0]) == []  # another subject: no context at all

@@ -27,11 +27,11 @@ class QA:
 
 
 @dataclass(frozen=True)
-class Fact:
+class FactEdit:
     """One fact to write: `prompt` holds `{}` for the subject or contains the subject verbatim;
     `relation` is its Wikidata relation id when the data names one (MQuAKE), else None.
 
-    >>> Fact("{} is a citizen of", "Ellie Kemper", "Croatia", "P27").statement
+    >>> FactEdit("{} is a citizen of", "Ellie Kemper", "Croatia", "P27").statement
     'Ellie Kemper is a citizen of Croatia'
     """
 
@@ -67,8 +67,8 @@ class EditCase:
     index: int = 0
 
     @property
-    def fact(self) -> Fact:
-        return Fact(self.prompt, self.subject, self.target_new)
+    def fact(self) -> FactEdit:
+        return FactEdit(self.prompt, self.subject, self.target_new)
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class Rewrite:
         return self.prompt.format(self.subject)
 
     @property
-    def fact(self) -> Fact:
-        return Fact(self.prompt, self.subject, self.target_new, self.relation_id or None)
+    def fact(self) -> FactEdit:
+        return FactEdit(self.prompt, self.subject, self.target_new, self.relation_id or None)
 
 
 @dataclass(frozen=True)
@@ -128,5 +128,5 @@ class MQuAKECase:
     index: int = 0
 
     @property
-    def facts(self) -> tuple[Fact, ...]:
+    def facts(self) -> tuple[FactEdit, ...]:
         return tuple(r.fact for r in self.requested_rewrite)

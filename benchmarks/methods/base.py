@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.data.cases import Fact
+from benchmarks.data.cases import FactEdit
 from benchmarks.data.prompts import MQuAKEPrompts
 from benchmarks.scoring.generation import cut_at_stop, greedy_generate, sample_like_easyedit
 from benchmarks.scoring.metrics import cot_answer, first_line_answer
@@ -26,7 +26,7 @@ from kedit.scoring import TargetScore, score_targets
 class Applied:
     """What `Method.apply` did: the facts, the method's own record (for undo), an error if it failed."""
 
-    facts: tuple[Fact, ...]
+    facts: tuple[FactEdit, ...]
     handle: Any = None
     error: str | None = None
     seconds: float = 0.0
@@ -52,7 +52,7 @@ class Method(ABC):
         self.bundle = bundle
 
     @abstractmethod
-    def apply(self, facts: Sequence[Fact]) -> Applied:
+    def apply(self, facts: Sequence[FactEdit]) -> Applied:
         """Write `facts` (together, as one batch); on failure leave the model as it was."""
 
     @abstractmethod
@@ -128,7 +128,7 @@ class NoEdit(Method):
 
     name = "none"
 
-    def apply(self, facts: Sequence[Fact]) -> Applied:
+    def apply(self, facts: Sequence[FactEdit]) -> Applied:
         return Applied(tuple(facts))
 
     def undo(self, applied: Applied) -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks.data.cases import Fact
+from benchmarks.data.cases import FactEdit
 from benchmarks.data.prompts import MQuAKEPrompts
 from benchmarks.methods.base import Applied, MultiHopAnswer
 from benchmarks.methods.store import StoreBacked, Written
@@ -63,7 +63,7 @@ class LayerMethod(StoreBacked):
         found = [c.fact for c in self.kl.in_scope(query).in_scope if ("fact", c.fact.id) in self._store_only]
         return [f.sentence for f in found][:k]
 
-    def apply(self, facts: Sequence[Fact]) -> Applied:
+    def apply(self, facts: Sequence[FactEdit]) -> Applied:
         t0 = time.perf_counter()
         written = Written(self._new_tag())
         items, seen = [], {}

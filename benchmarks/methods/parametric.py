@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from benchmarks.data.cases import Fact
+from benchmarks.data.cases import FactEdit
 from benchmarks.methods.base import Applied, Method
 from kedit.editing import EditRequest, ParametricEditor, default_config
 from kedit.errors import EditError
@@ -30,7 +30,7 @@ class ParametricMethod(Method):
         """SADR on/off and the editor's hyper-parameters for this model (its family's defaults)."""
         return {"sadr": self.sadr, "config": asdict(default_config(self.algorithm, self.bundle.spec.family))}
 
-    def apply(self, facts: Sequence[Fact]) -> Applied:
+    def apply(self, facts: Sequence[FactEdit]) -> Applied:
         """Edit the facts the model does not already state; ParametricEditor refuses a request whose target
         already has teacher-forced accuracy 1.0, and for a benchmark such a fact is simply already in place."""
         t0 = time.perf_counter()

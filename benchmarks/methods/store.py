@@ -14,7 +14,7 @@ question, after the few-shot demos; before the whole of a one-line cloze). The r
 a prompt is its last line without a `Q:`/`A:` frame (the question of a few-shot prompt).
 
 >>> m = RagMethod(bundle)                                   # doctest: +SKIP
->>> applied = m.apply([Fact("{} is a citizen of", "Ellie Kemper", "Croatia", "P27")])   # doctest: +SKIP
+>>> applied = m.apply([FactEdit("{} is a citizen of", "Ellie Kemper", "Croatia", "P27")])   # doctest: +SKIP
 >>> m.generate("Ellie Kemper is a citizen of", 4)          # doctest: +SKIP
 ' Croatia'
 >>> m.undo(applied); m.close()                               # doctest: +SKIP
@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.data.cases import Fact
+from benchmarks.data.cases import FactEdit
 from benchmarks.methods.base import Applied, Method
 from benchmarks.scoring.generation import greedy_generate, sample_ids_like_easyedit
 from kedit.errors import KeditError
@@ -87,7 +87,7 @@ class Written:
     fact_ids: list[int] = field(default_factory=list)
     ledger_ids: list[str] = field(default_factory=list)  # KnowledgeLayer ledger entries (undo via kl.undo)
     results: list[Any] = field(default_factory=list)  # EditResult of `layer`
-    skipped: list[Fact] = field(default_factory=list)  # contradictory items left out of a batch
+    skipped: list[FactEdit] = field(default_factory=list)  # contradictory items left out of a batch
 
 
 class StoreBacked(Method):
@@ -210,7 +210,7 @@ class RagMethod(StoreBacked):
 
     name = "rag"
 
-    def _write(self, facts: Sequence[Fact], written: Written) -> None:
+    def _write(self, facts: Sequence[FactEdit], written: Written) -> None:
         vocab = self.kl.store.relations
         structured, loose = [], []
         for f in facts:
@@ -237,7 +237,7 @@ class RagMethod(StoreBacked):
             if len(res.fact_ids) == 1 and not _SENTENCE_BREAK.search(f.statement):
                 self._drop_passages(written.tag, res.passage_ids)
 
-    def apply(self, facts: Sequence[Fact]) -> Applied:
+    def apply(self, facts: Sequence[FactEdit]) -> Applied:
         t0 = time.perf_counter()
         written = Written(self._new_tag())
         try:

@@ -29,7 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks.data.cases import Fact, Hop, MQuAKECase
+from benchmarks.data.cases import FactEdit, Hop, MQuAKECase
 from benchmarks.data.loaders import BenchmarkDataError, Loaded
 from benchmarks.data.prompts import MQuAKEPrompts
 from benchmarks.methods.base import Applied, Method
@@ -90,9 +90,9 @@ def batches(cases: list[MQuAKECase], k: int) -> list[list[MQuAKECase]]:
     return [cases[i : i + k] for i in range(0, len(cases), k)]
 
 
-def batch_facts(batch: list[MQuAKECase]) -> tuple[list[Fact], set[str]]:
+def batch_facts(batch: list[MQuAKECase]) -> tuple[list[FactEdit], set[str]]:
     """The batch's distinct facts to write, and the ids of cases whose new chain another edit contradicts."""
-    facts: list[Fact] = []
+    facts: list[FactEdit] = []
     for case in batch:
         for f in case.facts:
             if f not in facts:

@@ -59,7 +59,7 @@ MIN_K = 0.2
 
 
 @dataclass(frozen=True)
-class Fact:
+class KnownFact:
     prompt: str
     subject: str
     object: str
@@ -78,14 +78,14 @@ def known_rows(bundle, rows: list[dict], batch: int = 32) -> list[dict]:
     return [row for i, row in enumerate(rows) if i in known and row["subject"] in row["prompt"]]
 
 
-def known_facts(bundle, rows: list[dict], batch: int = 32) -> list[Fact]:
-    """`known_rows` as `Fact`s."""
+def known_facts(bundle, rows: list[dict], batch: int = 32) -> list[KnownFact]:
+    """`known_rows` as `KnownFact`s."""
     vocabulary = RelationVocabulary.builtin()
     facts = []
     for row in known_rows(bundle, rows, batch):
         relation = match_relation(row["prompt"].replace(row["subject"], "{}"), vocabulary)
         question = f"Q: {vocabulary.resolve(relation).ask(row['subject'])} A:" if relation else None
-        facts.append(Fact(row["prompt"], row["subject"], row["ground_truth"], row["target_new"],
+        facts.append(KnownFact(row["prompt"], row["subject"], row["ground_truth"], row["target_new"],
                           row["rephrase_prompt"], question, (row["locality_prompt"], row["locality_ground_truth"])))
     return facts
 
@@ -126,7 +126,7 @@ def _top1(bundle, pairs: Sequence[tuple[str, str]]) -> list[int]:
     return [int(s.first_token_rank == 0) for s in scores]
 
 
-def measure(bundle, forgotten: list[Fact], held: list[Fact], baseline: dict | None = None, six: bool = True) -> dict:
+def measure(bundle, forgotten: list[KnownFact], held: list[KnownFact], baseline: dict | None = None, six: bool = True) -> dict:
     """The six-question measurements (but scale and time) of the model as it is now; six=False measures
     only forgetting (VerbMem) and what is kept, for the scalability and sweep runs (no QA forms, no MIA)."""
     verb = score_targets(bundle, [f.prompt for f in forgotten], [f.object for f in forgotten])
@@ -156,7 +156,7 @@ def public(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def unlearn(un: Unlearner, forget: list[Fact], retain: list[Fact], method: str, settings: dict,
+def unlearn(un: Unlearner, forget: list[KnownFact], retain: list[KnownFact], method: str, settings: dict,
             on_step: Callable[[int, dict], None] | None = None) -> tuple[object, float]:
     """One unlearning run of `method`; returns the record (None when the model already states none) and seconds."""
     config = UnlearnConfig(**METHODS[method], **settings)
@@ -172,7 +172,7 @@ def unlearn(un: Unlearner, forget: list[Fact], retain: list[Fact], method: str, 
     return record, time.perf_counter() - t0
 
 
-def split(facts: list[Fact], n: int, held: int, what: str) -> tuple[list[Fact], list[Fact], list[Fact]]:
+def split(facts: list[KnownFact], n: int, held: int, what: str) -> tuple[list[KnownFact], list[KnownFact], list[KnownFact]]:
     """The first n facts to forget, the next 8 as the retain set, the next `held` held aside."""
     if len(facts) < n + 8 + held:
         raise ValueError(f"{len(facts)} known facts in the {what} set; {n} to forget need {n + 8 + held} "
@@ -186,8 +186,8 @@ def _scale_row(method: str, record, seconds: float, after: dict) -> dict:
             **{k: after[k] for k in ("verbmem", "forget_prob", "held_kept", "locality_kept", "neighbour_kept")}}
 
 
-def run(bundle, facts: list[Fact], *, n: int, requests: int, held: int, settings: dict, methods: Sequence[str],
-        scale: int = 0, scale_facts: list[Fact] | None = None, only_scale: bool = False,
+def run(bundle, facts: list[KnownFact], *, n: int, requests: int, held: int, settings: dict, methods: Sequence[str],
+        scale: int = 0, scale_facts: list[KnownFact] | None = None, only_scale: bool = False,
         log: Callable[[str], None] = print, on_method: Callable[[dict], None] | None = None) -> dict:
     """Every method on the same facts, from the same starting weights (each run is undone after measuring).
 
@@ -233,7 +233,7 @@ def run(bundle, facts: list[Fact], *, n: int, requests: int, held: int, settings
     return result
 
 
-def _sequential(un: Unlearner, forget: list[Fact], retain: list[Fact], aside: list[Fact], before: dict,
+def _sequential(un: Unlearner, forget: list[KnownFact], retain: list[KnownFact], aside: list[KnownFact], before: dict,
                 method: str, settings: dict, requests: int) -> dict:
     """The facts arriving as `requests` requests one by one, each run on the weights the previous one left."""
     done, t0 = [], time.perf_counter()

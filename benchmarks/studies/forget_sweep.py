@@ -30,7 +30,7 @@ from kedit.unlearning import Unlearner
 KEEP_FLOOR = 0.8
 
 
-def sweep(bundle, facts: list[forget_bench.Fact], *, n: int, held: int, lrs: Sequence[float],
+def sweep(bundle, facts: list[forget_bench.KnownFact], *, n: int, held: int, lrs: Sequence[float],
           checkpoints: Sequence[int], methods: Sequence[str], log: Callable[[str], None] = print) -> dict:
     """One row per (method, lr, checkpoint step); every run starts from the same weights (undone after)."""
     forget, retain, aside = forget_bench.split(facts, n, held, "sweep")
