@@ -174,7 +174,7 @@ def test_forget_bench_on_a_tiny_n(smollm, pristine, data_dir):
 
 def test_unlearning_in_chunks_takes_the_same_steps(smollm, pristine, data_dir):
     """A forget set larger than `batch_rows` runs in length-sorted chunks: the same run up to float noise."""
-    from benchmarks import forget_bench
+    from benchmarks.studies import forget_bench
     from kedit.unlearning import UnlearnConfig, Unlearner
 
     rows = json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text(encoding="utf-8"))
