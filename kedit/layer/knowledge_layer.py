@@ -55,7 +55,7 @@ class KnowledgeLayer:
         # locality baseline from the unedited model (before the stack is re-applied)
         self._probe_baseline = probe_scores(bundle)
         self.locality_drift = 0.0
-        self._scope = None
+        self._scope: Any = None  # kedit.scope.ScopeModel, built on first use
         self._closed_book: ClosedBookView | None = None
 
     # -- opening --------------------------------------------------------------------------------

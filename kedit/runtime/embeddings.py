@@ -27,6 +27,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -232,7 +233,7 @@ class SentenceEmbedder:
         # model gets its real name: the one a store that has not loaded the embedder yet assumes (a
         # mismatch made every reopen of such a store embed all its facts again).
         self.name = DEFAULT_NAME if default else (os.path.basename(model_path.rstrip("/")) or DEFAULT_NAME)
-        self._model = None
+        self._model: Any = None  # a sentence_transformers.SentenceTransformer, loaded on first use
         self._onnx: _OnnxEncoder | None = None
         if backend != "torch":
             try:
