@@ -33,9 +33,10 @@ from benchmarks.data.cases import FactEdit, Hop, MQuAKECase
 from benchmarks.data.loaders import BenchmarkDataError, Loaded
 from benchmarks.data.prompts import MQuAKEPrompts
 from benchmarks.methods.base import Applied, Method
-from benchmarks.runners.runs import RunDir, data_label, progress_bar
+from benchmarks.runners.mquake_records import StageTimes, case_record, check_prompts, write_summary
+from benchmarks.runners.runs import RunDir, progress_bar
 from benchmarks.runners.shards import Shard
-from benchmarks.scoring.metrics import aggregate_mquake, answer_matches, cloze_recalled, first_line_answer
+from benchmarks.scoring.metrics import answer_matches, cloze_recalled, first_line_answer
 
 
 def answer_budget(tokenizer, candidates: tuple[str, ...]) -> int:
@@ -286,19 +287,6 @@ class _Prober:
         return out, stages
 
 
-def _inputs(case: MQuAKECase) -> dict[str, Any]:
-    return {
-        "requested_rewrite": [
-            {"cloze": r.cloze, "subject": r.subject, "target_new": r.target_new, "target_true": r.target_true}
-            for r in case.requested_rewrite
-        ],
-        "questions": list(case.questions),
-        "new_answer": case.new_answer,
-        "new_answer_alias": list(case.new_answer_alias),
-        "new_triples_labeled": [list(t) for t in case.new_triples_labeled],
-    }
-
-
 def run_mquake(
     method: Method,
     loaded: Loaded[MQuAKECase],
@@ -311,10 +299,7 @@ def run_mquake(
     """Run (or resume) MQuAKE over `loaded.cases` (only the `shard`'s slice of the batches, if given: batch
     numbers stay those of the whole run); returns the summary written to `run`."""
     cases = loaded.cases
-    for case in cases:  # fail before any model work if a relation has no 8-shot prompt
-        for hop in case.new_single_hops:
-            if not hop.edited and hop.relation_id not in prompts.relations:
-                raise BenchmarkDataError(f"case {case.case_id}: rel-prompts.json has no prompt for {hop.relation_id}")
+    check_prompts(cases, prompts)
     k = settings.batch_size(len(cases))
     numbered = list(enumerate(batches(cases, k)))
     if shard is not None:
@@ -324,12 +309,8 @@ def run_mquake(
     prober = _Prober(method, prompts, settings.cot)
     done = sum(1 for c in scored if c.case_id in run.finished)
     complete = False
-    stages: dict[str, float] = {}
-
-    def add(name: str, wall: float, cpu: float) -> None:
-        stages[f"{name}_s"] = stages.get(f"{name}_s", 0.0) + wall
-        stages[f"{name}_cpu_s"] = stages.get(f"{name}_cpu_s", 0.0) + cpu
-
+    stages = StageTimes()
+    add = stages.add
     try:
         with progress_bar(f"mquake k={settings.edits_per_batch} · {method.name}", len(scored), done, console) as advance:
             for b, batch in numbered:
@@ -350,21 +331,7 @@ def run_mquake(
                             add(name, probe_stages[f"{name}_s"], probe_stages[f"{name}_cpu_s"])
                         per_case = (time.perf_counter() - w0) / len(chunk)
                         for case, (metrics, outputs) in zip(chunk, results):
-                            run.record(
-                                {
-                                    "case_id": case.case_id,
-                                    "index": case.index,
-                                    "batch": b,
-                                    "batch_facts": len(facts),
-                                    "inputs": _inputs(case),
-                                    "outputs": outputs,
-                                    "metrics": metrics,
-                                    "edit_error": applied.error,
-                                    "edit_info": applied.info,
-                                    "edit_seconds": round(applied.seconds, 3),
-                                    "eval_seconds": round(per_case, 3),  # the chunk's probing time, shared out
-                                }
-                            )
+                            run.record(case_record(case, b, len(facts), applied, outputs, metrics, per_case))
                             advance()
                 finally:
                     w0, c0 = time.perf_counter(), time.process_time()
@@ -372,25 +339,8 @@ def run_mquake(
                     add("undo", time.perf_counter() - w0, time.process_time() - c0)
         complete = True
     finally:
-        records = [run.finished[c.case_id] for c in scored if c.case_id in run.finished]
-        summary = run.write_summary(
-            aggregate_mquake([r["metrics"] for r in records]),
-            n_cases=len(records),
-            malformed=loaded.malformed,
-            extra={
-                "method_settings": method.settings(),  # e.g. the layer's weight editors
-                "files": [data_label(f) for f in loaded.files],
-                "n_records": loaded.n_records,
-                "edits_per_batch": k,
-                "n_batches": len(all_batches),
-                "n_conflicted": sum(1 for r in records if r["metrics"].get("conflicted")),
-                "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
-                "n_requested": len(scored),
-                "n_cases_edited": sum(len(b) for b in all_batches),  # cases whose edits were applied (all of each batch)
-                "stages": {name: round(v, 2) for name, v in stages.items()},  # this invocation only
-            },
-            complete=complete and len(records) == len(scored),
-        )
+        summary = write_summary(run, method, loaded, scored, k, len(all_batches),
+                                sum(len(b) for b in all_batches), stages, complete)
         if console is not None and stages:
             console.print("stages (wall s / process CPU s): " + ", ".join(
                 f"{n[:-2]} {stages[n]:.1f}/{stages[n[:-2] + '_cpu_s']:.1f}" for n in stages if not n.endswith("_cpu_s")))

@@ -19,12 +19,12 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks.data.cases import MQuAKECase
-from benchmarks.data.loaders import BenchmarkDataError, Loaded
+from benchmarks.data.loaders import Loaded
 from benchmarks.data.prompts import MQuAKEPrompts
 from benchmarks.methods.base import Applied, Method
-from benchmarks.runners.mquake import MQuAKESettings, _inputs, _Prober, batch_facts, batches
-from benchmarks.runners.runs import RunDir, data_label, progress_bar
-from benchmarks.scoring.metrics import aggregate_mquake
+from benchmarks.runners.mquake import MQuAKESettings, _Prober, batch_facts, batches
+from benchmarks.runners.mquake_records import StageTimes, case_record, check_prompts, write_summary
+from benchmarks.runners.runs import RunDir, progress_bar
 
 
 def run_mquake_sequential(
@@ -37,22 +37,16 @@ def run_mquake_sequential(
 ) -> dict[str, Any]:
     """Run (or resume) sequential MQuAKE over `loaded.cases`; returns the summary written to `run`."""
     cases = loaded.cases
-    for case in cases:  # fail before any model work if a relation has no 8-shot prompt
-        for hop in case.new_single_hops:
-            if not hop.edited and hop.relation_id not in prompts.relations:
-                raise BenchmarkDataError(f"case {case.case_id}: rel-prompts.json has no prompt for {hop.relation_id}")
+    check_prompts(cases, prompts)
     k = settings.batch_size(len(cases))
     all_batches = batches(cases, k)
     scored = [c for batch in all_batches for c in settings.probed(batch)]
     _, conflicted = batch_facts(cases)  # every edit is live when any case is probed
     prober = _Prober(method, prompts, settings.cot)
-    stages: dict[str, float] = {}
+    stages = StageTimes()
+    add = stages.add
     applied: list[tuple[int, Applied, int]] = []  # (batch, what apply did, facts written)
     complete = False
-
-    def add(name: str, wall: float, cpu: float) -> None:
-        stages[f"{name}_s"] = stages.get(f"{name}_s", 0.0) + wall
-        stages[f"{name}_cpu_s"] = stages.get(f"{name}_cpu_s", 0.0) + cpu
 
     try:
         todo = [c for c in scored if c.case_id not in run.finished]
@@ -76,12 +70,7 @@ def run_mquake_sequential(
                 for case, (metrics, outputs) in zip(chunk, results):
                     b = batch_of[case.case_id]
                     done, n_facts = by_batch[b]
-                    run.record({
-                        "case_id": case.case_id, "index": case.index, "batch": b, "batch_facts": n_facts,
-                        "inputs": _inputs(case), "outputs": outputs, "metrics": metrics,
-                        "edit_error": done.error, "edit_info": done.info,
-                        "edit_seconds": round(done.seconds, 3), "eval_seconds": round(per_case, 3),
-                    })
+                    run.record(case_record(case, b, n_facts, done, outputs, metrics, per_case))
                     advance()
         complete = True
     finally:
@@ -89,23 +78,5 @@ def run_mquake_sequential(
         for _, done, _ in reversed(applied):
             method.undo(done)
         add("undo", time.perf_counter() - w0, time.process_time() - c0)
-        records = [run.finished[c.case_id] for c in scored if c.case_id in run.finished]
-        summary = run.write_summary(
-            aggregate_mquake([r["metrics"] for r in records]),
-            n_cases=len(records),
-            malformed=loaded.malformed,
-            extra={
-                "method_settings": method.settings(),
-                "files": [data_label(f) for f in loaded.files],
-                "n_records": loaded.n_records,
-                "edits_per_batch": k,
-                "n_batches": len(all_batches),
-                "n_conflicted": sum(1 for r in records if r["metrics"].get("conflicted")),
-                "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
-                "n_requested": len(scored),
-                "n_cases_edited": len(cases),
-                "stages": {name: round(v, 2) for name, v in stages.items()},  # this invocation only
-            },
-            complete=complete and len(records) == len(scored),
-        )
+        summary = write_summary(run, method, loaded, scored, k, len(all_batches), len(cases), stages, complete)
     return summary
