@@ -39,7 +39,8 @@ def test_memit_batch(smollm, editor, pristine):
     assert sorted(rec.changed) == sorted(smollm.spec.down_proj_name(l) for l in cfg.layers)
     accs = [v["after"]["accuracy"] for v in rec.verification]
     assert sum(accs) / len(accs) >= 0.9, accs  # batched value optimisation, default value settings
-    assert rec.info["request_steps"] and max(rec.info["request_steps"]) <= cfg.v_num_grad_steps
+    (values,) = rec.info.value_runs  # one batch: one value optimisation
+    assert values.request_steps and max(values.request_steps) <= cfg.v_num_grad_steps
     assert all(v["after"]["prob"] > v["before"]["prob"] for v in rec.verification)
     editor.undo(rec)
     assert unchanged(smollm, pristine)
@@ -51,7 +52,7 @@ def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
     assert 0 < proj.dim < smollm.spec.d_ff(smollm.model)
     assert 0 < proj.energy <= cfg.nullspace_energy
     rec = editor.apply(REQUESTS, method="alphaedit", config=cfg)
-    assert rec.info["nullspace_dim"][str(cfg.layers[0])] == proj.dim
+    assert rec.info.nullspace[cfg.layers[0]].dim == proj.dim
     assert sum(v["success"] for v in rec.verification) >= 2, rec.verification
     # Δ lies in the null space: preserved directions (eigenvalue >= tau) are mapped to ~0.
     layer = cfg.layers[0]
@@ -59,7 +60,7 @@ def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
     delta = rec.delta(name)
     c = editor.second_moments([layer], N_TOKENS)[layer].double()
     eigvals, eigvecs = torch.linalg.eigh(c)
-    assert rec.info["nullspace_tau"][str(layer)] == proj.threshold
+    assert rec.info.nullspace[layer].tau == proj.threshold
     kept = eigvecs[:, eigvals >= proj.threshold]
     k0 = kept * eigvals[eigvals >= proj.threshold].sqrt()  # K0 with K0 K0ᵀ = C restricted
     assert float((delta.double() @ k0).norm() / (delta.double() @ eigvecs * eigvals.sqrt()).norm().clamp(min=1e-30)) < 1e-3
@@ -119,9 +120,9 @@ def test_alphaedit_sequential_batches_hold_and_spare_the_cached_keys(smollm, edi
     cfg = _small("alphaedit")
     first = editor.apply(REQUESTS[:2], method="alphaedit", config=cfg)
     second = editor.apply(REQUESTS[2:], method="alphaedit", config=cfg)
-    taus = second.info["nullspace_tau"]
-    assert len(set(taus.values())) == len(cfg.layers)  # one τ per layer, from its own spectrum
-    assert all(0 < e <= cfg.nullspace_energy for e in second.info["nullspace_energy"].values())
+    taus = {n.tau for n in second.info.nullspace.values()}
+    assert len(taus) == len(cfg.layers)  # one τ per layer, from its own spectrum
+    assert all(0 < n.energy <= cfg.nullspace_energy for n in second.info.nullspace.values())
     after = score_targets(smollm, [r.text for r in REQUESTS], [r.target for r in REQUESTS])
     assert all(s.accuracy == 1.0 for s in after), [s.accuracy for s in after]
     for layer in cfg.layers:
@@ -153,7 +154,7 @@ def test_ft_l_edits_within_its_bound(smollm, editor, pristine):
     assert float(delta.abs().max()) <= cfg.norm_constraint * (1 + 1e-3)
     v = rec.verification[0]
     assert v["after"]["prob"] > 3 * v["before"]["prob"], v
-    assert rec.info["ft_steps"] >= 1
+    assert rec.info.ft_steps is not None and rec.info.ft_steps >= 1
     editor.undo(rec)
     assert unchanged(smollm, pristine)
     with pytest.raises(EditError):

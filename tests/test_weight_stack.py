@@ -254,7 +254,7 @@ def test_ten_bf16_edits_through_the_layer_leave_a_few_mb_and_reopen_bit_identica
         results = [_edit(kl, f, route="parametric") for f in [*facts, *extra]]
         edits = [r for r in results if r.edit_id]
         assert len(edits) == 10 and all(r.verified for r in edits)
-        assert all(c.record.info["dtype"] == "bfloat16" for c in kl.weights.changes)
+        assert all(c.record.info.dtype == "bfloat16" for c in kl.weights.changes)
         size = sum(p.stat().st_size for p in (kb / "weights").rglob("*") if p.is_file())
         assert size < 1_000_000, size  # ~77 KB a record; dense records were ~35 MB per edit
         kl.undo(edits[4].id)
@@ -289,8 +289,12 @@ def test_a_knowledge_base_of_format_1_records_still_opens(tmp_path, smollm, pris
     directory.mkdir(parents=True)
     save_file({"step.0": rec.delta(name).contiguous(), f"pre.{name}": (base + 1.0).contiguous()},
               str(directory / "tensors.safetensors"))
+    # the info as kedit wrote it before EditInfo: flat keys, ROME's value steps one per request
+    (values,) = rec.info.value_runs
+    old_info = {"model": smollm.name, "family": smollm.spec.family, "sadr": False, "dtype": rec.info.dtype,
+                "value_steps": [values.steps], "value_s": [values.seconds], "value_dtype": values.dtype}
     meta = {"format": 1, "id": rec.id, "method": "rome", "config": rec.config,
-            "requests": [r.to_dict() for r in rec.requests], "steps": [name], "info": rec.info}
+            "requests": [r.to_dict() for r in rec.requests], "steps": [name], "info": old_info}
     (directory / "record.json").write_text(json.dumps(meta))
     (tmp_path / "kb" / "weights" / "weights.json").write_text(
         json.dumps({"model": smollm.name, "live": [{"kind": "edit", "id": rec.id}]}))
@@ -298,6 +302,9 @@ def test_a_knowledge_base_of_format_1_records_still_opens(tmp_path, smollm, pris
     assert unchanged(smollm, pristine)
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
         assert [c.record.steps[0][1].kind for c in kl.weights.changes] == ["dense"]
+        (loaded,) = [c.record.info for c in kl.weights.changes]
+        assert [(r.steps, r.dtype) for r in loaded.value_runs] == [(values.steps, values.dtype)]
+        assert loaded.model == smollm.name and not loaded.unknown
         assert unchanged(smollm, edited)
         manifest = json.loads((tmp_path / "kb" / "weights" / "weights.json").read_text())
         assert manifest["format"] == 2 and list(manifest["base"]) == [name]

@@ -49,7 +49,7 @@ def main() -> None:
             print(json.dumps({
                 "config": label, "subject": case["subject"], "target": case["target_new"],
                 "p_before": round(v["before"]["prob"], 4), "p_after": round(v["after"]["prob"], 4),
-                "accuracy": v["after"]["accuracy"], "steps": rec.info.get("value_steps"), "s": round(secs[-1], 2),
+                "accuracy": v["after"]["accuracy"], "steps": [r.steps for r in rec.info.value_runs], "s": round(secs[-1], 2),
             }), flush=True)
             editor.undo(rec)
         print(json.dumps({

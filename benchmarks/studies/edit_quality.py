@@ -74,7 +74,7 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
             rec = editor.apply([request_of(cases[i]) for i in part], method=method, config=cfg, sadr=sadr)
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
-            steps.append(rec.info.get("value_steps"))
+            steps.append([r.steps for r in rec.info.value_runs])  # one per value optimisation
             used += part
             b_used += part
             if trace and sequential:  # do edits not take, or do later ones undo earlier ones?
@@ -121,7 +121,7 @@ def _trace_row(bundle, rec, applied: list[dict], n_new: int) -> dict:
         "all_rewrite": round(statistics.mean(s.accuracy for s in held), 4),
         "delta_norm": round(sum(float(op.dense(tuple(rec.fingerprints[n]["shape"])).double().norm()) ** 2
                                 for n, op in rec.steps) ** 0.5, 3),
-        "value_steps": rec.info.get("value_steps"),
+        "value_steps": [r.steps for r in rec.info.value_runs],
     }
 
 

@@ -82,7 +82,7 @@ def _rome_times(editor, cases, cfg) -> tuple[list[float], list[float], list[int]
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         accs.append(rec.verification[0]["after"]["accuracy"])
-        steps.append(rec.info["value_steps"][0])
+        steps.append(rec.info.value_runs[0].steps)
         editor.undo(rec)
     return times, accs, steps, cpu
 

@@ -16,6 +16,7 @@ from kedit.editing.memit import MEMITConfig
 from kedit.editing.alphaedit import AlphaEditConfig
 from kedit.editing.ft import FTConfig
 # isort: on
+from kedit.editing.edit_info import EditInfo, NullSpace, ValueRun
 from kedit.editing.editor import ParametricEditor
 from kedit.editing.projection import NullSpaceProjector
 from kedit.editing.records import EditRecord
@@ -35,6 +36,7 @@ METHODS = method_names()
 __all__ = [
     "METHODS",
     "AlphaEditConfig",
+    "EditInfo",
     "EditMethod",
     "EditRecord",
     "EditRequest",
@@ -42,9 +44,11 @@ __all__ = [
     "EditRun",
     "FTConfig",
     "MEMITConfig",
+    "NullSpace",
     "NullSpaceProjector",
     "ParametricEditor",
     "ROMEConfig",
+    "ValueRun",
     "config_from_dict",
     "default_config",
     "get_method",

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from kedit.editing.edit_info import NullSpace
 from kedit.editing.memit import MEMITConfig, Solve, memit_apply, note_batch
 from kedit.editing.registry import EditRun, register_method
 from kedit.editing.requests import EditRequest
@@ -86,14 +87,12 @@ def alphaedit_solve(
 
 def apply_alphaedit(run: EditRun, cfg: AlphaEditConfig, requests: list[EditRequest]) -> None:
     """One AlphaEdit batch: MEMIT's spread with each layer's update kept in its null space."""
-    editor, info = run.editor, run.info
+    editor = run.editor
     templates = context_templates(run.bundle, cfg.context_templates)
     layers = sorted(cfg.layers)
     t_start = time.perf_counter()
     projs = {l: editor.projector(l, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy) for l in layers}
-    info["nullspace_dim"] = {str(l): p.dim for l, p in projs.items()}
-    info["nullspace_tau"] = {str(l): p.threshold for l, p in projs.items()}
-    info["nullspace_energy"] = {str(l): round(p.energy, 6) for l, p in projs.items()}
+    run.info.nullspace = {l: NullSpace(p.dim, p.threshold, round(p.energy, 6)) for l, p in projs.items()}
     matrices = {l: p.matrix for l, p in projs.items()}
     past = editor.past_keys(layers)
     covs = editor.second_moments(layers, cfg.mom2_n_tokens) if cfg.mom2_in_nullspace else None

@@ -28,6 +28,7 @@ import torch
 
 from kedit.editing.corpus import StatsCorpus, resolve_corpus
 from kedit.editing.covariance import load_second_moments, second_moments
+from kedit.editing.edit_info import EditInfo
 from kedit.editing.projection import NullSpaceProjector
 from kedit.editing.records import EditRecord, new_id
 from kedit.editing.registry import (
@@ -188,9 +189,8 @@ class ParametricEditor:
             history.step(rid, name, change)
             steps.append((name, change))
 
-        run = EditRun(self, sadr, commit)
-        run.info.update({"model": self.bundle.name, "family": self.bundle.spec.family, "sadr": sadr,
-                         "dtype": str(self.bundle.dtype).removeprefix("torch.")})
+        run = EditRun(self, sadr, commit, EditInfo(model=self.bundle.name, family=self.bundle.spec.family, sadr=sadr,
+                                                    dtype=str(self.bundle.dtype).removeprefix("torch.")))
         try:
             with torch.device(self.bundle.device):  # tensors the editors create live beside the model
                 edit_method.apply(run, cfg, requests)

@@ -107,7 +107,7 @@ def apply_ft(run: EditRun, cfg: FTConfig, requests: list[EditRequest]) -> None:
     """One fine-tune of all the requests together."""
     name, delta, n_steps, loss = ft_delta(run.bundle, requests, cfg)
     run.commit(name, Rows.of(delta))  # only the rows the fine-tune moved
-    run.info["ft_steps"], run.info["ft_loss"] = n_steps, loss
+    run.info.ft_steps, run.info.ft_loss = n_steps, loss
 
 
 register_method("ft-l", FTConfig, apply_ft, family_defaults=FAMILY_DEFAULTS, sadr=False)

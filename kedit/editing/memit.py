@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from kedit.editing.config import ValueOptConfig
+from kedit.editing.edit_info import ValueRun
 from kedit.editing.keys import SubjectRuns, build_rows, collect_at_subject, grouped_keys
 from kedit.editing.postnorm import through_post_norm
 from kedit.editing.registry import EditRun, register_method
@@ -141,11 +142,8 @@ def note_batch(run: EditRun, vr: ValueResult, keys: dict[int, torch.Tensor], t_s
     """Keep a MEMIT/AlphaEdit batch's edited keys and value statistics in the record being made."""
     # the edited keys: a later AlphaEdit update reads them as its cache of past keys (`past_keys`)
     run.extra.update({f"keys.{l}": k for l, k in keys.items()})
-    info = run.info
-    info["value_steps"], info["value_s"], info["value_cpu_s"] = vr.steps, vr.seconds, vr.cpu_seconds
-    info["request_steps"] = vr.request_steps
-    info["value_dtype"] = vr.dtype
-    info["update_s"] = time.perf_counter() - t_start - vr.seconds  # keys, residuals, solves
+    run.info.value_runs.append(ValueRun.of(vr))
+    run.info.update_s = time.perf_counter() - t_start - vr.seconds  # keys, residuals, solves
 
 
 def apply_memit(run: EditRun, cfg: MEMITConfig, requests: list[EditRequest]) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from kedit.editing.edit_info import EditInfo
 from kedit.editing.requests import EditRequest
 from kedit.errors import EditError
 from kedit.runtime.deltas import Dense, WeightDelta, fingerprint
@@ -51,7 +52,7 @@ class EditRecord:
     fingerprints: dict[str, dict] = field(default_factory=dict)  # per changed matrix, before this edit
     timings: dict[str, float] = field(default_factory=dict)
     verification: list[dict[str, Any]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)  # model name, sadr, steps, null-space dims...
+    info: EditInfo = field(default_factory=EditInfo)  # model, sadr, value steps, null-space dims...
     extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. MEMIT/AlphaEdit edited keys
     created: float = field(default_factory=time.time)
 
@@ -104,7 +105,7 @@ class EditRecord:
             "fingerprints": self.fingerprints,
             "timings": self.timings,
             "verification": self.verification,
-            "info": self.info,
+            "info": self.info.to_json(),
             "created": self.created,
         }
         (directory / "record.json").write_text(json.dumps(meta, indent=1))
@@ -145,7 +146,7 @@ class EditRecord:
             fingerprints=prints,
             timings=meta.get("timings", {}),
             verification=meta.get("verification", []),
-            info=meta.get("info", {}),
+            info=EditInfo.from_json(meta.get("info", {})),
             extra_tensors=extra,
             created=meta.get("created", 0.0),
         )

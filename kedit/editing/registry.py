@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from kedit.editing.edit_info import EditInfo
 from kedit.errors import UnknownConfigKeyError, UnknownEditMethodError
 from kedit.runtime.deltas import WeightDelta
 
@@ -55,7 +56,7 @@ class EditRun:
     editor: ParametricEditor  # the per-model caches: second moments, projectors, past keys
     sadr: bool
     commit: Callable[[str, WeightDelta], None]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: EditInfo = field(default_factory=EditInfo)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property

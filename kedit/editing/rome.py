@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from kedit.editing.config import ValueOptConfig
+from kedit.editing.edit_info import ValueRun
 from kedit.editing.keys import mean_keys
 from kedit.editing.registry import EditRun, register_method
 from kedit.editing.requests import EditRequest
@@ -86,13 +87,10 @@ def apply_rome(run: EditRun, cfg: ROMEConfig, requests: list[EditRequest]) -> No
     bundle = run.bundle
     templates = context_templates(bundle, cfg.context_templates)
     inv = run.editor.inverse_second_moment(cfg.layer, cfg.mom2_n_tokens) if cfg.mom2_adjustment else None
-    run.info["value_steps"], run.info["value_s"] = [], []
     for req in requests:
         name, delta, vr = rome_delta(bundle, req, cfg, templates, inv, sadr=run.sadr)
         run.commit(name, delta)
-        run.info["value_steps"].append(vr.steps)
-        run.info["value_s"].append(vr.seconds)
-        run.info["value_dtype"] = vr.dtype
+        run.info.value_runs.append(ValueRun.of(vr))
 
 
 register_method("rome", ROMEConfig, apply_rome, family_defaults=FAMILY_DEFAULTS)
