@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kedit.preference import Evidence
+from kedit.store.hit import Hit
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Answer:
 
     text: str
     answer: str | None
-    evidence: list[Evidence]
+    evidence: list[Hit]  # the store's evidence type, end to end (docs/architecture.md)
     trace: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:

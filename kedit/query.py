@@ -30,13 +30,14 @@ from typing import Any
 from kedit.answers import Answer, first_line, short_answer
 from kedit.answers import norm_answer as _norm
 from kedit.errors import KeditError
-from kedit.preference import Evidence, Tier
+from kedit.preference import Tier
 from kedit.runtime.generation import complete_many, greedy_many  # noqa: F401 - greedy_many re-exported
 from kedit.statements import parse_statements
-from kedit.walks import QuestionState, fact_evidence, names_in, pool_class, scope_slots, walk_chains
+from kedit.store.hit import Hit
+from kedit.walks import QuestionState, names_in, pool_class, scope_slots, walk_chains
 
 
-def _facts_prompt(question: str, evidence: list[Evidence]) -> str:
+def _facts_prompt(question: str, evidence: list[Hit]) -> str:
     facts = "\n".join(f"- {e.text}" for e in evidence if e.tier < Tier.PARAMETRIC)
     return (f"Answer the question using only these facts.\nFacts:\n{facts}\nQuestion: {question}\nAnswer:"
             if facts else f"Question: {question}\nAnswer:")
@@ -86,7 +87,7 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
     walk_chains(layer, states, instructed, as_of, {})  # the prefix cache lives for this call only
 
     answers: list[Answer | None] = [None] * len(states)
-    to_generate: list[tuple[int, dict, list[Evidence], str | None]] = []
+    to_generate: list[tuple[int, dict, list[Hit], str | None]] = []
     for i, s in enumerate(states):
         trace: dict[str, Any] = {
             "question": s.question, "as_of": as_of, "instructions": instructions,
@@ -105,10 +106,10 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
             answers[i] = Answer(text=short or "", answer=short, evidence=list(s.chain), trace=trace)
             continue
         # no chain (or a broken one): answer from the in-scope evidence of the best tier present
-        retrieved = [fact_evidence(c.fact, relations, c.score) for c in (s.walked or s.scope.in_scope)][:k]
-        retrieved += [Evidence.of_passage(p) for p in s.passages if p.score >= 0.3][: max(0, k - len(retrieved))]
+        retrieved = [Hit.of_fact(c.fact, c.score) for c in (s.walked or s.scope.in_scope)][:k]
+        retrieved += [p for p in s.passages if p.score >= 0.3][: max(0, k - len(retrieved))]
         if instructions:
-            retrieved.insert(0, Evidence(Tier.INSTRUCTION, instructions, None, source="instruction"))
+            retrieved.insert(0, Hit.instruction(instructions))
         winning = sorted(retrieved, key=lambda e: (e.tier, -e.score))
         top = winning[0].tier if winning else Tier.PARAMETRIC
         winning = [e for e in winning if e.tier == top]
@@ -141,7 +142,7 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
                     trace.setdefault("fallback", "empty generation: no answer")
             text = short_answer(text) or ""
             if not winning:
-                winning = [Evidence(Tier.PARAMETRIC, text, text or None, source="model")]
+                winning = [Hit.model_answer(text, text or None)]
             trace["seconds"] = round(time.perf_counter() - states[i].t0, 3)
             answers[i] = Answer(text=text, answer=text or None, evidence=winning, trace=trace)
     done = [a for a in answers if a is not None]

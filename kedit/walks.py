@@ -18,7 +18,7 @@ from typing import Any, cast
 from kedit.answers import norm_answer as _norm
 from kedit.answers import read_answer, short_answer
 from kedit.errors import StoreError
-from kedit.preference import Evidence, Tier, resolve
+from kedit.preference import Tier, resolve
 from kedit.runtime.generation import complete_many
 from kedit.scope.text import nests_hops as text_nests_hops
 from kedit.statements import parse_statements
@@ -122,14 +122,6 @@ def pool_class():
     return Pool
 
 
-def fact_evidence(fact, relations, score: float = 1.0) -> Evidence:
-    return Evidence(
-        Tier.STORED, fact.sentence, fact.object, source=fact.source, fact_id=fact.id, score=score,
-        timestamp=fact.start or "", meta={"subject": fact.subject, "relation": fact.relation,
-                                          "relation_label": relations.resolve(fact.relation).label},
-    )
-
-
 def _closed_book_prompt(relation, subject: str) -> tuple[str, str]:
     """The model's closed-book question for one hop: the relation's few-shot `Q: ... A:` demos and its
     question template when the vocabulary has demos ("line": the answer is the first line), else its
@@ -160,14 +152,14 @@ class QuestionState:
 
 
 def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, as_of,
-                       linked: dict[str, str], allowed: set[int] | None = None) -> list[Evidence]:
+                       linked: dict[str, str], allowed: set[int] | None = None) -> list[Hit]:
     """Instruction and stored-fact candidates of one hop; `allowed` (the scope decision of a one-hop
     question) limits the stored facts to those the question is in scope of."""
-    store, relations = layer.store, layer.store.relations
-    candidates: list[Evidence] = []
+    store = layer.store
+    candidates: list[Hit] = []
     said = instructed.get((_norm(subject), relation_id))
     if said is not None:
-        candidates.append(Evidence(Tier.INSTRUCTION, said.text, said.object, source="instruction"))
+        candidates.append(Hit.instruction(said.text, said.object))
     if subject not in linked:  # entity linking (names, aliases, then embedding) once per name and call
         try:
             linked[subject] = store.link_entity(subject) or subject
@@ -176,7 +168,7 @@ def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, 
     entity = linked[subject]
     for fact in store.facts(subject=entity, relation=relation_id, as_of=as_of, include_superseded=False):
         if allowed is None or fact.id in allowed:
-            candidates.append(fact_evidence(fact, relations))
+            candidates.append(Hit.of_fact(fact))
     return candidates
 
 
@@ -188,13 +180,13 @@ def _reading_prompt(passage: str, cloze: str) -> str:
     return f"{passage}\nAccording to the text above, {lead}"
 
 
-def _passage_statement(passages, subject: str, relation_id: str, relations) -> Evidence | None:
+def _passage_statement(passages: list[Hit], subject: str, relation_id: str, relations) -> Hit | None:
     """Passage evidence for a hop when a passage states it in a relation template's words ("The capital of
     X is Y."): the object is taken as written; a small model reading it would often answer from its prior."""
     for p in passages:
         for st in parse_statements(p.text, relations):
             if st.relation == relation_id and _norm(st.subject) == _norm(subject):
-                return Evidence.of_passage(p, st.object, read="template")
+                return p.asserting(st.object)
     return None
 
 
@@ -208,7 +200,7 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
         s.entity = s.slots[0].subject
     level = 0
     while active:
-        jobs: list[tuple[QuestionState, list[Evidence], Any, str]] = []
+        jobs: list[tuple[QuestionState, list[Hit], Any, str]] = []
         asks: list[tuple[int, str, str, Any]] = []  # (job, prompt, form, passage)
         for s in active:
             slot = s.slots[level]
@@ -242,11 +234,10 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
                 if passage is not None:
                     if _norm(said) not in _norm(passage.text) or _norm(said) in _norm(subject):
                         continue  # not read from the passage (the model's prior), or a piece of the subject
-                    candidates.append(Evidence.of_passage(passage, said))
+                    candidates.append(passage.asserting(said))
                 else:
                     shown = prompt.rsplit("\n", 1)[-1] if form == "line" else prompt
-                    candidates.append(Evidence(Tier.PARAMETRIC, f"{shown} {said}", said, source="model",
-                                               meta={"closed_book": form}))
+                    candidates.append(Hit.model_answer(f"{shown} {said}", said))
         still = []
         for s, candidates, relation, subject in jobs:
             res = resolve(candidates)

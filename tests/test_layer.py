@@ -8,6 +8,7 @@ import pytest
 from model_weights import snapshot, unchanged
 
 from kedit import KnowledgeLayer, Route
+from kedit.layer import Hit, Tier
 from kedit.errors import EditError, KeditError, StoreError
 
 SUBJECT = "Danielle Darrieux"
@@ -59,15 +60,23 @@ def test_preference_hierarchy_instruction_stored_passage_and_time(kl):
     q = "What is the capital of Atlantis?"
     now = kl.query(q)
     assert now.text == "Meropis" and now.trace["hops"][0]["tier"] == "stored"  # newer valid first
+    (stored,) = now.evidence  # the answer's evidence is the store's own type, its row and asserted object
+    assert isinstance(stored, Hit) and stored.tier is Tier.STORED and stored.answer == "Meropis"
+    assert stored.fact == kl.store.current("Atlantis", "P36") and stored.timestamp.startswith("2020-01-01")
     assert kl.query(q, as_of="2010-06-01").text == "Poseidonia"  # as of then
     told = kl.query(q, instructions="Assume the capital of Atlantis is Thule.")
     assert told.text == "Thule" and told.trace["winner"]["tier"] == "instruction"
+    said = told.evidence[0]
+    assert said.tier is Tier.INSTRUCTION and said.answer == "Thule" and said.fact_id is said.passage_id is None
     assert "outranks" in told.trace["hops"][0]["why"]
 
     kl.insert("The Eiffel Tower was repainted in 2026 in a golden brown.", source="news", valid_from="2026-01-01")
     ans = kl.query("When was the Eiffel Tower repainted?")
     assert ans.trace["winner"]["tier"] == "passage"
-    assert any(e.passage_id is not None for e in ans.evidence)
+    passage = next(e for e in ans.evidence if e.passage_id is not None)
+    # the very hit retrieval handed out (same row, score and provenance), not a copy made for the answer
+    assert passage in kl.store.search("When was the Eiffel Tower repainted?", kinds=("passage",))
+    assert ans.to_dict()["evidence"][0]["passage_id"] == passage.id
     with pytest.raises(KeditError, match="non-empty question"):
         kl.query("   ")
 
@@ -162,5 +171,6 @@ def test_langchain_retriever_and_runnable_in_an_lcel_chain(kl):
     assert "The capital of Atlantis is Meropis." in chain.invoke("capital city of Atlantis")
     docs = retriever.invoke("capital city of Atlantis")
     assert docs[0].metadata["tier"] == "stored" and docs[0].metadata["source"] == "atlas"
+    assert docs[0].metadata["kind"] == "fact" and docs[0].metadata["id"] == kl.store.current("Atlantis", "P36").id
     qa = RunnableLambda(lambda x: x["question"]) | kl.as_runnable()
     assert qa.invoke({"question": "What is the capital of Atlantis?"}) == "Meropis"

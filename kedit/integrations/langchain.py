@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kedit.errors import MissingExtraError
+from kedit.store.hit import Hit
 
 try:
     from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -36,23 +37,23 @@ class KnowledgeRetriever(BaseRetriever):
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         if not self.scoped:
-            return [_document(h.text, h.kind, h.id, h.score, h.source) for h in
-                    self.layer.store.search(query, k=self.k, as_of=self.as_of)]
+            return [_document(h) for h in self.layer.store.search(query, k=self.k, as_of=self.as_of)]
         decision = self.layer.in_scope(query, as_of=self.as_of)
-        docs = [_document(c.fact.sentence, "fact", c.fact.id, c.score, c.fact.source) for c in decision.in_scope]
+        docs = [_document(Hit.of_fact(c.fact, c.score)) for c in decision.in_scope]
         from kedit.query import names_in
 
         names = [n.casefold() for n in names_in(query, decision)]
         if names and len(docs) < self.k:
             for hit in self.layer.store.search(query, k=self.k, as_of=self.as_of, kinds=("passage",)):
                 if any(n in hit.text.casefold() for n in names):
-                    docs.append(_document(hit.text, "passage", hit.id, hit.score, hit.source))
+                    docs.append(_document(hit))
         return docs[: self.k]
 
 
-def _document(text: str, kind: str, item_id: int, score: float, source: str) -> Document:
-    return Document(page_content=text, metadata={"kind": kind, "id": item_id, "score": float(score), "source": source,
-                                                 "tier": "stored" if kind == "fact" else "passage"})
+def _document(hit: Hit) -> Document:
+    """A piece of evidence as a LangChain Document (the metadata names its kind, id and tier as `Answer`s do)."""
+    return Document(page_content=hit.text, metadata={"kind": hit.kind, "id": hit.id, "score": float(hit.score),
+                                                     "source": hit.source, "tier": hit.tier.name.lower()})
 
 
 def knowledge_runnable(layer):

@@ -20,8 +20,9 @@ from kedit.forgetting import ForgetReport
 from kedit.layer.closed_book import ClosedBookView
 from kedit.layer.knowledge_layer import KnowledgeLayer
 from kedit.layer.results import EditResult, InsertResult
-from kedit.preference import Evidence, Tier
+from kedit.preference import Tier
 from kedit.probes import LOCALITY_PROBES
+from kedit.store.hit import Hit
 
-__all__ = ["LOCALITY_PROBES", "ClosedBookView", "EditResult", "Evidence", "ForgetReport", "InsertResult",
+__all__ = ["LOCALITY_PROBES", "ClosedBookView", "EditResult", "ForgetReport", "Hit", "InsertResult",
            "KnowledgeLayer", "Tier"]

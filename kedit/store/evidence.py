@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from graph import normalise
 from kedit.statements import nearest_relations
-from kedit.store.hit import FACT, Hit
+from kedit.store.hit import Hit
 from kedit.store.knowledge_store import KnowledgeStore
 from memory import EvidenceRound, Relation
 
@@ -72,8 +72,9 @@ def _phrase_regex(phrase: str) -> re.Pattern[str]:
 
 
 def _session_row(hit: Hit) -> dict:
-    """What a saved session keeps of a piece of evidence: ids, text, score and how it was found."""
-    return {k: v for k, v in asdict(hit).items() if k != "passage"} | {"fact": None}
+    """What a saved session keeps of a piece of evidence: ids, text, score and how it was found (not the rows,
+    nor a fact's asserted object, which its id names)."""
+    return {k: v for k, v in asdict(hit).items() if k not in ("passage", "answer")} | {"fact": None}
 
 
 class EvidencePool:
@@ -157,7 +158,7 @@ class EvidencePool:
         found: list[Hit] = []
         fact = self.store.current(self._entity(slot.subject), slot.relation)
         if fact is not None:
-            found.append(Hit(FACT, fact.id, fact.sentence, 1.0, fact.source, fact=fact, via="graph", round=round_number))
+            found.append(Hit.of_fact(fact, via="graph", round=round_number))
         for hit in self.store.search(query, k=self.k):
             found.append(replace(hit, round=round_number))
         return found
@@ -174,7 +175,7 @@ class EvidencePool:
 
     def run(self, question: str) -> EvidenceResult:
         slots = self.extract_slots(question)
-        pool: dict[tuple[str, int], Hit] = {}
+        pool: dict[tuple[str, int | None], Hit] = {}
         rounds: list[EvidenceRound] = []
         for round_number in range(1, self.max_rounds + 1):
             queries, new, bound_now = [], 0, []

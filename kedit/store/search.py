@@ -14,7 +14,7 @@ import numpy as np
 import memory
 import retrieval
 from kedit.store.errors import StoreInputError
-from kedit.store.hit import FACT, PASSAGE, Hit
+from kedit.store.hit import FACT, Hit
 from kedit.store.indexes import KINDS
 from memory import Fact, Passage, validation
 
@@ -84,8 +84,5 @@ def search_kind(
     hits = []
     for item_id, score in ranked[:k]:
         row = rows[item_id]
-        if isinstance(row, Fact):
-            hits.append(Hit(FACT, item_id, row.sentence, score, row.source, fact=row))
-        else:
-            hits.append(Hit(PASSAGE, item_id, row.text, score, row.source, passage=row))
+        hits.append(Hit.of_fact(row, score) if isinstance(row, Fact) else Hit.of_passage(row, score))
     return hits
