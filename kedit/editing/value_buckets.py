@@ -84,7 +84,11 @@ def prefix_kv(cache, n_layers: int, start: int, width: int) -> list:
             raise UnsupportedArchitectureError(f"no KV cache was written for layer {idx}")
         if k is not None and k.numel() and k.shape[-2] != width:
             raise UnsupportedArchitectureError("prompt longer than the attention window of a sliding layer")
-        kv.append((k.detach(), layer.values.detach()) if idx >= start else None)
+        if idx < start:
+            kv.append(None)
+            continue
+        assert k is not None and layer is not None  # a layer >= start without keys raised above
+        kv.append((k.detach(), layer.values.detach()))
     first = kv[start]
     return [first if x is None else x for x in kv]
 
@@ -188,6 +192,7 @@ def cached_buckets(bundle, prompts: ValuePrompts, pad: int, start: int, key_laye
         P, S = batch.n_prefix, batch.input_ids.shape[1] - batch.n_prefix
         kv_b: list = []
         if P > 0:
+            assert kv_all is not None  # filled above for every group with a prefix
             upper = [(kv_all[i][0][idx, :, p_max - P :], kv_all[i][1][idx, :, p_max - P :]) for i in range(start, n_layers)]
             kv_b = [upper[0]] * start + upper
         buckets.append(Bucket(idx, batch, kv_b, h_all[idx, :S]))

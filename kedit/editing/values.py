@@ -147,6 +147,7 @@ class _ValueOptimisation:
             del part
         if it == 0:
             self._read_step0()
+        assert self.init_norm is not None  # read during step 0 (_read_step0)
         wd = cfg.v_weight_decay * delta.norm(dim=1) / self.init_norm.pow(2)
         if not last and not self.defer:
             wd[active].sum().backward()
@@ -191,6 +192,7 @@ class _ValueOptimisation:
             self.init = self._global(self.step0_init)[p.bare].float()
         for l in self.keys_above:
             self.row_keys[l] = self._global(self.step0_keys[l])[: p.n_rw]
+        assert self.init is not None  # given for "residual", read just above for "mlp"
         self.init_norm = self.init.norm(dim=1)
 
     def _global(self, parts: list[torch.Tensor]) -> torch.Tensor:
@@ -220,11 +222,13 @@ class _ValueOptimisation:
             head_in.append(hs[kl_local, 0])
         lp_all = torch.log_softmax(self._logits(torch.cat(head_in)), dim=-1) if head_in else None
         if rw_local.numel():
+            assert lp_all is not None  # head_in holds the rewriting rows' positions
             rw_req = p.row_req[rw_global]
             part = part + self._rewrite_loss(lp_all[:n_tgt], m, pos_row, pos_t, rw_global, rw_req, totals)
             if self.tap is not None:
                 part = part + self._sadr_loss(bk, rw_req, totals)
         if kl_local.numel():
+            assert lp_all is not None  # head_in holds the KL rows' positions
             part = part + self._kl_loss(lp_all[n_tgt:], p.row_req[g[kl_local]], it, totals)
         return part
 
@@ -287,6 +291,7 @@ class _ValueOptimisation:
     def _sadr_loss(self, bk: Bucket, rw_req: torch.Tensor, totals: _StepTotals) -> torch.Tensor:
         """(n,) SADR term of this bucket's rewriting rows (docs/methods.md §4)."""
         tap, cfg = self.tap, self.cfg
+        assert tap is not None  # SADR runs only with its attention tap
         if bk.a0 is None:  # step 0: δ = 0, every row of the bucket present
             bk.a0 = {l: a.detach().clone() for l, a in tap.captured.items()}
         local_n = torch.bincount(rw_req, minlength=self.n).float()
@@ -334,6 +339,7 @@ def optimise_values(
     row_keys = {l: grab[("k", l)][: prompts.n_rw] for l in keys_below}
     opt = _ValueOptimisation(bundle, prompts, buckets, cfg, site, layer, start, row_keys, keys_above, init, sadr)
     it = opt.run()
+    assert opt.init is not None  # step 0 read it (or it was given): run() always takes step 0
     delta = opt.delta.detach()
     if not torch.isfinite(delta).all():
         raise EditError("non-finite edit value; weights left untouched")

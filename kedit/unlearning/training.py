@@ -141,10 +141,12 @@ def step_update(
         h = metric.h()
         direction = project_orthogonal(g_forget, g_retain, h, cfg.ridge)
         if cfg.retain_weight > 0:
+            assert group_share is not None  # the unlearner refuses retain_weight > 0 without retain pairs
             direction = direction + cfg.retain_weight * (group_share @ g_retain)
     else:
         direction = g_forget
         if cfg.retain_weight > 0:
+            assert group_share is not None  # the unlearner refuses retain_weight > 0 without retain pairs
             direction = direction + cfg.retain_weight * (group_share @ g_retain)
         metric.observe(direction.square())
         h = metric.h()
