@@ -8,8 +8,8 @@ import pytest
 from model_weights import snapshot, unchanged
 
 from kedit import KnowledgeLayer, Route
-from kedit.layer import Hit, Tier
 from kedit.errors import EditError, KeditError, StoreError
+from kedit.layer import Hit, Tier
 
 SUBJECT = "Danielle Darrieux"
 
