@@ -53,7 +53,8 @@ class Hit:
     source: str
     fact: Fact | None = None
     passage: Passage | None = None
-    via: str = "vector"  # how it was found: "vector" (similarity search), "graph" (the fact in force), "closed-book"
+    via: str = "vector"  # how it was found: "vector" (similarity search), "graph" (the fact in force),
+    # "instruction" (the user gave it), "closed-book" (the model answered from its weights)
     round: int = 0  # the evidence pool's round that found it (0: a plain search)
     answer: str | None = None  # the object it asserts, when it asserts one
 
