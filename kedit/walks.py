@@ -224,7 +224,7 @@ def _ask_again_without_echo(layer, read: dict, asks: list, jobs: list, prefix_ca
                           [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in keys], until="line",
                           prefix_cache=prefix_cache, banned_first=[again[k] for k in keys])
     for key, text in zip(keys, texts):
-        said = short_answer(read_answer(text, key[1]))
+        said = short_answer(read_answer(text, key[1])) or ""
         subject = next(jobs[j][3] for j, p, f, _ in asks if (p, f) == key)
         read[key] = "" if _echoes(said, subject) else said
 
