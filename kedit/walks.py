@@ -190,6 +190,37 @@ def _passage_statement(passages: list[Hit], subject: str, relation_id: str, rela
     return None
 
 
+def _echoes(said: str, subject: str) -> bool:
+    """A hop's answer that only repeats (a piece of) its own subject: "the head of state of Croatia" →
+    "Croatia". Never the answer of a relation between two entities."""
+    return bool(said) and _norm(said) in _norm(subject)
+
+
+def _ask_again_without_echo(layer, read: dict, asks: list, jobs: list, prefix_cache: dict) -> None:
+    """Closed-book answers that echo their hop's subject are asked again with the subject's first token
+    banned as the first answer token, so the model's next-best answer is read instead (on the MQuAKE dev
+    run of commit c91eb73, 170 of the chains' closed-book hops were such echoes; docs/methods.md §7)."""
+    tok = layer.bundle.tokenizer
+    again: dict[tuple[str, str], set[int]] = {}
+    for job, prompt, form, passage in asks:
+        subject = jobs[job][3]
+        if passage is None and _echoes(read[(prompt, form)], subject):
+            banned = again.setdefault((prompt, form), set())
+            for variant in (subject, f" {subject}"):  # the answer's first token, with or without its space
+                first = tok(variant, add_special_tokens=False)["input_ids"][:1]
+                banned.update(first)
+    if not again:
+        return
+    keys = list(again)
+    texts = complete_many(layer.bundle, [p for p, _ in keys],
+                          [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in keys], until="line",
+                          prefix_cache=prefix_cache, banned_first=[again[k] for k in keys])
+    for key, text in zip(keys, texts):
+        said = short_answer(read_answer(text, key[1])) or ""
+        subject = next(jobs[j][3] for j, p, f, _ in asks if (p, f) == key)
+        read[key] = "" if _echoes(said, subject) else said
+
+
 def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, prefix_cache: dict) -> None:
     """Walk every question's chain hop by hop, all questions in step, so the model's closed-book and
     passage-reading answers of one hop level are generated together (one batched call)."""
@@ -226,6 +257,7 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
                                   [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in unique], until="line",
                                   prefix_cache=prefix_cache)
             read = {key: short_answer(read_answer(t, key[1])) for key, t in zip(unique, texts)}
+            _ask_again_without_echo(layer, read, asks, jobs, prefix_cache)
             for job, prompt, form, passage in asks:
                 said = read[(prompt, form)]
                 if not said:

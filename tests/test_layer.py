@@ -174,3 +174,14 @@ def test_langchain_retriever_and_runnable_in_an_lcel_chain(kl):
     assert docs[0].metadata["kind"] == "fact" and docs[0].metadata["id"] == kl.store.current("Atlantis", "P36").id
     qa = RunnableLambda(lambda x: x["question"]) | kl.as_runnable()
     assert qa.invoke({"question": "What is the capital of Atlantis?"}) == "Meropis"
+
+
+def test_a_closed_book_hop_that_echoes_its_subject_is_asked_again(kl, smollm):
+    # MQuAKE dev case 0's chain: SmolLM2 answers "Who is the head of state of Croatia?" with "Croatia".
+    # The hop is asked again with "Croatia" banned as the first answer token (docs/methods.md §7).
+    kl.insert(subject="Ellie Kemper", relation="country of citizenship", object="Croatia", source="test")
+    ans = kl.query("Who is the head of state of the country where Ellie Kemper holds a citizenship?")
+    hops = ans.trace["hops"]
+    assert [h["subject"] for h in hops][:2] == ["Ellie Kemper", "Croatia"] and hops[0]["answer"] == "Croatia"
+    assert hops[1]["relation"] == "P35" and hops[1]["tier"] in ("parametric", None)
+    assert hops[1]["answer"] is None or hops[1]["answer"].lower() not in "croatia"  # not (a piece of) its subject

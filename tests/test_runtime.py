@@ -263,3 +263,15 @@ def test_load_model_dtype_and_device_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="cuda"):
             load_model("smollm2-135m", device="cuda")
+
+
+def test_greedy_many_bans_first_tokens_only_where_asked(smollm):
+    from kedit.runtime.generation import greedy_many
+
+    prompts = ["The capital of France is", "The capital of Italy is"]
+    plain = greedy_many(smollm, prompts, 3)
+    banned = greedy_many(smollm, prompts, 3, banned_first=[{plain[0][0]}, set()])
+    assert banned[0][0] != plain[0][0]  # the banned token is not the first, the next best is
+    assert banned[1] == plain[1]  # a prompt with nothing banned decodes as before
+    with pytest.raises(ValueError):
+        greedy_many(smollm, prompts, 3, banned_first=[set()])

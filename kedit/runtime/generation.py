@@ -9,7 +9,7 @@ computed once, left padding), the same tokens as one `model.generate(do_sample=F
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 
 def _cache_arg(model) -> str:
@@ -91,7 +91,8 @@ def _batches(indices: list[int], ids: list[list[int]], batch_size: int) -> list[
 
 def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[int], *, until: str = "none",
                 batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
-                prefix_cache: dict | None = None) -> list[list[int]]:
+                prefix_cache: dict | None = None,
+                banned_first: Sequence[Collection[int]] | None = None) -> list[list[int]]:
     """Greedy continuations of many prompts, batched; returns each prompt's new token ids.
 
     The same tokens as one `model.generate(do_sample=False)` per prompt (up to float rounding of the
@@ -100,6 +101,9 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
     budget, at end-of-text, or when its decoded text meets `until`: "newline" (a newline anywhere, as a
     `\\n` stop string does), "line" (a newline after some non-space text: enough for the first line of
     the stripped text) or "none", or when `stop_when[i]` (if given) returns True for its text.
+
+    `banned_first[i]` (if given) holds token ids prompt i's first new token may not be (the next best is
+    taken): a closed-book answer that would only repeat its question's subject is asked for again this way.
 
     A shared prefix of at least 48 tokens is cut at its last newline and its keys/values kept in
     `prefix_cache` (a dict the caller may pass to share them between calls: only while the weights do
@@ -110,7 +114,8 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
     if until not in _UNTIL:
         raise ValueError(f"until must be one of {_UNTIL}, not {until!r}")
     budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-    if len(budgets) != len(prompts) or (stop_when is not None and len(stop_when) != len(prompts)):
+    if len(budgets) != len(prompts) or (stop_when is not None and len(stop_when) != len(prompts)) or (
+            banned_first is not None and len(banned_first) != len(prompts)):
         raise ValueError(f"{len(prompts)} prompts but {len(budgets)} budgets")
     tok, model = bundle.tokenizer, bundle.model
     arg = _cache_arg(model)
@@ -160,7 +165,13 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
                 out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                             position_ids=positions.to(device), use_cache=True, logits_to_keep=1, **kwargs)
                 cache = _out_cache(out, arg)
-                picked = out.logits[:, -1].argmax(-1).tolist()
+                logits = out.logits[:, -1]
+                if step == 0 and banned_first is not None:
+                    for b, r in enumerate(live):
+                        banned = list(banned_first[rows[r]])
+                        if banned:
+                            logits[b, banned] = float("-inf")
+                picked = logits.argmax(-1).tolist()
                 step += 1
                 keep = []
                 for b, r in enumerate(live):
@@ -193,11 +204,11 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
 
 def complete_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 8, *, until: str = "none",
                   batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
-                  prefix_cache: dict | None = None) -> list[str]:
+                  prefix_cache: dict | None = None, banned_first: Sequence[Collection[int]] | None = None) -> list[str]:
     """Decoded greedy continuations of `prompts` (see `greedy_many`)."""
     tok = bundle.tokenizer
     return [tok.decode(t, skip_special_tokens=True)
             for t in greedy_many(bundle, prompts, max_new_tokens, until=until, batch_size=batch_size,
-                                 stop_when=stop_when, prefix_cache=prefix_cache)]
+                                 stop_when=stop_when, prefix_cache=prefix_cache, banned_first=banned_first)]
 
 
