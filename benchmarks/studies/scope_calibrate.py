@@ -24,6 +24,8 @@ of pairs.
 
     python -m benchmarks.studies.scope_calibrate            # writes kedit/scope/scope_head.json
 
+The same pairs (`build_pairs`) fit the second stage, the cross-encoder (`benchmarks.studies.scope_cross`).
+
 Report the head on the validation files with `python -m benchmarks.studies.scope_bench`.
 """
 
