@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=2, help="top MiniLM layers fitted (the rest stay the wheel's)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--limit", type=int, default=0, help="fit on this many pairs (0: all), to time a run")
     parser.add_argument("--recall", type=float, default=0.96, help="share of held-out paraphrases kept in scope")
     parser.add_argument("--out", type=Path, default=CROSS_PATH)
