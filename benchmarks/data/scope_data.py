@@ -33,9 +33,9 @@ class ScopeCase:
     in_scope: tuple[str, ...]  # wordings that ask for the stored fact
     same_subject_out: tuple[str, ...] = ()  # same subject, another relation
     other_subject: tuple[str, ...] = ()  # another subject (locality)
-    same_relation_labels: tuple[str, ...] = ()  # same subject, the edited relation in label wording
     cluster: str = field(default="", compare=False)
     old: str = ""  # the true value the edit replaces (CounterFact / ZsRE ground truth)
+    same_relation_labels: tuple[str, ...] = ()  # same subject, the edited relation in label wording (ZsRE)
 
 
 def _template(prompt: str, subject: str) -> str | None:
