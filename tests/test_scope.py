@@ -4,6 +4,7 @@ learned relations, in/out of scope, and the `layer` adapter's use of the same de
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -225,3 +226,19 @@ def test_a_misspelt_stored_subject_is_linked(tmp_path, smollm, embedder):
         assert [m.entities for m in kl.scope.link("What was the name of the Derek Whiteheads team?")] == [
             ("Derek Whitehead",)]
         assert kl.scope.link("Gregory X was born in") == []  # a different code is a different name
+
+
+def test_the_cross_encoder_can_be_turned_off(stores, zsre):
+    from kedit.scope import ScopeConfig, ScopeModel
+    from kedit.scope.head import default_head
+
+    kl, _ = stores
+    head_only = ScopeModel(kl.store, ScopeConfig(cross_top=0))
+    assert head_only.cross is None and head_only.threshold == pytest.approx(1 / (1 + math.exp(-default_head().threshold)))
+    asked = [q for c in zsre for q in c.same_subject_out][:4]
+    both = [c for q in asked for c in kl.scope.decide(q).candidates]
+    alone = [c for q in asked for c in head_only.decide(q).candidates]
+    assert both and all("cross" in c.features for c in both)  # the second stage scored every candidate
+    assert len(alone) == len(both) and not any("cross" in c.features for c in alone)
+    with pytest.raises(ValueError, match="cross_top"):
+        ScopeConfig(cross_top=-1)

@@ -89,7 +89,6 @@ class CrossScorer:
 
     @classmethod
     def load(cls, path: str | Path = CROSS_PATH) -> CrossScorer:
-        import torch
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:
@@ -105,7 +104,6 @@ class CrossScorer:
         encoder.load_state_dict(tensors, strict=False)
         encoder.eval()
         out.eval()
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         return cls(tokenizer, encoder, out, float(meta["threshold"]), json.loads(meta.get("figures", "{}")))
 
 
