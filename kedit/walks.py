@@ -12,6 +12,7 @@ answer; `preference.resolve` picks one and its answer becomes the next hop's sub
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -77,6 +78,11 @@ def _looks_like_name(text: str) -> bool:
     return not lower and any(w[0].isupper() or w[0].isdigit() for w in words)
 
 
+# store -> (number of relations, their question vectors): kept across questions (a pool lives for one
+# call, and `pool_class` makes its class anew each time, so a class attribute would not outlive either)
+_RELATION_VECTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def pool_class():
     from kedit.store.evidence import EvidencePool, Slot
 
@@ -85,15 +91,12 @@ def pool_class():
         embedded once per store (not per question), and a chain can start from an entity the store does
         not know (named in the question; its first hop is then answered by the model, closed-book)."""
 
-        _vectors: dict[int, tuple[int, Any]] = {}
-
         def _closest_relation(self, question: str):
             relations = list(self.store.relations)
-            key = id(self.store)
-            cached = self._vectors.get(key)
+            cached = _RELATION_VECTORS.get(self.store)
             if cached is None or cached[0] != len(relations):
                 cached = (len(relations), self.store._embed([r.question.format("X") for r in relations]))
-                self._vectors[key] = cached
+                _RELATION_VECTORS[self.store] = cached
             scores = cached[1] @ self.store._embed([question])[0]
             return relations[int(scores.argmax())]
 

@@ -4,6 +4,7 @@ learned relations, in/out of scope, and the `layer` adapter's use of the same de
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -173,3 +174,71 @@ def test_a_question_that_nests_hops_is_answered_from_the_walked_in_scope_facts(t
         assert answer.trace["chain_start"] == "walk", answer.trace
         used = {e.fact_id for e in answer.evidence if e.fact_id is not None}
         assert used and used <= {c.fact.id for c in kl.scope.walk(kl.in_scope(uncued))}  # nothing else enters
+
+
+def test_the_cross_encoder_ships_small_and_reads_the_pair_together(zsre, cf_cases):
+    from kedit.scope.cross import CROSS_PATH, default_cross
+    from kedit.scope.text import masked_template, relation_template
+
+    assert CROSS_PATH.stat().st_size < 8_000_000  # the top layers in float16, not the whole model
+    cross = default_cross()
+    assert cross.meta["held_out"]["auc"] > 0.9  # fitted figures travel with the weights
+
+    def form(case, text):
+        return masked_template(relation_template(text, case.subject))
+
+    # paraphrases of the stored prompt score above the threshold more often than other relations do
+    para = [float(cross.logits(form(c, c.in_scope[1]), [form(c, c.prompt)])[0]) for c in cf_cases + zsre]
+    other = [float(cross.logits(form(c, q), [form(c, c.prompt)])[0]) for c in zsre for q in c.same_subject_out]
+    assert sum(s >= cross.threshold for s in para) >= 0.75 * len(para), para
+    assert sum(s < cross.threshold for s in other) >= 0.75 * len(other), other
+
+
+def test_scope_decisions_on_real_records(stores, cf_cases, zsre):
+    kl, _ = stores
+
+    def in_scope_of(case, text):
+        fact = kl.in_scope(text).fact
+        return fact is not None and fact.subject == case.subject and _norm(fact.object) == _norm(case.target)
+
+    para_cf = sum(in_scope_of(c, c.in_scope[1]) for c in cf_cases)
+    para_zsre = sum(in_scope_of(c, c.in_scope[1]) for c in zsre)
+    other_cf = [in_scope_of(c, q) for c in cf_cases for q in c.same_subject_out]
+    other_zsre = [in_scope_of(c, q) for c in zsre for q in c.same_subject_out]
+    # measured 11 of 12 and 9 of 12 (two ZsRE rephrasings do not name the subject as stored), none out in
+    assert para_cf >= 0.8 * len(cf_cases) and para_zsre >= 0.65 * len(zsre), (para_cf, para_zsre)
+    assert sum(other_cf) <= 0.25 * len(other_cf) and sum(other_zsre) <= 0.2 * len(other_zsre), (other_cf, other_zsre)
+
+
+def test_zsre_prompts_that_ask_the_edited_relation_are_kept_apart(data_dir):
+    cases = zsre_cases(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json")
+    split = [c for c in cases if c.same_relation_labels]
+    assert split, "the sample holds ZsRE records whose Relation_Specificity asks the edited relation"
+    for c in split:
+        assert not set(c.same_relation_labels) & set(c.same_subject_out)
+
+
+def test_a_misspelt_stored_subject_is_linked(tmp_path, smollm, embedder):
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        kl.edit("Which team did Derek Whitehead play for?", target="Rotherham United", subject="Derek Whitehead",
+                route="store")
+        kl.insert(subject="Gregory XVI", relation="P19", object="Belluno")
+        assert [m.entities for m in kl.scope.link("What was the name of the Derek Whiteheads team?")] == [
+            ("Derek Whitehead",)]
+        assert kl.scope.link("Gregory X was born in") == []  # a different code is a different name
+
+
+def test_the_cross_encoder_can_be_turned_off(stores, zsre):
+    from kedit.scope import ScopeConfig, ScopeModel
+    from kedit.scope.head import default_head
+
+    kl, _ = stores
+    head_only = ScopeModel(kl.store, ScopeConfig(cross_top=0))
+    assert head_only.cross is None and head_only.threshold == pytest.approx(1 / (1 + math.exp(-default_head().threshold)))
+    asked = [q for c in zsre for q in c.same_subject_out][:4]
+    both = [c for q in asked for c in kl.scope.decide(q).candidates]
+    alone = [c for q in asked for c in head_only.decide(q).candidates]
+    assert both and all("cross" in c.features for c in both)  # the second stage scored every candidate
+    assert len(alone) == len(both) and not any("cross" in c.features for c in alone)
+    with pytest.raises(ValueError, match="cross_top"):
+        ScopeConfig(cross_top=-1)

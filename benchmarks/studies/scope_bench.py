@@ -4,7 +4,10 @@ Stores every case's fact (one per subject) through `KnowledgeLayer.edit_many(rou
 `KnowledgeLayer.query_many`:
 - the edit prompt and the paraphrase: answered with the stored target (the answer starts with it);
 - the neighbourhood prompt (another subject) and, on ZsRE, the subject's other relation
-  (`Relation_Specificity`): answered exactly as a knowledge base with nothing stored answers them.
+  (`Relation_Specificity`): answered exactly as a knowledge base with nothing stored answers them;
+- on ZsRE, the `Relation_Specificity` prompts that ask the edited relation itself (their answer is the
+  edit's old one: `ScopeCase.same_relation_labels`): answered with the stored target
+  (`same_relation_label`), since the fact they ask for was changed.
 
     python -m benchmarks.studies.scope_bench --set counterfact-val --n 300
     python -m benchmarks.studies.scope_bench --set zsre-dev --n 300
@@ -45,9 +48,11 @@ def answered(answer: str | None, target: str) -> bool:
 
 def run(cases: list[ScopeCase], model: str, batch: int = 64, route: str | None = "store") -> dict:
     bundle = load_model(model)
-    rows: dict[str, list[bool]] = {"prompt": [], "paraphrase": [], "other_subject": [], "same_subject_other": []}
+    rows: dict[str, list[bool]] = {"prompt": [], "paraphrase": [], "other_subject": [], "same_subject_other": [],
+                                   "same_relation_label": []}
     t0 = time.perf_counter()
     asks = [(c, c.in_scope[0], "prompt") for c in cases] + [(c, c.in_scope[1], "paraphrase") for c in cases]
+    asks += [(c, q, "same_relation_label") for c in cases for q in c.same_relation_labels]
     outs = [(c, q, "other_subject") for c in cases for q in c.other_subject]
     outs += [(c, q, "same_subject_other") for c in cases for q in c.same_subject_out]
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:

@@ -24,6 +24,8 @@ of pairs.
 
     python -m benchmarks.studies.scope_calibrate            # writes kedit/scope/scope_head.json
 
+The same pairs (`build_pairs`) fit the second stage, the cross-encoder (`benchmarks.studies.scope_cross`).
+
 Report the head on the validation files with `python -m benchmarks.studies.scope_bench`.
 """
 
@@ -148,6 +150,27 @@ def _features(embedder, pairs: list[tuple[str, str, int, str]]) -> tuple[np.ndar
     return x, np.asarray([p[2] for p in pairs]), np.asarray([p[3] for p in pairs])
 
 
+def build_pairs(root: Path, n_cf: int = 4000, n_held_cf: int = 500, n_held_mend: int = 200,
+                relation_weight: int = 5) -> tuple[list, list, int]:
+    """(fitted pairs, held-out pairs, how many of the held-out pairs, at the end, are zsRE-MEND's): the pairs
+    of the module docstring, from the train files under `root` (the scope head's and the cross-encoder's)."""
+    cf_distinct = distinct_subjects(counterfact_cases(root / CF_TRAIN))
+    cf, held_cf = cf_distinct[:n_cf], cf_distinct[n_cf : n_cf + n_held_cf]
+    mend = zsre_mend_cases(root / MEND_TRAIN)
+    fit_mend, held_mend = mend[: len(mend) - n_held_mend], mend[len(mend) - n_held_mend :]
+    relations = list(RelationVocabulary.builtin())
+    wiki = [c for f in WIKI_TRAIN for c in knowedit_wiki_cases(root / f)]
+    wordings = label_wordings(wiki, relations)
+    pairs = (training_pairs(cf, 2, seed=1, wordings=wordings, label_negatives=2)
+             + training_pairs(fit_mend, 3, seed=2, wordings=wordings, label_negatives=6)
+             + training_pairs(wiki, 0, seed=5) + relation_pairs(relations, 6, seed=3))
+    pairs += [p for p in pairs if p[3] == "relation"] * (relation_weight - 1)
+    # held-out train cases, never fitted on: the threshold's
+    held_cf_pairs = training_pairs(held_cf, 2, seed=6, wordings=wordings, label_negatives=2)
+    held_mend_pairs = training_pairs(held_mend, 3, seed=4, wordings=wordings, label_negatives=6)
+    return pairs, held_cf_pairs + held_mend_pairs, len(held_mend_pairs)
+
+
 def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import roc_auc_score
     from sklearn.neural_network import MLPClassifier
@@ -164,26 +187,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="copies of the curated relations' in-scope pairs (few, and the only label-form positives)")
     parser.add_argument("--out", type=Path, default=HEAD_PATH)
     args = parser.parse_args(argv)
-    root = args.data or require_data_dir()
     t0 = time.perf_counter()
     embedder = default_embedder()
-    cf_all = counterfact_cases(root / CF_TRAIN)
-    cf_distinct = distinct_subjects(cf_all)
-    cf, held_cf = cf_distinct[: args.cf], cf_distinct[args.cf : args.cf + args.held_cf]
-    mend = zsre_mend_cases(root / MEND_TRAIN)
-    fit_mend, held_mend = mend[: len(mend) - args.held_mend], mend[len(mend) - args.held_mend :]
-    join, table = join_threshold(embedder, cf_all)
+    root = args.data or require_data_dir()
+    join, table = join_threshold(embedder, counterfact_cases(root / CF_TRAIN))
     print(f"join threshold (>= 99% same relation on CounterFact-train template pairs): {join}")
     for t, n, share in table:
         print(f"  cos >= {t:.2f}: {n:5d} pairs, same relation {share:.3f}")
-    relations = list(RelationVocabulary.builtin())
-    wiki = [c for f in WIKI_TRAIN for c in knowedit_wiki_cases(root / f)]
-    wordings = label_wordings(wiki, relations)
-    print(f"{len(wordings)} relation-label wordings (KnowEdit WikiData train prompts and curated labels)")
-    pairs = (training_pairs(cf, 2, seed=1, wordings=wordings, label_negatives=2)
-             + training_pairs(fit_mend, 3, seed=2, wordings=wordings, label_negatives=6)
-             + training_pairs(wiki, 0, seed=5) + relation_pairs(relations, 6, seed=3))
-    pairs += [p for p in pairs if p[3] == "relation"] * (args.relation_weight - 1)
+    pairs, held, n_held_mend = build_pairs(root, args.cf, args.held_cf, args.held_mend, args.relation_weight)
     x, y, kinds = _features(embedder, pairs)
     model = MLPClassifier((args.hidden,), alpha=args.alpha, max_iter=60, early_stopping=True, random_state=0).fit(x, y)
     layers = [{"weights": np.round(w, 6).tolist(), "bias": np.round(b, 6).tolist()}
@@ -191,8 +202,6 @@ def main(argv: list[str] | None = None) -> None:
     head = ScopeHead(tuple((np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in zip(model.coefs_, model.intercepts_)),
                      0.0, join)
     # the threshold is set on held-out train cases: a fitted head scores its own training pairs too well
-    held_cf_pairs = training_pairs(held_cf, 2, seed=6, wordings=wordings, label_negatives=2)
-    held = held_cf_pairs + training_pairs(held_mend, 3, seed=4, wordings=wordings, label_negatives=6)
     hx, hy, hkinds = _features(embedder, held)
     held_score = head.score(hx)
     positives = np.sort(held_score[hkinds == "paraphrase"])
@@ -203,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         return {str(k): round(float(np.mean((scores[kinds_ == k] >= threshold) == (k in ("paraphrase", "relation")))), 4)
                 for k in sorted(set(kinds_))}
 
-    held_mend_pairs = np.arange(len(held)) >= len(held_cf_pairs)
+    held_mend_pairs = np.arange(len(held)) >= len(held) - n_held_mend
     data = {
         "format": FORMAT,
         "features": "MiniLM all-MiniLM-L6-v2 vectors q (masked input), t (masked template): [q*t, |q-t|, q.t], "
@@ -213,12 +222,12 @@ def main(argv: list[str] | None = None) -> None:
         "threshold": round(threshold, 6),
         "join_similarity": join,
         "fitted_on": {"files": [CF_TRAIN, MEND_TRAIN, *WIKI_TRAIN, "curated relations (memory.RelationVocabulary.builtin)"],
-                      "counterfact_cases": len(cf), "zsre_mend_cases": len(fit_mend), "knowedit_wiki_cases": len(wiki),
+                      "counterfact_cases": args.cf, "zsre_mend_cases_held_out": args.held_mend,
                       "pairs": len(y), "in_scope_pairs": int(y.sum()),
                       "pairs_by_kind": {str(k): int(np.sum(kinds == k)) for k in sorted(set(kinds))},
                       "hidden": args.hidden, "alpha": args.alpha, "relation_weight": args.relation_weight},
         "train": {"auc": round(float(roc_auc_score(y, score)), 4), "right_by_kind": right(score, kinds)},
-        "held_out": {"counterfact_cases": len(held_cf), "zsre_mend_cases": len(held_mend), "recall_target": args.recall,
+        "held_out": {"counterfact_cases": args.held_cf, "zsre_mend_cases": args.held_mend, "recall_target": args.recall,
                      "auc": round(float(roc_auc_score(hy, held_score)), 4),
                      "right_by_kind_counterfact": right(held_score[~held_mend_pairs], hkinds[~held_mend_pairs]),
                      "right_by_kind_zsre_mend": right(held_score[held_mend_pairs], hkinds[held_mend_pairs])},

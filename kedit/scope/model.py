@@ -4,13 +4,15 @@ radius, WISE's routing, made explicit.)
 1. **Link.** The input's subject is found by matching the store's own entity names and aliases in the
    text (longest span; case, punctuation, possessives and a leading article normalised), keeping only
    entities that are the subject of a live fact. No capitalisation guess: an entity the store does not
-   know has no stored fact to be in scope of.
+   know has no stored fact to be in scope of. When nothing links, a near-miss spelling of a stored
+   subject's name (kedit/scope/fuzzy.py: "Derek Whiteheads", "4 Sagittarius") links to it.
 2. **Score.** Each live fact of a linked subject (a handful) is scored against the input with its subject
    masked: the scope head (kedit/scope/head.py, a logistic regression over MiniLM pair features and word
    overlap) scores
    the input against every template of the fact's relation *bank* (the relation's cloze and question
    templates plus the prompt templates of the stored facts of that relation, so paraphrases seen before
-   help); the best template's probability is the fact's score. A relation template that matches the
+   help); the cross-encoder (kedit/scope/cross.py: MiniLM reading input and template together) then
+   scores the head's best few templates, and the best one's probability is the fact's score. A relation template that matches the
    input word for word settles it: in scope when it is the fact's relation, out when it is another
    curated (built-in or registered) relation.
 3. **Decide.** In scope when the score reaches the threshold. The head and its threshold are fitted on
@@ -31,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from kedit.scope.cross import default_cross
+from kedit.scope.fuzzy import FuzzyNames
 from kedit.scope.head import default_head
 from kedit.scope.relations import LEARNED
 from kedit.scope.text import masked, masked_template, nests_hops, relation_template
@@ -41,14 +45,17 @@ from kedit.statements import match_relation
 class ScopeConfig:
     """The scope model's settings; the head (weights and threshold) comes from `scope_head.json`."""
 
-    threshold: float | None = None  # probability at which a fact is in scope; None: the fitted head's
+    threshold: float | None = None  # probability at which a fact is in scope; None: the fitted scorer's
     max_bank: int = 64  # prompt templates kept per relation (the most recent first)
+    cross_top: int = 4  # templates of a relation's bank the cross-encoder reads (the head's best); 0: head only
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"ScopeConfig.threshold must be in (0, 1), got {self.threshold}")
         if self.max_bank < 1:
             raise ValueError(f"ScopeConfig.max_bank must be at least 1, got {self.max_bank}")
+        if self.cross_top < 0:
+            raise ValueError(f"ScopeConfig.cross_top must be at least 0, got {self.cross_top}")
 
 
 @dataclass(frozen=True)
@@ -112,14 +119,18 @@ class ScopeModel:
         self.store = store
         self.config = config or ScopeConfig()
         self.head = default_head()
-        # the head's threshold is a logit; the decision compares probabilities
-        self.threshold = self.config.threshold if self.config.threshold is not None else _sigmoid(self.head.threshold)
+        self.cross = default_cross() if self.config.cross_top else None
+        # the fitted thresholds are logits; the decision compares probabilities
+        fitted = self.cross.threshold if self.cross is not None else self.head.threshold
+        self.threshold = self.config.threshold if self.config.threshold is not None else _sigmoid(fitted)
         self._banks_version: tuple[int, int] = (-1, -1)
         self._banks: dict[str, list[str]] = {}
         self._vectors: dict[str, np.ndarray] = {}  # template text -> unit vector (embedded once)
         self._bank_owners: list[str] = []
         self._bank_starts = np.zeros(0, dtype=np.int64)
         self._bank_matrix = np.zeros((0, 1), dtype=np.float32)
+        self._fuzzy_version: tuple[int, int] = (-1, -1)
+        self._fuzzy = FuzzyNames(())
 
     # -- linking --------------------------------------------------------------------------------
     def link(self, text: str, as_of: Any = None) -> list[Mention]:
@@ -136,7 +147,19 @@ class ScopeModel:
             with_facts = tuple(n for n in names if facts[n])
             if with_facts:
                 found.append(Mention(start, end, text[start:end], with_facts))
+        if not found:
+            for start, end, names in self._fuzzy_names().spans(text):
+                facts.update({n: self.store.facts(subject=n, as_of=as_of, include_superseded=False) for n in names})
+                if with_facts := tuple(n for n in names if facts[n]):
+                    found.append(Mention(start, end, text[start:end], with_facts))
         return found, facts
+
+    def _fuzzy_names(self) -> FuzzyNames:
+        version = (self.store.record.version, len(self.store.relations))
+        if version != self._fuzzy_version:
+            self._fuzzy = FuzzyNames({f.subject for f in self.store.facts(include_superseded=False)})
+            self._fuzzy_version = version
+        return self._fuzzy
 
     # -- relation banks -------------------------------------------------------------------------
     def _refresh_banks(self) -> None:
@@ -200,8 +223,13 @@ class ScopeModel:
             return {"probability": 0.0, "lexical": 0.0}
         logits = self.head.logits(vector, query, np.stack([self._vectors[t] for t in bank]), bank)
         best = int(np.argmax(logits))
-        return {"probability": _sigmoid(float(logits[best])), "lexical": 0.0,
-                "cosine": float(self._vectors[bank[best]] @ vector)}
+        feats = {"probability": _sigmoid(float(logits[best])), "lexical": 0.0, "head": float(logits[best]),
+                 "cosine": float(self._vectors[bank[best]] @ vector)}
+        if self.cross is not None:  # the second stage reads the pair together, on the head's best templates
+            top = [bank[i] for i in np.argsort(-logits, kind="stable")[: self.config.cross_top]]
+            cross = float(np.max(self.cross.logits(query, top)))
+            feats |= {"probability": _sigmoid(cross), "cross": cross}
+        return feats
 
     def decide(self, text: str, as_of: Any = None) -> ScopeDecision:
         """Score every live fact of every stored subject `text` names; the best in-scope one first."""

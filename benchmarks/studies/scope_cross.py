@@ -1,0 +1,113 @@
+"""Fit the scope cross-encoder (kedit/scope/scope_cross.safetensors) on the train files' pairs.
+
+The pairs are those the scope head is fitted on (`benchmarks.studies.scope_calibrate.build_pairs`:
+counterfact-train, zsRE-MEND train, KnowEdit WikiData train, the curated relations); MiniLM reads each
+(masked input, masked template) pair together and its top `--layers` layers and a logit layer on [CLS]
+are fitted with binary cross-entropy (AdamW, one thread, linear warm-up and decay). The threshold keeps
+`--recall` of the paraphrases of the held-out train cases (the head's: counterfact-train subjects
+4,000-4,499, the last 200 zsRE-MEND records) in scope; the fit's figures on them go into the file's
+metadata. One epoch over the 37,895 pairs took 15 min on one loaded core.
+
+    python -m benchmarks.studies.scope_cross            # writes kedit/scope/scope_cross.safetensors
+
+Report with `python -m benchmarks.studies.scope_bench` (validation files only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.studies.scope_calibrate import build_pairs
+from kedit.paths import require_data_dir
+from kedit.scope.cross import CROSS_PATH, FORMAT, build_encoder, pair_logits, trained_names
+
+
+def _scores(tokenizer, encoder, out, pairs, batch: int = 128) -> np.ndarray:
+    import torch
+
+    encoder.eval()
+    got = []
+    with torch.inference_mode():
+        for s in range(0, len(pairs), batch):
+            part = pairs[s : s + batch]
+            got.append(pair_logits(tokenizer, encoder, out, [p[1] for p in part], [p[0] for p in part]).numpy())
+    return np.concatenate(got) if got else np.zeros(0, np.float32)
+
+
+def right_by_kind(scores: np.ndarray, pairs, threshold: float) -> dict[str, float]:
+    kinds = np.asarray([p[3] for p in pairs])
+    return {str(k): round(float(np.mean((scores[kinds == k] >= threshold) == (k in ("paraphrase", "relation")))), 4)
+            for k in sorted(set(kinds))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+    from safetensors.torch import save_file
+    from sklearn.metrics import roc_auc_score
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--layers", type=int, default=2, help="top MiniLM layers fitted (the rest stay the wheel's)")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--limit", type=int, default=0, help="fit on this many pairs (0: all), to time a run")
+    parser.add_argument("--recall", type=float, default=0.96, help="share of held-out paraphrases kept in scope")
+    parser.add_argument("--out", type=Path, default=CROSS_PATH)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    pairs, held, held_mend = build_pairs(args.data or require_data_dir())
+    rng = random.Random(0)
+    rng.shuffle(pairs)
+    if args.limit:
+        pairs = pairs[: args.limit]
+    tokenizer, encoder, out = build_encoder(args.layers)
+    names = set(trained_names(encoder, args.layers))
+    for name, p in encoder.named_parameters():
+        p.requires_grad = name in names
+    params = [p for n, p in encoder.named_parameters() if n in names] + list(out.parameters())
+    optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    steps = int(args.epochs * len(pairs) / args.batch)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / 100) * max(0.0, 1 - s / max(1, steps)))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    encoder.train()
+    for step in range(steps):
+        start = (step * args.batch) % len(pairs)
+        part = pairs[start : start + args.batch]
+        logits = pair_logits(tokenizer, encoder, out, [p[1] for p in part], [p[0] for p in part])
+        loss = loss_fn(logits, torch.tensor([float(p[2]) for p in part]))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 100 == 0:
+            print(f"step {step}/{steps} loss {loss.item():.4f} {time.perf_counter() - t0:.0f} s", flush=True)
+    t_fit = time.perf_counter() - t0
+    held_scores = _scores(tokenizer, encoder, out, held)
+    kinds = np.asarray([p[3] for p in held])
+    positives = np.sort(held_scores[kinds == "paraphrase"])
+    threshold = float(positives[int((1 - args.recall) * len(positives))])
+    labels = np.asarray([p[2] for p in held])
+    mend = np.arange(len(held)) >= len(held) - held_mend
+    figures = {"pairs": len(pairs), "epochs": args.epochs, "layers": args.layers, "lr": args.lr, "batch": args.batch,
+               "fit_seconds": round(t_fit, 1), "recall_target": args.recall,
+               "held_out": {"auc": round(float(roc_auc_score(labels, held_scores)), 4),
+                            "right_by_kind_counterfact": right_by_kind(held_scores[~mend], [p for p, m in zip(held, mend) if not m], threshold),
+                            "right_by_kind_zsre_mend": right_by_kind(held_scores[mend], [p for p, m in zip(held, mend) if m], threshold)}}
+    tensors = {n: p.detach().to(torch.float16).contiguous() for n, p in encoder.named_parameters() if n in names}
+    tensors |= {f"out.{n}": p.detach().to(torch.float16).contiguous() for n, p in out.named_parameters()}
+    save_file(tensors, str(args.out), metadata={"format": FORMAT, "trained_layers": str(args.layers),
+                                                "threshold": f"{threshold:.6f}", "figures": json.dumps(figures)})
+    print(json.dumps(figures), f"threshold {threshold:.3f}; {time.perf_counter() - t0:.0f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
