@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,16 @@ from kedit.editing.registry import (
 )
 from kedit.editing.requests import EditRequest, EditRequestError
 from kedit.editing.tracing import check_editable
+from kedit.editing.woodbury import Factorised
 from kedit.errors import EditError, KeditError, NothingToEditError
 from kedit.runtime.deltas import WeightDelta, fingerprint, fingerprint_mismatch
 from kedit.scoring import TargetScore, score_targets
 
 log = logging.getLogger(__name__)
+
+# A factorised fixed part of a solve (d_ff² float64 per layer) is kept up to this size: 256 MB is
+# d_ff ≈ 5800; larger models factorise per batch, as costly as the direct solve.
+FACTOR_CACHE_BYTES = 256 << 20
 
 
 def on_device(device: torch.device | str) -> contextlib.AbstractContextManager:
@@ -65,7 +70,8 @@ class ParametricEditor:
     """Edits one loaded model in place and keeps what is needed to take each edit back.
 
     Holds the per-model caches: context templates, second moments, inverse covariances, null-space
-    projectors and AlphaEdit's cache of past edited keys.
+    projectors, AlphaEdit's cache of past edited keys and the factorised fixed parts of the MEMIT and
+    AlphaEdit solves.
     """
 
     def __init__(self, bundle, *, corpus: str | Path | StatsCorpus | None = None,
@@ -83,6 +89,7 @@ class ParametricEditor:
         self._covs: dict[tuple[int, int], torch.Tensor] = {}
         self._inv: dict[tuple[int, int], torch.Tensor] = {}
         self._proj: dict[tuple[int, int, float | None, float | None], NullSpaceProjector] = {}
+        self._factors: dict[Hashable, tuple[Hashable, Factorised]] = {}
 
     # -- caches --------------------------------------------------------------------------------
     def second_moments(self, layers: list[int], n_tokens: int) -> dict[int, torch.Tensor]:
@@ -124,6 +131,23 @@ class ParametricEditor:
             c = self.second_moments([layer], n_tokens)[layer]
             self._inv[key] = torch.linalg.inv(c.double()).float()
         return self._inv[key]
+
+    def factorised(self, slot: Hashable, token: Hashable, build: Callable[[], torch.Tensor]) -> Factorised:
+        """The LU factors of the float64 matrix `build()` makes, kept in `slot` while `token` (what the matrix
+        depends on) is unchanged; a new token replaces them, so a slot holds one factorisation. Matrices over
+        `FACTOR_CACHE_BYTES` are factorised on every call, not kept."""
+        held = self._factors.get(slot)
+        if held is not None and held[0] == token:
+            return held[1]
+        self._factors.pop(slot, None)
+        factors = Factorised.of(build())
+        if factors.nbytes <= FACTOR_CACHE_BYTES:
+            self._factors[slot] = (token, factors)
+        return factors
+
+    def live_ids_with(self, tensor: str) -> tuple[str, ...]:
+        """Ids of the live records holding the extra tensor `tensor` (e.g. `keys.5`), oldest first."""
+        return tuple(r.id for r in self.live if tensor in r.extra_tensors)
 
     def past_keys(self, layers: list[int]) -> dict[int, torch.Tensor]:
         """AlphaEdit's Σ K_p K_pᵀ over the edited keys of the live MEMIT and AlphaEdit records, per layer.
