@@ -55,8 +55,9 @@ def test_batched_harness_gives_the_legacy_numbers_and_caches_pre_scores(smollm, 
     assert _cases(tmp_path / "batched") == _cases(tmp_path / "legacy")
     assert all(r["metrics"]["fluency"] > 0 and r["outputs"]["fluency_text"] for r in _cases(tmp_path / "batched"))
     assert batched["pre_cache"] == {"hits": 0, "misses": 2}
-    assert set(batched["stages"]) == {"pre_s", "edit_s", "score_s", "fluency_s", "undo_s"}
-    assert set(legacy["stages"]) == {"pre_s", "edit_s", "score_s", "fluency_s", "undo_s"}
+    stage_keys = {f"{name}{unit}" for name in ("pre", "edit", "score", "fluency", "undo") for unit in ("_s", "_cpu_s")}
+    assert set(batched["stages"]) == stage_keys
+    assert set(legacy["stages"]) == stage_keys
 
     # another method reads the same record's pre-edit scores from the cache, and they are the ones computed
     none_spec = RunSpec("knowedit", "ZsRE", "none", "smollm2-135m", {"kind": "zsre"})

@@ -12,7 +12,7 @@ Protocol (EasyEdit `BaseEditor.edit` + `compute_edit_quality`):
 Two harnesses give these numbers: "batched" (default; `benchmarks.runners.knowedit_batched`: pre-edit scores cached
 across methods and runs, the fluency samples of several cases decoded together) and "legacy" (the case-by-
 case loop below, kept so that `benchmarks/studies/harness_speed.py` can compare them). `shard` runs a slice of the
-cases (`benchmarks.runners.shards`). The summary's `stages` holds the wall seconds of pre, edit, score, fluency, undo.
+cases (`benchmarks.runners.shards`). The summary's `stages` holds the wall and process CPU seconds of pre, edit, score, fluency, undo.
 
 >>> from benchmarks.data.loaders import load_knowedit                      # doctest: +SKIP
 >>> summary = run_knowedit(method, load_knowedit(path), RunDir(out, spec), KnowEditSettings("zsre"))  # doctest: +SKIP
@@ -150,7 +150,8 @@ def run_knowedit(
             complete=complete and len(records) == len(cases),
         )
         if console is not None and stages.seconds:
-            console.print("stages (wall s): " + ", ".join(f"{n[:-2]} {v:.1f}" for n, v in stages.seconds.items()))
+            console.print("stages (wall s / process CPU s): " + ", ".join(
+                f"{n[:-2]} {v:.1f}/{stages.seconds[n[:-2] + '_cpu_s']:.1f}" for n, v in stages.wall.items()))
     return summary
 
 

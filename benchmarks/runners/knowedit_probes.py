@@ -102,13 +102,23 @@ def case_record(
 
 
 class Stages:
-    """Wall seconds per stage of a run (pre, edit, score, fluency, undo), this invocation only."""
+    """Wall seconds (`NAME_s`) and process CPU seconds (`NAME_cpu_s`: less inflated by other jobs' load)
+    per stage of a run (pre, edit, score, fluency, undo), this invocation only."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._cpu_mark = time.process_time()
 
     def add(self, name: str, t0: float) -> float:
-        """Add the time since `t0` to `name`; returns now."""
-        now = time.perf_counter()
+        """Add the wall time since `t0` to `name`, and the CPU time since the previous `add` (the stages
+        follow each other: what runs between two of them, e.g. writing a case line, goes to the next);
+        returns now."""
+        now, cpu = time.perf_counter(), time.process_time()
         self.seconds[f"{name}_s"] = self.seconds.get(f"{name}_s", 0.0) + now - t0
+        self.seconds[f"{name}_cpu_s"] = self.seconds.get(f"{name}_cpu_s", 0.0) + cpu - self._cpu_mark
+        self._cpu_mark = cpu
         return now
+
+    @property
+    def wall(self) -> dict[str, float]:
+        return {k: v for k, v in self.seconds.items() if not k.endswith("_cpu_s")}

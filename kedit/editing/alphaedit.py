@@ -16,6 +16,7 @@ above MEMIT's after 100 sequential edits; λ' = 0 is the published method (bench
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from kedit.editing.memit import MEMITConfig, Solve, memit_apply, note_batch
 from kedit.editing.registry import EditRun, register_method
 from kedit.editing.requests import EditRequest
 from kedit.editing.templates import context_templates
+from kedit.editing.woodbury import Factorised
 from kedit.errors import EditError
 
 
@@ -66,21 +68,40 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 def alphaedit_solve(
     cfg: AlphaEditConfig,
     projectors: dict[int, torch.Tensor],
-    past: dict[int, torch.Tensor] | None,
+    past: Callable[[int], torch.Tensor | None],
     covs: dict[int, torch.Tensor] | None = None,
+    fixed: Callable[[int, Callable[[], torch.Tensor]], Factorised] | None = None,
 ) -> Solve:
     """AlphaEdit's right factor (lhs⁻¹ P K)ᵀ, lhs = P(KKᵀ + K_pK_pᵀ + λ'C) + αI, of each layer.
-    `covs` (the second moments C per layer) are read only when `cfg.mom2_in_nullspace` > 0."""
+    `past(layer)`: Σ K_pK_pᵀ of the past edits (None: none); `covs` (the second moments C per layer) are
+    read only when `cfg.mom2_in_nullspace` > 0. `fixed(layer, build)`, if given, returns the factorised
+    M = P(K_pK_pᵀ + λ'C) + αI (`build` makes it), e.g. kept by the editor: lhs = M + (PK)Kᵀ is then solved
+    by the Woodbury update of those factors (woodbury.py), O(d_ff²n) instead of O(d_ff³)."""
 
     def solve(layer: int, k: torch.Tensor) -> torch.Tensor:
         p = projectors[layer].to(k.device).double()
-        kkt = k @ k.T + (past[layer].to(k.device).double() if past and layer in past else 0.0)
-        if cfg.mom2_in_nullspace:
-            if covs is None:
-                raise EditError("AlphaEdit with mom2_in_nullspace > 0 needs the second-moment statistics")
-            kkt = kkt + cfg.mom2_in_nullspace * covs[layer].to(k.device).double()
-        lhs = p @ kkt + cfg.l2 * torch.eye(p.shape[0], dtype=torch.float64, device=k.device)
-        return torch.linalg.solve(lhs, p @ k).T  # Δ = R (lhs⁻¹ P K)ᵀ, (n, d_ff)
+
+        def preserved() -> torch.Tensor | None:  # K_pK_pᵀ + λ'C, or None
+            held = past(layer)
+            total = held.to(k.device).double() if held is not None else None
+            if cfg.mom2_in_nullspace:
+                if covs is None:
+                    raise EditError("AlphaEdit with mom2_in_nullspace > 0 needs the second-moment statistics")
+                c = cfg.mom2_in_nullspace * covs[layer].to(k.device).double()
+                total = c if total is None else total + c
+            return total
+
+        eye = cfg.l2 * torch.eye(p.shape[0], dtype=torch.float64, device=k.device)
+        if fixed is not None:
+
+            def m() -> torch.Tensor:
+                b = preserved()
+                return eye if b is None else p @ b + eye
+
+            return fixed(layer, m).solve_update(p @ k, k)  # lhs = M + (PK)Kᵀ
+        b = preserved()
+        kkt = k @ k.T if b is None else k @ k.T + b
+        return torch.linalg.solve(p @ kkt + eye, p @ k).T  # Δ = R (lhs⁻¹ P K)ᵀ, (n, d_ff)
 
     return solve
 
@@ -94,11 +115,19 @@ def apply_alphaedit(run: EditRun, cfg: AlphaEditConfig, requests: list[EditReque
     projs = {l: editor.projector(l, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy) for l in layers}
     run.info.nullspace = {l: NullSpace(p.dim, p.threshold, round(p.energy, 6)) for l, p in projs.items()}
     matrices = {l: p.matrix for l, p in projs.items()}
-    past = editor.past_keys(layers)
     covs = editor.second_moments(layers, cfg.mom2_n_tokens) if cfg.mom2_in_nullspace else None
+
+    def past(layer: int) -> torch.Tensor | None:  # read only when M is (re)built
+        return editor.past_keys([layer])[layer] if editor.live_ids_with(f"keys.{layer}") else None
+
+    def fixed(layer: int, build: Callable[[], torch.Tensor]) -> Factorised:  # M: kept while the past edits are
+        token = (cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy, cfg.mom2_in_nullspace, cfg.l2,
+                 editor.live_ids_with(f"keys.{layer}"))
+        return editor.factorised(("alphaedit", layer), token, build)
+
     keys: dict[int, torch.Tensor] = {}
-    vr = memit_apply(run.bundle, requests, cfg, templates, alphaedit_solve(cfg, matrices, past, covs), run.commit,
-                     sadr=run.sadr, keys_out=keys)
+    vr = memit_apply(run.bundle, requests, cfg, templates, alphaedit_solve(cfg, matrices, past, covs, fixed),
+                     run.commit, sadr=run.sadr, keys_out=keys)
     note_batch(run, vr, keys, t_start)
 
 

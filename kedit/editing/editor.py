@@ -18,9 +18,10 @@ undo does).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,25 @@ from kedit.editing.registry import (
 )
 from kedit.editing.requests import EditRequest, EditRequestError
 from kedit.editing.tracing import check_editable
+from kedit.editing.woodbury import Factorised
 from kedit.errors import EditError, KeditError, NothingToEditError
 from kedit.runtime.deltas import WeightDelta, fingerprint, fingerprint_mismatch
 from kedit.scoring import TargetScore, score_targets
 
 log = logging.getLogger(__name__)
+
+# A factorised fixed part of a solve (d_ff² float64 per layer) is kept up to this size: 256 MB is
+# d_ff ≈ 5800; larger models factorise per batch, as costly as the direct solve.
+FACTOR_CACHE_BYTES = 256 << 20
+
+
+def on_device(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """Factory functions create tensors on `device` inside the block. A no-op when that is already the
+    default device: `torch.device` as a context is a Python mode every torch call goes through (~5 % of a
+    ROME edit on CPU), and there it changes nothing."""
+    if torch.device(device) == torch.get_default_device():
+        return contextlib.nullcontext()
+    return torch.device(device)
 
 
 def _score_dict(s: TargetScore) -> dict[str, Any]:
@@ -56,7 +71,8 @@ class ParametricEditor:
     """Edits one loaded model in place and keeps what is needed to take each edit back.
 
     Holds the per-model caches: context templates, second moments, inverse covariances, null-space
-    projectors and AlphaEdit's cache of past edited keys.
+    projectors, AlphaEdit's cache of past edited keys and the factorised fixed parts of the MEMIT and
+    AlphaEdit solves.
     """
 
     def __init__(self, bundle, *, corpus: str | Path | StatsCorpus | None = None,
@@ -74,6 +90,7 @@ class ParametricEditor:
         self._covs: dict[tuple[int, int], torch.Tensor] = {}
         self._inv: dict[tuple[int, int], torch.Tensor] = {}
         self._proj: dict[tuple[int, int, float | None, float | None], NullSpaceProjector] = {}
+        self._factors: dict[Hashable, tuple[Hashable, Factorised]] = {}
 
     # -- caches --------------------------------------------------------------------------------
     def second_moments(self, layers: list[int], n_tokens: int) -> dict[int, torch.Tensor]:
@@ -92,7 +109,7 @@ class ParametricEditor:
                 wanted |= set(default_config(method, family).edit_layers)
             n_layers = self.bundle.spec.n_layers(self.bundle.model)
             wanted = {l for l in wanted if 0 <= l < n_layers and (l, n_tokens) not in self._covs}
-            with torch.device(self.bundle.device):
+            with on_device(self.bundle.device):
                 stats = second_moments(self.bundle, sorted(wanted), n_tokens, corpus=self.corpus)
             for l, c in stats.items():
                 self._covs[(l, n_tokens)] = c.to(self.bundle.device)  # cached beside the model
@@ -115,6 +132,23 @@ class ParametricEditor:
             c = self.second_moments([layer], n_tokens)[layer]
             self._inv[key] = torch.linalg.inv(c.double()).float()
         return self._inv[key]
+
+    def factorised(self, slot: Hashable, token: Hashable, build: Callable[[], torch.Tensor]) -> Factorised:
+        """The LU factors of the float64 matrix `build()` makes, kept in `slot` while `token` (what the matrix
+        depends on) is unchanged; a new token replaces them, so a slot holds one factorisation. Matrices over
+        `FACTOR_CACHE_BYTES` are factorised on every call, not kept."""
+        held = self._factors.get(slot)
+        if held is not None and held[0] == token:
+            return held[1]
+        self._factors.pop(slot, None)
+        factors = Factorised.of(build())
+        if factors.nbytes <= FACTOR_CACHE_BYTES:
+            self._factors[slot] = (token, factors)
+        return factors
+
+    def live_ids_with(self, tensor: str) -> tuple[str, ...]:
+        """Ids of the live records holding the extra tensor `tensor` (e.g. `keys.5`), oldest first."""
+        return tuple(r.id for r in self.live if tensor in r.extra_tensors)
 
     def past_keys(self, layers: list[int]) -> dict[int, torch.Tensor]:
         """AlphaEdit's Σ K_p K_pᵀ over the edited keys of the live MEMIT and AlphaEdit records, per layer.
@@ -143,11 +177,13 @@ class ParametricEditor:
         method: str = "rome",
         config: EditConfig | None = None,
         sadr: bool = False,
+        verify: bool = True,
     ) -> EditRecord:
         """Write the requests into the weights; returns the (live) record with verification.
 
         `method`: a registered method name (registry.py); `config`: an instance of its config class, None
-        for the measured default of the model's family.
+        for the measured default of the model's family. `verify=False` skips the after-edit scoring
+        (`record.verification` stays empty) for a caller that scores the edited model itself.
         Atomic: on any error (bad input, non-finite value) the weights are restored and EditError raised.
         """
         t0 = time.perf_counter()
@@ -192,7 +228,7 @@ class ParametricEditor:
         run = EditRun(self, sadr, commit, EditInfo(model=self.bundle.name, family=self.bundle.spec.family, sadr=sadr,
                                                     dtype=str(self.bundle.dtype).removeprefix("torch.")))
         try:
-            with torch.device(self.bundle.device):  # tensors the editors create live beside the model
+            with on_device(self.bundle.device):  # tensors the editors create live beside the model
                 edit_method.apply(run, cfg, requests)
             for name in prints:
                 if not torch.isfinite(self._param(name)).all():
@@ -202,7 +238,7 @@ class ParametricEditor:
                 history.remove(rid)  # every matrix rebuilt as it was: exact
             raise
         t_edit = time.perf_counter()
-        after = score_targets(self.bundle, prompts, targets)
+        after = score_targets(self.bundle, prompts, targets) if verify else []
         verification = [
             {"prompt": p, "target": t, "before": _score_dict(b), "after": _score_dict(a), "success": a.accuracy == 1.0}
             for p, t, b, a in zip(prompts, targets, before, after)
