@@ -67,11 +67,34 @@ class EntityLinker:
         self._words: dict[str, set[str]] | None = None  # a name's word -> names holding it (built on use)
         self._sorted_words: list[str] = []
 
+    def add_names(self, names: Iterable[str]) -> None:
+        """`add` for many names with no aliases (a store's subjects and objects), normalised in one pass:
+        a store of 100k names links from its first query without a second's wait."""
+        new = [n for n in dict.fromkeys(names) if n not in self._known and "\x00" not in n]
+        self._known.update(new)
+        self._canonical += new
+        # one NFKC, casefold and whitespace pass over all names joined by NUL (a starter: nothing composes
+        # across it, and no name holds one) instead of one per name
+        joined = _SPACE.sub(" ", unicodedata.normalize("NFKC", "\x00".join(new)).casefold())
+        for name, key in zip(new, joined.split("\x00")):
+            key = key.strip(_EDGE_PUNCT)
+            key = key[4:] if key.startswith("the ") else key
+            if key in FUNCTION_WORDS:
+                continue
+            if len(key) > SHORT:
+                self._names.setdefault(key, set()).add(name)
+                if self._words is not None:
+                    self._index_words(key)
+            elif key:
+                self._short.setdefault(name.strip(), set()).add(name)
+
     def add(self, canonical: str, aliases: Iterable[str] = ()) -> None:
-        if canonical not in self._known:
+        names: tuple[str, ...] = tuple(aliases)
+        if canonical not in self._known:  # a name already known is not normalised again
             self._known.add(canonical)
             self._canonical.append(canonical)
-        for name in (canonical, *aliases):
+            names = (canonical, *names)
+        for name in names:
             key = normalise(name)
             if key in FUNCTION_WORDS:
                 continue

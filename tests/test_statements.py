@@ -100,3 +100,25 @@ def test_a_paraphrase_naming_a_stored_name_in_part_links_to_it_and_no_other(zsre
     mq_linker = _linker(rw.subject for case in cases for rw in case.requested_rewrite)
     unlinked = [q for case in cases for q in case.questions if not mq_linker.spans(q)]
     assert unlinked and not [q for q in unlinked if mq_linker.partial_spans(q)]
+
+
+def test_the_store_index_built_in_one_pass_links_as_names_added_one_by_one(data_dir, tmp_path):
+    from memory import NewFact, Record
+
+    records = counterfact_cases(data_dir / "CounterFact" / "counterfact-train.json")
+    one_by_one, at_once = EntityLinker(), EntityLinker()
+    names = [n for c in records for n in (c.subject, c.target)] + ["  The  Beatles ", "IS", "HR", "the", "ﬁsh Ⅻ"]
+    for name in names:
+        one_by_one.add(name)
+    at_once.add_names(names)
+    assert at_once.candidates("the beatles") == ["  The  Beatles "] and at_once.candidates("HR") == ["HR"]
+    assert at_once.candidates("is") == [] == at_once.candidates("hr")  # a function word; a short name by case
+    assert all(at_once.candidates(c.subject) == one_by_one.candidates(c.subject) for c in records)
+    assert at_once.spans("What is the twin city of fish Xii?") == one_by_one.spans("What is the twin city of fish Xii?")
+    # the record gives the live facts' subjects and objects once each, in order of first use
+    record = Record.open(tmp_path / "record.sqlite")
+    facts = record.add_facts([NewFact(c.subject, "P27", c.target) for c in records[:5]])
+    record.tombstone_facts([facts[0].id])
+    expected = dict.fromkeys(n for c in records[1:5] for n in (c.subject, c.target))
+    assert record.names() == list(expected)
+    record.close()
