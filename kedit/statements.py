@@ -64,7 +64,7 @@ _POSSESSIVE = re.compile(r"\s*['’]s$")
 
 def _linked_subject(subject: str, names: Names) -> str | None:
     """`subject` as the store names it (a possessive "'s" dropped when only the bare name links), or None."""
-    subject = subject.strip()
+    subject = subject.strip().rstrip(",;:")  # "Andy Kershaw, who is employed by": the name ends at the comma
     if names(subject):
         return subject
     bare = _POSSESSIVE.sub("", subject)
