@@ -232,7 +232,7 @@ class EntityLinker:
                 keys = {k for k in found_words[0][0] if self._first(k) == words[0]}
             else:  # every word is the name's, one at least spelt as the name spells it
                 keys = set.intersection(*(exact | variants for exact, variants in found_words))
-                keys &= set.union(*(exact for exact, _ in found_words))
+                keys &= set().union(*(exact for exact, _ in found_words))
             names = sorted({name for key in keys for name in self._names[key]})
             if names and len(names) <= PARTIAL_MAX:
                 end = run[-1].end() - (2 if run[-1].group().endswith(("'s", "’s")) else 0)

@@ -81,8 +81,8 @@ def _split(cloze: str, sentence: str, match: re.Match, names: Names) -> tuple[st
         if sentence[end - 1].isspace() or sentence[end].isalnum() and sentence[end - 1].isalnum():
             continue  # the subject ends at a word's end
         later = rest.match(sentence, end)
-        subject = later and _linked_subject(sentence[start:end], names)
-        if subject:
+        subject = _linked_subject(sentence[start:end], names) if later is not None else None
+        if later is not None and subject:
             return subject, later["object"], True
     subject = match["subject"].strip()
     linked = _linked_subject(subject, names)

@@ -57,16 +57,17 @@ def main(argv: list[str] | None = None) -> dict:
     cf = distinct_subjects(counterfact_cases(data / "CounterFact" / "counterfact-val.json"))[: args.n]
     subjects = {c.subject for c in cf}
     linker = _linker(n for c in cf for n in (c.subject, c.target))
-    found = [_part_linked(linker, p, subjects) for c in cf for p in c.other_subject]
-    out["counterfact_neighbourhood"] = {"n": len(found), "name_no_subject_whole": sum(f is not None for f in found),
-                                        "linked_in_part": sum(bool(f) for f in found)}
+    neighbours = [_part_linked(linker, p, subjects) for c in cf for p in c.other_subject]
+    out["counterfact_neighbourhood"] = {"n": len(neighbours),
+                                        "name_no_subject_whole": sum(f is not None for f in neighbours),
+                                        "linked_in_part": sum(bool(f) for f in neighbours)}
 
     cases = load_mquake(data / "MQuAKE").cases
     subjects = {rw.subject for case in cases for rw in case.requested_rewrite}
     linker = _linker(n for case in cases for rw in case.requested_rewrite for n in (rw.subject, rw.target_new))
-    found = [_part_linked(linker, q, subjects) for case in cases for q in case.questions]
-    out["mquake_questions"] = {"n": len(found), "name_no_subject_whole": sum(f is not None for f in found),
-                               "linked_in_part": sum(bool(f) for f in found)}
+    questions = [_part_linked(linker, q, subjects) for case in cases for q in case.questions]
+    out["mquake_questions"] = {"n": len(questions), "name_no_subject_whole": sum(f is not None for f in questions),
+                               "linked_in_part": sum(bool(f) for f in questions)}
     print(json.dumps(out))
     return out
 
