@@ -206,10 +206,6 @@ class EntityLinker:
         >>> linker.partial_spans("Who was Archduchess Sophie's father?")
         []
         """
-        if self._words is None:
-            self._words, self._sorted_words = {}, []
-            for key in self._names:
-                self._index_words(key)
         runs: list[list[re.Match]] = []
         for m in _TOKEN.finditer(text):
             word = m.group()
@@ -222,7 +218,13 @@ class EntityLinker:
                     runs.append([m])
             elif word.casefold() not in _CONNECTORS and runs and runs[-1]:
                 runs.append([])
-        found = []
+        found: list[tuple[int, int, list[str]]] = []
+        if not any(runs):
+            return found
+        if self._words is None:  # built on the first text with a capitalised run (once)
+            self._words, self._sorted_words = {}, []
+            for key in self._names:
+                self._index_words(key)
         for run in filter(None, runs):
             words = [_word(m.group()) for m in run if m.group().casefold() not in _CONNECTORS]
             if not any(len(w) >= 4 and not w.isdigit() for w in words):
