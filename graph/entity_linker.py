@@ -11,6 +11,7 @@ embedding similarity with an injected `embed(list[str]) -> unit vectors` functio
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -31,6 +32,22 @@ FUNCTION_WORDS = frozenset(
 )
 
 
+# words that join the parts of one name ("Karl Johann of Liechtenstein") or open a question ("How'd X die?")
+_CONNECTORS = frozenset("of de von van der du la le di da del".split())
+_OPENERS = FUNCTION_WORDS | frozenset("how how'd name tell give list".split())
+PARTIAL_PREFIX = 5  # a word this long or longer matches a longer or shorter form ("Mechthildi", "Austrian")
+PARTIAL_MAX = 4  # a part of a name shared by more entities than this links to none of them
+
+
+def _word(token: str) -> str:
+    return re.sub(r"['’]s$", "", token.casefold())
+
+
+def _same_word(a: str, b: str) -> bool:
+    short, long = sorted((a, b), key=len)
+    return a == b or (len(short) >= PARTIAL_PREFIX and long.startswith(short) and len(long) - len(short) <= 2)
+
+
 def normalise(text: str) -> str:
     """Case-folded, accents kept, whitespace collapsed, outer punctuation and a leading 'the' dropped."""
     folded = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip(_EDGE_PUNCT)
@@ -47,17 +64,44 @@ class EntityLinker:
         self._canonical: list[str] = []
         self._known: set[str] = set()
         self._vectors: np.ndarray | None = None
+        self._words: dict[str, set[str]] | None = None  # a name's word -> names holding it (built on use)
+        self._sorted_words: list[str] = []
+
+    def add_names(self, names: Iterable[str]) -> None:
+        """`add` for many names with no aliases (a store's subjects and objects), normalised in one pass:
+        a store of 100k names links from its first query without a second's wait."""
+        new = [n for n in dict.fromkeys(names) if n not in self._known and "\x00" not in n]
+        self._known.update(new)
+        self._canonical += new
+        # one NFKC, casefold and whitespace pass over all names joined by NUL (a starter: nothing composes
+        # across it, and no name holds one) instead of one per name
+        joined = _SPACE.sub(" ", unicodedata.normalize("NFKC", "\x00".join(new)).casefold())
+        for name, key in zip(new, joined.split("\x00")):
+            key = key.strip(_EDGE_PUNCT)
+            key = key[4:] if key.startswith("the ") else key
+            if key in FUNCTION_WORDS:
+                continue
+            if len(key) > SHORT:
+                self._names.setdefault(key, set()).add(name)
+                if self._words is not None:
+                    self._index_words(key)
+            elif key:
+                self._short.setdefault(name.strip(), set()).add(name)
 
     def add(self, canonical: str, aliases: Iterable[str] = ()) -> None:
-        if canonical not in self._known:
+        names: tuple[str, ...] = tuple(aliases)
+        if canonical not in self._known:  # a name already known is not normalised again
             self._known.add(canonical)
             self._canonical.append(canonical)
-        for name in (canonical, *aliases):
+            names = (canonical, *names)
+        for name in names:
             key = normalise(name)
             if key in FUNCTION_WORDS:
                 continue
             if len(key) > SHORT:
                 self._names.setdefault(key, set()).add(canonical)
+                if self._words is not None:
+                    self._index_words(key)
             elif key:  # "IS", "US", "HR": matched with their exact case only, never as the word "is"
                 self._short.setdefault(name.strip(), set()).add(canonical)
 
@@ -112,6 +156,90 @@ class EntityLinker:
                     found.append((start, end, names))
                     taken[first : first + size] = [True] * size
         return sorted(found)
+
+    # -- a name named in part ("Who was Archduchess Mechthildi's Austrian father?") --------------------
+    def _index_words(self, key: str) -> None:
+        words = [w for w in _TOKEN.findall(key) if w not in _CONNECTORS and w not in FUNCTION_WORDS]
+        if len(words) < 2:  # a one-word name is matched whole or not at all
+            return
+        assert self._words is not None
+        for word in words:
+            if word not in self._words:
+                self._words[word] = set()
+                self._sorted_words = []
+            self._words[word].add(key)
+
+    @staticmethod
+    def _first(key: str) -> str:
+        return next(w for w in _TOKEN.findall(key) if w not in _CONNECTORS and w not in FUNCTION_WORDS)
+
+    def _keys_with(self, word: str) -> tuple[set[str], set[str]]:
+        """(names holding `word`, names holding a longer or shorter form of it: a shared stem of 5+ letters
+        that differs by at most two letters, "Mechthildi" / "Mechthildis")."""
+        assert self._words is not None
+        exact = set(self._words.get(word, ()))
+        variants: set[str] = set()
+        for cut in range(max(PARTIAL_PREFIX, len(word) - 2), len(word)):
+            variants |= self._words.get(word[:cut], set())
+        if len(word) >= PARTIAL_PREFIX:
+            if not self._sorted_words:
+                self._sorted_words = sorted(self._words)
+            at = bisect.bisect_right(self._sorted_words, word)
+            while at < len(self._sorted_words) and self._sorted_words[at].startswith(word):
+                if _same_word(word, self._sorted_words[at]):
+                    variants |= self._words[self._sorted_words[at]]
+                at += 1
+        return exact, variants
+
+    def partial_spans(self, text: str) -> list[tuple[int, int, list[str]]]:
+        """Runs of capitalised words that name a stored multi-word name in part, as `spans` gives them:
+        every word of the run is a word of the name (or a longer or shorter form of it: "Mechthildi",
+        "Austrian"), so "Charlotte" and "Schaumburg-Lippe" name "Charlotte of Schaumburg-Lippe" but
+        "Charlotte Rampling" does not. A single word must be the name's first, spelt alike ("Green" does
+        not name "Peter Green", nor "State" "Elk State Park", nor "Adriano" "Adrian I"); several words
+        must hold one spelt alike. A run that fits more than `PARTIAL_MAX` names links to none.
+        For texts where `spans` finds nothing: paraphrases that spell a name differently.
+
+        >>> linker = EntityLinker(); linker.add("Archduchess Mechthildis of Austria")
+        >>> linker.partial_spans("Who was Archduchess Mechthildi's Austrian father?")
+        [(8, 41, ['Archduchess Mechthildis of Austria'])]
+        >>> linker.partial_spans("Who was Archduchess Sophie's father?")
+        []
+        """
+        runs: list[list[re.Match]] = []
+        for m in _TOKEN.finditer(text):
+            word = m.group()
+            # a number continues a name ("Windows 98") but does not start one
+            opener = _word(word) in _OPENERS and len(word) > 1  # "A. C. Green": an initial is a name's part
+            if (word[:1].isupper() or word[:1].isdigit() and runs and runs[-1]) and not opener:
+                if runs and runs[-1] and text[runs[-1][-1].end() : m.start()].strip() in ("", ".", *_CONNECTORS):
+                    runs[-1].append(m)
+                else:
+                    runs.append([m])
+            elif word.casefold() not in _CONNECTORS and runs and runs[-1]:
+                runs.append([])
+        found: list[tuple[int, int, list[str]]] = []
+        if not any(runs):
+            return found
+        if self._words is None:  # built on the first text with a capitalised run (once)
+            self._words, self._sorted_words = {}, []
+            for key in self._names:
+                self._index_words(key)
+        for run in filter(None, runs):
+            words = [_word(m.group()) for m in run if m.group().casefold() not in _CONNECTORS]
+            if not any(len(w) >= 4 and not w.isdigit() for w in words):
+                continue
+            found_words = [self._keys_with(w) for w in words]
+            if len(words) == 1:  # one word alone names a name by its first word, spelt as the name spells it
+                keys = {k for k in found_words[0][0] if self._first(k) == words[0]}
+            else:  # every word is the name's, one at least spelt as the name spells it
+                keys = set.intersection(*(exact | variants for exact, variants in found_words))
+                keys &= set().union(*(exact for exact, _ in found_words))
+            names = sorted({name for key in keys for name in self._names[key]})
+            if names and len(names) <= PARTIAL_MAX:
+                end = run[-1].end() - (2 if run[-1].group().endswith(("'s", "’s")) else 0)
+                found.append((run[0].start(), end, names))
+        return found
 
     def mentions(self, text: str) -> list[str]:
         """Entities named in `text` (longest word spans first, no overlaps), in order of appearance."""

@@ -57,7 +57,8 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
         if not isinstance(question, str) or not question.strip():
             raise KeditError("query needs a non-empty question")
     relations = layer.store.relations
-    statements = parse_statements(instructions, relations) if instructions else []
+    # the store's names settle where an instruction's subject ends ("… founding year of Sigil Games Online 2002")
+    statements = parse_statements(instructions, relations, layer.store.linker.candidates) if instructions else []
     instructed = {(_norm(s.subject), s.relation): s for s in statements}
     pool = pool_class()(layer.store, k=k)
     has_passages = layer.store.record.count("passage") > 0  # not stats(): it counts the graph too, O(facts)

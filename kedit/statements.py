@@ -7,6 +7,7 @@ edit prompt expresses ("The mother tongue of {} is" -> P103).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,6 +20,9 @@ _LEAD_IN = re.compile(
 )
 
 
+Names = Callable[[str], list[str]]  # text -> the stored entities it names (a linker's `candidates`)
+
+
 @dataclass(frozen=True)
 class Statement:
     subject: str
@@ -27,7 +31,9 @@ class Statement:
     text: str
 
 
-def _template_regex(cloze: str) -> re.Pattern:
+def _template_parts(cloze: str) -> tuple[str, str]:
+    """(head, rest) patterns of a cloze template: the head up to the subject, and from the subject's end
+    the rest (the template's tail, then the stated object)."""
     head, tail = (part.strip() for part in cloze.split("{}"))
     # a word-like tail must start after whitespace, so "is" never matches inside "Atlantis"
     glue = r"\s+" if tail[:1].isalnum() else r"\s*"
@@ -35,8 +41,12 @@ def _template_regex(cloze: str) -> re.Pattern:
     # "Which family does X belong to? Noctuidae." / "Which family does X belong to Noctuidae."
     asks = tail.endswith("?")
     tail = re.escape(tail.rstrip("?").rstrip()) + (r"\??" if asks else "")
-    pattern = re.escape(head) + r"\s*(?P<subject>.+?)" + (glue + tail if tail else "")
-    return re.compile(r"^" + pattern + r"\s+(?P<object>.+?)\s*[.!]?$", re.IGNORECASE)
+    return re.escape(head) + r"\s*", (glue + tail if tail else "") + r"\s+(?P<object>.+?)\s*[.!]?$"
+
+
+def _template_regex(cloze: str) -> re.Pattern:
+    head, rest = _template_parts(cloze)
+    return re.compile(r"^" + head + r"(?P<subject>.+?)" + rest, re.IGNORECASE)
 
 
 @lru_cache(maxsize=4096)
@@ -44,8 +54,48 @@ def _compiled(cloze: str) -> re.Pattern:
     return _template_regex(cloze)
 
 
-def parse_statements(text: str, relations) -> list[Statement]:
+@lru_cache(maxsize=4096)
+def _rest(cloze: str) -> re.Pattern:
+    return re.compile(_template_parts(cloze)[1], re.IGNORECASE)
+
+
+_POSSESSIVE = re.compile(r"\s*['’]s$")
+
+
+def _linked_subject(subject: str, names: Names) -> str | None:
+    """`subject` as the store names it (a possessive "'s" dropped when only the bare name links), or None."""
+    subject = subject.strip().rstrip(",;:")  # "Andy Kershaw, who is employed by": the name ends at the comma
+    if names(subject):
+        return subject
+    bare = _POSSESSIVE.sub("", subject)
+    return bare if bare != subject and names(bare) else None
+
+
+def _split(cloze: str, sentence: str, match: re.Match, names: Names) -> tuple[str, str, bool]:
+    """(subject, object, linked) for a sentence that `cloze` matches. The template's subject slot can end
+    at several words ("What was the founding year of {}" + "Sigil Games Online 2002"): the longest span
+    that names a stored entity wins; with none, the shortest (the lazy match)."""
+    start = match.start("subject")
+    rest = _rest(cloze)
+    for end in range(len(sentence) - 1, match.end("subject") - 1, -1):
+        if sentence[end - 1].isspace() or sentence[end].isalnum() and sentence[end - 1].isalnum():
+            continue  # the subject ends at a word's end
+        later = rest.match(sentence, end)
+        subject = _linked_subject(sentence[start:end], names) if later is not None else None
+        if later is not None and subject:
+            return subject, later["object"], True
+    subject = match["subject"].strip()
+    linked = _linked_subject(subject, names)
+    return linked or subject, match["object"], linked is not None
+
+
+def parse_statements(text: str, relations, names: Names | None = None) -> list[Statement]:
     """Every (subject, relation, object) statement in `text` that matches a relation's cloze template.
+
+    `names` (the store's `linker.candidates`: text -> the stored entities it names) settles where the
+    subject ends: the longest span naming a stored entity, a possessive "'s" left off, and a statement
+    whose subject is stored is preferred to one whose subject is not. Without it, or when no span links,
+    the template that leaves the shortest subject wins.
 
     >>> from memory import RelationVocabulary
     >>> s = parse_statements("Assume that Danielle Darrieux is a citizen of Italy.", RelationVocabulary.builtin())[0]
@@ -57,6 +107,11 @@ def parse_statements(text: str, relations) -> list[Statement]:
     [('Epaspidoceras', 'Noctuidae')]
     >>> [s.object for s in parse_statements("Assume that Which family does Epaspidoceras belong to Noctuidae.", family)]
     ['Noctuidae']
+    >>> founded = [Relation("L2", "founding year", "What was the founding year of {}?", "What was the founding year of {}?")]
+    >>> stored = {"sigil games online": ["Sigil Games Online"]}
+    >>> [(s.subject, s.object) for s in parse_statements("What was the founding year of Sigil Games Online 2002.",
+    ...                                                  founded, lambda t: stored.get(t.casefold(), []))]
+    [('Sigil Games Online', '2002')]
     """
     found: list[Statement] = []
     raws = [r for r in _SENTENCE_END.split(text or "") if r.strip()]
@@ -70,27 +125,36 @@ def parse_statements(text: str, relations) -> list[Statement]:
         if skip:
             skip = False
             continue
-        best = _best_statement(raw, relations)
+        best = _best_statement(raw, relations, names)
         if best is None and spanning and i + 1 < len(raws):
-            best = _best_statement(f"{raw.strip()} {raws[i + 1].strip()}", spanning)
+            best = _best_statement(f"{raw.strip()} {raws[i + 1].strip()}", spanning, names)
             skip = best is not None
         if best is not None:
             found.append(best)
     return found
 
 
-def _best_statement(raw: str, relations) -> Statement | None:
+def _best_statement(raw: str, relations, names: Names | None = None) -> Statement | None:
     sentence = _LEAD_IN.sub("", raw.strip())
     if not sentence:
         return None
-    sentence = sentence[0].upper() + sentence[1:]
-    best: Statement | None = None
+    written, sentence = sentence, sentence[0].upper() + sentence[1:]
+    # a stored subject first, then a template with a content word ("The {} is" reads any "The … is"), then
+    # the template leaving the shortest subject and object (the most specific: "is located in the continent")
+    best: tuple[bool, bool, int, int] | None = None
+    found: Statement | None = None
     for rel in relations:
         m = _compiled(rel.cloze).match(sentence)
-        # prefer the template that leaves the shortest subject (the most specific match)
-        if m and (best is None or len(m["subject"]) < len(best.subject)):
-            best = Statement(m["subject"].strip(), rel.id, m["object"].strip(), raw.strip())
-    return best
+        if not m:
+            continue
+        subject, obj, linked = (_split(rel.cloze, sentence, m, names) if names is not None
+                                else (m["subject"].strip(), m["object"], False))
+        if sentence.startswith(subject):  # the subject as written ("fish and chips"), not capitalised
+            subject = written[: len(subject)]
+        rank = (linked, not _generic(rel.cloze), -len(subject), -len(obj.strip()))
+        if best is None or rank > best:
+            best, found = rank, Statement(subject, rel.id, obj.strip(), raw.strip())
+    return found
 
 
 def _shape(template: str) -> str:

@@ -183,11 +183,11 @@ def _reading_prompt(passage: str, cloze: str) -> str:
     return f"{passage}\nAccording to the text above, {lead}"
 
 
-def _passage_statement(passages: list[Hit], subject: str, relation_id: str, relations) -> Hit | None:
+def _passage_statement(passages: list[Hit], subject: str, relation_id: str, relations, names=None) -> Hit | None:
     """Passage evidence for a hop when a passage states it in a relation template's words ("The capital of
     X is Y."): the object is taken as written; a small model reading it would often answer from its prior."""
     for p in passages:
-        for st in parse_statements(p.text, relations):
+        for st in parse_statements(p.text, relations, names):
             if st.relation == relation_id and _norm(st.subject) == _norm(subject):
                 return p.asserting(st.object)
     return None
@@ -246,7 +246,7 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
             if any(c.tier <= Tier.STORED for c in candidates):
                 continue  # a higher tier already answers this hop: skip the model's reading work
             about = [p for p in s.passages if _norm(entity) in _norm(p.text)]
-            stated = _passage_statement(about, entity, relation.id, relations)
+            stated = _passage_statement(about, entity, relation.id, relations, layer.store.linker.candidates)
             if stated is not None:  # the passage states this hop in the relation's own words: no reading
                 candidates.append(stated)
             elif about:

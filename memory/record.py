@@ -161,6 +161,10 @@ class Record:
         return self._facts.facts(subject, relation, object, as_of=as_of, include_deleted=include_deleted,
                                  include_superseded=include_superseded)
 
+    def names(self) -> list[str]:
+        """Every distinct subject and object of the live facts, in order of first use."""
+        return self._facts.names()
+
     def current(self, subject: str, relation: str, as_of: TimeLike = None) -> Fact | None:
         """The newest live fact for (subject, relation) valid `as_of` (now when None)."""
         return self._facts.current(subject, relation, as_of)

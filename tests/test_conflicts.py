@@ -72,3 +72,25 @@ def test_router_edits_and_learns_a_relation_when_no_relation_matches(tmp_path, s
         kl.undo(rec.id)
         assert kl.store.current(subject, rec.relation) is None
     assert all(torch.equal(v, before[k]) for k, v in smollm.model.state_dict().items())
+
+
+def test_zsre_wording_conflicts_read_the_stored_name_where_the_wording_leaves_it_open(data_dir, smollm, embedder,
+                                                                                         tmp_path):
+    """ZsRE records whose instruction or paraphrase the shortest-subject rule or whole-name linking got
+    wrong: "What was the founding year of Sigil Games Online 2002" (subject cut after "Sigil"), "The person
+    that is the mother of Prince Karl Johann of Liechtenstein is who …" (a built-in template left a shorter,
+    unstored subject), and the paraphrase "Who was Archduchess Mechthildi's Austrian father?" (the name
+    spelt otherwise: linked in part)."""
+    from benchmarks.data.scope_data import zsre_cases
+    from benchmarks.studies.conflicts import build_wording_cases
+
+    subjects = {"Sigil Games Online", "Prince Karl Johann of Liechtenstein", "Archduchess Mechthildis of Austria"}
+    records = [c for c in zsre_cases(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json") if c.subject in subjects]
+    built = build_wording_cases(records, per_kind=3, kinds=("instruction_vs_stored",))
+    built += [c for c in build_wording_cases(records, per_kind=3, kinds=("stored_vs_model",))
+              if "Mechthildis" in c.case_id]
+    assert len(built) == 4
+    results = run_suite(smollm, built, workdir=tmp_path, embedder=embedder, show_progress=False)
+    failed = [(r.case.kind, r.case.question, r.answer, r.case.expected) for r in results if not r.obeys]
+    assert not failed, failed
+    assert all(r.tier_ok for r in results)

@@ -49,8 +49,8 @@ def insert(
         fact_ids.append(fact.id)
         reasons.append(f"structured fact ({subject}, {rel}, {object}) recorded")
     if text is not None:
-        statements = (parse_statements(text if isinstance(text, str) else "", layer.store.relations)
-                      if extract_facts else [])
+        statements = (parse_statements(text if isinstance(text, str) else "", layer.store.relations,
+                                       layer.store.linker.candidates) if extract_facts else [])
         passages = layer.store.add_document(text, source=source, valid_from=valid_from, valid_to=valid_to)
         passage_ids = [p.id for p in passages]
         reasons.append(f"text stored as {len(passage_ids)} passage(s)")

@@ -3,9 +3,11 @@ radius, WISE's routing, made explicit.)
 
 1. **Link.** The input's subject is found by matching the store's own entity names and aliases in the
    text (longest span; case, punctuation, possessives and a leading article normalised), keeping only
-   entities that are the subject of a live fact. No capitalisation guess: an entity the store does not
-   know has no stored fact to be in scope of. When nothing links, a near-miss spelling of a stored
-   subject's name (kedit/scope/fuzzy.py: "Derek Whiteheads", "4 Sagittarius") links to it.
+   entities that are the subject of a live fact; when none is named whole, a run of capitalised words
+   that names one in part (`EntityLinker.partial_spans`: "Archduchess Mechthildi's Austrian"), and when
+   nothing links that way either, a near-miss spelling of a stored subject's name (kedit/scope/fuzzy.py:
+   "Derek Whiteheads", "4 Sagittarius"). No capitalisation guess: an entity the store does not know has
+   no stored fact to be in scope of.
 2. **Score.** Each live fact of a linked subject (a handful) is scored against the input with its subject
    masked: the scope head (kedit/scope/head.py, a logistic regression over MiniLM pair features and word
    overlap) scores
@@ -139,19 +141,21 @@ class ScopeModel:
 
     def _link(self, text: str, as_of: Any) -> tuple[list[Mention], dict[str, list]]:
         """The mentions, and the live facts of each linked entity (read once, used by `decide` too)."""
-        found, facts = [], {}
-        for start, end, names in self.store.linker.spans(text):
-            for name in names:
-                if name not in facts:
-                    facts[name] = self.store.facts(subject=name, as_of=as_of, include_superseded=False)
-            with_facts = tuple(n for n in names if facts[n])
-            if with_facts:
-                found.append(Mention(start, end, text[start:end], with_facts))
-        if not found:
-            for start, end, names in self._fuzzy_names().spans(text):
-                facts.update({n: self.store.facts(subject=n, as_of=as_of, include_superseded=False) for n in names})
-                if with_facts := tuple(n for n in names if facts[n]):
+        found: list[Mention] = []
+        facts: dict[str, list] = {}
+        linker = self.store.linker
+        # a name named in part ("Archduchess Mechthildi's Austrian father", ZsRE's paraphrases) only when no
+        # stored subject is named whole; a near-miss spelling ("Nebajoths") only when neither links
+        for spans in (linker.spans, linker.partial_spans, lambda t: self._fuzzy_names().spans(t)):
+            for start, end, names in spans(text):
+                for name in names:
+                    if name not in facts:
+                        facts[name] = self.store.facts(subject=name, as_of=as_of, include_superseded=False)
+                with_facts = tuple(n for n in names if facts[n])
+                if with_facts:
                     found.append(Mention(start, end, text[start:end], with_facts))
+            if found:
+                break
         return found, facts
 
     def _fuzzy_names(self) -> FuzzyNames:

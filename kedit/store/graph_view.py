@@ -80,9 +80,7 @@ class GraphView:
     def linker(self) -> graph.EntityLinker:
         if self._linker is None:
             linker = graph.EntityLinker(embed=self._embed)
-            for fact in self._record.facts():
-                linker.add(fact.subject)
-                linker.add(fact.object)
+            linker.add_names(self._record.names())  # the live facts' subjects and objects, each once
             for alias, canonical in self._record.aliases():
                 linker.add(canonical, [alias])
             self._linker = linker
