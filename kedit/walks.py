@@ -200,7 +200,7 @@ def _echoes(said: str, subject: str) -> bool:
 def _ask_again_without_echo(layer, read: dict, asks: list, jobs: list, prefix_cache: dict) -> None:
     """Closed-book answers that echo their hop's subject are asked again with the subject's first token
     banned as the first answer token, so the model's next-best answer is read instead (on the MQuAKE dev
-    run of commit c91eb73, 170 closed-book hops of the chains repeated their subject or a piece of it; docs/methods.md §7)."""
+    run of commit c91eb73, 170 closed-book hops of the chains repeated their subject; docs/methods.md §7)."""
     tok = layer.bundle.tokenizer
     again: dict[tuple[str, str], set[int]] = {}
     for job, prompt, form, passage in asks:
