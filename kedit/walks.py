@@ -194,15 +194,16 @@ def _passage_statement(passages: list[Hit], subject: str, relation_id: str, rela
 
 
 def _echoes(said: str, subject: str) -> bool:
-    """A hop's answer that only repeats (a piece of) its own subject: "the head of state of Croatia" →
-    "Croatia". Never the answer of a relation between two entities."""
-    return bool(said) and _norm(said) in _norm(subject)
+    """A hop's answer that repeats its own subject whole: "the head of state of Croatia" → "Croatia".
+    A piece of the subject may well be the answer ("German East Africa" is in Africa, "Charles XI of
+    Sweden" a citizen of Sweden): on the MQuAKE dev run, banning pieces too lost as many chains as it won."""
+    return bool(said) and _norm(said) == _norm(subject)
 
 
 def _ask_again_without_echo(layer, read: dict, asks: list, jobs: list, prefix_cache: dict) -> None:
     """Closed-book answers that echo their hop's subject are asked again with the subject's first token
     banned as the first answer token, so the model's next-best answer is read instead (on the MQuAKE dev
-    run of commit c91eb73, 170 of the chains' closed-book hops were such echoes; docs/methods.md §7)."""
+    run of commit c91eb73, 170 closed-book hops of the chains repeated their subject; docs/methods.md §7)."""
     tok = layer.bundle.tokenizer
     again: dict[tuple[str, str], set[int]] = {}
     for job, prompt, form, passage in asks:
