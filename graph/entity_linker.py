@@ -212,7 +212,11 @@ class EntityLinker:
             # a number continues a name ("Windows 98") but does not start one
             opener = _word(word) in _OPENERS and len(word) > 1  # "A. C. Green": an initial is a name's part
             if (word[:1].isupper() or word[:1].isdigit() and runs and runs[-1]) and not opener:
-                if runs and runs[-1] and text[runs[-1][-1].end() : m.start()].strip() in ("", ".", *_CONNECTORS):
+                if (
+                    runs
+                    and runs[-1]
+                    and text[runs[-1][-1].end() : m.start()].strip() in ("", ".", *_CONNECTORS)
+                ):
                     runs[-1].append(m)
                 else:
                     runs.append([m])

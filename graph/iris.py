@@ -49,7 +49,7 @@ def source_iri(source: str) -> URIRef:
 def _strip(iri: str, prefix: str, what: str) -> str:
     if not str(iri).startswith(prefix):
         raise GraphInputError(f"{str(iri)[:80]!r} is not a kedit {what} IRI")
-    return unquote(str(iri)[len(prefix):])
+    return unquote(str(iri)[len(prefix) :])
 
 
 def entity_name(iri: str) -> str:

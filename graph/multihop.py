@@ -91,7 +91,9 @@ class MultiHopGraph:
             raise GraphInputError("hops must be >= 0")
         if entity not in self.graph:
             return []
-        near = nx.single_source_shortest_path_length(self.graph.to_undirected(as_view=True), entity, cutoff=hops)
+        near = nx.single_source_shortest_path_length(
+            self.graph.to_undirected(as_view=True), entity, cutoff=hops
+        )
         sub = self.graph.subgraph(near)
         edges = [Edge(u, d["relation"], v, k) for u, v, k, d in sub.edges(keys=True, data=True)]
         return sorted(edges, key=lambda e: (near[e.subject] + near[e.object], e.key))

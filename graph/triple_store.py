@@ -33,7 +33,14 @@ from graph.iris import (
 )
 
 Quad = tuple[str, str, str, str]
-FORMATS = {"nt": "nt", "ntriples": "nt", "turtle": "turtle", "ttl": "turtle", "nquads": "nquads", "trig": "trig"}
+FORMATS = {
+    "nt": "nt",
+    "ntriples": "nt",
+    "turtle": "turtle",
+    "ttl": "turtle",
+    "nquads": "nquads",
+    "trig": "trig",
+}
 _OBJECTS = "SELECT ?s ?p ?o WHERE { GRAPH ?g { ?s ?p ?o } }"
 
 
@@ -138,10 +145,18 @@ class TripleStore:
         graph = None if source is None else ox.NamedNode(str(source_iri(source)))
         for quad in self._ox.quads_for_pattern(None, None, None, graph):
             predicate = quad.predicate.value
-            if (predicate.startswith(RELATION) and isinstance(quad.graph_name, ox.NamedNode)
-                    and isinstance(quad.subject, ox.NamedNode) and isinstance(quad.object, ox.NamedNode)):
-                yield (entity_name(quad.subject.value), relation_id(predicate),
-                       entity_name(quad.object.value), source_name(quad.graph_name.value))
+            if (
+                predicate.startswith(RELATION)
+                and isinstance(quad.graph_name, ox.NamedNode)
+                and isinstance(quad.subject, ox.NamedNode)
+                and isinstance(quad.object, ox.NamedNode)
+            ):
+                yield (
+                    entity_name(quad.subject.value),
+                    relation_id(predicate),
+                    entity_name(quad.object.value),
+                    source_name(quad.graph_name.value),
+                )
 
     def sources(self) -> list[str]:
         return sorted(source_name(g.value) for g in self._ox.named_graphs() if isinstance(g, ox.NamedNode))

@@ -15,9 +15,16 @@ def __getattr__(name: str):
     if name in ("KnowledgeLayer", "Answer", "EditResult", "ForgetReport", "InsertResult", "Route"):
         from kedit import layer, query, router
 
-        return {"KnowledgeLayer": layer.KnowledgeLayer, "Answer": query.Answer, "EditResult": layer.EditResult,
-                "ForgetReport": layer.ForgetReport, "InsertResult": layer.InsertResult, "Route": router.Route}[name]
+        return {
+            "KnowledgeLayer": layer.KnowledgeLayer,
+            "Answer": query.Answer,
+            "EditResult": layer.EditResult,
+            "ForgetReport": layer.ForgetReport,
+            "InsertResult": layer.InsertResult,
+            "Route": router.Route,
+        }[name]
     raise AttributeError(f"module 'kedit' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -26,8 +26,12 @@ class Answer:
     trace: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "answer": self.answer, "evidence": [e.to_dict() for e in self.evidence],
-                "trace": self.trace}
+        return {
+            "text": self.text,
+            "answer": self.answer,
+            "evidence": [e.to_dict() for e in self.evidence],
+            "trace": self.trace,
+        }
 
 
 def norm_answer(text: str | None) -> str:

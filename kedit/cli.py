@@ -25,7 +25,9 @@ from rich.table import Table
 
 from kedit.errors import KeditError, ModelNotInstalledError
 
-app = typer.Typer(help="kedit: edit, insert, forget and query knowledge of a language model.", no_args_is_help=True)
+app = typer.Typer(
+    help="kedit: edit, insert, forget and query knowledge of a language model.", no_args_is_help=True
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -51,8 +53,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="print kedit's version and exit"),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print kedit's version and exit"
+    ),
 ) -> None:
     """kedit: edit, insert, forget and query knowledge of a language model."""
 
@@ -85,12 +88,16 @@ def _emit(data: Any, as_json: bool, render=None) -> None:
 
 def _render_edit(d: dict) -> None:
     ok = "[green]verified[/]" if d["verified"] else "[red]not verified[/]"
-    console.print(f"[bold]#{d['id']}[/] route=[bold]{d['route']}[/] {ok}  ({d['subject']}, {d['relation']}, {d['target']})")
+    console.print(
+        f"[bold]#{d['id']}[/] route=[bold]{d['route']}[/] {ok}  ({d['subject']}, {d['relation']}, {d['target']})"
+    )
     for reason in d["reasons"]:
         console.print(f"  · {reason}")
     for v in d["verification"]:
-        console.print(f"  target prob {v['before']['prob']:.3f} → {v['after']['prob']:.3f}, "
-                      f"accuracy {v['before']['accuracy']:.2f} → {v['after']['accuracy']:.2f}")
+        console.print(
+            f"  target prob {v['before']['prob']:.3f} → {v['after']['prob']:.3f}, "
+            f"accuracy {v['before']['accuracy']:.2f} → {v['after']['accuracy']:.2f}"
+        )
 
 
 def _render_answer(d: dict) -> None:
@@ -101,17 +108,26 @@ def _render_answer(d: dict) -> None:
         console.print(f"  hop: ({hop['subject']}, {hop['relation_label']}) → {hop['answer']} [{hop['tier']}]")
     table = Table("tier", "evidence", "source", "id", "score")
     for e in d["evidence"]:
-        table.add_row(e["tier_label"], e["text"][:90], e["source"], str(e["fact_id"] or e["passage_id"] or ""),
-                      f"{e['score']:.2f}")
+        table.add_row(
+            e["tier_label"],
+            e["text"][:90],
+            e["source"],
+            str(e["fact_id"] or e["passage_id"] or ""),
+            f"{e['score']:.2f}",
+        )
     console.print(table)
 
 
 @app.command()
 def edit(
-    prompt: str = typer.Argument(..., help="prompt containing the subject (or {}), e.g. 'The capital of X is'"),
+    prompt: str = typer.Argument(
+        ..., help="prompt containing the subject (or {}), e.g. 'The capital of X is'"
+    ),
     target: str = typer.Argument(..., help="the new object, e.g. 'Rome'"),
     subject: str = typer.Option(..., "--subject", "-s"),
-    relation: str = typer.Option(None, "--relation", "-r", help="relation id or label (else matched from the prompt)"),
+    relation: str = typer.Option(
+        None, "--relation", "-r", help="relation id or label (else matched from the prompt)"
+    ),
     route: str = typer.Option(None, "--route", help="force parametric | store | both"),
     method: str = typer.Option(None, "--method", help="rome | memit | alphaedit | ft-l"),
     valid_from: str = typer.Option(None, "--valid-from"),
@@ -123,8 +139,16 @@ def edit(
     """Write a fact: the router picks the weights, the store or both."""
     with _layer(kb, model, as_json) as kl:
         with _status("editing (probe, route, edit, verify) ...", as_json):
-            rec = kl.edit(prompt, target, subject, relation=relation, route=route, method=method,
-                          valid_from=valid_from, valid_to=valid_to)
+            rec = kl.edit(
+                prompt,
+                target,
+                subject,
+                relation=relation,
+                route=route,
+                method=method,
+                valid_from=valid_from,
+                valid_to=valid_to,
+            )
         _emit(rec.to_dict(), as_json, _render_edit)
 
 
@@ -143,8 +167,15 @@ def insert(
 ) -> None:
     """Insert a passage or a structured fact into the store."""
     with _layer(kb, model, as_json) as kl:
-        res = kl.insert(text, subject=subject, relation=relation, object=obj, source=source,
-                        valid_from=valid_from, valid_to=valid_to)
+        res = kl.insert(
+            text,
+            subject=subject,
+            relation=relation,
+            object=obj,
+            source=source,
+            valid_from=valid_from,
+            valid_to=valid_to,
+        )
         _emit(res.to_dict(), as_json)
 
 
@@ -167,7 +198,9 @@ def forget(
 @app.command()
 def query(
     question: str = typer.Argument(...),
-    instructions: str = typer.Option(None, "--instructions", "-i", help="user-stated assumptions (top priority)"),
+    instructions: str = typer.Option(
+        None, "--instructions", "-i", help="user-stated assumptions (top priority)"
+    ),
     as_of: str = typer.Option(None, "--as-of", help="answer as of this date (ISO)"),
     kb: str = KB_OPTION,
     model: str = MODEL_OPTION,
@@ -180,8 +213,12 @@ def query(
 
 
 @app.command()
-def undo(entry_id: str = typer.Argument(..., help="ledger id (see `kedit history`)"), kb: str = KB_OPTION,
-         model: str = MODEL_OPTION, as_json: bool = JSON_OPTION) -> None:
+def undo(
+    entry_id: str = typer.Argument(..., help="ledger id (see `kedit history`)"),
+    kb: str = KB_OPTION,
+    model: str = MODEL_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Take back an edit, insert or unlearning run (weights restored exactly)."""
     with _layer(kb, model, as_json) as kl:
         _emit(kl.undo(entry_id), as_json)
@@ -193,31 +230,55 @@ def history(kb: str = KB_OPTION, model: str = MODEL_OPTION, as_json: bool = JSON
     from kedit.store import KnowledgeStore
 
     with KnowledgeStore.open(Path(kb) / "store", read_only=True) as store:
-        rows = [{"id": str(e.id), "decision": e.decision, "kind": e.details.get("kind"), "fact_id": e.fact_id,
-                 "edit_id": e.edit_id, "reasons": e.reasons, "created_at": e.created_at} for e in store.ledger]
+        rows = [
+            {
+                "id": str(e.id),
+                "decision": e.decision,
+                "kind": e.details.get("kind"),
+                "fact_id": e.fact_id,
+                "edit_id": e.edit_id,
+                "reasons": e.reasons,
+                "created_at": e.created_at,
+            }
+            for e in store.ledger
+        ]
 
     def render(rows):
         table = Table("id", "when", "kind", "route", "fact", "weights", "reasons")
         for r in rows:
-            table.add_row(r["id"], r["created_at"][:19], r["kind"] or "", r["decision"], str(r["fact_id"] or ""),
-                          r["edit_id"] or "", "; ".join(r["reasons"])[:80])
+            table.add_row(
+                r["id"],
+                r["created_at"][:19],
+                r["kind"] or "",
+                r["decision"],
+                str(r["fact_id"] or ""),
+                r["edit_id"] or "",
+                "; ".join(r["reasons"])[:80],
+            )
         console.print(table)
 
     _emit(rows, as_json, render)
 
 
 @app.command()
-def show(entry_id: str = typer.Argument(...), kb: str = KB_OPTION, model: str = MODEL_OPTION,
-         as_json: bool = JSON_OPTION) -> None:
+def show(
+    entry_id: str = typer.Argument(...),
+    kb: str = KB_OPTION,
+    model: str = MODEL_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """One ledger entry in full."""
     with _layer(kb, model, as_json) as kl:
         _emit(kl.show(entry_id), as_json)
 
 
 @app.command()
-def export(out: Path = typer.Argument(..., help="output directory"), kb: str = KB_OPTION,
-           graph_format: str = typer.Option("nt", "--graph-format", help="nt | ttl"),
-           as_json: bool = JSON_OPTION) -> None:
+def export(
+    out: Path = typer.Argument(..., help="output directory"),
+    kb: str = KB_OPTION,
+    graph_format: str = typer.Option("nt", "--graph-format", help="nt | ttl"),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Export the record (JSON lines) and the graph (N-Triples/Turtle)."""
     from kedit.store import KnowledgeStore
 
@@ -263,7 +324,9 @@ def setup(
         print(f"{model} is installed")
         return
     if check:
-        err_console.print(f"{model} is not installed; `kedit setup --model {model}` runs: {' '.join(command[1:])}")
+        err_console.print(
+            f"{model} is not installed; `kedit setup --model {model}` runs: {' '.join(command[1:])}"
+        )
         raise typer.Exit(1)
     err_console.print(f"installing {model}: {' '.join(command)}")
     subprocess.run(command, check=True)
@@ -285,11 +348,16 @@ def _mount_plugins() -> None:
 
 
 def _mount_unavailable(name: str, exc: ImportError) -> None:
-    @app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-                 help=f"(needs `pip install 'kedit[{name}]'`)")
+    @app.command(
+        name,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        help=f"(needs `pip install 'kedit[{name}]'`)",
+    )
     def unavailable() -> None:
-        err_console.print(f"[red]error:[/] `kedit {name}` needs the {name} extra: pip install 'kedit[{name}]' ({exc})",
-                          highlight=False)
+        err_console.print(
+            f"[red]error:[/] `kedit {name}` needs the {name} extra: pip install 'kedit[{name}]' ({exc})",
+            highlight=False,
+        )
         raise typer.Exit(2)
 
 

@@ -64,8 +64,9 @@ class Probe:
         return (self.prompt, self.object)
 
 
-def build_probes(relations, subject: str, by_relation: dict[str | None, set[str]],
-                 stored: Iterable[tuple[str, str, str]]) -> list[Probe]:
+def build_probes(
+    relations, subject: str, by_relation: dict[str | None, set[str]], stored: Iterable[tuple[str, str, str]]
+) -> list[Probe]:
     """Probes for every object: its relation's cloze and question forms (the question with the relation's
     few-shot demos, as `kl.query` asks the model closed-book), then the stored wordings (text, object, form)."""
     probes: dict[tuple[str, str], Probe] = {}
@@ -79,7 +80,9 @@ def build_probes(relations, subject: str, by_relation: dict[str | None, set[str]
             continue
         relation = relations.resolve(relation_id)
         question = relation.ask(subject)
-        asked = f"{relation.few_shot.rstrip()}\nQ: {question} A:" if relation.few_shot else f"Q: {question} A:"
+        asked = (
+            f"{relation.few_shot.rstrip()}\nQ: {question} A:" if relation.few_shot else f"Q: {question} A:"
+        )
         for obj in sorted(objects):
             add(relation.cloze.format(subject), obj, "cloze")
             add(asked, obj, "question")
@@ -103,20 +106,26 @@ def through_query(layer, probes: Sequence[Probe]) -> list[dict]:
     if not probes:
         return []
     # the few-shot question probes are asked as the bare question: that is what a user types
-    questions = [p.prompt.rsplit("Q: ", 1)[-1].removesuffix(" A:") if p.form == "question" else p.prompt
-                 for p in probes]
+    questions = [
+        p.prompt.rsplit("Q: ", 1)[-1].removesuffix(" A:") if p.form == "question" else p.prompt
+        for p in probes
+    ]
     answers = layer.query_many(questions, max_new_tokens=8)
     out = []
     for probe, question, answer in zip(probes, questions, answers):
         said = mentions(answer.text or "", probe.object)
-        cited = any(mentions(e.text or "", probe.object) for e in answer.evidence
-                    if e.fact_id is not None or e.passage_id is not None)
+        cited = any(
+            mentions(e.text or "", probe.object)
+            for e in answer.evidence
+            if e.fact_id is not None or e.passage_id is not None
+        )
         out.append({"question": question, "answer": answer.text, "yields": said or cited})
     return out
 
 
-def store_paths(store, subject: str, by_relation: dict[str | None, set[str]], queries: Sequence[str],
-                any_sentence: bool) -> list[dict]:
+def store_paths(
+    store, subject: str, by_relation: dict[str | None, set[str]], queries: Sequence[str], any_sentence: bool
+) -> list[dict]:
     """Every place the store still returns the fact: live facts of the subject, the chain walk, and search
     hits (for the probe queries): a fact of the subject, or a passage naming it, with one of the forgotten
     objects (with any object when the whole subject was forgotten, `any_sentence`)."""
@@ -142,7 +151,9 @@ def store_paths(store, subject: str, by_relation: dict[str | None, set[str]], qu
             if hit.fact is not None:
                 stated = hit.fact.subject == subject and held(hit.fact.relation, hit.fact.object)
             else:
-                stated = mentions(hit.text, subject) and (any_sentence or any(mentions(hit.text, o) for o in objects))
+                stated = mentions(hit.text, subject) and (
+                    any_sentence or any(mentions(hit.text, o) for o in objects)
+                )
             if stated:
                 seen.add((hit.kind, hit.id))
                 found.append({"path": "search", "kind": hit.kind, "id": hit.id})

@@ -78,7 +78,9 @@ class ForgetReport:
     # per probe: prompt, form, object, closed_book_before / closed_book_after {prob, rank, yields},
     # query {question, answer, yields}
     probes: list[dict] = field(default_factory=list)
-    store_hits: list[dict] = field(default_factory=list)  # store paths that still return it (empty if verified)
+    store_hits: list[dict] = field(
+        default_factory=list
+    )  # store paths that still return it (empty if verified)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,9 +125,13 @@ def _locate(layer, subject: str, relation_id: str | None, obj: str | None) -> _F
         if change.kind != EDIT:
             continue
         requests = list(change.record.requests)
-        hits = [r for r in requests if r.subject.casefold() == subject.casefold()
-                and (obj is None or r.target.casefold() == obj.casefold())
-                and (relation_id is None or match_relation(r.prompt, relations) in (relation_id, None))]
+        hits = [
+            r
+            for r in requests
+            if r.subject.casefold() == subject.casefold()
+            and (obj is None or r.target.casefold() == obj.casefold())
+            and (relation_id is None or match_relation(r.prompt, relations) in (relation_id, None))
+        ]
         for r in hits:
             found.by_relation[relation_id or match_relation(r.prompt, relations)].add(r.target)
             found.stored.append((f"{r.text} {r.target}", r.target, "edit"))
@@ -142,7 +148,8 @@ def _locate(layer, subject: str, relation_id: str | None, obj: str | None) -> _F
             return True
         return relation_id is not None and any(
             s.relation == relation_id and normalise(s.subject) in {normalise(n) for n in names}
-            for s in parse_statements(sentence, relations))
+            for s in parse_statements(sentence, relations)
+        )
 
     for passage in store.passages():
         if not any(mentions(passage.text, n) for n in names):
@@ -154,8 +161,9 @@ def _locate(layer, subject: str, relation_id: str | None, obj: str | None) -> _F
         found.redact[passage.id] = " ".join(s for s in sentences if s not in cut).strip()
         for sentence in cut:
             for statement in parse_statements(sentence, relations):
-                if normalise(statement.subject) in {normalise(n) for n in names} and \
-                        (relation_id is None or statement.relation == relation_id):
+                if normalise(statement.subject) in {normalise(n) for n in names} and (
+                    relation_id is None or statement.relation == relation_id
+                ):
                     found.by_relation[statement.relation].add(statement.object)
             for o in {o for objs in found.by_relation.values() for o in objs}:
                 if mentions(sentence, o):
@@ -164,13 +172,18 @@ def _locate(layer, subject: str, relation_id: str | None, obj: str | None) -> _F
     objects = {o for objs in found.by_relation.values() for o in objs}
     fact_ids = {f.id for f in found.facts}
     for session in store.evidence_sessions():
-        blob = json.dumps([session.question, session.slots, [asdict(r) for r in session.rounds]],
-                          ensure_ascii=False)
+        blob = json.dumps(
+            [session.question, session.slots, [asdict(r) for r in session.rounds]], ensure_ascii=False
+        )
         held_ids = {s.get("fact_id") for s in session.slots} | {
-            h.get("id") for r in session.rounds for h in r.hits if h.get("kind") == "fact"}
+            h.get("id") for r in session.rounds for h in r.hits if h.get("kind") == "fact"
+        }
         passage_ids = {h.get("id") for r in session.rounds for h in r.hits if h.get("kind") == "passage"}
-        if (held_ids & fact_ids or passage_ids & set(found.redact)
-                or (mentions(blob, subject) and (whole or any(mentions(blob, o) for o in objects)))):
+        if (
+            held_ids & fact_ids
+            or passage_ids & set(found.redact)
+            or (mentions(blob, subject) and (whole or any(mentions(blob, o) for o in objects)))
+        ):
             found.sessions.append(session.id)
     return found
 
@@ -191,8 +204,15 @@ def _scrub(value, patterns: list[re.Pattern]):
     return value
 
 
-def _scrub_ledger(store, subject: str, relation_id: str | None, objects: list[str], fact_ids: set[int],
-                  passage_ids: set[int], edit_ids: set[str]) -> list[int]:
+def _scrub_ledger(
+    store,
+    subject: str,
+    relation_id: str | None,
+    objects: list[str],
+    fact_ids: set[int],
+    passage_ids: set[int],
+    edit_ids: set[str],
+) -> list[int]:
     """Cut the forgotten objects out of the ledger lines that recorded the fact (linked by fact, passage or
     weight-edit id, or an edit request of this subject and object); returns the ids of the lines rewritten."""
     patterns = [re.compile(rf"(?<!\w){re.escape(o)}(?!\w)", re.IGNORECASE) for o in objects]
@@ -203,11 +223,18 @@ def _scrub_ledger(store, subject: str, relation_id: str | None, objects: list[st
         request = details.get("request") or {}
         same_subject = str(request.get("subject", subject)).casefold() == subject.casefold()
         # a batch edit's id is on the lines of all its facts: only this subject's lines are linked by it
-        linked = (entry.fact_id in fact_ids or (entry.edit_id in edit_ids and same_subject)
-                  or set(details.get("fact_ids") or []) & fact_ids
-                  or set(details.get("passage_ids") or []) & passage_ids
-                  or (request and same_subject and str(request.get("target", "")).casefold() in folded
-                      and (relation_id is None or details.get("relation") in (relation_id, None))))
+        linked = (
+            entry.fact_id in fact_ids
+            or (entry.edit_id in edit_ids and same_subject)
+            or set(details.get("fact_ids") or []) & fact_ids
+            or set(details.get("passage_ids") or []) & passage_ids
+            or (
+                request
+                and same_subject
+                and str(request.get("target", "")).casefold() in folded
+                and (relation_id is None or details.get("relation") in (relation_id, None))
+            )
+        )
         text = json.dumps([entry.reasons, details], ensure_ascii=False)
         if not linked or not any(p.search(text) for p in patterns):
             continue
@@ -251,8 +278,9 @@ def _headline(probes: list[Probe], scores: list[dict]) -> list[dict]:
     return [out[o] for o in sorted(out)]
 
 
-def _unlearn_yielding(layer, subject: str, probes: list[Probe], objects: list[str], unlearn: bool, config,
-                      reasons: list[str]) -> tuple[str | None, float | None, list[dict]]:
+def _unlearn_yielding(
+    layer, subject: str, probes: list[Probe], objects: list[str], unlearn: bool, config, reasons: list[str]
+) -> tuple[str | None, float | None, list[dict]]:
     """Unlearn every probe whose closed-book answer still yields the object, in one run over all of them;
     returns the run's id (None when none was needed or allowed), its retain change, and the probes' scores."""
     now = closed_book(layer.bundle, probes)
@@ -266,8 +294,10 @@ def _unlearn_yielding(layer, subject: str, probes: list[Probe], objects: list[st
 
     try:
         record = layer.weights.unlearner.forget(
-            forget=[p.key for p in still], retain=_retain_pairs(layer, subject, {p.prompt for p in probes}),
-            config=config)
+            forget=[p.key for p in still],
+            retain=_retain_pairs(layer, subject, {p.prompt for p in probes}),
+            config=config,
+        )
     except FactNotKnownError:
         reasons.append("no unlearning needed: the model no longer states it")
         return None, None, now
@@ -277,13 +307,22 @@ def _unlearn_yielding(layer, subject: str, probes: list[Probe], objects: list[st
     record.reasons = _scrub(list(record.reasons), patterns)
     layer.weights.push(UNLEARN, record)
     how = f"{'GU-projected ' if record.config.projection else ''}{record.config.objective.upper()}"
-    reasons.append(f"unlearned from the weights over {len(still)} closed-book probe(s): {record.steps} {how} "
-                   f"step(s) (record {record.id})")
+    reasons.append(
+        f"unlearned from the weights over {len(still)} closed-book probe(s): {record.steps} {how} "
+        f"step(s) (record {record.id})"
+    )
     return record.id, record.retain_mean_abs_change, closed_book(layer.bundle, probes)
 
 
-def forget_fact(layer, subject: str, relation: str | None = None, object: str | None = None, *,
-                unlearn: bool = True, config=None) -> ForgetReport:
+def forget_fact(
+    layer,
+    subject: str,
+    relation: str | None = None,
+    object: str | None = None,
+    *,
+    unlearn: bool = True,
+    config=None,
+) -> ForgetReport:
     """Forget (subject, relation, object) from `layer` everywhere (see the module docstring) and verify.
 
     `relation` and `object` narrow what is forgotten; with neither, everything about `subject` goes.
@@ -309,7 +348,8 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
         what = f"({subject}, {relation or '*'}, {object or '*'})"
         raise NothingToForgetError(
             f"nothing to forget: no stored fact, passage, weight edit or evidence session holds {what}, "
-            "and the model does not state it")
+            "and the model does not state it"
+        )
 
     reasons: list[str] = []
     deleted = store.forget(subject, relation_id, object) if found.facts else []
@@ -318,53 +358,109 @@ def forget_fact(layer, subject: str, relation: str | None = None, object: str | 
     redacted = [store.redact_passage(pid, text).id for pid, text in found.redact.items() if text]
     gone = [p.id for p in store.delete_passages([pid for pid, text in found.redact.items() if not text])]
     if redacted or gone:
-        reasons.append(f"{len(redacted)} passage(s) redacted (the stating sentences cut), {len(gone)} tombstoned")
+        reasons.append(
+            f"{len(redacted)} passage(s) redacted (the stating sentences cut), {len(gone)} tombstoned"
+        )
     for change_id in found.edits:
         layer.weights.remove(change_id)
     if found.edits:
         reasons.append(f"weight edit(s) {', '.join(found.edits)} that wrote it undone")
     if found.edits_kept:
-        reasons.append(f"batch edit(s) {', '.join(found.edits_kept)} also wrote other facts: kept, the fact "
-                       "is unlearned instead")
+        reasons.append(
+            f"batch edit(s) {', '.join(found.edits_kept)} also wrote other facts: kept, the fact "
+            "is unlearned instead"
+        )
     erased = store.delete_evidence_sessions(found.sessions) if found.sessions else []
     if erased:
         reasons.append(f"{len(erased)} evidence-pool session(s) that held it erased")
 
     objects = sorted({o for objs in found.by_relation.values() for o in objs})
-    scrubbed = _scrub_ledger(store, subject, relation_id, objects, {f.id for f in found.facts}, set(found.redact),
-                             set(found.edits) | set(found.edits_kept))
+    scrubbed = _scrub_ledger(
+        store,
+        subject,
+        relation_id,
+        objects,
+        {f.id for f in found.facts},
+        set(found.redact),
+        set(found.edits) | set(found.edits_kept),
+    )
     if scrubbed:
         reasons.append(f"the forgotten value cut from {len(scrubbed)} earlier ledger line(s)")
 
-    unlearn_id, retain_change, now = _unlearn_yielding(layer, subject, probes, objects, unlearn, config, reasons)
+    unlearn_id, retain_change, now = _unlearn_yielding(
+        layer, subject, probes, objects, unlearn, config, reasons
+    )
     if found.edits or unlearn_id:
         layer._measure_drift()
 
     queried = through_query(layer, probes)
-    hits = store_paths(store, subject, found.by_relation, [p.prompt for p in probes if p.form != "question"]
-                       + [q["question"] for q in queried], any_sentence=relation_id is None and object is None)
+    hits = store_paths(
+        store,
+        subject,
+        found.by_relation,
+        [p.prompt for p in probes if p.form != "question"] + [q["question"] for q in queried],
+        any_sentence=relation_id is None and object is None,
+    )
     yielding = sum(s["yields"] for s in now) + sum(q["yields"] for q in queried)
     verified = not yielding and not hits
-    reasons.append(f"verified: none of {len(probes)} probe(s) yields it closed-book or through query, and no "
-                   "store path returns it" if verified else
-                   f"NOT verified: {yielding} probe answer(s) still yield it, {len(hits)} store path(s) return it")
+    reasons.append(
+        f"verified: none of {len(probes)} probe(s) yields it closed-book or through query, and no "
+        "store path returns it"
+        if verified
+        else f"NOT verified: {yielding} probe answer(s) still yield it, {len(hits)} store path(s) return it"
+    )
     salt = secrets.token_hex(16)
     by_object = {o: r for r, objs in found.by_relation.items() for o in objs}
     entry = store.record_edit(
-        decision="remove", reasons=reasons, edit_id=unlearn_id,
-        details={"kind": "forget", "subject": subject, "relation": relation_id, "salt": salt,
-                 "fingerprints": sorted(fingerprint(subject, by_object[o], o, salt=salt) for o in objects),
-                 "facts": [f.id for f in deleted], "passages_redacted": redacted, "passages_deleted": gone,
-                 "sessions_erased": erased, "ledger_scrubbed": scrubbed, "edits_undone": list(found.edits),
-                 "edits_kept": found.edits_kept,
-                 "probes": len(probes), "verified": verified},
+        decision="remove",
+        reasons=reasons,
+        edit_id=unlearn_id,
+        details={
+            "kind": "forget",
+            "subject": subject,
+            "relation": relation_id,
+            "salt": salt,
+            "fingerprints": sorted(fingerprint(subject, by_object[o], o, salt=salt) for o in objects),
+            "facts": [f.id for f in deleted],
+            "passages_redacted": redacted,
+            "passages_deleted": gone,
+            "sessions_erased": erased,
+            "ledger_scrubbed": scrubbed,
+            "edits_undone": list(found.edits),
+            "edits_kept": found.edits_kept,
+            "probes": len(probes),
+            "verified": verified,
+        },
     )
-    report_probes = [{"prompt": p.prompt, "form": p.form, "object": p.object, "closed_book_before": b,
-                      "closed_book_after": a, "query": q} for p, b, a, q in zip(probes, before, now, queried)]
+    report_probes = [
+        {
+            "prompt": p.prompt,
+            "form": p.form,
+            "object": p.object,
+            "closed_book_before": b,
+            "closed_book_after": a,
+            "query": q,
+        }
+        for p, b, a, q in zip(probes, before, now, queried)
+    ]
     return ForgetReport(
-        str(entry.id), subject, relation_id, objects, [f.id for f in deleted], list(found.edits), unlearn_id,
-        _headline(probes, before), _headline(probes, now), retain_change, verified, reasons,
-        passages_redacted=redacted, passages_deleted=gone, sessions_erased=erased, ledger_scrubbed=scrubbed,
+        str(entry.id),
+        subject,
+        relation_id,
+        objects,
+        [f.id for f in deleted],
+        list(found.edits),
+        unlearn_id,
+        _headline(probes, before),
+        _headline(probes, now),
+        retain_change,
+        verified,
+        reasons,
+        passages_redacted=redacted,
+        passages_deleted=gone,
+        sessions_erased=erased,
+        ledger_scrubbed=scrubbed,
         edits_kept=found.edits_kept,
-        probes=report_probes, store_hits=hits,
+        probes=report_probes,
+        store_hits=hits,
     )

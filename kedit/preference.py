@@ -53,7 +53,11 @@ def resolve(evidence: list[Hit]) -> Resolution:
         return Resolution(winner, ranked, False, why)
     beaten = losers[0]
     if beaten.tier == winner.tier:
-        rule = "newer valid statement wins within the same tier" if winner.timestamp != beaten.timestamp else "higher retrieval score wins"
+        rule = (
+            "newer valid statement wins within the same tier"
+            if winner.timestamp != beaten.timestamp
+            else "higher retrieval score wins"
+        )
     else:
         rule = f"{winner.tier.label} outranks {beaten.tier.label}"
     why = f"{winner.tier.label} says {winner.answer!r}, {beaten.tier.label} says {beaten.answer!r}: {rule}"

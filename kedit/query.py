@@ -39,13 +39,23 @@ from kedit.walks import QuestionState, names_in, pool_class, scope_slots, walk_c
 
 def _facts_prompt(question: str, evidence: list[Hit]) -> str:
     facts = "\n".join(f"- {e.text}" for e in evidence if e.tier < Tier.PARAMETRIC)
-    return (f"Answer the question using only these facts.\nFacts:\n{facts}\nQuestion: {question}\nAnswer:"
-            if facts else f"Question: {question}\nAnswer:")
+    return (
+        f"Answer the question using only these facts.\nFacts:\n{facts}\nQuestion: {question}\nAnswer:"
+        if facts
+        else f"Question: {question}\nAnswer:"
+    )
 
 
-
-def answer_questions(layer, questions: Sequence[str], *, instructions: str | None = None, as_of: Any = None,
-                     k: int = 5, max_new_tokens: int = 12, closed_book: bool = False) -> list[Answer]:
+def answer_questions(
+    layer,
+    questions: Sequence[str],
+    *,
+    instructions: str | None = None,
+    as_of: Any = None,
+    k: int = 5,
+    max_new_tokens: int = 12,
+    closed_book: bool = False,
+) -> list[Answer]:
     """Answer many questions with the query loop (the same answers as one `answer_question` each; the
     model's work of all questions is batched hop level by hop level).
 
@@ -58,7 +68,9 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
             raise KeditError("query needs a non-empty question")
     relations = layer.store.relations
     # the store's names settle where an instruction's subject ends ("… founding year of Sigil Games Online 2002")
-    statements = parse_statements(instructions, relations, layer.store.linker.candidates) if instructions else []
+    statements = (
+        parse_statements(instructions, relations, layer.store.linker.candidates) if instructions else []
+    )
     instructed = {(_norm(s.subject), s.relation): s for s in statements}
     pool = pool_class()(layer.store, k=k)
     has_passages = layer.store.record.count("passage") > 0  # not stats(): it counts the graph too, O(facts)
@@ -69,17 +81,29 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
         scope_slots(s, pool, question, walk=lambda decision: layer.scope.walk(decision, as_of=as_of))
         if has_passages:  # a passage is in scope when it names what the question is about
             names = [_norm(n) for n in names_in(question, s.scope)]
-            s.passages = [p for p in layer.store.search(question, k=k, as_of=as_of, kinds=("passage",))
-                          if any(n and n in _norm(p.text) for n in names)]
+            s.passages = [
+                p
+                for p in layer.store.search(question, k=k, as_of=as_of, kinds=("passage",))
+                if any(n and n in _norm(p.text) for n in names)
+            ]
         states.append(s)
     # a one-hop question with nothing in scope (no stored fact, passage or instruction) cannot use the
     # store: it goes straight to the empty knowledge base instead of being walked here first
-    direct = [] if closed_book or instructions else [
-        i for i, s in enumerate(states) if len(s.slots) <= 1 and not s.allowed and not s.passages]
+    direct = (
+        []
+        if closed_book or instructions
+        else [i for i, s in enumerate(states) if len(s.slots) <= 1 and not s.allowed and not s.passages]
+    )
     out_of_scope: dict[int, Answer] = {}
     if direct:
-        closed = answer_questions(layer.closed_book_view(), [questions[i] for i in direct], as_of=as_of, k=k,
-                                  max_new_tokens=max_new_tokens, closed_book=True)
+        closed = answer_questions(
+            layer.closed_book_view(),
+            [questions[i] for i in direct],
+            as_of=as_of,
+            k=k,
+            max_new_tokens=max_new_tokens,
+            closed_book=True,
+        )
         out_of_scope = dict(zip(direct, closed))
         for i, answer in out_of_scope.items():
             answer.trace["scope"] = states[i].scope.to_dict()
@@ -91,16 +115,23 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
     to_generate: list[tuple[int, dict, list[Hit], str | None]] = []
     for i, s in enumerate(states):
         trace: dict[str, Any] = {
-            "question": s.question, "as_of": as_of, "instructions": instructions,
+            "question": s.question,
+            "as_of": as_of,
+            "instructions": instructions,
             "instruction_statements": [st.__dict__ for st in statements],
-            "scope": s.scope.to_dict(), "chain_start": s.origin, "hops": s.hops,
+            "scope": s.scope.to_dict(),
+            "chain_start": s.origin,
+            "hops": s.hops,
         }
         if s.hops and not s.broken:
             # the chain is the answer: every hop was resolved by preference; no generation is needed
             weakest = max(s.chain, key=lambda e: e.tier)
             trace["mode"] = "chain"
-            trace["winner"] = {"tier": weakest.tier.name.lower(), "label": weakest.tier.label,
-                               "why": "; ".join(h["why"] for h in s.hops)}
+            trace["winner"] = {
+                "tier": weakest.tier.name.lower(),
+                "label": weakest.tier.label,
+                "why": "; ".join(h["why"] for h in s.hops),
+            }
             trace["generated"] = None
             trace["seconds"] = round(time.perf_counter() - s.t0, 3)
             short = short_answer(s.entity)
@@ -115,9 +146,13 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
         top = winning[0].tier if winning else Tier.PARAMETRIC
         winning = [e for e in winning if e.tier == top]
         trace["mode"] = "retrieval" if winning else "closed-book"
-        trace["winner"] = {"tier": top.name.lower(), "label": top.label,
-                           "why": f"the highest tier with evidence in scope is {top.label}" if winning
-                           else "nothing in scope: the model answers from its own memory"}
+        trace["winner"] = {
+            "tier": top.name.lower(),
+            "label": top.label,
+            "why": f"the highest tier with evidence in scope is {top.label}"
+            if winning
+            else "nothing in scope: the model answers from its own memory",
+        }
         to_generate.append((i, trace, winning, None))
 
     if to_generate:
@@ -126,8 +161,12 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
         # empty generation: the best evidence's own answer, else the model asked closed-book, Q/A style
         retry = [n for n, t in enumerate(texts) if not t and not any(e.answer for e in to_generate[n][2])]
         if retry:
-            again = complete_many(layer.bundle, [f"Q: {states[to_generate[n][0]].question} A:" for n in retry],
-                                  max_new_tokens, until="line")
+            again = complete_many(
+                layer.bundle,
+                [f"Q: {states[to_generate[n][0]].question} A:" for n in retry],
+                max_new_tokens,
+                until="line",
+            )
             for n, t in zip(retry, again):
                 texts[n] = first_line(t)
                 to_generate[n][1]["fallback"] = "empty generation: asked again closed-book (Q: ... A:)"
@@ -138,7 +177,9 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
                 given = next((e for e in winning if e.answer), None)
                 if given is not None:
                     text = given.answer or ""
-                    trace["fallback"] = f"empty generation: the answer of the best evidence ({given.tier.label})"
+                    trace["fallback"] = (
+                        f"empty generation: the answer of the best evidence ({given.tier.label})"
+                    )
                 else:
                     trace.setdefault("fallback", "empty generation: no answer")
             text = short_answer(text) or ""
@@ -153,28 +194,50 @@ def answer_questions(layer, questions: Sequence[str], *, instructions: str | Non
     return [out_of_scope[i] if i in out_of_scope else next(walked) for i in range(len(questions))]
 
 
-def _answer_out_of_scope_closed_book(layer, answers: list[Answer], *, as_of: Any, k: int,
-                                     max_new_tokens: int) -> None:
+def _answer_out_of_scope_closed_book(
+    layer, answers: list[Answer], *, as_of: Any, k: int, max_new_tokens: int
+) -> None:
     """Replace, in place, every answer that used nothing from the store (no stored fact, instruction or
     passage) by the empty knowledge base's answer to the same question: out of scope, kedit changes
     nothing (a learned relation or a linked name can otherwise reshape the model's closed-book chain)."""
     todo = [n for n, a in enumerate(answers) if all(e.tier == Tier.PARAMETRIC for e in a.evidence)]
     if not todo:
         return
-    redone = answer_questions(layer.closed_book_view(), [answers[n].trace["question"] for n in todo],
-                              as_of=as_of, k=k, max_new_tokens=max_new_tokens, closed_book=True)
+    redone = answer_questions(
+        layer.closed_book_view(),
+        [answers[n].trace["question"] for n in todo],
+        as_of=as_of,
+        k=k,
+        max_new_tokens=max_new_tokens,
+        closed_book=True,
+    )
     for n, fresh in zip(todo, redone):
         fresh.trace["scope"] = answers[n].trace.get("scope")
         fresh.trace["closed_book"] = "nothing in scope: answered as with an empty knowledge base"
         answers[n] = fresh
 
 
-def answer_question(layer, question: str, *, instructions: str | None = None, as_of: Any = None, k: int = 5,
-                    max_new_tokens: int = 12) -> Answer:
+def answer_question(
+    layer,
+    question: str,
+    *,
+    instructions: str | None = None,
+    as_of: Any = None,
+    k: int = 5,
+    max_new_tokens: int = 12,
+) -> Answer:
     """Answer one question (see the module docstring); `answer_questions` batches many."""
-    return answer_questions(layer, [question], instructions=instructions, as_of=as_of, k=k,
-                            max_new_tokens=max_new_tokens)[0]
+    return answer_questions(
+        layer, [question], instructions=instructions, as_of=as_of, k=k, max_new_tokens=max_new_tokens
+    )[0]
 
 
-__all__ = ["Answer", "answer_question", "answer_questions", "complete_many", "greedy_many", "names_in",
-           "short_answer"]
+__all__ = [
+    "Answer",
+    "answer_question",
+    "answer_questions",
+    "complete_many",
+    "greedy_many",
+    "names_in",
+    "short_answer",
+]

@@ -18,15 +18,17 @@ from enum import Enum
 
 # Relations whose value changes with elections, appointments and transfers: a record is cheap to change
 # and keeps the history, a weight edit would have to be redone each time.
-VOLATILE_RELATIONS: frozenset[str] = frozenset({
-    "P6",  # head of government
-    "P35",  # head of state
-    "P169",  # chief executive officer
-    "P286",  # head coach
-    "P488",  # chairperson
-    "P1037",  # director / manager
-    "P1308",  # officeholder
-})
+VOLATILE_RELATIONS: frozenset[str] = frozenset(
+    {
+        "P6",  # head of government
+        "P35",  # head of state
+        "P169",  # chief executive officer
+        "P286",  # head coach
+        "P488",  # chairperson
+        "P1037",  # director / manager
+        "P1308",  # officeholder
+    }
+)
 
 
 class Route(str, Enum):
@@ -96,7 +98,9 @@ class Router:
             if forced in (Route.PARAMETRIC, Route.BOTH) and not s.editable:
                 return RouteDecision(
                     Route.STORE,
-                    (f"route={forced.value} requested but the model cannot be edited ({s.editable_reason}); stored instead",),
+                    (
+                        f"route={forced.value} requested but the model cannot be edited ({s.editable_reason}); stored instead",
+                    ),
                     s,
                     forced=True,
                 )
@@ -108,9 +112,14 @@ class Router:
                 Route.STORE, ("the fact is valid only for a time span; weights cannot hold time validity",), s
             )
         if s.volatile:
-            why = (f"relation {s.relation} is volatile (office-holders change)" if s.relation in VOLATILE_RELATIONS
-                   else "the caller marked the fact volatile")
-            return RouteDecision(Route.STORE, (f"{why}: a record is cheap to change and keeps the history",), s)
+            why = (
+                f"relation {s.relation} is volatile (office-holders change)"
+                if s.relation in VOLATILE_RELATIONS
+                else "the caller marked the fact volatile"
+            )
+            return RouteDecision(
+                Route.STORE, (f"{why}: a record is cheap to change and keeps the history",), s
+            )
         if s.relation is not None and s.functional is False:
             return RouteDecision(
                 Route.STORE,
@@ -123,20 +132,31 @@ class Router:
             )
         if s.live_edits >= s.edit_budget:
             return RouteDecision(
-                Route.STORE, (f"edit budget exhausted: {s.live_edits} live parametric edits ≥ {s.edit_budget}",), s
+                Route.STORE,
+                (f"edit budget exhausted: {s.live_edits} live parametric edits ≥ {s.edit_budget}",),
+                s,
             )
         if s.locality_drift >= s.drift_budget:
             return RouteDecision(
                 Route.STORE,
-                (f"locality probes drifted {s.locality_drift:.1%} ≥ budget {s.drift_budget:.0%}; no more weight edits",),
+                (
+                    f"locality probes drifted {s.locality_drift:.1%} ≥ budget {s.drift_budget:.0%}; no more weight edits",
+                ),
                 s,
             )
-        now = f"the model now answers {s.current_answer!r}" if s.current_answer is not None else "the model does not state it"
+        now = (
+            f"the model now answers {s.current_answer!r}"
+            if s.current_answer is not None
+            else "the model does not state it"
+        )
         if s.relation is None:
             return RouteDecision(
                 Route.BOTH,
-                (now, f"{s.live_edits} < {s.edit_budget} edits are live",
-                 "no relation recognised: edit the weights, and keep the statement as a passage for evidence"),
+                (
+                    now,
+                    f"{s.live_edits} < {s.edit_budget} edits are live",
+                    "no relation recognised: edit the weights, and keep the statement as a passage for evidence",
+                ),
                 s,
             )
         return RouteDecision(
@@ -152,4 +172,9 @@ class Router:
     @staticmethod
     def fallback_after_failed_edit(decision: RouteDecision, why: str) -> RouteDecision:
         """A parametric edit that did not verify is undone and the fact goes to the store."""
-        return RouteDecision(Route.STORE, (*decision.reasons, f"the weight edit did not verify ({why}): undone, stored instead"), decision.signals, decision.forced)
+        return RouteDecision(
+            Route.STORE,
+            (*decision.reasons, f"the weight edit did not verify ({why}): undone, stored instead"),
+            decision.signals,
+            decision.forced,
+        )

@@ -62,7 +62,10 @@ def score_targets(bundle, prompts: list[str], targets: list[str], batch_size: in
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out: list[TargetScore] = []
     for start in range(0, len(prompts), batch_size):
-        pairs = [encode_pair(tok, p, t) for p, t in zip(prompts[start : start + batch_size], targets[start : start + batch_size])]
+        pairs = [
+            encode_pair(tok, p, t)
+            for p, t in zip(prompts[start : start + batch_size], targets[start : start + batch_size])
+        ]
         width = max(len(ids) for ids, _ in pairs)
         input_ids = torch.full((len(pairs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(pairs), width), dtype=torch.long)

@@ -118,8 +118,11 @@ def parse_statements(text: str, relations, names: Names | None = None) -> list[S
     # a template that holds a sentence break itself ("What does {} play? They play", a learned relation)
     # or ends in a question mark (its answer is the next sentence) is matched against a sentence and the
     # next one together
-    spanning = [rel for rel in relations
-                if _SENTENCE_END.search(rel.cloze.replace("{}", "X")) or rel.cloze.rstrip().endswith("?")]
+    spanning = [
+        rel
+        for rel in relations
+        if _SENTENCE_END.search(rel.cloze.replace("{}", "X")) or rel.cloze.rstrip().endswith("?")
+    ]
     skip = False
     for i, raw in enumerate(raws):
         if skip:
@@ -147,8 +150,11 @@ def _best_statement(raw: str, relations, names: Names | None = None) -> Statemen
         m = _compiled(rel.cloze).match(sentence)
         if not m:
             continue
-        subject, obj, linked = (_split(rel.cloze, sentence, m, names) if names is not None
-                                else (m["subject"].strip(), m["object"], False))
+        subject, obj, linked = (
+            _split(rel.cloze, sentence, m, names)
+            if names is not None
+            else (m["subject"].strip(), m["object"], False)
+        )
         if sentence.startswith(subject):  # the subject as written ("fish and chips"), not capitalised
             subject = written[: len(subject)]
         rank = (linked, not _generic(rel.cloze), -len(subject), -len(obj.strip()))
@@ -176,11 +182,15 @@ def _text_regex(template: str) -> re.Pattern:
     glue = r"\s+" if tail[:1].isalnum() else r"\s*"
     head = head.strip()
     pattern = re.escape(head) + (r"\s+" if head[-1:].isalnum() else r"\s*") + r"(?P<subject>.+?)"
-    return re.compile(r"^\s*" + pattern + (glue + re.escape(tail) if tail else "") + r"\s*[?.!]?\s*$", re.IGNORECASE)
+    return re.compile(
+        r"^\s*" + pattern + (glue + re.escape(tail) if tail else "") + r"\s*[?.!]?\s*$", re.IGNORECASE
+    )
 
 
-_FUNCTION_WORDS = frozenset("a an the is are was were of in on at to by for who whom whose what which where when "
-                            "does do did has have 's".split())
+_FUNCTION_WORDS = frozenset(
+    "a an the is are was were of in on at to by for who whom whose what which where when "
+    "does do did has have 's".split()
+)
 
 
 @lru_cache(maxsize=4096)
@@ -191,7 +201,9 @@ def _generic(template: str) -> bool:
     return all(w in _FUNCTION_WORDS for w in words)
 
 
-_NAME_RUN = re.compile(r"(?:(?<=\s)|^)(?:[A-Z0-9][\w.'’&-]*)(?:\s+(?:(?:of|the|de|von|van|and|du|la|le)\s+)*[A-Z0-9][\w.'’&-]*)*")
+_NAME_RUN = re.compile(
+    r"(?:(?<=\s)|^)(?:[A-Z0-9][\w.'’&-]*)(?:\s+(?:(?:of|the|de|von|van|and|du|la|le)\s+)*[A-Z0-9][\w.'’&-]*)*"
+)
 _OPENERS = frozenset("the what which who whom whose where when how in on at a an is was does did do".split())
 
 
@@ -231,7 +243,9 @@ def _lexical(text: str, rels: list, generic: bool = False) -> str | None:
         text = _focus(text)
         if "{}" in text or not text.endswith("?"):
             return None
-        return next((r.id for r in rels if _generic(r.question) and _text_regex(r.question).match(text)), None)
+        return next(
+            (r.id for r in rels if _generic(r.question) and _text_regex(r.question).match(text)), None
+        )
     if "{}" not in text:
         whole = _lexical_text(text.strip(), rels)
         return whole if whole is not None else _lexical_text(_focus(text), rels)
@@ -285,7 +299,9 @@ def nearest_relations(texts: list[str], relations, embedder) -> list[tuple[str, 
     return [(owners[int(j)], float(sims[i, j])) for i, j in enumerate(best)]
 
 
-def match_relations(texts: list[str], relations, embedder=None, threshold: float = EMBEDDING_THRESHOLD) -> list[str | None]:
+def match_relations(
+    texts: list[str], relations, embedder=None, threshold: float = EMBEDDING_THRESHOLD
+) -> list[str | None]:
     """`match_relation` for many texts, embedding the ones the templates do not match in one batch."""
     rels = list(relations)
     found = [_lexical(t, rels) for t in texts]
@@ -296,7 +312,9 @@ def match_relations(texts: list[str], relations, embedder=None, threshold: float
     return [f if f is not None else _lexical(t, rels, generic=True) for f, t in zip(found, texts)]
 
 
-def match_relation(prompt_template: str, relations, embedder=None, threshold: float = EMBEDDING_THRESHOLD) -> str | None:
+def match_relation(
+    prompt_template: str, relations, embedder=None, threshold: float = EMBEDDING_THRESHOLD
+) -> str | None:
     """The id of the relation that `prompt_template` expresses, or None.
 
     `prompt_template` is a template with `{}` for the subject ("The mother tongue of {} is"), or a

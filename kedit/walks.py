@@ -25,9 +25,50 @@ from kedit.scope.text import nests_hops as text_nests_hops
 from kedit.statements import parse_statements
 from kedit.store.hit import Hit
 
-_QUESTION_WORDS = {"who", "what", "which", "where", "when", "whose", "whom", "how", "in", "on", "at", "is", "are",
-                   "was", "were", "did", "does", "do", "name", "tell", "the", "a", "an", "of"}
-_NAME_GLUE = {"of", "de", "del", "da", "di", "von", "van", "der", "den", "du", "la", "le", "y", "and", "the", "al"}
+_QUESTION_WORDS = {
+    "who",
+    "what",
+    "which",
+    "where",
+    "when",
+    "whose",
+    "whom",
+    "how",
+    "in",
+    "on",
+    "at",
+    "is",
+    "are",
+    "was",
+    "were",
+    "did",
+    "does",
+    "do",
+    "name",
+    "tell",
+    "the",
+    "a",
+    "an",
+    "of",
+}
+_NAME_GLUE = {
+    "of",
+    "de",
+    "del",
+    "da",
+    "di",
+    "von",
+    "van",
+    "der",
+    "den",
+    "du",
+    "la",
+    "le",
+    "y",
+    "and",
+    "the",
+    "al",
+}
 _WORD = re.compile(r"[\w][\w.'\-&]*")
 _CHAIN_TOKENS = 6  # closed-book cloze answer of one hop (a short entity name)
 _LINE_TOKENS = 12  # closed-book answer line of a few-shot relation question
@@ -134,7 +175,6 @@ def _closed_book_prompt(relation, subject: str) -> tuple[str, str]:
     return relation.cloze.format(subject), "cloze"
 
 
-
 @dataclass
 class QuestionState:
     """One question's progress through the loop."""
@@ -154,8 +194,15 @@ class QuestionState:
     walked: list = field(default_factory=list)  # ScopeCandidates a question with nested hops is answered from
 
 
-def _stored_candidates(layer, subject: str, relation_id: str, instructed: dict, as_of,
-                       linked: dict[str, str], allowed: set[int] | None = None) -> list[Hit]:
+def _stored_candidates(
+    layer,
+    subject: str,
+    relation_id: str,
+    instructed: dict,
+    as_of,
+    linked: dict[str, str],
+    allowed: set[int] | None = None,
+) -> list[Hit]:
     """Instruction and stored-fact candidates of one hop; `allowed` (the scope decision of a one-hop
     question) limits the stored facts to those the question is in scope of."""
     store = layer.store
@@ -183,7 +230,9 @@ def _reading_prompt(passage: str, cloze: str) -> str:
     return f"{passage}\nAccording to the text above, {lead}"
 
 
-def _passage_statement(passages: list[Hit], subject: str, relation_id: str, relations, names=None) -> Hit | None:
+def _passage_statement(
+    passages: list[Hit], subject: str, relation_id: str, relations, names=None
+) -> Hit | None:
     """Passage evidence for a hop when a passage states it in a relation template's words ("The capital of
     X is Y."): the object is taken as written; a small model reading it would often answer from its prior."""
     for p in passages:
@@ -216,9 +265,14 @@ def _ask_again_without_echo(layer, read: dict, asks: list, jobs: list, prefix_ca
     if not again:
         return
     keys = list(again)
-    texts = complete_many(layer.bundle, [p for p, _ in keys],
-                          [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in keys], until="line",
-                          prefix_cache=prefix_cache, banned_first=[again[k] for k in keys])
+    texts = complete_many(
+        layer.bundle,
+        [p for p, _ in keys],
+        [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in keys],
+        until="line",
+        prefix_cache=prefix_cache,
+        banned_first=[again[k] for k in keys],
+    )
     for key, text in zip(keys, texts):
         said = short_answer(read_answer(text, key[1])) or ""
         subject = next(jobs[j][3] for j, p, f, _ in asks if (p, f) == key)
@@ -241,8 +295,9 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
             slot = s.slots[level]
             entity = cast(str, s.entity)  # an active question has one: its subject, then each hop's answer
             relation = relations.resolve(slot.relation)
-            candidates = _stored_candidates(layer, entity, slot.relation, instructed, as_of, linked,
-                                            s.allowed if level == 0 else None)
+            candidates = _stored_candidates(
+                layer, entity, slot.relation, instructed, as_of, linked, s.allowed if level == 0 else None
+            )
             jobs.append((s, candidates, relation, entity))
             if any(c.tier <= Tier.STORED for c in candidates):
                 continue  # a higher tier already answers this hop: skip the model's reading work
@@ -251,15 +306,25 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
             if stated is not None:  # the passage states this hop in the relation's own words: no reading
                 candidates.append(stated)
             elif about:
-                asks.append((len(jobs) - 1, _reading_prompt(about[0].text, relation.cloze.format(entity)), "cloze",
-                             about[0]))
+                asks.append(
+                    (
+                        len(jobs) - 1,
+                        _reading_prompt(about[0].text, relation.cloze.format(entity)),
+                        "cloze",
+                        about[0],
+                    )
+                )
             prompt, form = _closed_book_prompt(relation, entity)
             asks.append((len(jobs) - 1, prompt, form, None))
         if asks:
             unique = list(dict.fromkeys((p, f) for _, p, f, _ in asks))
-            texts = complete_many(layer.bundle, [p for p, _ in unique],
-                                  [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in unique], until="line",
-                                  prefix_cache=prefix_cache)
+            texts = complete_many(
+                layer.bundle,
+                [p for p, _ in unique],
+                [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in unique],
+                until="line",
+                prefix_cache=prefix_cache,
+            )
             read = {key: short_answer(read_answer(t, key[1])) for key, t in zip(unique, texts)}
             _ask_again_without_echo(layer, read, asks, jobs, prefix_cache)
             for job, prompt, form, passage in asks:
@@ -277,12 +342,18 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
         still = []
         for s, candidates, relation, subject in jobs:
             res = resolve(candidates)
-            s.hops.append({
-                "subject": subject, "relation": relation.id, "relation_label": relation.label,
-                "answer": res.winner.answer if res.winner else None,
-                "tier": res.winner.tier.name.lower() if res.winner else None, "why": res.why, "conflict": res.conflict,
-                "candidates": [c.to_dict() for c in res.ranked],
-            })
+            s.hops.append(
+                {
+                    "subject": subject,
+                    "relation": relation.id,
+                    "relation_label": relation.label,
+                    "answer": res.winner.answer if res.winner else None,
+                    "tier": res.winner.tier.name.lower() if res.winner else None,
+                    "why": res.why,
+                    "conflict": res.conflict,
+                    "candidates": [c.to_dict() for c in res.ranked],
+                }
+            )
             if res.winner is None:
                 s.entity, s.broken = None, True
                 continue
@@ -292,7 +363,6 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
                 still.append(s)
         active = still
         level += 1
-
 
 
 def names_in(question: str, decision) -> list[str]:

@@ -79,8 +79,12 @@ class WeightStack:
 
     def _write_manifest(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        data = {"format": MANIFEST_FORMAT, "model": self.model_name, "base": self._base,
-                "live": [{"kind": c.kind, "id": c.id} for c in self.changes]}
+        data = {
+            "format": MANIFEST_FORMAT,
+            "model": self.model_name,
+            "base": self._base,
+            "live": [{"kind": c.kind, "id": c.id} for c in self.changes],
+        }
         tmp = self.manifest.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, self.manifest)  # atomic: a crash leaves the old or the new list, never half
@@ -103,7 +107,9 @@ class WeightStack:
         for item in data.get("live", []):
             change = WeightChange(item["kind"], item["id"], None)
             directory = self._record_dir(change)
-            change.record = EditRecord.load(directory) if change.kind == EDIT else UnlearnRecord.load(directory)
+            change.record = (
+                EditRecord.load(directory) if change.kind == EDIT else UnlearnRecord.load(directory)
+            )
             changes.append(change)
         # a manifest of format 1 has no base fingerprints, and its records' pre-edit copies may be stale
         # (issue #19: undoing an older edit left the later records' copies as they were), so only the model
@@ -124,7 +130,9 @@ class WeightStack:
                 self.unlearner.reapply(change.record, strict=False)
             self.changes.append(change)
         if old and self.changes:
-            self._base = {name: fingerprint(self.bundle.history.base(name)) for name in sorted(self._live_names())}
+            self._base = {
+                name: fingerprint(self.bundle.history.base(name)) for name in sorted(self._live_names())
+            }
             self._write_manifest()
         else:
             self._base = {name: base[name] for name in self._live_names() if name in base}

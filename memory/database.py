@@ -43,8 +43,12 @@ class Database:
             if read_only:
                 if path == ":memory:" or not Path(path).is_file():
                     raise NotFoundError(f"no record at {path} to open read-only")
-                conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True,
-                                       isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(
+                    Path(path).resolve().as_uri() + "?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
             else:
                 if path != ":memory:":
                     lock = WriterLock(path + ".lock")

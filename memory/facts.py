@@ -35,8 +35,17 @@ FACT_COLUMNS = (
     "id, subject, relation, object, sentence, source, confidence, valid_from, valid_to, "
     "created_at, updated_at, provenance, deleted_at"
 )
-_UPDATABLE = {"subject", "relation", "object", "sentence", "source", "confidence", "valid_from", "valid_to",
-              "provenance"}
+_UPDATABLE = {
+    "subject",
+    "relation",
+    "object",
+    "sentence",
+    "source",
+    "confidence",
+    "valid_from",
+    "valid_to",
+    "provenance",
+}
 
 
 def fact_from_row(row: Sequence[Any]) -> Fact:
@@ -79,7 +88,11 @@ class FactTable:
         )
 
     def add_facts(
-        self, facts: Sequence[NewFact], vectors: np.ndarray | None = None, model: str = "", *,
+        self,
+        facts: Sequence[NewFact],
+        vectors: np.ndarray | None = None,
+        model: str = "",
+        *,
         prepared: bool = False,
     ) -> list[Fact]:
         """Write `facts` (and their vectors) in one transaction; all or nothing.
@@ -95,8 +108,19 @@ class FactTable:
                 raise InvalidInputError(f"{len(prepared_facts)} facts but {len(vectors)} vectors")
         now = now_timestamp()
         rows = [
-            (f.subject, f.relation, f.object, f.sentence, f.source, f.confidence, f.valid_from, f.valid_to, now, now,
-             "{}" if not f.provenance else json.dumps(f.provenance, ensure_ascii=False))
+            (
+                f.subject,
+                f.relation,
+                f.object,
+                f.sentence,
+                f.source,
+                f.confidence,
+                f.valid_from,
+                f.valid_to,
+                now,
+                now,
+                "{}" if not f.provenance else json.dumps(f.provenance, ensure_ascii=False),
+            )
             for f in prepared_facts
         ]
         ids: list[int] = []
@@ -113,8 +137,20 @@ class FactTable:
                 insert_vectors(conn, FACT, ids, vectors, model)
         return [
             # prepared facts: sentence and provenance filled in by prepare_fact
-            Fact(i, f.subject, f.relation, f.object, f.sentence or "", f.source, f.confidence, f.valid_from,
-                 f.valid_to, now, now, provenance=f.provenance or {})
+            Fact(
+                i,
+                f.subject,
+                f.relation,
+                f.object,
+                f.sentence or "",
+                f.source,
+                f.confidence,
+                f.valid_from,
+                f.valid_to,
+                now,
+                now,
+                provenance=f.provenance or {},
+            )
             for i, f in zip(ids, prepared_facts)
         ]
 
@@ -122,10 +158,14 @@ class FactTable:
         """The validated fact `update_fact(fact_id, changes)` would write (to embed it beforehand)."""
         unknown = set(changes) - _UPDATABLE
         if unknown:
-            raise InvalidInputError(f"cannot update {sorted(unknown)}; updatable fields: {sorted(_UPDATABLE)}")
+            raise InvalidInputError(
+                f"cannot update {sorted(unknown)}; updatable fields: {sorted(_UPDATABLE)}"
+            )
         old = self.get_fact(fact_id)
         if old.deleted:
-            raise InvalidInputError(f"fact {fact_id} was forgotten at {old.deleted_at}; add a new fact instead")
+            raise InvalidInputError(
+                f"fact {fact_id} was forgotten at {old.deleted_at}; add a new fact instead"
+            )
         merged = {k: v for k, v in asdict(old).items() if k in _UPDATABLE} | dict(changes)
         if "sentence" not in changes and {"subject", "relation", "object"} & set(changes):
             merged["sentence"] = None  # re-render from the template
@@ -149,8 +189,19 @@ class FactTable:
             conn.execute(
                 "UPDATE facts SET subject=?, relation=?, object=?, sentence=?, source=?, confidence=?,"
                 " valid_from=?, valid_to=?, provenance=?, updated_at=? WHERE id=?",
-                (new.subject, new.relation, new.object, new.sentence, new.source, new.confidence,
-                 new.valid_from, new.valid_to, json.dumps(new.provenance, ensure_ascii=False), now, fact_id),
+                (
+                    new.subject,
+                    new.relation,
+                    new.object,
+                    new.sentence,
+                    new.source,
+                    new.confidence,
+                    new.valid_from,
+                    new.valid_to,
+                    json.dumps(new.provenance, ensure_ascii=False),
+                    now,
+                    fact_id,
+                ),
             )
             if vector is not None:
                 insert_vectors(conn, FACT, [fact_id], [vector], model, replace=True)
@@ -163,8 +214,10 @@ class FactTable:
             return []
         now = now_timestamp()
         with self._db.write() as conn:
-            conn.executemany("UPDATE facts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                             [(now, f.id) for f in live])
+            conn.executemany(
+                "UPDATE facts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                [(now, f.id) for f in live],
+            )
         return [replace(f, deleted_at=now) for f in live]
 
     # -- reads ----------------------------------------------------------------------------------
@@ -185,7 +238,9 @@ class FactTable:
     def get_facts(self, ids: Iterable[int]) -> dict[int, Fact]:
         found: dict[int, Fact] = {}
         for chunk, marks in in_chunks(sorted({int(i) for i in ids})):
-            for row in self._db.conn.execute(f"SELECT {FACT_COLUMNS} FROM facts WHERE id IN ({marks})", chunk):
+            for row in self._db.conn.execute(
+                f"SELECT {FACT_COLUMNS} FROM facts WHERE id IN ({marks})", chunk
+            ):
                 found[row[0]] = fact_from_row(row)
         return found
 

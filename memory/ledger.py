@@ -37,21 +37,27 @@ class EditLedger:
             self._get_fact(fact_id)
         now = now_timestamp()
         with self._db.write(bump=False) as conn:
-            entry_id = inserted_id(conn.execute(
-                "INSERT INTO edit_ledger (fact_id, edit_id, decision, reasons, details, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (fact_id, edit_id, decision, json.dumps(reasons, ensure_ascii=False), detail_json, now),
-            ))
+            entry_id = inserted_id(
+                conn.execute(
+                    "INSERT INTO edit_ledger (fact_id, edit_id, decision, reasons, details, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (fact_id, edit_id, decision, json.dumps(reasons, ensure_ascii=False), detail_json, now),
+                )
+            )
         return EditEntry(entry_id, fact_id, edit_id, decision, reasons, json.loads(detail_json), now)
 
-    def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:
+    def redact_edit(
+        self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None
+    ) -> EditEntry:
         """Rewrite a ledger line's reasons and details in place (forgetting scrubs a forgotten fact's text
         from the lines that recorded it; what was decided, and when, stays)."""
         reasons = [clean_text(r, "reason", MAX_SENTENCE_CHARS) for r in reasons]
         detail_json = clean_json_object(details, "details")
         with self._db.write(bump=False) as conn:
-            if not conn.execute("UPDATE edit_ledger SET reasons = ?, details = ? WHERE id = ?",
-                                (json.dumps(reasons, ensure_ascii=False), detail_json, int(entry_id))).rowcount:
+            if not conn.execute(
+                "UPDATE edit_ledger SET reasons = ?, details = ? WHERE id = ?",
+                (json.dumps(reasons, ensure_ascii=False), detail_json, int(entry_id)),
+            ).rowcount:
                 raise NotFoundError(f"no ledger entry {entry_id}")
         return next(e for e in self.edits() if e.id == int(entry_id))
 
@@ -59,6 +65,7 @@ class EditLedger:
         clause, args = ("WHERE fact_id = ?", (fact_id,)) if fact_id is not None else ("", ())
         rows = self._db.conn.execute(
             "SELECT id, fact_id, edit_id, decision, reasons, details, created_at FROM edit_ledger "
-            f"{clause} ORDER BY id", args,
+            f"{clause} ORDER BY id",
+            args,
         )
         return [EditEntry(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6]) for r in rows]

@@ -59,16 +59,22 @@ class PassageTable:
         meta = clean_json_object(provenance, "provenance")
         now = now_timestamp()
         with self._db.write() as conn:
-            doc_id = inserted_id(conn.execute(
-                "INSERT INTO documents (source, title, created_at, valid_from, valid_to, provenance)"
-                " VALUES (?, ?, ?, ?, ?, ?)", (source, title, now, start, end, meta),
-            ))
+            doc_id = inserted_id(
+                conn.execute(
+                    "INSERT INTO documents (source, title, created_at, valid_from, valid_to, provenance)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (source, title, now, start, end, meta),
+                )
+            )
             passages = []
             for position, text in enumerate(texts):
-                pid = inserted_id(conn.execute(
-                    "INSERT INTO passages (document_id, position, text, source, valid_from, valid_to, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (doc_id, position, text, source, start, end, now),
-                ))
+                pid = inserted_id(
+                    conn.execute(
+                        "INSERT INTO passages (document_id, position, text, source, valid_from, valid_to, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (doc_id, position, text, source, start, end, now),
+                    )
+                )
                 passages.append(Passage(pid, doc_id, position, text, source, start, end, now))
             if vectors is not None:
                 insert_vectors(conn, PASSAGE, [p.id for p in passages], vectors, model)
@@ -80,13 +86,17 @@ class PassageTable:
             "SELECT id, source, title, created_at, valid_from, valid_to, provenance, deleted_at FROM documents"
             " ORDER BY id"
         ).fetchall()
-        return [Document(*row[:6], provenance=json.loads(row[6]), deleted_at=row[7])  # type: ignore[misc]
-                for row in rows]  # mypy cannot count a sliced row: six positional fields, then the two named
+        return [
+            Document(*row[:6], provenance=json.loads(row[6]), deleted_at=row[7])  # type: ignore[misc]
+            for row in rows
+        ]  # mypy cannot count a sliced row: six positional fields, then the two named
 
     def get_passages(self, ids: Iterable[int]) -> dict[int, Passage]:
         found: dict[int, Passage] = {}
         for chunk, marks in in_chunks(sorted({int(i) for i in ids})):
-            for row in self._db.conn.execute(f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE id IN ({marks})", chunk):
+            for row in self._db.conn.execute(
+                f"SELECT {PASSAGE_COLUMNS} FROM passages WHERE id IN ({marks})", chunk
+            ):
                 found[row[0]] = Passage(*row)
         return found
 
@@ -111,11 +121,15 @@ class PassageTable:
             ).rowcount
             if not updated:
                 raise NotFoundError(f"no live document with id {document_id}")
-            conn.execute("UPDATE passages SET deleted_at = ? WHERE document_id = ? AND deleted_at IS NULL",
-                         (now, document_id))
+            conn.execute(
+                "UPDATE passages SET deleted_at = ? WHERE document_id = ? AND deleted_at IS NULL",
+                (now, document_id),
+            )
         return [replace(p, deleted_at=now) for p in live]
 
-    def redact_passage(self, passage_id: int, text: str, vector: np.ndarray | None = None, model: str = "") -> Passage:
+    def redact_passage(
+        self, passage_id: int, text: str, vector: np.ndarray | None = None, model: str = ""
+    ) -> Passage:
         """Replace a live passage's text in place (same id; the old text is not kept) and its vector."""
         old = self.get_passages([passage_id]).get(int(passage_id))
         if old is None or old.deleted_at is not None:
@@ -135,8 +149,10 @@ class PassageTable:
             return []
         now = now_timestamp()
         with self._db.write() as conn:
-            conn.executemany("UPDATE passages SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                             [(now, p.id) for p in live])
+            conn.executemany(
+                "UPDATE passages SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                [(now, p.id) for p in live],
+            )
             conn.executemany(
                 "UPDATE documents SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL AND NOT EXISTS"
                 " (SELECT 1 FROM passages WHERE document_id = ? AND deleted_at IS NULL)",

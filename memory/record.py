@@ -106,7 +106,11 @@ class Record:
         return self._facts.prepare_fact(fact)
 
     def add_facts(
-        self, facts: Sequence[NewFact], vectors: np.ndarray | None = None, model: str = "", *,
+        self,
+        facts: Sequence[NewFact],
+        vectors: np.ndarray | None = None,
+        model: str = "",
+        *,
         prepared: bool = False,
     ) -> list[Fact]:
         """Write `facts` (and their vectors) in one transaction; all or nothing.
@@ -158,8 +162,14 @@ class Record:
 
         With `include_superseded=False`, a functional relation keeps only its current fact per subject.
         """
-        return self._facts.facts(subject, relation, object, as_of=as_of, include_deleted=include_deleted,
-                                 include_superseded=include_superseded)
+        return self._facts.facts(
+            subject,
+            relation,
+            object,
+            as_of=as_of,
+            include_deleted=include_deleted,
+            include_superseded=include_superseded,
+        )
 
     def names(self) -> list[str]:
         """Every distinct subject and object of the live facts, in order of first use."""
@@ -190,7 +200,9 @@ class Record:
         """Sorted int64 ids of live facts or passages (what a vector index must hold)."""
         return self._vectors.live_ids(kind)
 
-    def iter_vectors(self, kind: str, model: str, batch: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, kind: str, model: str, batch: int = 20_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of live items whose stored vector was made by `model`, in batches."""
         return self._vectors.iter_vectors(kind, model, batch)
 
@@ -215,8 +227,16 @@ class Record:
         model: str = "",
     ) -> tuple[Document, list[Passage]]:
         """Write a document as its passages (`chunks`, already split) in one transaction."""
-        return self._passages.add_document(chunks, source=source, title=title, valid_from=valid_from,
-                                           valid_to=valid_to, provenance=provenance, vectors=vectors, model=model)
+        return self._passages.add_document(
+            chunks,
+            source=source,
+            title=title,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            provenance=provenance,
+            vectors=vectors,
+            model=model,
+        )
 
     def get_passages(self, ids: Iterable[int]) -> dict[int, Passage]:
         return self._passages.get_passages(ids)
@@ -228,7 +248,9 @@ class Record:
         """Tombstone a document and its passages; returns the passages tombstoned."""
         return self._passages.delete_document(document_id)
 
-    def redact_passage(self, passage_id: int, text: str, vector: np.ndarray | None = None, model: str = "") -> Passage:
+    def redact_passage(
+        self, passage_id: int, text: str, vector: np.ndarray | None = None, model: str = ""
+    ) -> Passage:
         """Replace a live passage's text in place (same id; the old text is not kept) and its vector."""
         return self._passages.redact_passage(passage_id, text, vector, model)
 
@@ -248,10 +270,13 @@ class Record:
         details: Mapping[str, Any] | None = None,
     ) -> EditEntry:
         """Append a ledger line: which fact, which parametric edit record, what the router decided and why."""
-        return self._ledger.record_edit(decision=decision, reasons=reasons, fact_id=fact_id, edit_id=edit_id,
-                                        details=details)
+        return self._ledger.record_edit(
+            decision=decision, reasons=reasons, fact_id=fact_id, edit_id=edit_id, details=details
+        )
 
-    def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:
+    def redact_edit(
+        self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None
+    ) -> EditEntry:
         """Rewrite a ledger line's reasons and details in place (forgetting scrubs a forgotten fact's text
         from the lines that recorded it; what was decided, and when, stays)."""
         return self._ledger.redact_edit(entry_id, reasons, details)
@@ -287,9 +312,11 @@ class Record:
         for fact in self._facts.select(None, None, None, None, True):
             yield {"type": "fact"} | asdict(fact)
         for doc in self._passages.documents():
-            yield {"type": "document"} | asdict(doc) | {
-                "passages": [p.text for p in self.passages(doc.id, include_deleted=True)]
-            }
+            yield (
+                {"type": "document"}
+                | asdict(doc)
+                | {"passages": [p.text for p in self.passages(doc.id, include_deleted=True)]}
+            )
         for entry in self.edits():
             yield {"type": "edit"} | asdict(entry)
 

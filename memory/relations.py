@@ -40,12 +40,16 @@ class Relation:
 
     def __post_init__(self) -> None:
         if not _ID_PATTERN.match(self.id):
-            raise InvalidInputError(f"relation id {self.id!r} must be a letter then letters/digits/_ (like P103)")
+            raise InvalidInputError(
+                f"relation id {self.id!r} must be a letter then letters/digits/_ (like P103)"
+            )
         if not self.label.strip():
             raise InvalidInputError(f"relation {self.id} needs a label")
         for name, template in (("cloze", self.cloze), ("question", self.question)):
             if template.count("{}") != 1:
-                raise InvalidInputError(f"relation {self.id}: {name} template must hold one '{{}}' for the subject")
+                raise InvalidInputError(
+                    f"relation {self.id}: {name} template must hold one '{{}}' for the subject"
+                )
 
     def render(self, subject: str, obj: str | None = None) -> str:
         """The cloze sentence for `subject`, completed with `obj` when given."""
@@ -98,7 +102,9 @@ class RelationVocabulary:
     def add(self, relation: Relation) -> None:
         existing = self._by_id.get(relation.id)
         if existing is not None and existing != relation:
-            raise InvalidInputError(f"relation {relation.id} is already defined differently ({existing.label!r})")
+            raise InvalidInputError(
+                f"relation {relation.id} is already defined differently ({existing.label!r})"
+            )
         owner = self._by_label.get(relation.label.casefold())
         if owner is not None and owner != relation.id:
             raise InvalidInputError(f"label {relation.label!r} already names relation {owner}")
@@ -109,11 +115,17 @@ class RelationVocabulary:
         """The relation with id or label `key`; UnknownRelationError (with suggestions) otherwise."""
         if not isinstance(key, str):
             raise UnknownRelationError(f"relation must be a string id or label, got {type(key).__name__}")
-        found = self._by_id.get(key.strip()) or self._by_id.get(self._by_label.get(key.strip().casefold(), ""))
+        found = self._by_id.get(key.strip()) or self._by_id.get(
+            self._by_label.get(key.strip().casefold(), "")
+        )
         if found is None:
             names = list(self._by_id) + [r.label for r in self._by_id.values()]
             close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; register it with a cloze and question template"
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else "; register it with a cloze and question template"
+            )
             raise UnknownRelationError(f"unknown relation {key[:80]!r}{hint}")
         return found
 

@@ -25,10 +25,12 @@ class EvidenceSessions:
         question = clean_text(question, "question", MAX_SENTENCE_CHARS)
         now = now_timestamp()
         with self._db.write(bump=False) as conn:
-            session_id = inserted_id(conn.execute(
-                "INSERT INTO evidence_sessions (question, slots, complete, created_at) VALUES (?, ?, ?, ?)",
-                (question, json.dumps(slots, ensure_ascii=False), int(complete), now),
-            ))
+            session_id = inserted_id(
+                conn.execute(
+                    "INSERT INTO evidence_sessions (question, slots, complete, created_at) VALUES (?, ?, ?, ?)",
+                    (question, json.dumps(slots, ensure_ascii=False), int(complete), now),
+                )
+            )
             conn.executemany(
                 "INSERT INTO evidence_rounds (session_id, round, body) VALUES (?, ?, ?)",
                 [(session_id, r.round, json.dumps(asdict(r), ensure_ascii=False)) for r in rounds],
@@ -38,7 +40,8 @@ class EvidenceSessions:
     def session(self, session_id: int) -> EvidenceSession:
         conn = self._db.conn
         row = conn.execute(
-            "SELECT id, question, slots, complete, created_at FROM evidence_sessions WHERE id = ?", (session_id,)
+            "SELECT id, question, slots, complete, created_at FROM evidence_sessions WHERE id = ?",
+            (session_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"no evidence session with id {session_id}")

@@ -50,11 +50,15 @@ def _check_controls(text: str, field: str, allowed: set[str]) -> None:
     pattern = _CONTROL_PATTERNS.get(key)
     if pattern is None:
         pattern = _CONTROL_PATTERNS[key] = re.compile(
-            f"(?![{''.join(re.escape(c) for c in sorted(allowed))}])[{_CONTROLS}]" if allowed else f"[{_CONTROLS}]"
+            f"(?![{''.join(re.escape(c) for c in sorted(allowed))}])[{_CONTROLS}]"
+            if allowed
+            else f"[{_CONTROLS}]"
         )
     found = pattern.search(text)
     if found is not None:
-        raise InvalidInputError(f"{field} contains control character {found.group()!r} at position {found.start()}")
+        raise InvalidInputError(
+            f"{field} contains control character {found.group()!r} at position {found.start()}"
+        )
 
 
 def clean_name(value: Any, field: str, max_chars: int = MAX_NAME_CHARS) -> str:

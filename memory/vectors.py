@@ -19,8 +19,13 @@ _REPLACE = "INSERT OR REPLACE INTO vectors (kind, item_id, model, vector) VALUES
 
 
 def insert_vectors(
-    conn: sqlite3.Connection, kind: str, ids: Iterable[int], vectors: Iterable[np.ndarray], model: str,
-    *, replace: bool = False,
+    conn: sqlite3.Connection,
+    kind: str,
+    ids: Iterable[int],
+    vectors: Iterable[np.ndarray],
+    model: str,
+    *,
+    replace: bool = False,
 ) -> None:
     """Write vectors inside the caller's transaction (`replace=True` overwrites an item's earlier one)."""
     conn.executemany(
@@ -38,10 +43,14 @@ class VectorTable:
     def live_ids(self, kind: str) -> np.ndarray:
         """Sorted int64 ids of live facts or passages (what a vector index must hold)."""
         table = TABLES[kind]
-        rows = self._db.conn.execute(f"SELECT id FROM {table} WHERE deleted_at IS NULL ORDER BY id").fetchall()
+        rows = self._db.conn.execute(
+            f"SELECT id FROM {table} WHERE deleted_at IS NULL ORDER BY id"
+        ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def iter_vectors(self, kind: str, model: str, batch: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, kind: str, model: str, batch: int = 20_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of live items whose stored vector was made by `model`, in batches."""
         table = TABLES[kind]
         cursor = self._db.conn.execute(

@@ -66,5 +66,7 @@ class IndexManifest:
         except (OSError, ValueError, TypeError) as exc:
             raise IndexCorruptError(f"index manifest {path} is unreadable: {exc}") from None
         if manifest.format != MANIFEST_FORMAT:
-            raise IndexCorruptError(f"index manifest {path} has format {manifest.format}, not {MANIFEST_FORMAT}")
+            raise IndexCorruptError(
+                f"index manifest {path} has format {manifest.format}, not {MANIFEST_FORMAT}"
+            )
         return manifest

@@ -219,7 +219,9 @@ class VectorIndex:
         return self.search_many(query, k)[0]
 
     # -- persistence ----------------------------------------------------------------------------
-    def save(self, directory: str | Path, name: str, *, record_version: int, extra: dict | None = None) -> IndexManifest:
+    def save(
+        self, directory: str | Path, name: str, *, record_version: int, extra: dict | None = None
+    ) -> IndexManifest:
         """Write `<name>.faiss` (+ `<name>.delta.faiss` for HNSW) and then `<name>.json`, atomically."""
         directory = Path(directory)
         files = {"main": f"{name}.faiss"}
@@ -232,12 +234,21 @@ class VectorIndex:
             checksums[role] = file_checksum(tmp)
             os.replace(tmp, directory / filename)
         manifest = IndexManifest(
-            name=name, dim=self.dim, kind=self.kind, count=len(self), ids_sha256=ids_checksum(self.ids()),
-            record_version=record_version, files={f: checksums[r] for r, f in files.items()},
+            name=name,
+            dim=self.dim,
+            kind=self.kind,
+            count=len(self),
+            ids_sha256=ids_checksum(self.ids()),
+            record_version=record_version,
+            files={f: checksums[r] for r, f in files.items()},
             dead_ids=sorted(self._dead),
-            params={"hnsw_threshold": self.hnsw_threshold, "hnsw_m": self.hnsw_m,
-                    "ef_construction": self.ef_construction, "ef_search": self.ef_search,
-                    "compact_fraction": self.compact_fraction},
+            params={
+                "hnsw_threshold": self.hnsw_threshold,
+                "hnsw_m": self.hnsw_m,
+                "ef_construction": self.ef_construction,
+                "ef_search": self.ef_search,
+                "compact_fraction": self.compact_fraction,
+            },
             extra=dict(extra or {}),
         )
         manifest.write(directory / f"{name}.json")

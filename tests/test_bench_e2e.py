@@ -46,7 +46,9 @@ def _knowedit_run(smollm, data_dir, tmp_path, method_name: str, limit: int) -> t
     """Run `method_name` on the first `limit` ZsRE cases; check the run directory, undo and resume."""
     loaded = load_knowedit(data_dir / "KnowEdit" / "ZsRE", limit=limit)
     settings = KnowEditSettings("zsre", fluency=False)
-    spec = RunSpec("knowedit", str(data_dir / "KnowEdit" / "ZsRE"), method_name, "smollm2-135m", {"kind": "zsre"})
+    spec = RunSpec(
+        "knowedit", str(data_dir / "KnowEdit" / "ZsRE"), method_name, "smollm2-135m", {"kind": "zsre"}
+    )
     before = _weights(smollm)
     method = make_method(method_name, smollm, "knowedit")
     summary = run_knowedit(method, loaded, RunDir(tmp_path / "run", spec), settings)
@@ -107,8 +109,12 @@ def test_knowedit_rome_three_cases(smollm, data_dir, tmp_path):
 def test_unedited_model_has_full_locality_and_easyedit_fluency(smollm, data_dir, tmp_path):
     loaded = load_knowedit(data_dir / "KnowEdit" / "wiki_counterfact", limit=1)
     spec = RunSpec("knowedit", "wiki_counterfact", "none", "smollm2-135m", {})
-    summary = run_knowedit(make_method("none", smollm, "knowedit"), loaded, RunDir(tmp_path / "r", spec),
-                           KnowEditSettings("counterfact", fluency=True))
+    summary = run_knowedit(
+        make_method("none", smollm, "knowedit"),
+        loaded,
+        RunDir(tmp_path / "r", spec),
+        KnowEditSettings("counterfact", fluency=True),
+    )
     m = summary["metrics"]
     assert m["locality"] == 1.0 and m["edit_succ"] == m["pre_edit_succ"]
     rec = json.loads((tmp_path / "r" / CASES).read_text())
@@ -122,17 +128,28 @@ def test_fluency_sample_is_100_tokens_including_the_prompt(smollm, data_dir):
     prompt_ids = tok("The Eiffel Tower is in")["input_ids"]
     ids = sample_ids_like_easyedit(smollm, "The Eiffel Tower is in", max_out_len=len(prompt_ids) + 6, seed=3)
     assert len(ids) == len(prompt_ids) + 6 and ids[: len(prompt_ids)] == prompt_ids
-    assert ids == sample_ids_like_easyedit(smollm, "The Eiffel Tower is in", max_out_len=len(prompt_ids) + 6, seed=3)
+    assert ids == sample_ids_like_easyedit(
+        smollm, "The Eiffel Tower is in", max_out_len=len(prompt_ids) + 6, seed=3
+    )
     # a WikiBio passage longer than 100 tokens gets no new token, as in EasyEdit's generate_fast
-    bio = next(c for c in load_knowedit(data_dir / "KnowEdit" / "WikiBio").cases if len(tok(c.prompt)["input_ids"]) > 100)
+    bio = next(
+        c
+        for c in load_knowedit(data_dir / "KnowEdit" / "WikiBio").cases
+        if len(tok(c.prompt)["input_ids"]) > 100
+    )
     assert sample_ids_like_easyedit(smollm, bio.prompt) == tok(bio.prompt)["input_ids"]
 
 
 def test_mquake_three_cases_all_edits_together(smollm, data_dir, tmp_path):
     loaded = load_mquake(data_dir / "MQuAKE", limit=3)
     spec = RunSpec("mquake", str(data_dir / "MQuAKE"), "none", "smollm2-135m", {"edits_per_batch": "all"})
-    summary = run_mquake(make_method("none", smollm, "mquake"), loaded, RunDir(tmp_path / "mq", spec),
-                         MQuAKESettings("all", limit=3), load_mquake_prompts(data_dir / "MQuAKE" / "prompts"))
+    summary = run_mquake(
+        make_method("none", smollm, "mquake"),
+        loaded,
+        RunDir(tmp_path / "mq", spec),
+        MQuAKESettings("all", limit=3),
+        load_mquake_prompts(data_dir / "MQuAKE" / "prompts"),
+    )
     assert summary["n_cases"] == 3 and summary["edits_per_batch"] == 3 and summary["n_batches"] == 1
     assert MQUAKE_KEYS <= set(summary["metrics"])
     # the unedited model cannot know counterfactual edits
@@ -172,12 +189,16 @@ def test_mquake_batch_recorded_in_chunks_resumes_mid_batch(smollm, data_dir, tmp
     assert [r["case_id"] for r in kept] == [c.case_id for c in loaded.cases[:2]]
 
     method.crash_on, method.asked = None, []
-    summary = run_mquake(method, loaded, RunDir(tmp_path / "mq", spec), MQuAKESettings("all", limit=3), prompts)
+    summary = run_mquake(
+        method, loaded, RunDir(tmp_path / "mq", spec), MQuAKESettings("all", limit=3), prompts
+    )
     assert summary["complete"] and summary["n_cases"] == 3
     assert not any(q in p for p in method.asked for c in loaded.cases[:2] for q in c.questions)
     resumed = [json.loads(line) for line in (tmp_path / "mq" / CASES).read_text().splitlines()]
 
-    whole = run_mquake(NoEdit(smollm), loaded, RunDir(tmp_path / "whole", spec), MQuAKESettings("all", limit=3), prompts)
+    whole = run_mquake(
+        NoEdit(smollm), loaded, RunDir(tmp_path / "whole", spec), MQuAKESettings("all", limit=3), prompts
+    )
     records = [json.loads(line) for line in (tmp_path / "whole" / CASES).read_text().splitlines()]
     assert [r["metrics"] for r in resumed] == [r["metrics"] for r in records]
     assert [r["outputs"] for r in resumed] == [r["outputs"] for r in records]
@@ -198,10 +219,17 @@ def test_mquake_probe_per_batch_scores_the_first_cases_with_all_edits_applied(sm
     assert summary["complete"] and summary["n_cases"] == 1 and summary["n_cases_edited"] == 3
     records = [json.loads(line) for line in (tmp_path / "mq" / CASES).read_text().splitlines()]
     n_facts = len(batch_facts(loaded.cases)[0])
-    assert [r["case_id"] for r in records] == [loaded.cases[0].case_id] and records[0]["batch_facts"] == n_facts
+    assert [r["case_id"] for r in records] == [loaded.cases[0].case_id] and records[0][
+        "batch_facts"
+    ] == n_facts
     with pytest.raises(BenchmarkDataError, match="probe-per-batch"):
-        run_mquake(NoEdit(smollm), loaded, RunDir(tmp_path / "bad", spec), MQuAKESettings("all", probe_per_batch=0),
-                   prompts)
+        run_mquake(
+            NoEdit(smollm),
+            loaded,
+            RunDir(tmp_path / "bad", spec),
+            MQuAKESettings("all", probe_per_batch=0),
+            prompts,
+        )
 
 
 @pytest.mark.slow
@@ -209,8 +237,13 @@ def test_mquake_rome_three_cases(smollm, data_dir, tmp_path):
     loaded = load_mquake(data_dir / "MQuAKE", limit=3)
     spec = RunSpec("mquake", str(data_dir / "MQuAKE"), "rome", "smollm2-135m", {"edits_per_batch": "all"})
     before = _weights(smollm)
-    summary = run_mquake(make_method("rome", smollm, "mquake"), loaded, RunDir(tmp_path / "mq", spec),
-                         MQuAKESettings("all", limit=3), load_mquake_prompts(data_dir / "MQuAKE" / "prompts"))
+    summary = run_mquake(
+        make_method("rome", smollm, "mquake"),
+        loaded,
+        RunDir(tmp_path / "mq", spec),
+        MQuAKESettings("all", limit=3),
+        load_mquake_prompts(data_dir / "MQuAKE" / "prompts"),
+    )
     assert all(torch.equal(before[n], p) for n, p in _weights(smollm).items())
     assert summary["n_edit_errors"] == 0
     assert summary["metrics"]["edit_wise"] > 0.0
@@ -219,11 +252,18 @@ def test_mquake_rome_three_cases(smollm, data_dir, tmp_path):
 # ---------------------------------------------------------------- store methods: rag, mello, layer
 
 
-def _mquake_run(smollm, data_dir, tmp_path, method, limit: int = 3, k: str = "all") -> tuple[dict, list[dict]]:
+def _mquake_run(
+    smollm, data_dir, tmp_path, method, limit: int = 3, k: str = "all"
+) -> tuple[dict, list[dict]]:
     loaded = load_mquake(data_dir / "MQuAKE", limit=limit)
     spec = RunSpec("mquake", str(data_dir / "MQuAKE"), method.name, "smollm2-135m", {"edits_per_batch": k})
-    summary = run_mquake(method, loaded, RunDir(tmp_path / "mq", spec), MQuAKESettings(k, limit=limit),
-                         load_mquake_prompts(data_dir / "MQuAKE" / "prompts"))
+    summary = run_mquake(
+        method,
+        loaded,
+        RunDir(tmp_path / "mq", spec),
+        MQuAKESettings(k, limit=limit),
+        load_mquake_prompts(data_dir / "MQuAKE" / "prompts"),
+    )
     assert summary["n_cases"] == limit and summary["complete"] and summary["n_edit_errors"] == 0
     assert MQUAKE_KEYS <= set(summary["metrics"])
     assert all(v is None or 0.0 <= v <= 1.0 for v in summary["metrics"].values())
@@ -305,13 +345,15 @@ def test_mello_loop_reads_subquestions_retrieves_and_stops(smollm, data_dir):
 
     prompts = load_mquake_prompts(data_dir / "MQuAKE" / "prompts")
     method = MeLLoMethod(smollm)
-    script = iter([
-        "\nSubquestion: What is the country of citizenship of Ellie Kemper?\nGenerated answer: USA.\n",
-        "\nRetrieved fact contradicts to generated answer, so the intermediate answer is: Croatia\n"
-        "Subquestion: Who is the head of state of Croatia?\nGenerated answer: Kolinda Grabar-Kitarović.\n",
-        "\nRetrieved fact does not contradict to generated answer, so the intermediate answer is: "
-        "Kolinda Grabar-Kitarović\nFinal answer: Kolinda Grabar-Kitarović",
-    ])
+    script = iter(
+        [
+            "\nSubquestion: What is the country of citizenship of Ellie Kemper?\nGenerated answer: USA.\n",
+            "\nRetrieved fact contradicts to generated answer, so the intermediate answer is: Croatia\n"
+            "Subquestion: Who is the head of state of Croatia?\nGenerated answer: Kolinda Grabar-Kitarović.\n",
+            "\nRetrieved fact does not contradict to generated answer, so the intermediate answer is: "
+            "Kolinda Grabar-Kitarović\nFinal answer: Kolinda Grabar-Kitarović",
+        ]
+    )
     seen: list[str] = []
 
     def scripted(prompt, max_new_tokens, stop=()):
@@ -325,7 +367,9 @@ def test_mello_loop_reads_subquestions_retrieves_and_stops(smollm, data_dir):
         got = method.answer_multihop(loaded.cases[0].questions[0], prompts)
         assert got.answer == "Kolinda Grabar-Kitarović" and len(seen) == 3
         assert seen[0] == prompts.mello_query(loaded.cases[0].questions[0])
-        assert seen[1].endswith("Generated answer: USA.\nRetrieved fact: Ellie Kemper is a citizen of Croatia.")
+        assert seen[1].endswith(
+            "Generated answer: USA.\nRetrieved fact: Ellie Kemper is a citizen of Croatia."
+        )
         method.undo(applied)
     finally:
         method.close()
@@ -344,7 +388,10 @@ def test_mello_loop_with_the_model(smollm, data_dir):
     finally:
         method.close()
     # the model decomposed the question and the edit was retrieved for its subquestion
-    assert got.raw.startswith("\nSubquestion:") and "Retrieved fact: Ellie Kemper is a citizen of Croatia." in got.raw
+    assert (
+        got.raw.startswith("\nSubquestion:")
+        and "Retrieved fact: Ellie Kemper is a citizen of Croatia." in got.raw
+    )
 
 
 @pytest.mark.slow

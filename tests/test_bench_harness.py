@@ -47,22 +47,33 @@ def test_batched_harness_gives_the_legacy_numbers_and_caches_pre_scores(smollm, 
     before = _weights(smollm)
     rome = make_method("rome", smollm, "knowedit")
     legacy = run_knowedit(rome, loaded, RunDir(tmp_path / "legacy", spec), settings, harness="legacy")
-    batched = run_knowedit(rome, loaded, RunDir(tmp_path / "batched", spec), settings, harness="batched", cache=cache)
+    batched = run_knowedit(
+        rome, loaded, RunDir(tmp_path / "batched", spec), settings, harness="batched", cache=cache
+    )
     after = _weights(smollm)
     assert all(torch.equal(before[n], after[n]) for n in before)  # every edit undone
 
     assert batched["metrics"] == legacy["metrics"]  # identical, not merely close
     assert _cases(tmp_path / "batched") == _cases(tmp_path / "legacy")
-    assert all(r["metrics"]["fluency"] > 0 and r["outputs"]["fluency_text"] for r in _cases(tmp_path / "batched"))
+    assert all(
+        r["metrics"]["fluency"] > 0 and r["outputs"]["fluency_text"] for r in _cases(tmp_path / "batched")
+    )
     assert batched["pre_cache"] == {"hits": 0, "misses": 2}
-    stage_keys = {f"{name}{unit}" for name in ("pre", "edit", "score", "fluency", "undo") for unit in ("_s", "_cpu_s")}
+    stage_keys = {
+        f"{name}{unit}" for name in ("pre", "edit", "score", "fluency", "undo") for unit in ("_s", "_cpu_s")
+    }
     assert set(batched["stages"]) == stage_keys
     assert set(legacy["stages"]) == stage_keys
 
     # another method reads the same record's pre-edit scores from the cache, and they are the ones computed
     none_spec = RunSpec("knowedit", "ZsRE", "none", "smollm2-135m", {"kind": "zsre"})
-    noedit = run_knowedit(make_method("none", smollm, "knowedit"), loaded, RunDir(tmp_path / "none", none_spec),
-                          KnowEditSettings("zsre", fluency=False), cache=cache)
+    noedit = run_knowedit(
+        make_method("none", smollm, "knowedit"),
+        loaded,
+        RunDir(tmp_path / "none", none_spec),
+        KnowEditSettings("zsre", fluency=False),
+        cache=cache,
+    )
     assert noedit["pre_cache"] == {"hits": 2, "misses": 0}
     assert [r["pre"] for r in _cases(tmp_path / "none")] == [r["pre"] for r in _cases(tmp_path / "legacy")]
     assert noedit["metrics"]["locality"] == 1.0  # cached pre-edit argmax tokens are the unedited model's
@@ -87,8 +98,13 @@ def test_sequential_runs_are_not_sharded(smollm, data_dir, tmp_path):
     loaded = load_knowedit(data_dir / "KnowEdit" / "ZsRE", limit=2)
     spec = RunSpec("knowedit", "ZsRE", "none", "smollm2-135m", {})
     with pytest.raises(ShardSpecError, match="sequential"):
-        run_knowedit(make_method("none", smollm, "knowedit"), loaded, RunDir(tmp_path / "r", spec),
-                     KnowEditSettings("zsre", sequential=True), shard=Shard(1, 2))
+        run_knowedit(
+            make_method("none", smollm, "knowedit"),
+            loaded,
+            RunDir(tmp_path / "r", spec),
+            KnowEditSettings("zsre", sequential=True),
+            shard=Shard(1, 2),
+        )
 
 
 def _knowedit_shards(smollm, data_dir, tmp_path, n: int) -> list:
@@ -114,7 +130,9 @@ def test_knowedit_shards_merge_to_the_unsharded_run(smollm, data_dir, tmp_path):
     assert merged["metrics"] == whole["metrics"] and merged["n_cases"] == 3 and merged["complete"]
     assert merged["intervals"] == whole["intervals"] and "combined" in merged["intervals"]
     assert merged["n_requested"] == 3
-    assert json.loads((tmp_path / "merged" / "run.json").read_text()) == json.loads((tmp_path / "whole" / "run.json").read_text())
+    assert json.loads((tmp_path / "merged" / "run.json").read_text()) == json.loads(
+        (tmp_path / "whole" / "run.json").read_text()
+    )
 
     with pytest.raises(MergeError, match="already holds"):
         merge_runs(dirs, tmp_path / "merged")
@@ -143,14 +161,23 @@ def test_mquake_shards_merge_to_the_unsharded_run(smollm, data_dir, tmp_path):
 
     run_mquake(method, loaded, RunDir(tmp_path / "whole", spec(None)), settings, prompts)
     for i in (1, 2):
-        run_mquake(method, loaded, RunDir(tmp_path / f"s{i}", spec(Shard(i, 2))), settings, prompts, shard=Shard(i, 2))
+        run_mquake(
+            method,
+            loaded,
+            RunDir(tmp_path / f"s{i}", spec(Shard(i, 2))),
+            settings,
+            prompts,
+            shard=Shard(i, 2),
+        )
     merged = merge_runs([tmp_path / "s1", tmp_path / "s2"], tmp_path / "merged")
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert _cases(tmp_path / "merged") == _cases(tmp_path / "whole")
     assert [r["batch"] for r in _cases(tmp_path / "s2")] == [1]  # batch numbers are the whole run's
     assert merged["metrics"] == whole["metrics"] and merged["n_batches"] == whole["n_batches"] == 2
     with pytest.raises(ShardSpecError):
-        run_mquake(method, loaded, RunDir(tmp_path / "s3", spec(Shard(3, 3))), settings, prompts, shard=Shard(3, 3))
+        run_mquake(
+            method, loaded, RunDir(tmp_path / "s3", spec(Shard(3, 3))), settings, prompts, shard=Shard(3, 3)
+        )
 
 
 def test_cli_refuses_bad_shards_before_loading_the_model(data_dir, tmp_path, monkeypatch):
@@ -168,11 +195,26 @@ def test_cli_refuses_bad_shards_before_loading_the_model(data_dir, tmp_path, mon
     for args, message in (
         (["knowedit", "--method", "none", "--data", zsre, "--shard", "3/2"], "between 1 and n"),
         (["knowedit", "--method", "none", "--data", zsre, "--shard", "two"], "expected i/n"),
-        (["knowedit", "--method", "none", "--data", zsre, "--limit", "2", "--shard", "1/3"], "cannot be split"),
+        (
+            ["knowedit", "--method", "none", "--data", zsre, "--limit", "2", "--shard", "1/3"],
+            "cannot be split",
+        ),
         (["knowedit", "--method", "none", "--data", zsre, "--sequential", "--shard", "1/2"], "sequential"),
         (["knowedit", "--method", "none", "--data", zsre, "--harness", "fast"], "--harness"),
-        (["mquake", "--method", "none", "--data", str(data_dir / "MQuAKE"), "--edits-per-batch", "all",
-          "--shard", "1/2"], "cannot be split"),
+        (
+            [
+                "mquake",
+                "--method",
+                "none",
+                "--data",
+                str(data_dir / "MQuAKE"),
+                "--edits-per-batch",
+                "all",
+                "--shard",
+                "1/2",
+            ],
+            "cannot be split",
+        ),
         (["merge", str(tmp_path / "missing"), "--out", str(tmp_path / "m")], "not a finished run"),
     ):
         result = runner.invoke(cli.app, args + (["--out", str(tmp_path / "o")] if args[0] != "merge" else []))

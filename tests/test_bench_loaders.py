@@ -64,7 +64,10 @@ def test_zsre_mend_empty_targets_are_reported_with_index_and_reason(data_dir):
 def test_knowedit_fields_normalised_as_easyedit_reads_them(data_dir):
     zsre = load_knowedit(data_dir / "KnowEdit" / "ZsRE").cases[0]
     assert (zsre.prompt, zsre.subject, zsre.target_new) == (
-        "Which family does Epaspidoceras belong to?", "Epaspidoceras", "Noctuidae")
+        "Which family does Epaspidoceras belong to?",
+        "Epaspidoceras",
+        "Noctuidae",
+    )
     assert zsre.rephrase == ("What family are Epaspidoceras?",)
     assert zsre.portability["Reasoning"][0].answer == "Owlet moths"
     recent = load_knowedit(data_dir / "KnowEdit" / "wiki_recent").cases[0]
@@ -124,7 +127,9 @@ def test_mquake_cases_hops_and_prompts(data_dir):
     assert [h.edited for h in first.new_single_hops] == [True, False]
     assert first.requested_rewrite[0].cloze == "Ellie Kemper is a citizen of"
     # one edited hop of the new chain per requested edit, across the whole file
-    assert sum(h.edited for c in cases for h in c.new_single_hops) == sum(len(c.requested_rewrite) for c in cases)
+    assert sum(h.edited for c in cases for h in c.new_single_hops) == sum(
+        len(c.requested_rewrite) for c in cases
+    )
     prompts = load_mquake_prompts(data_dir / "MQuAKE" / "prompts")
     assert {h.relation_id for c in cases for h in c.new_single_hops if not h.edited} <= set(prompts.relations)
     assert prompts.multihop_query("Who?").endswith("Elizabeth II\nQ: Who? A:")
@@ -163,28 +168,44 @@ def test_run_dir_resumes_and_refuses_another_run(tmp_path):
 def test_compare_writes_tables_and_plots(tmp_path):
     dirs = []
     for method, es, loc in (("rome", 0.95, 0.4), ("none", 0.5, 1.0)):
-        run = RunDir(tmp_path / f"ke-{method}", RunSpec("knowedit", "/d", method, "smollm2-135m", {"kind": "zsre"}))
-        run.write_summary({"edit_succ": es, "portability": 0.2, "locality": loc, "fluency": 6.1}, 3, [],
-                          extra={"kind": "zsre"})
+        run = RunDir(
+            tmp_path / f"ke-{method}", RunSpec("knowedit", "/d", method, "smollm2-135m", {"kind": "zsre"})
+        )
+        run.write_summary(
+            {"edit_succ": es, "portability": 0.2, "locality": loc, "fluency": 6.1},
+            3,
+            [],
+            extra={"kind": "zsre"},
+        )
         dirs.append(run.path)
     for k, mh in (("1", 0.3), ("100", 0.2), ("all", 0.1)):
-        run = RunDir(tmp_path / f"mq-{k}", RunSpec("mquake", "/d", "memit", "smollm2-135m", {"edits_per_batch": k}))
-        run.write_summary({"edit_wise": 0.9, "instance_wise": 0.2, "multi_hop": mh}, 627, [],
-                          extra={"edits_per_batch": {"1": 1, "100": 100, "all": 627}[k]})
+        run = RunDir(
+            tmp_path / f"mq-{k}", RunSpec("mquake", "/d", "memit", "smollm2-135m", {"edits_per_batch": k})
+        )
+        run.write_summary(
+            {"edit_wise": 0.9, "instance_wise": 0.2, "multi_hop": mh},
+            627,
+            [],
+            extra={"edits_per_batch": {"1": 1, "100": 100, "all": 627}[k]},
+        )
         dirs.append(run.path)
     written = write_report(dirs, tmp_path / "rep" / "report.md")
     report = written[0].read_text()
     # no cases.jsonl: values without intervals; each column's best in its (data, model) group bold, ties too;
     # no rephrase, so no Combined value
     assert "| zsre | smollm2-135m | rome | 3 | **95.00** | – | **20.00** | 40.00 | – | **610.00** |" in report
-    assert "| zsre | smollm2-135m | none | 3 | 50.00 | – | **20.00** | **100.00** | – | **610.00** |" in report
+    assert (
+        "| zsre | smollm2-135m | none | 3 | 50.00 | – | **20.00** | **100.00** | – | **610.00** |" in report
+    )
     assert "| smollm2-135m | memit | all (627) | 627 | 90.00 | 20.00 | 10.00 | – | – |" in report
     pngs = [p for p in written if p.suffix == ".png"]
     assert {p.name for p in pngs} == {"knowedit-zsre-smollm2-135m.png", "mquake-smollm2-135m.png"}
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
     # a header replaces the title; plots may go to their own directory, linked relative to the report
-    written = write_report(dirs, tmp_path / "rep2" / "R.md", tmp_path / "rep2" / "plots", "# Results\n\nN = 3.")
+    written = write_report(
+        dirs, tmp_path / "rep2" / "R.md", tmp_path / "rep2" / "plots", "# Results\n\nN = 3."
+    )
     report = written[0].read_text()
     assert report.startswith("# Results\n\nN = 3.\n") and "# Benchmark comparison" not in report
     assert "![mquake-smollm2-135m](plots/mquake-smollm2-135m.png)" in report
@@ -193,13 +214,37 @@ def test_compare_writes_tables_and_plots(tmp_path):
 
 def test_cli_checks_data_and_method_before_loading_a_model(data_dir, tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["knowedit", "--method", "none", "--data", str(data_dir / "MQuAKE/MQuAKE-CF-3k-dev.json"),
-                              "--out", str(tmp_path / "x")])
+    res = runner.invoke(
+        app,
+        [
+            "knowedit",
+            "--method",
+            "none",
+            "--data",
+            str(data_dir / "MQuAKE/MQuAKE-CF-3k-dev.json"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert res.exit_code == 2 and "is an MQuAKE file" in " ".join(res.output.split())  # rich wraps long paths
-    res = runner.invoke(app, ["knowedit", "--method", "mello", "--data", str(data_dir / "KnowEdit" / "ZsRE"),
-                              "--limit", "2", "--out", str(tmp_path / "y")])
+    res = runner.invoke(
+        app,
+        [
+            "knowedit",
+            "--method",
+            "mello",
+            "--data",
+            str(data_dir / "KnowEdit" / "ZsRE"),
+            "--limit",
+            "2",
+            "--out",
+            str(tmp_path / "y"),
+        ],
+    )
     assert res.exit_code == 2 and "unknown method 'mello' for knowedit" in res.output and "rag" in res.output
-    res = runner.invoke(app, ["mquake", "--method", "none", "--edits-per-batch", "zero", "--out", str(tmp_path / "z")])
+    res = runner.invoke(
+        app, ["mquake", "--method", "none", "--edits-per-batch", "zero", "--out", str(tmp_path / "z")]
+    )
     assert res.exit_code == 2 and "--edits-per-batch" in res.output
     res = runner.invoke(app, ["methods"])
     assert res.exit_code == 0 and "mello" in res.output

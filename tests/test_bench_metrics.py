@@ -37,7 +37,17 @@ def test_locality_is_agreement_of_pre_and_post_tokens_not_gold():
 
 def test_word_tokens_match_nltk_word_tokenize_on_sentences():
     # nltk.word_tokenize splits sentences first, so a sentence-final period becomes its own token
-    assert word_tokens("He said: it works. Does it?") == ["He", "said", ":", "it", "works", ".", "Does", "it", "?"]
+    assert word_tokens("He said: it works. Does it?") == [
+        "He",
+        "said",
+        ":",
+        "it",
+        "works",
+        ".",
+        "Does",
+        "it",
+        "?",
+    ]
     assert word_tokens("I can't go.") == ["I", "ca", "n't", "go", "."]
 
 
@@ -59,9 +69,20 @@ def test_ngram_entropy_by_hand():
 
 def test_knowedit_aggregation_is_mean_over_cases_of_mean_over_keys():
     cases = [
-        {"rewrite_acc": 1.0, "rephrase_acc": [0.5], "portability": {"R": [0.5, 1.0], "S": [0.0]},
-         "locality": {"RS": [1.0, 0.5], "F": [0.0]}, "fluency": 5.0},
-        {"rewrite_acc": 0.5, "rephrase_acc": [1.0], "portability": {}, "locality": {"RS": [1.0]}, "fluency": 6.0},
+        {
+            "rewrite_acc": 1.0,
+            "rephrase_acc": [0.5],
+            "portability": {"R": [0.5, 1.0], "S": [0.0]},
+            "locality": {"RS": [1.0, 0.5], "F": [0.0]},
+            "fluency": 5.0,
+        },
+        {
+            "rewrite_acc": 0.5,
+            "rephrase_acc": [1.0],
+            "portability": {},
+            "locality": {"RS": [1.0]},
+            "fluency": 6.0,
+        },
     ]
     assert mean_over_keys(cases[0]["portability"]) == pytest.approx((0.75 + 0.0) / 2)
     out = aggregate_knowedit(cases)
@@ -100,10 +121,18 @@ def test_answer_parsing():
 
 def test_mquake_aggregation_pools_edits_and_hops():
     cases = [
-        {"edit_recalled": [True, False], "multi_hop": True, "conflicted": False,
-         "hops": [{"edited": True, "recalled": True}, {"edited": False, "recalled": False}]},
-        {"edit_recalled": [True], "multi_hop": False, "conflicted": True,
-         "hops": [{"edited": True, "recalled": True}, {"edited": False, "recalled": True}]},
+        {
+            "edit_recalled": [True, False],
+            "multi_hop": True,
+            "conflicted": False,
+            "hops": [{"edited": True, "recalled": True}, {"edited": False, "recalled": False}],
+        },
+        {
+            "edit_recalled": [True],
+            "multi_hop": False,
+            "conflicted": True,
+            "hops": [{"edited": True, "recalled": True}, {"edited": False, "recalled": True}],
+        },
     ]
     out = aggregate_mquake(cases)
     assert out["edit_wise"] == pytest.approx(2 / 3)
@@ -121,11 +150,19 @@ def test_edit_quality_paired_comparison_by_hand(tmp_path):
     from benchmarks.studies.edit_quality import paired
 
     def row(method, ids, vals):
-        return {"method": method, "cases": len(ids), "case_ids": ids, "config": {"layer": 4},
-                "per_case": {m: vals for m in METRICS}}
+        return {
+            "method": method,
+            "cases": len(ids),
+            "case_ids": ids,
+            "config": {"layer": 4},
+            "per_case": {m: vals for m in METRICS},
+        }
 
     path = tmp_path / "q.jsonl"
-    rows = [row("memit", [1, 2, 3, 4], [1.0, 0.0, 0.5, 1.0]), row("alphaedit", [4, 3, 2, 9], [1.0, 1.0, 1.0, 0.0])]
+    rows = [
+        row("memit", [1, 2, 3, 4], [1.0, 0.0, 0.5, 1.0]),
+        row("alphaedit", [4, 3, 2, 9], [1.0, 1.0, 1.0, 0.0]),
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = paired(path, "method=memit", "method=alphaedit,layer=4")
     # common cases 4, 3, 2: A = 1.0, 0.5, 0.0 -> B = 1.0, 1.0, 1.0; B - A = 0, +0.5, +1.0

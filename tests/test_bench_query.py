@@ -41,7 +41,10 @@ def test_batched_greedy_equals_one_generate_per_prompt(smollm):
 
 def test_query_many_equals_query_one_by_one(kl):
     kl.insert(subject="Atlantis", relation="capital", object="Poseidonia", source="atlas")
-    questions = ["What is the capital of Atlantis?", "Who is the head of state of the country Ellie Kemper is a citizen of?"]
+    questions = [
+        "What is the capital of Atlantis?",
+        "Who is the head of state of the country Ellie Kemper is a citizen of?",
+    ]
     many = kl.query_many(questions)
     for q, ans in zip(questions, many):
         one = kl.query(q)
@@ -83,8 +86,17 @@ def test_leading_the_is_dropped_from_short_answers():
 
 @pytest.mark.parametrize("gold,aliases", [("Croatia", ("HR", "Republic of Croatia")), ("US", ("USA",))])
 def test_settled_verdicts_match_the_full_generation(gold, aliases):
-    texts = [" Croatia, a country", " Republic of Croatia\n", " USSR and", " US, in", " USA", " Paris is",
-             " Croat", "\nCroatia", " HR"]
+    texts = [
+        " Croatia, a country",
+        " Republic of Croatia\n",
+        " USSR and",
+        " US, in",
+        " USA",
+        " Paris is",
+        " Croat",
+        "\nCroatia",
+        " HR",
+    ]
     for text in texts:
         full = cloze_recalled(text.split("\n")[0], gold, aliases)
         line = answer_matches(first_line_answer(text.split("\n")[0]), gold, aliases)
@@ -92,4 +104,7 @@ def test_settled_verdicts_match_the_full_generation(gold, aliases):
             if cloze_settled(text[:cut], gold, aliases):
                 assert cloze_recalled(text[:cut].split("\n")[0], gold, aliases) == full, (text, cut)
             if line_settled(text[:cut], gold, aliases):
-                assert answer_matches(first_line_answer(text[:cut].split("\n")[0]), gold, aliases) == line, (text, cut)
+                assert answer_matches(first_line_answer(text[:cut].split("\n")[0]), gold, aliases) == line, (
+                    text,
+                    cut,
+                )

@@ -96,13 +96,28 @@ def test_mquake_sequential_rag_probes_every_case_after_every_edit_and_resumes(sm
     assert all(torch.equal(before[n], p) for n, p in _weights(smollm).items())
 
 
-def test_cli_refuses_a_sharded_sequential_mquake_run_before_loading_the_model(data_dir, tmp_path, monkeypatch):
+def test_cli_refuses_a_sharded_sequential_mquake_run_before_loading_the_model(
+    data_dir, tmp_path, monkeypatch
+):
     from benchmarks.runners import cli as runner_cli
 
     def no_model(name):
         raise AssertionError("model loaded")
 
     monkeypatch.setattr(runner_cli, "load_bundle", no_model)
-    res = CliRunner().invoke(app, ["mquake", "--method", "rag", "--data", str(data_dir / "MQuAKE"), "--sequential",
-                                   "--shard", "1/2", "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "mquake",
+            "--method",
+            "rag",
+            "--data",
+            str(data_dir / "MQuAKE"),
+            "--sequential",
+            "--shard",
+            "1/2",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert res.exit_code == 2 and "sequential" in res.output

@@ -23,10 +23,14 @@ def test_statements_keep_initials_and_titles_inside_names():
     from kedit.statements import parse_statements
     from memory import RelationVocabulary
 
-    found = parse_statements("Frank R. Strayer is a citizen of Canada. St. Louis is located in the country of "
-                             "France.", RelationVocabulary.builtin())
+    found = parse_statements(
+        "Frank R. Strayer is a citizen of Canada. St. Louis is located in the country of France.",
+        RelationVocabulary.builtin(),
+    )
     assert [(s.subject, s.relation, s.object) for s in found] == [
-        ("Frank R. Strayer", "P27", "Canada"), ("St. Louis", "P17", "France")]
+        ("Frank R. Strayer", "P27", "Canada"),
+        ("St. Louis", "P17", "France"),
+    ]
 
 
 def test_conflict_cases_are_built_from_real_edits(data_dir, tmp_path, smollm, embedder):
@@ -50,7 +54,11 @@ def test_conflict_suite_obeys_the_hierarchy(data_dir, smollm, embedder, tmp_path
     results = run_suite(smollm, built, workdir=tmp_path, embedder=embedder, show_progress=False)
     summary = summarise(results)
     for kind in BY_RULE:
-        failed = [(r.case.question, r.answer, r.case.expected) for r in results if r.case.kind == kind and not r.obeys]
+        failed = [
+            (r.case.question, r.answer, r.case.expected)
+            for r in results
+            if r.case.kind == kind and not r.obeys
+        ]
         assert not failed, f"{kind}: {failed}"
         assert summary["per_kind"][kind]["tier_ok"] == 1.0
     assert summary["per_kind"]["edited_vs_model"]["obeys"] >= 0.5
@@ -74,8 +82,9 @@ def test_router_edits_and_learns_a_relation_when_no_relation_matches(tmp_path, s
     assert all(torch.equal(v, before[k]) for k, v in smollm.model.state_dict().items())
 
 
-def test_zsre_wording_conflicts_read_the_stored_name_where_the_wording_leaves_it_open(data_dir, smollm, embedder,
-                                                                                         tmp_path):
+def test_zsre_wording_conflicts_read_the_stored_name_where_the_wording_leaves_it_open(
+    data_dir, smollm, embedder, tmp_path
+):
     """ZsRE records whose instruction or paraphrase the shortest-subject rule or whole-name linking got
     wrong: "What was the founding year of Sigil Games Online 2002" (subject cut after "Sigil"), "The person
     that is the mother of Prince Karl Johann of Liechtenstein is who …" (a built-in template left a shorter,
@@ -84,11 +93,20 @@ def test_zsre_wording_conflicts_read_the_stored_name_where_the_wording_leaves_it
     from benchmarks.data.scope_data import zsre_cases
     from benchmarks.studies.conflicts import build_wording_cases
 
-    subjects = {"Sigil Games Online", "Prince Karl Johann of Liechtenstein", "Archduchess Mechthildis of Austria"}
-    records = [c for c in zsre_cases(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json") if c.subject in subjects]
+    subjects = {
+        "Sigil Games Online",
+        "Prince Karl Johann of Liechtenstein",
+        "Archduchess Mechthildis of Austria",
+    }
+    records = [
+        c for c in zsre_cases(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json") if c.subject in subjects
+    ]
     built = build_wording_cases(records, per_kind=3, kinds=("instruction_vs_stored",))
-    built += [c for c in build_wording_cases(records, per_kind=3, kinds=("stored_vs_model",))
-              if "Mechthildis" in c.case_id]
+    built += [
+        c
+        for c in build_wording_cases(records, per_kind=3, kinds=("stored_vs_model",))
+        if "Mechthildis" in c.case_id
+    ]
     assert len(built) == 4
     results = run_suite(smollm, built, workdir=tmp_path, embedder=embedder, show_progress=False)
     failed = [(r.case.kind, r.case.question, r.answer, r.case.expected) for r in results if not r.obeys]

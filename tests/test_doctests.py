@@ -7,11 +7,28 @@ import importlib
 
 import pytest
 
-MODULES = ["graph.entity_linker", "kedit.answers", "kedit.scope.text", "kedit.scope.head", "kedit.scope.relations",
-           "kedit.statements", "kedit.preference", "kedit.store.hit", "kedit.editing.registry", "kedit.editing.config",
-           "kedit.editing.edit_info",
-           "kedit.editing.value_buckets", "kedit.editing.woodbury", "memory.relations", "memory.record", "memory.rows",
-           "memory.database", "memory.supersession", "benchmarks.runners.shards", "benchmarks.runners.pre_cache"]
+MODULES = [
+    "graph.entity_linker",
+    "kedit.answers",
+    "kedit.scope.text",
+    "kedit.scope.head",
+    "kedit.scope.relations",
+    "kedit.statements",
+    "kedit.preference",
+    "kedit.store.hit",
+    "kedit.editing.registry",
+    "kedit.editing.config",
+    "kedit.editing.edit_info",
+    "kedit.editing.value_buckets",
+    "kedit.editing.woodbury",
+    "memory.relations",
+    "memory.record",
+    "memory.rows",
+    "memory.database",
+    "memory.supersession",
+    "benchmarks.runners.shards",
+    "benchmarks.runners.pre_cache",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

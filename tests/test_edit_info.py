@@ -10,24 +10,54 @@ from kedit.errors import EditError
 from kedit.runtime.deltas import LowRank
 
 # As kedit wrote them before EditInfo (copied from records of the previous version).
-OLD_ROME = {"model": "smollm2-135m", "family": "llama", "sadr": False, "dtype": "float32",
-            "value_steps": [12, 9], "value_s": [1.25, 0.75], "value_dtype": "bfloat16"}
-OLD_ALPHAEDIT = {"model": "smollm2-135m", "family": "llama", "sadr": True, "dtype": "bfloat16",
-                 "value_steps": 14, "value_s": 20.5, "value_cpu_s": 40.25, "request_steps": [14, 11, 8],
-                 "value_dtype": "bfloat16", "update_s": 3.5,
-                 "nullspace_dim": {"4": 1200, "5": 1100}, "nullspace_tau": {"4": 0.01, "5": 0.02},
-                 "nullspace_energy": {"4": 0.999, "5": 0.998}}
-OLD_FT = {"model": "smollm2-135m", "family": "llama", "sadr": False, "dtype": "float32", "ft_steps": 25,
-          "ft_loss": 0.125}
+OLD_ROME = {
+    "model": "smollm2-135m",
+    "family": "llama",
+    "sadr": False,
+    "dtype": "float32",
+    "value_steps": [12, 9],
+    "value_s": [1.25, 0.75],
+    "value_dtype": "bfloat16",
+}
+OLD_ALPHAEDIT = {
+    "model": "smollm2-135m",
+    "family": "llama",
+    "sadr": True,
+    "dtype": "bfloat16",
+    "value_steps": 14,
+    "value_s": 20.5,
+    "value_cpu_s": 40.25,
+    "request_steps": [14, 11, 8],
+    "value_dtype": "bfloat16",
+    "update_s": 3.5,
+    "nullspace_dim": {"4": 1200, "5": 1100},
+    "nullspace_tau": {"4": 0.01, "5": 0.02},
+    "nullspace_energy": {"4": 0.999, "5": 0.998},
+}
+OLD_FT = {
+    "model": "smollm2-135m",
+    "family": "llama",
+    "sadr": False,
+    "dtype": "float32",
+    "ft_steps": 25,
+    "ft_loss": 0.125,
+}
 # before value_dtype and value_cpu_s were recorded
-OLDEST_MEMIT = {"model": "smollm2-135m", "family": "llama", "sadr": False, "dtype": "float32",
-                "value_steps": 20, "value_s": 30.0}
+OLDEST_MEMIT = {
+    "model": "smollm2-135m",
+    "family": "llama",
+    "sadr": False,
+    "dtype": "float32",
+    "value_steps": 20,
+    "value_s": 30.0,
+}
 
 
 def _record(info: EditInfo) -> EditRecord:
     request = EditRequest("{} is a citizen of", "Paris Hilton", "Germany")
-    return EditRecord.new("rome", {"layer": 4}, [request], [("w", LowRank(torch.ones(2, 1), torch.ones(1, 2)))],
-                          info=info)
+    return EditRecord.new(
+        "rome", {"layer": 4}, [request], [("w", LowRank(torch.ones(2, 1), torch.ones(1, 2)))], info=info
+    )
 
 
 def test_old_rome_info_reads_one_value_run_per_request():
@@ -72,21 +102,27 @@ def test_a_record_of_the_old_shape_loads_and_saves_in_the_new(tmp_path):
 
 
 def test_unknown_info_keys_are_kept_verbatim(tmp_path):
-    newer = {**EditInfo(model="m", value_runs=[ValueRun(3, 0.5, "float32", 1.0, (3,))]).to_json(),
-             "tokens_seen": 1234, "probe": {"kind": "x"}}
+    newer = {
+        **EditInfo(model="m", value_runs=[ValueRun(3, 0.5, "float32", 1.0, (3,))]).to_json(),
+        "tokens_seen": 1234,
+        "probe": {"kind": "x"},
+    }
     info = EditInfo.from_json(newer)
     assert info.unknown == {"tokens_seen": 1234, "probe": {"kind": "x"}}
     loaded = EditRecord.load(_record(info).save(tmp_path / "rec"))
     assert loaded.info.to_json() == newer
 
 
-@pytest.mark.parametrize("bad", [
-    {"value_runs": [{"steps": "many", "seconds": 1.0}]},
-    {"value_runs": [{"seconds": 1.0}]},
-    {"nullspace": {"4": {"dim": 3}}},
-    {"value_steps": ["x"], "value_s": [1.0]},
-    {"nullspace_dim": {"4": 3}},  # an old record's dims without their τ
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"value_runs": [{"steps": "many", "seconds": 1.0}]},
+        {"value_runs": [{"seconds": 1.0}]},
+        {"nullspace": {"4": {"dim": 3}}},
+        {"value_steps": ["x"], "value_s": [1.0]},
+        {"nullspace_dim": {"4": 3}},  # an old record's dims without their τ
+    ],
+)
 def test_a_malformed_known_key_is_an_edit_error(bad):
     with pytest.raises(EditError, match="malformed"):
         EditInfo.from_json(bad)

@@ -63,7 +63,12 @@ def test_alphaedit_projector_and_preserved_keys(smollm, editor, pristine):
     assert rec.info.nullspace[layer].tau == proj.threshold
     kept = eigvecs[:, eigvals >= proj.threshold]
     k0 = kept * eigvals[eigvals >= proj.threshold].sqrt()  # K0 with K0 K0ᵀ = C restricted
-    assert float((delta.double() @ k0).norm() / (delta.double() @ eigvecs * eigvals.sqrt()).norm().clamp(min=1e-30)) < 1e-3
+    assert (
+        float(
+            (delta.double() @ k0).norm() / (delta.double() @ eigvecs * eigvals.sqrt()).norm().clamp(min=1e-30)
+        )
+        < 1e-3
+    )
     # the record carries the edited keys for the sequential cache, and undo drops them
     assert f"keys.{layer}" in rec.extra_tensors
     assert editor.past_keys([layer])[layer].abs().sum() > 0
@@ -96,7 +101,10 @@ def test_empty_null_space_is_an_error(smollm, editor, pristine):
         NullSpaceProjector.from_second_moment(c, threshold=1e-9, layer=3)
     with pytest.raises(EditError, match="null space"):
         NullSpaceProjector.from_second_moment(c, energy=1e-9, layer=3)
-    for cfg in (replace(_small("alphaedit"), nullspace_threshold=1e-9), replace(_small("alphaedit"), nullspace_energy=1e-9)):
+    for cfg in (
+        replace(_small("alphaedit"), nullspace_threshold=1e-9),
+        replace(_small("alphaedit"), nullspace_energy=1e-9),
+    ):
         with pytest.raises(EditError, match="null space"):
             editor.apply(REQUESTS[:1], method="alphaedit", config=cfg)
     assert unchanged(smollm, pristine) and editor.live == []
@@ -136,8 +144,15 @@ def test_alphaedit_sequential_batches_hold_and_spare_the_cached_keys(smollm, edi
 def test_sadr_changes_the_value_optimisation(smollm):
     from kedit.editing.values import optimise_values
 
-    cfg = replace(default_config("rome", "llama"), context_templates=(), sadr_weight=1e4, sadr_num_grad_steps=8,
-                  v_num_grad_steps=8, loss_stop=0.0, argmax_stop_prob=0.0)
+    cfg = replace(
+        default_config("rome", "llama"),
+        context_templates=(),
+        sadr_weight=1e4,
+        sadr_num_grad_steps=8,
+        v_num_grad_steps=8,
+        loss_stop=0.0,
+        argmax_stop_prob=0.0,
+    )
     plain = optimise_values(smollm, REQUESTS[:1], ["{}"], cfg, "mlp", cfg.layer)
     with_sadr = optimise_values(smollm, REQUESTS[:1], ["{}"], cfg, "mlp", cfg.layer, sadr=True)
     assert plain.loss_trace[0] == pytest.approx(with_sadr.loss_trace[0], rel=1e-5)  # SADR is 0 at δ=0
@@ -148,7 +163,7 @@ def test_sadr_changes_the_value_optimisation(smollm):
 def test_ft_l_edits_within_its_bound(smollm, editor, pristine):
     cfg = default_config("ft-l", "llama")
     rec = editor.apply(REQUESTS[:1], method="ft-l", config=cfg)
-    (name, change), = rec.steps
+    ((name, change),) = rec.steps
     assert change.kind == "rows"  # stored over the rows it changed only
     delta = rec.delta(name)
     assert float(delta.abs().max()) <= cfg.norm_constraint * (1 + 1e-3)
@@ -166,7 +181,9 @@ def test_memit_config_types(editor):
         editor.apply(REQUESTS[:1], method="alphaedit", config=MEMITConfig())
     assert isinstance(default_config("alphaedit", "gemma3"), AlphaEditConfig)
     # a record saved before λ' existed was made by AlphaEdit as published (λ' = 0), not today's default
-    saved = {k: v for k, v in default_config("alphaedit", "llama").to_dict().items() if k != "mom2_in_nullspace"}
+    saved = {
+        k: v for k, v in default_config("alphaedit", "llama").to_dict().items() if k != "mom2_in_nullspace"
+    }
     assert config_from_dict("alphaedit", saved).mom2_in_nullspace == 0.0
     assert default_config("alphaedit", "llama").mom2_in_nullspace > 0
 
@@ -175,8 +192,12 @@ def test_argmax_stop_ends_the_value_optimisation_early(smollm):
     from kedit.editing.values import optimise_values
 
     base = replace(default_config("rome", "llama"), context_templates=(), loss_stop=0.0, v_num_grad_steps=12)
-    full = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(base, argmax_stop_prob=0.0), "mlp", base.layer)
-    early = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(base, argmax_stop_prob=0.5), "mlp", base.layer)
+    full = optimise_values(
+        smollm, REQUESTS[:1], ["{}"], replace(base, argmax_stop_prob=0.0), "mlp", base.layer
+    )
+    early = optimise_values(
+        smollm, REQUESTS[:1], ["{}"], replace(base, argmax_stop_prob=0.5), "mlp", base.layer
+    )
     assert full.steps == base.v_num_grad_steps
     assert early.steps < full.steps
     # the stop happened at the first step whose δ already makes the target likely: same trajectory
@@ -211,8 +232,13 @@ def test_joint_value_batch_equals_one_request_at_a_time(smollm):
     fp32: bf16 products round differently for different batch shapes)."""
     from kedit.editing.values import optimise_values
 
-    cfg = replace(default_config("memit", "llama"), loss_stop=-1.0, argmax_stop_prob=0.0, v_num_grad_steps=4,
-                  value_dtype="float32")
+    cfg = replace(
+        default_config("memit", "llama"),
+        loss_stop=-1.0,
+        argmax_stop_prob=0.0,
+        v_num_grad_steps=4,
+        value_dtype="float32",
+    )
     templates = ["{}", "Hello there. {}"]
     joint = optimise_values(smollm, REQUESTS, templates, cfg, "residual", 7)
     for i, req in enumerate(REQUESTS):
@@ -226,10 +252,17 @@ def test_bf16_value_steps_track_fp32_and_leave_the_weights_bit_exact(smollm):
     from kedit.editing.values import optimise_values
 
     before = snapshot(smollm)
-    cfg = replace(default_config("rome", "llama"), context_templates=(), loss_stop=-1.0, argmax_stop_prob=0.0,
-                  v_num_grad_steps=6)
+    cfg = replace(
+        default_config("rome", "llama"),
+        context_templates=(),
+        loss_stop=-1.0,
+        argmax_stop_prob=0.0,
+        v_num_grad_steps=6,
+    )
     f32 = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(cfg, value_dtype="float32"), "mlp", cfg.layer)
-    b16 = optimise_values(smollm, REQUESTS[:1], ["{}"], replace(cfg, value_dtype="bfloat16"), "mlp", cfg.layer)
+    b16 = optimise_values(
+        smollm, REQUESTS[:1], ["{}"], replace(cfg, value_dtype="bfloat16"), "mlp", cfg.layer
+    )
     assert (f32.dtype, b16.dtype) == ("float32", "bfloat16")
     assert torch.equal(f32.init, b16.init) and b16.loss_trace[0] == f32.loss_trace[0]  # step 0 is fp32
     rel = float((b16.delta - f32.delta).norm() / f32.delta.norm())

@@ -12,7 +12,9 @@ from kedit.editing.woodbury import Factorised
 
 def _second_moment(d: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(4 * d, d, generator=g, dtype=torch.float64) * torch.linspace(0.01, 1.0, d, dtype=torch.float64)
+    x = torch.randn(4 * d, d, generator=g, dtype=torch.float64) * torch.linspace(
+        0.01, 1.0, d, dtype=torch.float64
+    )
     return (x.T @ x / (4 * d)).float()
 
 
@@ -52,8 +54,9 @@ def test_alphaedit_solve_with_factorised_fixed_part_is_the_direct_solve():
         for lam in (0.0, 1000.0):
             cfg = AlphaEditConfig(mom2_in_nullspace=lam)
             direct = alphaedit_solve(cfg, projectors, lambda layer, p=past: p, {5: c})
-            factored = alphaedit_solve(cfg, projectors, lambda layer, p=past: p, {5: c},
-                                       lambda layer, build: Factorised.of(build()))
+            factored = alphaedit_solve(
+                cfg, projectors, lambda layer, p=past: p, {5: c}, lambda layer, build: Factorised.of(build())
+            )
             for n in (1, 4):
                 k = _keys(d, n, 10 + n)
                 assert _close(factored(5, k), direct(5, k)) < 1e-9, (past is None, lam, n)
@@ -66,6 +69,7 @@ def test_editor_keeps_one_factorisation_per_slot_while_its_token_holds(editor):
         def make() -> torch.Tensor:
             calls.append(scale)
             return scale * torch.eye(4, dtype=torch.float64)
+
         return make
 
     first = editor.factorised(("test", 0), ("a",), build(2.0))
@@ -73,5 +77,7 @@ def test_editor_keeps_one_factorisation_per_slot_while_its_token_holds(editor):
     other = editor.factorised(("test", 0), ("b",), build(3.0))  # a new token replaces it
     assert calls == [2.0, 3.0] and other is not first
     u = torch.ones(4, 1, dtype=torch.float64)
-    assert torch.allclose(other.solve_update(u, u).T, torch.linalg.solve(3.0 * torch.eye(4, dtype=torch.float64) + u @ u.T, u))
+    assert torch.allclose(
+        other.solve_update(u, u).T, torch.linalg.solve(3.0 * torch.eye(4, dtype=torch.float64) + u @ u.T, u)
+    )
     editor._factors.pop(("test", 0))

@@ -79,8 +79,11 @@ def test_relation_detection_on_real_questions_and_prompts(embedder, data_dir):
     assert match_relation("{} holds a passport from", relations, embedder) is None  # too far: no guess
     # CounterFact edit prompts (other wordings than the templates): the fallback finds many more
     rows = json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text(encoding="utf-8"))
-    labelled = {(r["prompt"].replace(r["subject"], "{}", 1), counterfact_relation(r["prompt"], r["subject"]))
-                for r in rows if r["subject"] in r["prompt"]}
+    labelled = {
+        (r["prompt"].replace(r["subject"], "{}", 1), counterfact_relation(r["prompt"], r["subject"]))
+        for r in rows
+        if r["subject"] in r["prompt"]
+    }
     labelled = sorted((t, g) for t, g in labelled if g in relations)
     lexical = match_relations([t for t, _ in labelled], relations)
     both = match_relations([t for t, _ in labelled], relations, embedder)

@@ -114,13 +114,19 @@ def test_verification_report_probes_every_form(kl):
     stored = next(p for p in rep.probes if p["form"] == "fact")
     assert stored["prompt"] == "Zarnak Velloria holds a passport of"
     assert stored["query"]["question"] == stored["prompt"]
-    assert rep.before[0]["object"] == "Portugal" and rep.after[0]["prob"] == cloze["closed_book_after"]["prob"]
+    assert (
+        rep.before[0]["object"] == "Portugal" and rep.after[0]["prob"] == cloze["closed_book_after"]["prob"]
+    )
     assert rep.verified and rep.store_hits == [] and rep.unlearn_id is None
 
 
 def test_model_knowledge_is_unlearned_over_every_probe_and_undo_restores(kl, smollm, pristine):
-    kl.store.register_relation("chemical_symbol", "chemical symbol", cloze="The chemical symbol for {} is",
-                               question="What is the chemical symbol for {}?")
+    kl.store.register_relation(
+        "chemical_symbol",
+        "chemical symbol",
+        cloze="The chemical symbol for {} is",
+        question="What is the chemical symbol for {}?",
+    )
     rep = kl.forget("gold", "chemical symbol", "Au")
     assert rep.unlearn_id is not None and rep.retain_change is not None
     yielded = [p for p in rep.probes if p["closed_book_before"]["yields"]]
@@ -151,8 +157,18 @@ def test_forget_bench_on_a_tiny_n(smollm, pristine, data_dir):
     train = json.loads((data_dir / "CounterFact" / "counterfact-train.json").read_text(encoding="utf-8"))
     facts, scale_facts = forget_bench.known_facts(smollm, rows), forget_bench.known_facts(smollm, train)
     assert len(facts) >= 14 and len(scale_facts) >= 16
-    result = forget_bench.run(smollm, facts, n=3, scale=5, scale_facts=scale_facts, requests=3, held=3,
-                              methods=["GU-NPO", "GA"], settings={"max_steps": 3, "lr": 1e-3}, log=lambda _: None)
+    result = forget_bench.run(
+        smollm,
+        facts,
+        n=3,
+        scale=5,
+        scale_facts=scale_facts,
+        requests=3,
+        held=3,
+        methods=["GU-NPO", "GA"],
+        settings={"max_steps": 3, "lr": 1e-3},
+        log=lambda _: None,
+    )
     assert unchanged(smollm, pristine)  # every run undone
     before, *after = result["six"]
     assert [r["method"] for r in result["six"]] == ["before", "GU-NPO", "GA"]
@@ -161,15 +177,29 @@ def test_forget_bench_on_a_tiny_n(smollm, pristine, data_dir):
         assert row["forget_prob"] < before["forget_prob"] and row["steps"] >= 1
         assert 0.0 <= row["mia_auc"] <= 1.0 and 0.0 <= row["locality_kept"] <= 1.0
     assert [(r["method"], r["requests"]) for r in result["scale"]] == [
-        ("GU-NPO", 3), ("GA", 3), ("GU-NPO", 5), ("GA", 5)]
+        ("GU-NPO", 3),
+        ("GA", 3),
+        ("GU-NPO", 5),
+        ("GA", 5),
+    ]
     for row in result["scale"][2:]:  # the larger run is measured, on its own (train) facts
         assert row["forget_prob"] < result["scale_before"]["forget_prob"] and 0.0 <= row["held_kept"] <= 1.0
     assert [r["requests"] for r in result["sequential"]] == [3, 3]
     table = forget_bench.markdown(result)
     assert table.count("| GU-NPO |") == 4 and "PrivLeak" in table  # six-way, 2 scale rows, sequential
     with pytest.raises(ValueError, match="scan more records"):
-        forget_bench.run(smollm, facts, n=3, scale=len(scale_facts), scale_facts=scale_facts, requests=0, held=3,
-                         methods=["GA"], settings={"max_steps": 1, "lr": 1e-3}, log=lambda _: None)
+        forget_bench.run(
+            smollm,
+            facts,
+            n=3,
+            scale=len(scale_facts),
+            scale_facts=scale_facts,
+            requests=0,
+            held=3,
+            methods=["GA"],
+            settings={"max_steps": 1, "lr": 1e-3},
+            log=lambda _: None,
+        )
 
 
 def test_unlearning_in_chunks_takes_the_same_steps(smollm, pristine, data_dir):
@@ -192,10 +222,16 @@ def test_unlearning_in_chunks_takes_the_same_steps(smollm, pristine, data_dir):
 
 
 def test_a_batch_edit_holding_other_facts_is_kept_and_the_fact_unlearned(kl):
-    a, b = kl.edit_many([
-        {"prompt": "Danielle Darrieux is a citizen of", "target": "Italy", "subject": "Danielle Darrieux"},
-        {"prompt": "Toko Yasuda is a citizen of", "target": "Canada", "subject": "Toko Yasuda"},
-    ])
+    a, b = kl.edit_many(
+        [
+            {
+                "prompt": "Danielle Darrieux is a citizen of",
+                "target": "Italy",
+                "subject": "Danielle Darrieux",
+            },
+            {"prompt": "Toko Yasuda is a citizen of", "target": "Canada", "subject": "Toko Yasuda"},
+        ]
+    )
     assert a.edit_id is not None and a.edit_id == b.edit_id
     rep = kl.forget("Danielle Darrieux", "country of citizenship", "Italy")
     assert rep.edits_kept == [a.edit_id] and rep.edits_undone == [] and rep.facts_deleted == [a.fact_id]

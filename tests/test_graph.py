@@ -41,10 +41,10 @@ def test_persistent_store_keeps_sources_apart(tmp_path, mquake):
 
 def test_sparql_binds_values_instead_of_splicing(tmp_path):
     store = TripleStore.open(tmp_path / "ox")
-    store.add([(name, "P19", "Nowhere", "user") for name in NASTY] + [("Ellie Kemper", "P27", "Croatia", "user")])
-    query = (
-        "SELECT ?s ?p ?name ?o WHERE { GRAPH ?g { ?s ?p ?o . ?s <http://www.w3.org/2000/01/rdf-schema#label> ?name } }"
+    store.add(
+        [(name, "P19", "Nowhere", "user") for name in NASTY] + [("Ellie Kemper", "P27", "Croatia", "user")]
     )
+    query = "SELECT ?s ?p ?name ?o WHERE { GRAPH ?g { ?s ?p ?o . ?s <http://www.w3.org/2000/01/rdf-schema#label> ?name } }"
     for name in NASTY:
         rows = store.query(query, {"name": name, "p": relation_iri("P19")})
         assert [r["o"] for r in rows] == [str(entity_iri("Nowhere"))]

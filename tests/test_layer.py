@@ -39,8 +39,9 @@ def test_edit_routes_to_weights_and_store_then_query_and_undo(kl, smollm, pristi
 
 
 def test_router_sends_time_bounded_multivalued_and_known_facts_to_the_store(kl, smollm, pristine):
-    timed = kl.edit(subject="Italy", relation="head of government", target="Giorgia Meloni",
-                    valid_from="2022-10-22")
+    timed = kl.edit(
+        subject="Italy", relation="head of government", target="Giorgia Meloni", valid_from="2022-10-22"
+    )
     assert timed.route is Route.STORE and "time span" in timed.reasons[0]
     office = kl.edit(subject="Croatia", relation="head of state", target="Zoran Milanović")
     assert office.route is Route.STORE and "volatile" in office.reasons[0]
@@ -54,9 +55,16 @@ def test_router_sends_time_bounded_multivalued_and_known_facts_to_the_store(kl, 
 
 
 def test_preference_hierarchy_instruction_stored_passage_and_time(kl):
-    kl.insert(subject="Atlantis", relation="capital", object="Poseidonia", source="old-atlas",
-              valid_from="2001-01-01")
-    kl.insert(subject="Atlantis", relation="capital", object="Meropis", source="new-atlas", valid_from="2020-01-01")
+    kl.insert(
+        subject="Atlantis",
+        relation="capital",
+        object="Poseidonia",
+        source="old-atlas",
+        valid_from="2001-01-01",
+    )
+    kl.insert(
+        subject="Atlantis", relation="capital", object="Meropis", source="new-atlas", valid_from="2020-01-01"
+    )
     q = "What is the capital of Atlantis?"
     now = kl.query(q)
     assert now.text == "Meropis" and now.trace["hops"][0]["tier"] == "stored"  # newer valid first
@@ -67,10 +75,14 @@ def test_preference_hierarchy_instruction_stored_passage_and_time(kl):
     told = kl.query(q, instructions="Assume the capital of Atlantis is Thule.")
     assert told.text == "Thule" and told.trace["winner"]["tier"] == "instruction"
     said = told.evidence[0]
-    assert said.tier is Tier.INSTRUCTION and said.answer == "Thule" and said.fact_id is said.passage_id is None
+    assert (
+        said.tier is Tier.INSTRUCTION and said.answer == "Thule" and said.fact_id is said.passage_id is None
+    )
     assert "outranks" in told.trace["hops"][0]["why"]
 
-    kl.insert("The Eiffel Tower was repainted in 2026 in a golden brown.", source="news", valid_from="2026-01-01")
+    kl.insert(
+        "The Eiffel Tower was repainted in 2026 in a golden brown.", source="news", valid_from="2026-01-01"
+    )
     ans = kl.query("When was the Eiffel Tower repainted?")
     assert ans.trace["winner"]["tier"] == "passage"
     passage = next(e for e in ans.evidence if e.passage_id is not None)
@@ -85,10 +97,12 @@ def test_bad_input_changes_nothing(kl, smollm, pristine):
     kl.insert(subject="Atlantis", relation="capital", object="Meropis")
     before = kl.history()
     with pytest.raises(EditError, match="contradictory"):
-        kl.edit_many([
-            {"subject": "Atlantis", "relation": "capital", "target": "Thule"},
-            {"subject": "Atlantis", "relation": "capital", "target": "Meropis"},
-        ])
+        kl.edit_many(
+            [
+                {"subject": "Atlantis", "relation": "capital", "target": "Thule"},
+                {"subject": "Atlantis", "relation": "capital", "target": "Meropis"},
+            ]
+        )
     with pytest.raises(EditError, match="non-empty target"):
         kl.edit(f"{SUBJECT} is a citizen of", target="  ", subject=SUBJECT)
     with pytest.raises(StoreError, match="unknown relation"):
@@ -110,8 +124,12 @@ def test_forget_undoes_the_edit_that_wrote_the_fact(kl, smollm, pristine):
 
 
 def test_forget_unlearns_what_the_model_itself_knows_and_undo_restores(kl, smollm, pristine):
-    kl.store.register_relation("chemical_symbol", "chemical symbol", cloze="The chemical symbol for {} is",
-                               question="What is the chemical symbol for {}?")
+    kl.store.register_relation(
+        "chemical_symbol",
+        "chemical symbol",
+        cloze="The chemical symbol for {} is",
+        question="What is the chemical symbol for {}?",
+    )
     rep = kl.forget("gold", "chemical symbol", "Au")
     assert rep.unlearn_id is not None
     assert rep.after[0]["prob"] < rep.before[0]["prob"] / 5
@@ -149,13 +167,23 @@ def test_unsupported_architecture_falls_back_to_store(tmp_path, smollm, embedder
     from kedit.runtime import load_model
 
     model_dir = tmp_path / "tiny-opt"
-    config = OPTConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, num_hidden_layers=2, ffn_dim=64,
-                       num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=64)
+    config = OPTConfig(
+        vocab_size=len(smollm.tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        ffn_dim=64,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
+        max_position_embeddings=64,
+    )
     OPTForCausalLM(config).save_pretrained(model_dir, safe_serialization=True)
     smollm.tokenizer.save_pretrained(model_dir)
     bundle = load_model(model_dir)
     assert bundle.spec is None and "OPTForCausalLM" in bundle.extra["spec_error"]
-    with KnowledgeLayer.open(tmp_path / "kb", model=bundle, embedder=embedder) as kl, warnings.catch_warnings(record=True) as seen:
+    with (
+        KnowledgeLayer.open(tmp_path / "kb", model=bundle, embedder=embedder) as kl,
+        warnings.catch_warnings(record=True) as seen,
+    ):
         warnings.simplefilter("always")
         rec = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT)
     assert rec.route is Route.STORE and "cannot be edited" in rec.reasons[0]
@@ -171,7 +199,10 @@ def test_langchain_retriever_and_runnable_in_an_lcel_chain(kl):
     assert "The capital of Atlantis is Meropis." in chain.invoke("capital city of Atlantis")
     docs = retriever.invoke("capital city of Atlantis")
     assert docs[0].metadata["tier"] == "stored" and docs[0].metadata["source"] == "atlas"
-    assert docs[0].metadata["kind"] == "fact" and docs[0].metadata["id"] == kl.store.current("Atlantis", "P36").id
+    assert (
+        docs[0].metadata["kind"] == "fact"
+        and docs[0].metadata["id"] == kl.store.current("Atlantis", "P36").id
+    )
     qa = RunnableLambda(lambda x: x["question"]) | kl.as_runnable()
     assert qa.invoke({"question": "What is the capital of Atlantis?"}) == "Meropis"
 

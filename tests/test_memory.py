@@ -76,17 +76,22 @@ def test_supersession_as_of_and_history_on_mquake_edits(record, mquake):
         history = record.history(edit.subject, edit.relation)
         assert [f.source for f in history][-1] == "mquake-edit"
     case = mquake_cases(path, 1)[0]
-    (subject, _, old), (_, _, new) = case["orig"]["triples_labeled"][0], case["orig"]["new_triples_labeled"][0]
+    (subject, _, old), (_, _, new) = (
+        case["orig"]["triples_labeled"][0],
+        case["orig"]["new_triples_labeled"][0],
+    )
     assert [f.object for f in record.history(subject, "P27")] == [old, new]
     assert [f.object for f in record.facts(subject, "P27", include_superseded=False)] == [new]
 
 
 def test_valid_time_decides_as_of(record):
-    record.add_facts([
-        NewFact("Croatia", "P35", "Stjepan Mesić", valid_from="2000-02-18", valid_to="2010-02-18"),
-        NewFact("Croatia", "P35", "Ivo Josipović", valid_from="2010-02-18", valid_to="2015-02-19"),
-        NewFact("Croatia", "P35", "Kolinda Grabar-Kitarović", valid_from="2015-02-19"),
-    ])
+    record.add_facts(
+        [
+            NewFact("Croatia", "P35", "Stjepan Mesić", valid_from="2000-02-18", valid_to="2010-02-18"),
+            NewFact("Croatia", "P35", "Ivo Josipović", valid_from="2010-02-18", valid_to="2015-02-19"),
+            NewFact("Croatia", "P35", "Kolinda Grabar-Kitarović", valid_from="2015-02-19"),
+        ]
+    )
     assert record.current("Croatia", "P35", as_of="2005-06-01").object == "Stjepan Mesić"
     assert record.current("Croatia", "head of state", as_of="2012").object == "Ivo Josipović"
     assert record.current("Croatia", "P35").object == "Kolinda Grabar-Kitarović"
@@ -115,7 +120,10 @@ BAD_FACTS = [
     (NewFact("Ellie\nKemper", "P27", "Croatia"), "control character"),
     (NewFact("Ellie Kemper", "P27", "Croatia", sentence="s" * 100_000), "at most 4000"),
     (NewFact("Ellie Kemper", "P9999", "Croatia"), "unknown relation"),
-    (NewFact("Ellie Kemper", "P27", "Croatia", valid_from="2020-01-01", valid_to="2019-01-01"), "must be after"),
+    (
+        NewFact("Ellie Kemper", "P27", "Croatia", valid_from="2020-01-01", valid_to="2019-01-01"),
+        "must be after",
+    ),
     (NewFact("Ellie Kemper", "P27", "Croatia", valid_from="last tuesday"), "not an ISO-8601"),
     (NewFact("Ellie Kemper", "P27", "Croatia", confidence=1.5), "confidence"),
     (NewFact("Ellie Kemper", "P27", "Croatia", provenance={"x": object()}), "JSON"),
@@ -159,8 +167,15 @@ def test_one_writer_at_a_time_and_readers_beside_it(tmp_path):
 def test_custom_relations_persist_and_schema_is_checked(tmp_path):
     path = tmp_path / "r.sqlite"
     rec = Record.open(path)
-    rec.register_relation(Relation("X1", "favourite food", "The favourite food of {} is", "What does {} like to eat?",
-                                   functional=False))
+    rec.register_relation(
+        Relation(
+            "X1",
+            "favourite food",
+            "The favourite food of {} is",
+            "What does {} like to eat?",
+            functional=False,
+        )
+    )
     rec.add_facts([NewFact("Ellie Kemper", "favourite food", "pasta")])
     rec.close()
     rec = Record.open(path)
@@ -182,11 +197,18 @@ def test_ledger_and_evidence_sessions_round_trip(record):
     from memory import EvidenceRound
 
     fact = record.add_facts([NewFact("Ellie Kemper", "P27", "Croatia", source="edit")])[0]
-    entry = record.record_edit(decision="both", reasons=["functional relation", "high confidence"],
-                               fact_id=fact.id, edit_id="memit-0007", details={"layer": 5})
+    entry = record.record_edit(
+        decision="both",
+        reasons=["functional relation", "high confidence"],
+        fact_id=fact.id,
+        edit_id="memit-0007",
+        details={"layer": 5},
+    )
     assert record.edits(fact.id) == [entry] and entry.reasons[0] == "functional relation"
     with pytest.raises(NotFoundError):
         record.record_edit(decision="store", fact_id=12345)
     rounds = [EvidenceRound(1, ["q"], [{"kind": "fact", "id": fact.id}], [{"relation": "P27"}], 1)]
-    saved = record.save_session("Which country is Ellie Kemper a citizen of?", [{"relation": "P27"}], True, rounds)
+    saved = record.save_session(
+        "Which country is Ellie Kemper a citizen of?", [{"relation": "P27"}], True, rounds
+    )
     assert record.session(saved.id) == saved

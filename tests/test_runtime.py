@@ -83,7 +83,9 @@ def test_gguf_cache_round_trip_and_corrupt_cache_rebuilt(tmp_path, monkeypatch, 
     assert not fresh.from_cache
     cached = load_model("smollm2-135m")
     assert cached.from_cache
-    enc = smollm.tokenizer(["The capital of France is", "Danielle Darrieux was born in"], return_tensors="pt", padding=True)
+    enc = smollm.tokenizer(
+        ["The capital of France is", "Danielle Darrieux was born in"], return_tensors="pt", padding=True
+    )
     with torch.no_grad():
         a = fresh.model(**enc).logits
         b = cached.model(**enc).logits
@@ -142,7 +144,11 @@ def test_unknown_architecture_names_the_class():
 
 def test_sentence_embeddings_are_unit_vectors_and_semantic(embedder):
     vecs = embedder.encode(
-        ["The Eiffel Tower is in Paris.", "Paris is home to the Eiffel Tower.", "Bananas are rich in potassium."]
+        [
+            "The Eiffel Tower is in Paris.",
+            "Paris is home to the Eiffel Tower.",
+            "Bananas are rich in potassium.",
+        ]
     )
     assert vecs.shape == (3, 384) and vecs.dtype == np.float32
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
@@ -155,7 +161,17 @@ def test_cli_reports_bad_model_without_traceback(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "kedit.cli", "query", "Who?", "--model", "no-such-model", "--kb", str(tmp_path / "kb")],
+        [
+            sys.executable,
+            "-m",
+            "kedit.cli",
+            "query",
+            "Who?",
+            "--model",
+            "no-such-model",
+            "--kb",
+            str(tmp_path / "kb"),
+        ],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
@@ -187,8 +203,15 @@ def _tiny_llama(vocab: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -203,7 +226,9 @@ def test_wrap_model_edits_a_model_built_in_memory_and_undo_is_exact(tmp_path, sm
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     editor = ParametricEditor(bundle)
     cfg = ROMEConfig(layer=1, mom2_adjustment=False, context_templates=(), v_num_grad_steps=5)
-    rec = editor.apply([EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome", config=cfg)
+    rec = editor.apply(
+        [EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome", config=cfg
+    )
     name = rec.changed[0]
     assert rec.steps[0][1].kind == "lowrank" and not torch.equal(model.get_parameter(name), before[name])
     assert bundle.history._base[name] is not None  # no files to read the base from: one copy of that matrix
@@ -212,8 +237,12 @@ def test_wrap_model_edits_a_model_built_in_memory_and_undo_is_exact(tmp_path, sm
     assert bundle.history._base == {}  # nothing held once no change is live
     # a (model, tokenizer) pair opens a knowledge base; its stack reopens onto the same in-memory model
     with KnowledgeLayer.open(tmp_path / "kb", model=(model, smollm.tokenizer), embedder=embedder) as kl:
-        kl.weights.push(EDIT, kl.weights.editor.apply([EditRequest("{} is a citizen of", "Paris Hilton", "Germany")],
-                                                      method="rome", config=cfg))
+        kl.weights.push(
+            EDIT,
+            kl.weights.editor.apply(
+                [EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome", config=cfg
+            ),
+        )
         edited = {n: p.detach().clone() for n, p in model.named_parameters()}
         kl.weights.editor.remove(kl.weights.changes[0].record)  # as a new process: the base model
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
@@ -236,7 +265,9 @@ def test_wrap_model_reads_the_base_from_the_models_safetensors(tmp_path, smollm)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     editor = ParametricEditor(bundle)
     cfg = ROMEConfig(layer=1, mom2_adjustment=False, context_templates=(), v_num_grad_steps=5)
-    rec = editor.apply([EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome", config=cfg)
+    rec = editor.apply(
+        [EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome", config=cfg
+    )
     assert bundle.history._base == {rec.changed[0]: None}  # read back from the safetensors: nothing held
     editor.undo(rec)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
@@ -247,8 +278,15 @@ def test_wrap_model_refuses_an_architecture_without_a_spec(smollm):
 
     from kedit import wrap_model
 
-    config = OPTConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, num_hidden_layers=2, ffn_dim=64,
-                       num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=64)
+    config = OPTConfig(
+        vocab_size=len(smollm.tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        ffn_dim=64,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
+        max_position_embeddings=64,
+    )
     with pytest.raises(UnsupportedArchitectureError, match="OPTForCausalLM"):
         wrap_model(OPTForCausalLM(config), smollm.tokenizer)
 

@@ -26,15 +26,20 @@ def cf_cases(data_dir):
 
 @pytest.fixture(scope="module")
 def zsre(data_dir):
-    return [c for c in distinct_subjects(zsre_cases(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json"))
-            if c.same_subject_out][:N]
+    return [
+        c
+        for c in distinct_subjects(zsre_cases(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json"))
+        if c.same_subject_out
+    ][:N]
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory, smollm, embedder, cf_cases, zsre):
     """A knowledge base holding the CounterFact and ZsRE facts (store route), and an empty one."""
     kl = KnowledgeLayer.open(tmp_path_factory.mktemp("scope") / "kb", model=smollm, embedder=embedder)
-    empty = KnowledgeLayer.open(tmp_path_factory.mktemp("scope-empty") / "kb", model=smollm, embedder=embedder)
+    empty = KnowledgeLayer.open(
+        tmp_path_factory.mktemp("scope-empty") / "kb", model=smollm, embedder=embedder
+    )
     cases = cf_cases + zsre
     kl.edit_many([dict(prompt=c.prompt, target=c.target, subject=c.subject) for c in cases], route="store")
     yield kl, empty
@@ -112,7 +117,9 @@ def test_layer_adapter_puts_only_in_scope_facts_before_a_probe(smollm, embedder,
     method = LayerMethod(smollm, route="store", embedder=embedder)
     try:
         case = cf_cases[0]
-        applied = method.apply([FactEdit(case.prompt.replace(case.subject, "{}", 1), case.subject, case.target, None)])
+        applied = method.apply(
+            [FactEdit(case.prompt.replace(case.subject, "{}", 1), case.subject, case.target, None)]
+        )
         assert applied.error is None
         assert method.retrieve(case.prompt) and case.target in method.retrieve(case.prompt)[0]
         assert method.retrieve(case.other_subject[0]) == []  # another subject: no context at all
@@ -169,7 +176,9 @@ def test_a_question_that_nests_hops_is_answered_from_the_walked_in_scope_facts(t
         assert [c.fact.object for c in walked][:1] == ["Croatia"]
         assert {c.fact.relation for c in walked[1:]} <= {"P35", "P36"}
         # no relation cue for the outer hop: no chain is read, the question is answered from the walk
-        uncued = "In what city is the seat of government of the country where Ellie Kemper holds a citizenship?"
+        uncued = (
+            "In what city is the seat of government of the country where Ellie Kemper holds a citizenship?"
+        )
         answer = kl.query(uncued)
         assert answer.trace["chain_start"] == "walk", answer.trace
         used = {e.fact_id for e in answer.evidence if e.fact_id is not None}
@@ -189,7 +198,9 @@ def test_the_cross_encoder_ships_small_and_reads_the_pair_together(zsre, cf_case
 
     # paraphrases of the stored prompt score above the threshold more often than other relations do
     para = [float(cross.logits(form(c, c.in_scope[1]), [form(c, c.prompt)])[0]) for c in cf_cases + zsre]
-    other = [float(cross.logits(form(c, q), [form(c, c.prompt)])[0]) for c in zsre for q in c.same_subject_out]
+    other = [
+        float(cross.logits(form(c, q), [form(c, c.prompt)])[0]) for c in zsre for q in c.same_subject_out
+    ]
     assert sum(s >= cross.threshold for s in para) >= 0.75 * len(para), para
     assert sum(s < cross.threshold for s in other) >= 0.75 * len(other), other
 
@@ -207,7 +218,10 @@ def test_scope_decisions_on_real_records(stores, cf_cases, zsre):
     other_zsre = [in_scope_of(c, q) for c in zsre for q in c.same_subject_out]
     # measured 11 of 12 and 9 of 12 (two ZsRE rephrasings do not name the subject as stored), none out in
     assert para_cf >= 0.8 * len(cf_cases) and para_zsre >= 0.65 * len(zsre), (para_cf, para_zsre)
-    assert sum(other_cf) <= 0.25 * len(other_cf) and sum(other_zsre) <= 0.2 * len(other_zsre), (other_cf, other_zsre)
+    assert sum(other_cf) <= 0.25 * len(other_cf) and sum(other_zsre) <= 0.2 * len(other_zsre), (
+        other_cf,
+        other_zsre,
+    )
 
 
 def test_zsre_prompts_that_ask_the_edited_relation_are_kept_apart(data_dir):
@@ -220,11 +234,16 @@ def test_zsre_prompts_that_ask_the_edited_relation_are_kept_apart(data_dir):
 
 def test_a_misspelt_stored_subject_is_linked(tmp_path, smollm, embedder):
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
-        kl.edit("Which team did Derek Whitehead play for?", target="Rotherham United", subject="Derek Whitehead",
-                route="store")
+        kl.edit(
+            "Which team did Derek Whitehead play for?",
+            target="Rotherham United",
+            subject="Derek Whitehead",
+            route="store",
+        )
         kl.insert(subject="Gregory XVI", relation="P19", object="Belluno")
         assert [m.entities for m in kl.scope.link("What was the name of the Derek Whiteheads team?")] == [
-            ("Derek Whitehead",)]
+            ("Derek Whitehead",)
+        ]
         assert kl.scope.link("Gregory X was born in") == []  # a different code is a different name
 
 
@@ -234,7 +253,9 @@ def test_the_cross_encoder_can_be_turned_off(stores, zsre):
 
     kl, _ = stores
     head_only = ScopeModel(kl.store, ScopeConfig(cross_top=0))
-    assert head_only.cross is None and head_only.threshold == pytest.approx(1 / (1 + math.exp(-default_head().threshold)))
+    assert head_only.cross is None and head_only.threshold == pytest.approx(
+        1 / (1 + math.exp(-default_head().threshold))
+    )
     asked = [q for c in zsre for q in c.same_subject_out][:4]
     both = [c for q in asked for c in kl.scope.decide(q).candidates]
     alone = [c for q in asked for c in head_only.decide(q).candidates]

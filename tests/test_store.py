@@ -66,7 +66,9 @@ def test_edits_supersede_and_are_found_by_their_questions(loaded, mquake):
         hits = store.search(rewrite["question"], k=3, kinds=("fact",))
         found += any(h.fact.id == current.id for h in hits)
         if store.relations.resolve(rewrite["relation_id"]).functional:  # the old value is out of search
-            old = {f.id for f in store.history(rewrite["subject"], rewrite["relation_id"]) if f.id != current.id}
+            old = {
+                f.id for f in store.history(rewrite["subject"], rewrite["relation_id"]) if f.id != current.id
+            }
             assert old and all(h.fact.id not in old for h in hits)
     assert found / len(cases) >= 0.9, found / len(cases)
 
@@ -90,17 +92,27 @@ def test_chain_neighbours_and_path_use_current_facts(loaded, mquake):
 
 
 def _stored_vectors(store):
-    return {int(i): v for ids, batch in store.record.iter_vectors("fact", store.model_name) for i, v in zip(ids, batch)}
+    return {
+        int(i): v
+        for ids, batch in store.record.iter_vectors("fact", store.model_name)
+        for i, v in zip(ids, batch)
+    }
 
 
 def test_pipelined_insert_matches_plain_batches_and_reuses_vectors(tmp_path, embedder, data_dir):
-    facts = [c.fact for c in counterfact_cases(data_dir / "CounterFact" / "counterfact-train.json", limit=230)]
+    facts = [
+        c.fact for c in counterfact_cases(data_dir / "CounterFact" / "counterfact-train.json", limit=230)
+    ]
     n = len(facts)  # the tests/data sample: every record that makes a case, up to 230
     assert n > 150
     facts += facts[5:8]  # repeated sentences: embedded once, and the second time found in the store
-    with KnowledgeStore.open(tmp_path / "plain", embedder) as plain, \
-            KnowledgeStore.open(tmp_path / "piped", embedder) as piped:
-        ids = [f.id for start in range(0, len(facts), 100) for f in plain.add_facts(facts[start : start + 100])]
+    with (
+        KnowledgeStore.open(tmp_path / "plain", embedder) as plain,
+        KnowledgeStore.open(tmp_path / "piped", embedder) as piped,
+    ):
+        ids = [
+            f.id for start in range(0, len(facts), 100) for f in plain.add_facts(facts[start : start + 100])
+        ]
         assert [f.id for f in piped.add_facts_in_batches(facts, batch_size=100)] == ids
         want, got = _stored_vectors(plain), _stored_vectors(piped)
         assert want.keys() == got.keys() == set(ids)
@@ -114,7 +126,9 @@ def test_pipelined_insert_matches_plain_batches_and_reuses_vectors(tmp_path, emb
     # the store's embedder (batches side by side) agrees with plain sentence-transformers encode
     texts = [f.sentence for f in facts[:80]]
     threads = torch.get_num_threads()
-    reference = embedder.model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
+    reference = embedder.model.encode(
+        texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False
+    )
     assert np.abs(embedder.encode(texts) - reference).max() < 1e-5
     assert torch.get_num_threads() == threads  # the worker threads' setting does not leak into the caller
 
@@ -134,7 +148,9 @@ def test_time_validity_forget_and_update(tmp_path, embedder):
         assert store.search("Which instrument does Toko Yasuda play?", k=1)[0].fact.object == "piano"
         gone = store.forget("Toko Yasuda")
         assert [f.id for f in gone] == [fact.id] and store.forget("Toko Yasuda") == []
-        assert all(h.fact is None or h.fact.id != fact.id for h in store.search("Toko Yasuda instrument", k=5))
+        assert all(
+            h.fact is None or h.fact.id != fact.id for h in store.search("Toko Yasuda instrument", k=5)
+        )
         assert store.history("Toko Yasuda")[0].deleted
         with pytest.raises(StoreNotFoundError):
             store.delete_fact(fact.id)
@@ -281,8 +297,9 @@ def test_sigkill_mid_writes_loses_nothing_acknowledged_while_a_reader_reads(tmp_
     root = tmp_path / "s"
     KnowledgeStore.open(root, embedder).close()
     env = os.environ | {"PYTHONPATH": str(REPO)}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, text=True,
-                              cwd=REPO, env=env)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, text=True, cwd=REPO, env=env
+    )
     acknowledged: list[int] = []
     reader = KnowledgeStore.open(root, embedder, read_only=True)
     reads = 0

@@ -87,8 +87,16 @@ def test_npo_gradient_equals_ga_at_the_reference():
 
 
 def test_config_rejects_bad_values():
-    for bad in ({"objective": "kl"}, {"lr": float("nan")}, {"lr": 0}, {"n_retain_directions": 0},
-                {"max_steps": 0}, {"target_max_prob": 1.5}, {"layers": (3, 3)}, {"params": ()}):
+    for bad in (
+        {"objective": "kl"},
+        {"lr": float("nan")},
+        {"lr": 0},
+        {"n_retain_directions": 0},
+        {"max_steps": 0},
+        {"target_max_prob": 1.5},
+        {"layers": (3, 3)},
+        {"params": ()},
+    ):
         with pytest.raises(UnlearnError):
             UnlearnConfig(**bad)
     cfg = UnlearnConfig(layers=[4, 5], objective="simnpo")

@@ -32,8 +32,10 @@ N_RECORDS = 8
 def facts(data_dir):
     """CounterFact edit requests (prompt with {}, subject, new target)."""
     rows = json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text())[:N_RECORDS]
-    return [dict(prompt=r["prompt"].replace(r["subject"], "{}", 1), subject=r["subject"], target=r["target_new"])
-            for r in rows]
+    return [
+        dict(prompt=r["prompt"].replace(r["subject"], "{}", 1), subject=r["subject"], target=r["target_new"])
+        for r in rows
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +108,10 @@ def run_step(kl, facts, verb: str, i: int) -> str | None:
         _edit(kl, fact)
     elif verb == "edit_many":
         other = facts[(i + 1) % len(facts)]
-        kl.edit_many([dict(prompt=f["prompt"], target=f["target"], subject=f["subject"]) for f in (fact, other)],
-                     route="parametric")
+        kl.edit_many(
+            [dict(prompt=f["prompt"], target=f["target"], subject=f["subject"]) for f in (fact, other)],
+            route="parametric",
+        )
     elif verb == "insert":
         kl.insert(f"{prompt} {fact['target']}.")
     elif verb == "forget":
@@ -118,7 +122,9 @@ def run_step(kl, facts, verb: str, i: int) -> str | None:
             assert unchanged(kl.bundle, before)
     else:  # undo an entry that can still be undone
         undone = {e["details"].get("undoes") for e in kl.history() if e["decision"] == "undo"}
-        open_entries = [e["id"] for e in kl.history() if e["decision"] != "undo" and int(e["id"]) not in undone]
+        open_entries = [
+            e["id"] for e in kl.history() if e["decision"] != "undo" and int(e["id"]) not in undone
+        ]
         if not open_entries:
             return None
         kl.undo(open_entries[i % len(open_entries)])
@@ -143,8 +149,9 @@ def check_sequence(steps, facts, smollm, pristine, embedder) -> None:
 @settings(max_examples=1, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @example(steps=[("edit", 0), ("edit_many", 1), ("undo", 0)])
 @given(steps=SEQUENCES)
-def test_any_sequence_of_verbs_reopens_to_the_same_weights_and_answers(steps, facts, fast_edits, smollm,
-                                                                       pristine, embedder):
+def test_any_sequence_of_verbs_reopens_to_the_same_weights_and_answers(
+    steps, facts, fast_edits, smollm, pristine, embedder
+):
     check_sequence(steps, facts, smollm, pristine, embedder)
 
 
@@ -161,8 +168,9 @@ def test_any_sequence_of_verbs_reopens_long_run(steps, facts, fast_edits, smollm
     check_sequence(steps, facts, smollm, pristine, embedder)
 
 
-def test_undo_of_the_middle_of_three_edits_reopens_in_a_fresh_process(tmp_path, facts, fast_edits, smollm,
-                                                                      pristine, embedder):
+def test_undo_of_the_middle_of_three_edits_reopens_in_a_fresh_process(
+    tmp_path, facts, fast_edits, smollm, pristine, embedder
+):
     """Issue #19's report: three weight edits, undo of the middle one, close, open on a freshly loaded model."""
     from kedit.runtime import load_model
 
@@ -191,14 +199,19 @@ def test_undo_of_the_middle_of_three_edits_reopens_in_a_fresh_process(tmp_path, 
     assert unchanged(smollm, pristine)
 
 
-def test_unlearning_in_the_stack_reopens_after_undoing_an_older_edit(facts, fast_edits, smollm, pristine,
-                                                                       embedder):
+def test_unlearning_in_the_stack_reopens_after_undoing_an_older_edit(
+    facts, fast_edits, smollm, pristine, embedder
+):
     from kedit.unlearning import UnlearnConfig
 
     with knowledge_base(smollm, pristine, embedder) as holder:
         kl = holder["kl"]
-        kl.store.register_relation("chemical_symbol", "chemical symbol", cloze="The chemical symbol for {} is",
-                                   question="What is the chemical symbol for {}?")
+        kl.store.register_relation(
+            "chemical_symbol",
+            "chemical symbol",
+            cloze="The chemical symbol for {} is",
+            question="What is the chemical symbol for {}?",
+        )
         first = _edit(kl, facts[0], route="parametric")
         rep = kl.forget("gold", "chemical symbol", "Au", config=UnlearnConfig(max_steps=8))
         assert rep.unlearn_id is not None
@@ -209,8 +222,9 @@ def test_unlearning_in_the_stack_reopens_after_undoing_an_older_edit(facts, fast
         holder["kl"] = reopen(kl, smollm, pristine, embedder, ["The chemical symbol for gold is"])
 
 
-def test_reopen_on_other_weights_is_refused_and_changes_nothing(tmp_path, facts, fast_edits, smollm, pristine,
-                                                                embedder):
+def test_reopen_on_other_weights_is_refused_and_changes_nothing(
+    tmp_path, facts, fast_edits, smollm, pristine, embedder
+):
     kb = tmp_path / "kb"
     with KnowledgeLayer.open(kb, model=smollm, embedder=embedder) as kl:
         _edit(kl, facts[0], route="parametric")
@@ -238,8 +252,9 @@ def smollm_bf16():
     return load_model("smollm2-135m", dtype="bfloat16")
 
 
-def test_ten_bf16_edits_through_the_layer_leave_a_few_mb_and_reopen_bit_identical(tmp_path, facts, fast_edits,
-                                                                                  smollm_bf16, embedder):
+def test_ten_bf16_edits_through_the_layer_leave_a_few_mb_and_reopen_bit_identical(
+    tmp_path, facts, fast_edits, smollm_bf16, embedder
+):
     """Issue #22's acceptance: SmolLM2 in bf16, 10 single edits, a weights directory of a few MB (the
     factors), undo of one in the middle, reopen on a freshly loaded bf16 model: the same weights."""
     from kedit.runtime import load_model
@@ -248,8 +263,10 @@ def test_ten_bf16_edits_through_the_layer_leave_a_few_mb_and_reopen_bit_identica
     pristine_bf16 = snapshot(bundle)
     kb = tmp_path / "kb"
     rows = json.loads((Path(__file__).parent / "data" / "CounterFact" / "counterfact-train.json").read_text())
-    extra = [dict(prompt=r["prompt"].replace(r["subject"], "{}", 1), subject=r["subject"], target=r["target_new"])
-             for r in rows[:2]]
+    extra = [
+        dict(prompt=r["prompt"].replace(r["subject"], "{}", 1), subject=r["subject"], target=r["target_new"])
+        for r in rows[:2]
+    ]
     with KnowledgeLayer.open(kb, model=bundle, embedder=embedder) as kl:
         results = [_edit(kl, f, route="parametric") for f in [*facts, *extra]]
         edits = [r for r in results if r.edit_id]
@@ -281,23 +298,43 @@ def test_a_knowledge_base_of_format_1_records_still_opens(tmp_path, smollm, pris
     from kedit.editing import EditRequest, ParametricEditor, ROMEConfig
 
     editor = ParametricEditor(smollm)
-    rec = editor.apply([EditRequest("{} is a citizen of", "Paris Hilton", "Germany")], method="rome",
-                       config=ROMEConfig(context_templates=()))
-    (name, _), = rec.steps
+    rec = editor.apply(
+        [EditRequest("{} is a citizen of", "Paris Hilton", "Germany")],
+        method="rome",
+        config=ROMEConfig(context_templates=()),
+    )
+    ((name, _),) = rec.steps
     edited, base = snapshot(smollm), pristine[name]
     directory = tmp_path / "kb" / "weights" / "edits" / rec.id
     directory.mkdir(parents=True)
-    save_file({"step.0": rec.delta(name).contiguous(), f"pre.{name}": (base + 1.0).contiguous()},
-              str(directory / "tensors.safetensors"))
+    save_file(
+        {"step.0": rec.delta(name).contiguous(), f"pre.{name}": (base + 1.0).contiguous()},
+        str(directory / "tensors.safetensors"),
+    )
     # the info as kedit wrote it before EditInfo: flat keys, ROME's value steps one per request
     (values,) = rec.info.value_runs
-    old_info = {"model": smollm.name, "family": smollm.spec.family, "sadr": False, "dtype": rec.info.dtype,
-                "value_steps": [values.steps], "value_s": [values.seconds], "value_dtype": values.dtype}
-    meta = {"format": 1, "id": rec.id, "method": "rome", "config": rec.config,
-            "requests": [r.to_dict() for r in rec.requests], "steps": [name], "info": old_info}
+    old_info = {
+        "model": smollm.name,
+        "family": smollm.spec.family,
+        "sadr": False,
+        "dtype": rec.info.dtype,
+        "value_steps": [values.steps],
+        "value_s": [values.seconds],
+        "value_dtype": values.dtype,
+    }
+    meta = {
+        "format": 1,
+        "id": rec.id,
+        "method": "rome",
+        "config": rec.config,
+        "requests": [r.to_dict() for r in rec.requests],
+        "steps": [name],
+        "info": old_info,
+    }
     (directory / "record.json").write_text(json.dumps(meta))
     (tmp_path / "kb" / "weights" / "weights.json").write_text(
-        json.dumps({"model": smollm.name, "live": [{"kind": "edit", "id": rec.id}]}))
+        json.dumps({"model": smollm.name, "live": [{"kind": "edit", "id": rec.id}]})
+    )
     editor.remove(rec)
     assert unchanged(smollm, pristine)
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
@@ -334,14 +371,20 @@ def _change(kind: str, seed: int, shape: tuple[int, int]):
 
 
 @settings(max_examples=40, deadline=None)
-@given(changes=st.lists(CHANGE, min_size=1, max_size=6), order=st.randoms(use_true_random=False),
-       on_disk=st.booleans(), dtype=st.sampled_from([torch.float32, torch.bfloat16]))
+@given(
+    changes=st.lists(CHANGE, min_size=1, max_size=6),
+    order=st.randoms(use_true_random=False),
+    on_disk=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+)
 def test_history_removal_in_any_order_equals_replaying_the_rest_from_the_base(changes, order, on_disk, dtype):
     from safetensors.torch import save_file
 
     from kedit.runtime.history import WeightHistory
 
-    model = torch.nn.Sequential(torch.nn.Linear(6, 5, bias=False), torch.nn.Linear(5, 6, bias=False)).to(dtype)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5, bias=False), torch.nn.Linear(5, 6, bias=False)).to(
+        dtype
+    )
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
     with tempfile.TemporaryDirectory() as tmp:
         if on_disk:

@@ -122,9 +122,7 @@ def _kinds_of(path: Path) -> list[tuple[Path, str | None, list[Any] | None]]:
 # ---------------------------------------------------------------- public loaders
 
 
-def _parse_all(
-    records: list[Any], source: str, build: Callable[[Any, int], T], out: Loaded[T]
-) -> None:
+def _parse_all(records: list[Any], source: str, build: Callable[[Any, int], T], out: Loaded[T]) -> None:
     out.files.append(source)
     out.n_records += len(records)
     for i, rec in enumerate(records):
@@ -177,7 +175,12 @@ def load_knowedit(path: str | Path, kind: str | None = None, limit: int | None =
     for f, k, records in chosen:
         assert records is not None and k is not None
         src, name = str(f), f.name
-        _parse_all(records, src, lambda rec, i, k=k, src=src, name=name: edit_case(k, rec, f"{name}#{i}", src, i), out)
+        _parse_all(
+            records,
+            src,
+            lambda rec, i, k=k, src=src, name=name: edit_case(k, rec, f"{name}#{i}", src, i),
+            out,
+        )
     if limit is not None:
         out.cases = out.cases[:limit]
     if not out.cases:

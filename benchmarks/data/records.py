@@ -148,7 +148,11 @@ def mquake_case(rec: Any, source: str, index: int) -> MQuAKECase:
     orig = rec.get("orig")
     if not isinstance(orig, dict):
         raise RecordError("field 'orig' missing")
-    new_triples, old_triples, edit_triples = triples("new_triples"), triples("triples"), triples("edit_triples")
+    new_triples, old_triples, edit_triples = (
+        triples("new_triples"),
+        triples("triples"),
+        triples("edit_triples"),
+    )
     labeled = triples("new_triples_labeled") if "new_triples_labeled" in orig else ()
 
     rewrites = rec.get("requested_rewrite")
@@ -186,7 +190,9 @@ def mquake_case(rec: Any, source: str, index: int) -> MQuAKECase:
                     question=_str(item, "question"),
                     cloze=_str(item, "cloze"),
                     answer=_str(item, "answer"),
-                    aliases=tuple(a for a in aliases if isinstance(a, str)) if isinstance(aliases, list) else (),
+                    aliases=tuple(a for a in aliases if isinstance(a, str))
+                    if isinstance(aliases, list)
+                    else (),
                     triple=triple,
                     edited=triple in edit_triples and key == "new_single_hops",
                 )

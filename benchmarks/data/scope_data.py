@@ -56,7 +56,9 @@ def counterfact_clusters(records: list[dict]) -> list[str | None]:
     patterns = []
     for t in templates:
         head, tail = t.split("{}", 1)
-        patterns.append((len(head) + len(tail), t, re.compile("^" + re.escape(head) + r"(.+?)" + re.escape(tail) + "$")))
+        patterns.append(
+            (len(head) + len(tail), t, re.compile("^" + re.escape(head) + r"(.+?)" + re.escape(tail) + "$"))
+        )
     patterns.sort(reverse=True)  # the most specific template that the neighbourhood prompt fits
     for r in records:
         t = _template(r["prompt"], r["subject"])
@@ -84,9 +86,19 @@ def counterfact_cases(path: Path, limit: int | None = None, seed: int = 0) -> li
             if clusters[j] not in (None, clusters[i]) and o["subject"] in o["rephrase_prompt"]:
                 negatives.append(o["rephrase_prompt"].replace(o["subject"], r["subject"], 1))
                 break
-        cases.append(ScopeCase("counterfact", r["subject"], r["prompt"], r["target_new"],
-                               (r["prompt"], r["rephrase_prompt"]), tuple(negatives), (r["locality_prompt"],),
-                               clusters[i], r.get("ground_truth", "")))
+        cases.append(
+            ScopeCase(
+                "counterfact",
+                r["subject"],
+                r["prompt"],
+                r["target_new"],
+                (r["prompt"], r["rephrase_prompt"]),
+                tuple(negatives),
+                (r["locality_prompt"],),
+                clusters[i],
+                r.get("ground_truth", ""),
+            )
+        )
     return cases[:limit] if limit else cases
 
 
@@ -107,26 +119,46 @@ def zsre_cases(path: Path, limit: int | None = None) -> list[ScopeCase]:
         truth = r.get("ground_truth") or [""]
         truth = truth if isinstance(truth, list) else [truth]
         old = {_answer(t) for t in truth} - {""}
-        spec = [p for p in (r.get("locality") or {}).get("Relation_Specificity", []) if r["subject"] in p["prompt"]]
+        spec = [
+            p
+            for p in (r.get("locality") or {}).get("Relation_Specificity", [])
+            if r["subject"] in p["prompt"]
+        ]
         same = [p["prompt"] for p in spec if old & {_answer(t) for t in _listed(p.get("ground_truth"))}]
-        cases.append(ScopeCase("zsre", r["subject"], r["prompt"], r["target_new"],
-                               (r["prompt"], r["rephrase_prompt"]), tuple(p["prompt"] for p in spec if p["prompt"] not in same),
-                               same_relation_labels=tuple(same), old=str(truth[0])))
+        cases.append(
+            ScopeCase(
+                "zsre",
+                r["subject"],
+                r["prompt"],
+                r["target_new"],
+                (r["prompt"], r["rephrase_prompt"]),
+                tuple(p["prompt"] for p in spec if p["prompt"] not in same),
+                same_relation_labels=tuple(same),
+                old=str(truth[0]),
+            )
+        )
     return cases[:limit] if limit else cases
 
 
 def zsre_mend_cases(path: Path, limit: int | None = None, seed: int = 0) -> list[ScopeCase]:
     """zsRE-MEND cases; the same-subject negative is another record's question with this subject in it
     (zsRE spans hundreds of relations, so two records rarely share one: a little label noise)."""
-    records = [r for r in json.loads(Path(path).read_text(encoding="utf-8"))
-               if r["subject"] in r["src"] and str(r.get("alt") or "").strip()]
+    records = [
+        r
+        for r in json.loads(Path(path).read_text(encoding="utf-8"))
+        if r["subject"] in r["src"] and str(r.get("alt") or "").strip()
+    ]
     rng = random.Random(seed)
     cases = []
     for r in records:
         o = records[rng.randrange(len(records))]
         shape = o["src"].replace(o["subject"], "{}", 1)
-        negative = () if shape == r["src"].replace(r["subject"], "{}", 1) else (shape.replace("{}", r["subject"]),)
-        cases.append(ScopeCase("zsre-mend", r["subject"], r["src"], r["alt"], (r["src"], r["rephrase"]), negative))
+        negative = (
+            () if shape == r["src"].replace(r["subject"], "{}", 1) else (shape.replace("{}", r["subject"]),)
+        )
+        cases.append(
+            ScopeCase("zsre-mend", r["subject"], r["src"], r["alt"], (r["src"], r["rephrase"]), negative)
+        )
     return cases[:limit] if limit else cases
 
 
@@ -150,8 +182,16 @@ def knowedit_wiki_cases(path: Path, limit: int | None = None) -> list[ScopeCase]
         if r["subject"] not in r["prompt"]:
             continue
         spec = [p["prompt"] for p in (r.get("locality") or {}).get("Relation_Specificity", [])]
-        cases.append(ScopeCase("knowedit-wiki", r["subject"], r["prompt"], str(r.get("target_new") or ""),
-                               (r["prompt"],), tuple(p for p in spec if r["subject"] in p)))
+        cases.append(
+            ScopeCase(
+                "knowedit-wiki",
+                r["subject"],
+                r["prompt"],
+                str(r.get("target_new") or ""),
+                (r["prompt"],),
+                tuple(p for p in spec if r["subject"] in p),
+            )
+        )
     return cases[:limit] if limit else cases
 
 
@@ -159,6 +199,6 @@ _LABEL_CLOZE = re.compile(r"^The (?:name of the )?(?P<label>.+?) of X is$")
 
 
 def short_label_form(template: str) -> str | None:
-    """"The name of the founder of X is" -> "X founder" (ZsRE words each other relation both ways)."""
+    """ "The name of the founder of X is" -> "X founder" (ZsRE words each other relation both ways)."""
     m = _LABEL_CLOZE.match(template)
     return f"X {m.group('label')}" if m else None

@@ -22,7 +22,9 @@ from kedit.errors import EditError
 CHUNK_REQUESTS = 16
 
 
-def legacy_optimise_values(bundle, requests, templates, cfg, site, layer, key_layers=(), sadr=False) -> ValueResult:
+def legacy_optimise_values(
+    bundle, requests, templates, cfg, site, layer, key_layers=(), sadr=False
+) -> ValueResult:
     """Chunks of CHUNK_REQUESTS requests, concatenated as the old `optimise_values` did."""
     if len(requests) <= CHUNK_REQUESTS:
         return _optimise(bundle, requests, templates, cfg, site, layer, key_layers, sadr)
@@ -156,7 +158,10 @@ def _optimise(bundle, requests, templates, cfg, site, layer, key_layers, sadr) -
         with torch.no_grad():  # per request: is every target token the argmax on every prompt?
             hit_row = ((logp.argmax(-1) == tgt_ids[rw_global]) | (tgt_mask[rw_global] == 0)).all(1)
             misses = torch.zeros(n).index_add(0, rw_req, (~hit_row).float())
-            prob = torch.zeros(n).index_add(0, rw_req, (tok_lp.sum(1) / tgt_mask[rw_global].sum(1)).exp()) / counts
+            prob = (
+                torch.zeros(n).index_add(0, rw_req, (tok_lp.sum(1) / tgt_mask[rw_global].sum(1)).exp())
+                / counts
+            )
             reached = (misses == 0) & (prob >= cfg.argmax_stop_prob) if cfg.argmax_stop_prob > 0 else None
         # KL of the next-token distribution at the anchor's subject_last
         kl_local = torch.nonzero(is_kl[sel]).squeeze(1)

@@ -84,24 +84,37 @@ class Method(ABC):
     def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = ("\n",)) -> str:
         return greedy_generate(self.bundle, prompt, max_new_tokens, stop)
 
-    def generate_lines(self, prompts: Sequence[str], max_new_tokens: Sequence[int],
-                       stop_when: Sequence[Callable[[str], bool] | None] | None = None) -> list[str]:
+    def generate_lines(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: Sequence[int],
+        stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+    ) -> list[str]:
         """`generate(prompt, n, stop=("\\n",))` for many prompts, batched (`kedit.runtime.generation.greedy_many`:
         the same greedy tokens). `stop_when[i]`, if given, may end prompt i's generation early once its
         verdict cannot change (see `benchmarks.runners.mquake`)."""
         from kedit.runtime.generation import complete_many
 
-        texts = complete_many(self.bundle, list(prompts), list(max_new_tokens), until="newline", stop_when=stop_when)
+        texts = complete_many(
+            self.bundle, list(prompts), list(max_new_tokens), until="newline", stop_when=stop_when
+        )
         return [cut_at_stop(t, ("\n",)) for t in texts]
 
     def answer_multihop_many(
-        self, questions: Sequence[str], prompts: MQuAKEPrompts, cot: bool = False,
-        max_new_tokens: Sequence[int] | None = None, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+        self,
+        questions: Sequence[str],
+        prompts: MQuAKEPrompts,
+        cot: bool = False,
+        max_new_tokens: Sequence[int] | None = None,
+        stop_when: Sequence[Callable[[str], bool] | None] | None = None,
     ) -> list[MultiHopAnswer]:
         """`answer_multihop` for many questions (the standard prompt batched; CoT one by one)."""
         budgets = list(max_new_tokens) if max_new_tokens is not None else [24] * len(questions)
         if cot:
-            return [self.answer_multihop(q, prompts, cot=True, max_new_tokens=b) for q, b in zip(questions, budgets)]
+            return [
+                self.answer_multihop(q, prompts, cot=True, max_new_tokens=b)
+                for q, b in zip(questions, budgets)
+            ]
         raws = self.generate_lines([prompts.multihop_query(q) for q in questions], budgets, stop_when)
         return [MultiHopAnswer(first_line_answer(r), r) for r in raws]
 

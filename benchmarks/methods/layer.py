@@ -35,8 +35,12 @@ class LayerMethod(StoreBacked):
         self._store_only: set[tuple[str, int]] = set()
 
     def settings(self) -> dict[str, Any]:  # the weight editors too: the layer's defaults may change
-        return {"k": self.k, "route": self.route or "router",
-                "edit_method": self.kl.edit_method, "batch_method": self.kl.batch_method}
+        return {
+            "k": self.k,
+            "route": self.route or "router",
+            "edit_method": self.kl.edit_method,
+            "batch_method": self.kl.batch_method,
+        }
 
     def _allowed(self, hit) -> bool:
         return (hit.kind, hit.id) in self._store_only
@@ -88,8 +92,10 @@ class LayerMethod(StoreBacked):
                 f"{f.statement}" for f in written.skipped[:5]
             )
         routes = [r.route.value for r in written.results]
-        info = {"routes": {r: routes.count(r) for r in sorted(set(routes))},
-                "weight_edit": next((r.edit_id for r in written.results if r.edit_id), None)}
+        info = {
+            "routes": {r: routes.count(r) for r in sorted(set(routes))},
+            "weight_edit": next((r.edit_id for r in written.results if r.edit_id), None),
+        }
         if len(written.results) == 1:
             info["reasons"] = list(written.results[0].reasons)
         return Applied(tuple(facts), written, error, time.perf_counter() - t0, info)
@@ -111,16 +117,25 @@ class LayerMethod(StoreBacked):
     @staticmethod
     def _multihop(ans) -> MultiHopAnswer:
         trace = ans.trace
-        raw = json.dumps({
-            "mode": trace.get("mode"),
-            "hops": [[h["subject"], h["relation"], h["answer"], h["tier"]] for h in trace.get("hops", [])],
-            "generated": trace.get("generated"),
-        }, ensure_ascii=False)
+        raw = json.dumps(
+            {
+                "mode": trace.get("mode"),
+                "hops": [
+                    [h["subject"], h["relation"], h["answer"], h["tier"]] for h in trace.get("hops", [])
+                ],
+                "generated": trace.get("generated"),
+            },
+            ensure_ascii=False,
+        )
         return MultiHopAnswer(ans.text, raw)
 
     def answer_multihop_many(
-        self, questions: Sequence[str], prompts: MQuAKEPrompts, cot: bool = False,
-        max_new_tokens: Sequence[int] | None = None, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+        self,
+        questions: Sequence[str],
+        prompts: MQuAKEPrompts,
+        cot: bool = False,
+        max_new_tokens: Sequence[int] | None = None,
+        stop_when: Sequence[Callable[[str], bool] | None] | None = None,
     ) -> list[MultiHopAnswer]:
         """`KnowledgeLayer.query_many`: the same answers as `query` one by one, the model's work batched.
         The gold-dependent `stop_when` is not used: the layer answers as it would for a user."""

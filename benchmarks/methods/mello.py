@@ -60,8 +60,11 @@ class PrefixCachedGreedy:
         text = ""
         with torch.no_grad():
             for _ in range(max_new_tokens):
-                out = model(input_ids=torch.tensor([feed], device=self.bundle.device), use_cache=True,
-                            **{self._cache_arg: self._cache})
+                out = model(
+                    input_ids=torch.tensor([feed], device=self.bundle.device),
+                    use_cache=True,
+                    **{self._cache_arg: self._cache},
+                )
                 fed += feed
                 nxt = int(out.logits[0, -1].argmax())
                 if nxt == tok.eos_token_id:
@@ -122,8 +125,12 @@ class MeLLoMethod(RagMethod):
         return MultiHopAnswer(answer, prompt[len(start) :])
 
     def answer_multihop_many(
-        self, questions: Sequence[str], prompts: MQuAKEPrompts, cot: bool = False,
-        max_new_tokens: Sequence[int] | None = None, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+        self,
+        questions: Sequence[str],
+        prompts: MQuAKEPrompts,
+        cot: bool = False,
+        max_new_tokens: Sequence[int] | None = None,
+        stop_when: Sequence[Callable[[str], bool] | None] | None = None,
     ) -> list[MultiHopAnswer]:
         """MeLLo's loop is sequential (each round reads the last): one question at a time."""
         return [self.answer_multihop(q, prompts, cot=cot) for q in questions]

@@ -40,7 +40,11 @@ class ParametricMethod(Method):
                 before = score_targets(self.bundle, [r.text for r in requests], [r.target for r in requests])
                 requests = [r for r, s in zip(requests, before) if s.accuracy < 1.0]
             # the runners score the edited model themselves: no after-edit verification
-            record = self.editor.apply(requests, method=self.algorithm, sadr=self.sadr, verify=False) if requests else None
+            record = (
+                self.editor.apply(requests, method=self.algorithm, sadr=self.sadr, verify=False)
+                if requests
+                else None
+            )
         except NothingToEditError:  # one fact, already in place: the editor's check is the same score
             record = None
         except EditError as exc:

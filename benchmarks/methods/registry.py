@@ -38,19 +38,37 @@ class MethodInfo:
 
 
 def _parametric(algorithm: str) -> MethodInfo:
-    return MethodInfo(algorithm, f"{algorithm.upper()} weight edit via kedit.editing.ParametricEditor", _BOTH,
-                      lambda bundle, sadr=False: ParametricMethod(bundle, algorithm, sadr))
+    return MethodInfo(
+        algorithm,
+        f"{algorithm.upper()} weight edit via kedit.editing.ParametricEditor",
+        _BOTH,
+        lambda bundle, sadr=False: ParametricMethod(bundle, algorithm, sadr),
+    )
 
 
 METHODS: dict[str, MethodInfo] = {
-    "none": MethodInfo("none", "no edit: the unedited model (baseline)", _BOTH, lambda bundle, sadr=False: NoEdit(bundle)),
+    "none": MethodInfo(
+        "none", "no edit: the unedited model (baseline)", _BOTH, lambda bundle, sadr=False: NoEdit(bundle)
+    ),
     **{algorithm: _parametric(algorithm) for algorithm in PARAMETRIC},
-    "rag": MethodInfo("rag", "store only (no weight change); top retrieved facts prepended in context (ICE-style)",
-                      _BOTH, lambda bundle, sadr=False: RagMethod(bundle)),
-    "mello": MethodInfo("mello", "MeLLo loop (4 demos, <= 4 rounds) over a MiniLM store of the batch's edits",
-                        ("mquake",), lambda bundle, sadr=False: MeLLoMethod(bundle)),
-    "layer": MethodInfo("layer", "kedit.KnowledgeLayer: router (weights/store/both), answers from KnowledgeLayer.query",
-                        _BOTH, lambda bundle, sadr=False: LayerMethod(bundle)),
+    "rag": MethodInfo(
+        "rag",
+        "store only (no weight change); top retrieved facts prepended in context (ICE-style)",
+        _BOTH,
+        lambda bundle, sadr=False: RagMethod(bundle),
+    ),
+    "mello": MethodInfo(
+        "mello",
+        "MeLLo loop (4 demos, <= 4 rounds) over a MiniLM store of the batch's edits",
+        ("mquake",),
+        lambda bundle, sadr=False: MeLLoMethod(bundle),
+    ),
+    "layer": MethodInfo(
+        "layer",
+        "kedit.KnowledgeLayer: router (weights/store/both), answers from KnowledgeLayer.query",
+        _BOTH,
+        lambda bundle, sadr=False: LayerMethod(bundle),
+    ),
 }
 
 

@@ -185,8 +185,12 @@ class StoreBacked(Method):
     def generate(self, prompt: str, max_new_tokens: int, stop: Sequence[str] = ("\n",)) -> str:
         return greedy_generate(self.bundle, self.with_context(prompt), max_new_tokens, stop)
 
-    def generate_lines(self, prompts: Sequence[str], max_new_tokens: Sequence[int],
-                       stop_when: Sequence[Callable[[str], bool] | None] | None = None) -> list[str]:
+    def generate_lines(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: Sequence[int],
+        stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+    ) -> list[str]:
         return super().generate_lines([self.with_context(p) for p in prompts], max_new_tokens, stop_when)
 
     def sample(self, prompt: str, seed: int) -> str:
@@ -199,7 +203,9 @@ class StoreBacked(Method):
         framed = f"{ctx}Prompt: {prompt}"
         n_framed = len(tok(framed)["input_ids"])
         n_prompt = len(tok(prompt)["input_ids"])
-        ids = sample_ids_like_easyedit(self.bundle, framed, max_out_len=n_framed + max(0, 100 - n_prompt), seed=seed)
+        ids = sample_ids_like_easyedit(
+            self.bundle, framed, max_out_len=n_framed + max(0, 100 - n_prompt), seed=seed
+        )
         text = prompt + tok.decode(ids[n_framed:], skip_special_tokens=True)
         return unicodedata.normalize("NFKD", text).replace("\n\n", " ").replace("<|endoftext|>", "")
 
@@ -223,11 +229,18 @@ class RagMethod(StoreBacked):
                     known = False
             (structured if known else loose).append(f)
         if structured:
-            stored = self.kl.store.add_facts([
-                dict(subject=f.subject, relation=f.relation, object=f.target, sentence=f.statement,
-                     source=written.tag)
-                for f in structured
-            ])
+            stored = self.kl.store.add_facts(
+                [
+                    dict(
+                        subject=f.subject,
+                        relation=f.relation,
+                        object=f.target,
+                        sentence=f.statement,
+                        source=written.tag,
+                    )
+                    for f in structured
+                ]
+            )
             written.fact_ids += [s.id for s in stored]
         for f in loose:
             # kedit parses the text: a single sentence whose relation it recognises is kept as that fact

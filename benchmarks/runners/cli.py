@@ -46,8 +46,11 @@ def _report_malformed(loaded: Loaded) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    table = Table("metric", "value (×100) [95 % interval]",
-                  title=f"{summary['benchmark']} · {summary['method']} · {summary['model']}")
+    table = Table(
+        "metric",
+        "value (×100) [95 % interval]",
+        title=f"{summary['benchmark']} · {summary['method']} · {summary['model']}",
+    )
     intervals = summary.get("intervals") or {}
     for name, value in summary["metrics"].items():
         table.add_row(name, format_interval(value, intervals.get(name)))
@@ -78,21 +81,39 @@ def methods() -> None:
 
 def knowedit(
     method: str = typer.Option(..., "--method", help="editing method (see `methods`)"),
-    data: Path = typer.Option(None, "--data", help="KnowEdit-style file or directory [default: the shared data's files of --kind]"),
-    kind: str = typer.Option(None, "--kind", help=f"data kind, detected if omitted: {' | '.join(KNOWEDIT_KINDS)}"),
+    data: Path = typer.Option(
+        None, "--data", help="KnowEdit-style file or directory [default: the shared data's files of --kind]"
+    ),
+    kind: str = typer.Option(
+        None, "--kind", help=f"data kind, detected if omitted: {' | '.join(KNOWEDIT_KINDS)}"
+    ),
     model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
-    sadr: bool = typer.Option(False, "--sadr", help="add the SADR attention-drift regulariser (rome/memit/alphaedit)"),
+    sadr: bool = typer.Option(
+        False, "--sadr", help="add the SADR attention-drift regulariser (rome/memit/alphaedit)"
+    ),
     sequential: bool = typer.Option(
-        False, "--sequential",
-        help="apply every case's edit one after another, none undone, then score every case (EasyEdit sequential_edit)"),
+        False,
+        "--sequential",
+        help="apply every case's edit one after another, none undone, then score every case (EasyEdit sequential_edit)",
+    ),
     limit: int = typer.Option(None, "--limit", min=1, help="first N usable cases only"),
-    fluency: bool = typer.Option(True, "--fluency/--no-fluency", help="sample EasyEdit's fluency text per case"),
+    fluency: bool = typer.Option(
+        True, "--fluency/--no-fluency", help="sample EasyEdit's fluency text per case"
+    ),
     seed: int = typer.Option(0, "--seed", help="seed of the fluency sampling (plus the case index)"),
-    out: Path = typer.Option(None, "--out", help="run directory [default: runs/knowedit-<kind>-<method>-<model>]"),
-    shard: str = typer.Option(None, "--shard", help="run only the i-th of n slices of the cases (i/n); see `merge`"),
+    out: Path = typer.Option(
+        None, "--out", help="run directory [default: runs/knowedit-<kind>-<method>-<model>]"
+    ),
+    shard: str = typer.Option(
+        None, "--shard", help="run only the i-th of n slices of the cases (i/n); see `merge`"
+    ),
     harness: str = typer.Option("batched", "--harness", help="batched | legacy (case by case; same numbers)"),
-    pre_cache: Path = typer.Option(None, "--pre-cache", help="pre-edit score cache [default: ~/.cache/kedit/bench-pre.sqlite]"),
-    no_pre_cache: bool = typer.Option(False, "--no-pre-cache", help="score every record's pre-edit probes afresh"),
+    pre_cache: Path = typer.Option(
+        None, "--pre-cache", help="pre-edit score cache [default: ~/.cache/kedit/bench-pre.sqlite]"
+    ),
+    no_pre_cache: bool = typer.Option(
+        False, "--no-pre-cache", help="score every record's pre-edit probes afresh"
+    ),
 ) -> None:
     """KnowEdit: Edit Succ, rephrase, portability, locality, fluency, as EasyEdit computes them."""
     from benchmarks.runners.knowedit import HARNESSES, KnowEditSettings, run_knowedit
@@ -105,7 +126,9 @@ def knowedit(
         if harness not in HARNESSES:
             raise KeditError(f"--harness must be one of {', '.join(HARNESSES)}, not '{harness}'")
         if part is not None and sequential and part.count > 1:
-            raise ShardSpecError("--shard cannot split a --sequential run: its edits accumulate over every case")
+            raise ShardSpecError(
+                "--shard cannot split a --sequential run: its edits accumulate over every case"
+            )
         # default: with --kind, every file of that kind in the shared data; without, KnowEdit/ (one kind needed)
         path = data if data is not None else (require_data_dir() if kind else require_data_dir() / "KnowEdit")
         loaded = load_knowedit(path, kind=kind, limit=limit)
@@ -114,16 +137,22 @@ def knowedit(
         settings = KnowEditSettings(loaded.kind, sequential, sadr, fluency, seed, limit)
         if part is not None:
             part.bounds(len(loaded.cases))  # a bad split fails before the model loads
-        name = "-".join(["knowedit", loaded.kind, method] + (["sadr"] if sadr else []) + (["seq"] if sequential else []))
+        name = "-".join(
+            ["knowedit", loaded.kind, method] + (["sadr"] if sadr else []) + (["seq"] if sequential else [])
+        )
         name += f"-shard{part.index}of{part.count}" if part is not None and part.count > 1 else ""
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
         spec = RunSpec("knowedit", data_label(path), method, model, shard_spec(asdict(settings), part))
         run = RunDir(out, spec)
-        cache = None if no_pre_cache or harness == "legacy" else PreScoreCache(pre_cache or default_cache_path())
+        cache = (
+            None if no_pre_cache or harness == "legacy" else PreScoreCache(pre_cache or default_cache_path())
+        )
         bundle = load_bundle(model)
         adapter = make_method(method, bundle, "knowedit", sadr)
         try:
-            summary = run_knowedit(adapter, loaded, run, settings, console, harness=harness, cache=cache, shard=part)
+            summary = run_knowedit(
+                adapter, loaded, run, settings, console, harness=harness, cache=cache, shard=part
+            )
         finally:
             adapter.close()
             if cache is not None:
@@ -138,19 +167,34 @@ def knowedit(
 def mquake(
     method: str = typer.Option(..., "--method", help="editing method (see `methods`)"),
     data: Path = typer.Option(None, "--data", help="MQuAKE file or directory [default: shared MQuAKE/]"),
-    edits_per_batch: str = typer.Option("1", "--edits-per-batch", help="k cases' edits applied together: 1 | 100 | all"),
+    edits_per_batch: str = typer.Option(
+        "1", "--edits-per-batch", help="k cases' edits applied together: 1 | 100 | all"
+    ),
     model: str = typer.Option("smollm2-135m", "--model", help="smollm2-135m | gemma3-270m | path"),
     limit: int = typer.Option(None, "--limit", min=1, help="first N usable cases only ('all' = these N)"),
-    cot: bool = typer.Option(False, "--cot", help="chain-of-thought multi-hop prompt instead of the standard one"),
+    cot: bool = typer.Option(
+        False, "--cot", help="chain-of-thought multi-hop prompt instead of the standard one"
+    ),
     sequential: bool = typer.Option(
-        False, "--sequential",
-        help="apply every batch one after another, none undone, then probe every case (sequential editing)"),
+        False,
+        "--sequential",
+        help="apply every batch one after another, none undone, then probe every case (sequential editing)",
+    ),
     probe_per_batch: int = typer.Option(
-        None, "--probe-per-batch", min=1,
-        help="score only the first M cases of each batch (its edits still come from all k cases)"),
-    prompts_dir: Path = typer.Option(None, "--prompts", help="MQuAKE prompts/ directory [default: beside the data]"),
-    out: Path = typer.Option(None, "--out", help="run directory [default: runs/mquake-k<k>-<method>-<model>]"),
-    shard: str = typer.Option(None, "--shard", help="run only the i-th of n slices of the batches (i/n); see `merge`"),
+        None,
+        "--probe-per-batch",
+        min=1,
+        help="score only the first M cases of each batch (its edits still come from all k cases)",
+    ),
+    prompts_dir: Path = typer.Option(
+        None, "--prompts", help="MQuAKE prompts/ directory [default: beside the data]"
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="run directory [default: runs/mquake-k<k>-<method>-<model>]"
+    ),
+    shard: str = typer.Option(
+        None, "--shard", help="run only the i-th of n slices of the batches (i/n); see `merge`"
+    ),
 ) -> None:
     """MQuAKE: edit-wise, instance-wise, multi-hop accuracy and edited/unedited hop recall."""
     from benchmarks.data.prompts import load_mquake_prompts
@@ -162,7 +206,9 @@ def mquake(
     try:
         part = Shard.parse(shard) if shard is not None else None
         if part is not None and sequential and part.count > 1:
-            raise ShardSpecError("--shard cannot split a --sequential run: its edits accumulate over every case")
+            raise ShardSpecError(
+                "--shard cannot split a --sequential run: its edits accumulate over every case"
+            )
         settings = MQuAKESettings(edits_per_batch, cot, limit, probe_per_batch)  # bad settings before data
         path = data if data is not None else require_data_dir() / "MQuAKE"
         loaded = load_mquake(path, limit=limit)
@@ -175,7 +221,9 @@ def mquake(
             prompts_dir = beside if beside.is_dir() else None
         prompts = load_mquake_prompts(prompts_dir)
         _report_malformed(loaded)
-        name = f"mquake-k{edits_per_batch}-{method}" + ("-cot" if cot else "") + ("-seq" if sequential else "")
+        name = (
+            f"mquake-k{edits_per_batch}-{method}" + ("-cot" if cot else "") + ("-seq" if sequential else "")
+        )
         name += f"-shard{part.index}of{part.count}" if part is not None and part.count > 1 else ""
         out = out or Path("runs") / _slug(f"{name}-{Path(model).stem}")
         spec_settings = settings.spec() | ({"sequential": True} if sequential else {})  # older runs: no key

@@ -157,14 +157,19 @@ def mquake_table(runs: list[dict[str, Any]]) -> list[str]:
     head = ["model", "method", "k", "n"] + [c for _, c in MQUAKE_COLUMNS] + ["conflicted", "s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     keys = [k for k, _ in MQUAKE_COLUMNS]
-    marks: dict[tuple[int, str], str] = {}  # (id of the summary, metric) -> cell, marked within its (model, k) group
+    marks: dict[
+        tuple[int, str], str
+    ] = {}  # (id of the summary, metric) -> cell, marked within its (model, k) group
     for group in _grouped(runs, lambda s: (s["model"], _k(s)), method_label):
         marked = marked_cells(group, keys)
         marks |= {(id(s), k): marked[(i, k)] for i, s in enumerate(group) for k in keys}
     for s in sorted(runs, key=lambda s: (s["model"], method_label(s), _k(s))):
         cells = [s["model"], method_label(s), _k_label(s), _n_label(s)]
         cells += [marks[(id(s), k)] for k in keys]
-        cells += [str(s.get("n_conflicted", 0)), f"{s['seconds']:.0f}" + ("" if s.get("complete", True) else " (incomplete)")]
+        cells += [
+            str(s.get("n_conflicted", 0)),
+            f"{s['seconds']:.0f}" + ("" if s.get("complete", True) else " (incomplete)"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -207,8 +212,16 @@ def plot_mquake(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         for label, ss in sorted(by_method.items()):
             ss = sorted(ss, key=_k)
             xs = [_k(s) for s in ss]
-            line = ax.plot(xs, [100 * (s["metrics"].get("multi_hop") or 0) for s in ss], marker="o", label=label)[0]
-            ax.plot(xs, [100 * (s["metrics"].get("instance_wise") or 0) for s in ss], ls="--", color=line.get_color(), alpha=0.5)
+            line = ax.plot(
+                xs, [100 * (s["metrics"].get("multi_hop") or 0) for s in ss], marker="o", label=label
+            )[0]
+            ax.plot(
+                xs,
+                [100 * (s["metrics"].get("instance_wise") or 0) for s in ss],
+                ls="--",
+                color=line.get_color(),
+                alpha=0.5,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("edits applied together (k cases)")
         ax.set_ylabel("accuracy (%)  — multi-hop solid, instance-wise dashed")
@@ -230,8 +243,11 @@ def plot_knowedit(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     for s in runs:
         groups[(s.get("kind", "?"), s["model"])].append(s)
     for (kind, model), group in sorted(groups.items()):
-        keys = [(k, c) for k, c in KNOWEDIT_COLUMNS
-                if k not in ("fluency", "combined") and any(k in s["metrics"] for s in group)]
+        keys = [
+            (k, c)
+            for k, c in KNOWEDIT_COLUMNS
+            if k not in ("fluency", "combined") and any(k in s["metrics"] for s in group)
+        ]
         group = sorted(group, key=method_label)
         fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(group) + 2), 4))
         width = 0.8 / max(1, len(keys))
@@ -252,7 +268,9 @@ def plot_knowedit(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     return written
 
 
-def write_report(dirs: Sequence[Path], out: Path, plots_dir: Path | None = None, header: str | None = None) -> list[Path]:
+def write_report(
+    dirs: Sequence[Path], out: Path, plots_dir: Path | None = None, header: str | None = None
+) -> list[Path]:
     """Write the Markdown report `out` and its plots (in `plots_dir`, default beside it); returns the paths
     written. `header` (Markdown) is put first, in place of the default title."""
     summaries = load_summaries(dirs)
@@ -264,11 +282,14 @@ def write_report(dirs: Sequence[Path], out: Path, plots_dir: Path | None = None,
     mq = [s for s in summaries if s["benchmark"] == "mquake"]
     plots = (plot_knowedit(ke, plots_dir) if ke else []) + (plot_mquake(mq, plots_dir) if mq else [])
     lines = header.rstrip().split("\n") + [""] if header else ["# Benchmark comparison", ""]
-    lines += ["Values ×100 (Fluency: EasyEdit's n-gram entropy ×100, as in its tables), each with its 95 % interval "
-              "in brackets (percentile bootstrap over the run's cases, 1000 resamples, fixed seed). Combined: the "
-              "mean of Edit Succ, Rephrase and Locality. In each group (KnowEdit: data × model; MQuAKE: model × k) "
-              f"the best value of a column is **bold**; {SIMILAR} marks a value whose interval overlaps the best "
-              "one's (not distinguishable from it at that n).", ""]
+    lines += [
+        "Values ×100 (Fluency: EasyEdit's n-gram entropy ×100, as in its tables), each with its 95 % interval "
+        "in brackets (percentile bootstrap over the run's cases, 1000 resamples, fixed seed). Combined: the "
+        "mean of Edit Succ, Rephrase and Locality. In each group (KnowEdit: data × model; MQuAKE: model × k) "
+        f"the best value of a column is **bold**; {SIMILAR} marks a value whose interval overlaps the best "
+        "one's (not distinguishable from it at that n).",
+        "",
+    ]
     if ke:
         lines += ["## KnowEdit", ""] + knowedit_table(ke) + [""]
     if mq:

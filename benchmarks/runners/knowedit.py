@@ -116,7 +116,9 @@ def run_knowedit(
         elif settings.sequential:
             _run_sequential(method, cases, pending, run, evaluator, console)
         else:
-            with progress_bar(f"knowedit {loaded.kind} · {method.name}", len(cases), len(cases) - len(pending), console) as advance:
+            with progress_bar(
+                f"knowedit {loaded.kind} · {method.name}", len(cases), len(cases) - len(pending), console
+            ) as advance:
                 for case in pending:
                     probes, pre = evaluator.pre(case)
                     t0 = time.perf_counter()
@@ -144,14 +146,21 @@ def run_knowedit(
                 "n_edit_errors": sum(1 for r in records if r.get("edit_error")),
                 "n_requested": len(cases),
                 "harness": harness,
-                **({"pre_cache": cached} if cached else {}),  # cases whose pre-edit scores were cached / scored
+                **(
+                    {"pre_cache": cached} if cached else {}
+                ),  # cases whose pre-edit scores were cached / scored
                 "stages": {name: round(v, 2) for name, v in stages.seconds.items()},  # this invocation only
             },
             complete=complete and len(records) == len(cases),
         )
         if console is not None and stages.seconds:
-            console.print("stages (wall s / process CPU s): " + ", ".join(
-                f"{n[:-2]} {v:.1f}/{stages.seconds[n[:-2] + '_cpu_s']:.1f}" for n, v in stages.wall.items()))
+            console.print(
+                "stages (wall s / process CPU s): "
+                + ", ".join(
+                    f"{n[:-2]} {v:.1f}/{stages.seconds[n[:-2] + '_cpu_s']:.1f}"
+                    for n, v in stages.wall.items()
+                )
+            )
     return summary
 
 

@@ -77,22 +77,31 @@ class PreScores:
         return out
 
 
-def _batched_texts(method: Method, settings: KnowEditSettings, cases: Sequence[EditCase],
-                   weights: Sequence[dict[str, Any]]) -> list[str]:
+def _batched_texts(
+    method: Method, settings: KnowEditSettings, cases: Sequence[EditCase], weights: Sequence[dict[str, Any]]
+) -> list[str]:
     """Fluency texts of `cases` decoded together, case i with its edited weights `weights[i]`."""
     texts: list[str] = []
     for start in range(0, len(cases), CHUNK):
         rows = range(start, min(start + CHUNK, len(cases)))
         texts += sample_many_like_easyedit(
-            method.bundle, [cases[i].prompt for i in rows], [settings.seed + cases[i].index for i in rows],
+            method.bundle,
+            [cases[i].prompt for i in rows],
+            [settings.seed + cases[i].index for i in rows],
             per_row=[weights[i] for i in rows],
         )
     return texts
 
 
 def run_batched(
-    method: Method, cases: list[EditCase], pending: list[EditCase], run: RunDir, settings: KnowEditSettings,
-    stages: Stages, cache: PreScoreCache | None, console: Console | None,
+    method: Method,
+    cases: list[EditCase],
+    pending: list[EditCase],
+    run: RunDir,
+    settings: KnowEditSettings,
+    stages: Stages,
+    cache: PreScoreCache | None,
+    console: Console | None,
 ) -> dict[str, int]:
     """Score `pending` (of `cases`) with the batched harness, recording each case in `run`; returns how
     many cases' pre-edit scores the cache held (`hits`) and how many were scored (`misses`)."""
@@ -103,7 +112,9 @@ def run_batched(
         _sequential(method, cases, pending, run, settings, stages, pre_scores, console)
         return {"hits": pre_scores.hits, "misses": pre_scores.misses}
     tok = method.bundle.tokenizer
-    with progress_bar(f"knowedit {settings.kind} · {method.name}", len(cases), len(cases) - len(pending), console) as advance:
+    with progress_bar(
+        f"knowedit {settings.kind} · {method.name}", len(cases), len(cases) - len(pending), console
+    ) as advance:
         for start in range(0, len(pending), CHUNK):
             chunk = pending[start : start + CHUNK]
             t = time.perf_counter()
@@ -112,7 +123,9 @@ def run_batched(
             done = [_edit_and_score(method, settings, stages, case, pre[case.case_id][0]) for case in chunk]
             t0 = time.perf_counter()
             later = [i for i, d in enumerate(done) if d[2] is not None]
-            texts = _batched_texts(method, settings, [chunk[i] for i in later], [done[i][2] or {} for i in later])
+            texts = _batched_texts(
+                method, settings, [chunk[i] for i in later], [done[i][2] or {} for i in later]
+            )
             share = (stages.add("fluency", t0) - t0) / max(1, len(later))
             for i, text in zip(later, texts):
                 done[i] = (done[i][0], done[i][1], None, text, done[i][4] + share)
@@ -150,8 +163,14 @@ def _edit_and_score(
 
 
 def _sequential(
-    method: Method, cases: list[EditCase], pending: list[EditCase], run: RunDir, settings: KnowEditSettings,
-    stages: Stages, pre_scores: PreScores, console: Console | None,
+    method: Method,
+    cases: list[EditCase],
+    pending: list[EditCase],
+    run: RunDir,
+    settings: KnowEditSettings,
+    stages: Stages,
+    pre_scores: PreScores,
+    console: Console | None,
 ) -> None:
     """EasyEdit sequential editing (see `benchmarks.runners.knowedit`): every edit, then every pending case scored
     and sampled on the final model; a resumed run re-applies every edit."""
@@ -182,7 +201,9 @@ def _sequential(
                 share = (stages.add("fluency", t) - t) / len(chunk)
                 for case, post, text in zip(chunk, posts, texts):
                     probes, pre_case = pre[case.case_id]
-                    run.record(case_record(case, probes, pre_case, post, text, by_id[case.case_id], share, tok))
+                    run.record(
+                        case_record(case, probes, pre_case, post, text, by_id[case.case_id], share, tok)
+                    )
                     advance()
     finally:
         t = time.perf_counter()

@@ -47,7 +47,9 @@ def score_probes(method: Method, probes: list[Probe]) -> list[TargetScore]:
     return method.score([p.prompt for p in probes], [p.target for p in probes])
 
 
-def accuracies(probes: list[Probe], scores: list[TargetScore], pre: list[TargetScore] | None) -> dict[str, Any]:
+def accuracies(
+    probes: list[Probe], scores: list[TargetScore], pre: list[TargetScore] | None
+) -> dict[str, Any]:
     """Per-case metric dict in EasyEdit's shape; locality needs the pre-edit scores."""
     out: dict[str, Any] = {"portability": {}, "locality": {}}
     for probe, s, i in zip(probes, scores, range(len(probes))):
@@ -77,8 +79,14 @@ def case_inputs(case: EditCase) -> dict[str, Any]:
 
 
 def case_record(
-    case: EditCase, probes: list[Probe], pre: list[TargetScore], post: list[TargetScore], text: str | None,
-    applied: Applied, eval_seconds: float, tok,
+    case: EditCase,
+    probes: list[Probe],
+    pre: list[TargetScore],
+    post: list[TargetScore],
+    text: str | None,
+    applied: Applied,
+    eval_seconds: float,
+    tok,
 ) -> dict[str, Any]:
     """One `cases.jsonl` line from the scores of a case (both harnesses write exactly this)."""
     metrics = accuracies(probes, post, pre)

@@ -61,7 +61,9 @@ class MQuAKESettings:
     def __post_init__(self) -> None:
         self.batch_size(1)  # a malformed --edits-per-batch fails here, before any data is looked for
         if self.probe_per_batch is not None and self.probe_per_batch < 1:
-            raise BenchmarkDataError(f"--probe-per-batch must be a positive integer, not {self.probe_per_batch}")
+            raise BenchmarkDataError(
+                f"--probe-per-batch must be a positive integer, not {self.probe_per_batch}"
+            )
 
     def spec(self) -> dict[str, Any]:
         """The settings that define the run (`probe_per_batch` only when set, so older runs still resume)."""
@@ -82,7 +84,9 @@ class MQuAKESettings:
         except ValueError:
             k = 0
         if k < 1:
-            raise BenchmarkDataError(f"--edits-per-batch must be a positive integer or 'all', not '{self.edits_per_batch}'")
+            raise BenchmarkDataError(
+                f"--edits-per-batch must be a positive integer or 'all', not '{self.edits_per_batch}'"
+            )
         return k
 
 
@@ -201,7 +205,9 @@ class _Prober:
 
     def _question(self, hop: Hop) -> _Probe:
         query = self.prompts.relation_query(hop.relation_id, hop.question)
-        return _Probe("question", hop.question, query, hop.answer, hop.aliases, self.budget(hop.answer, hop.aliases))
+        return _Probe(
+            "question", hop.question, query, hop.answer, hop.aliases, self.budget(hop.answer, hop.aliases)
+        )
 
     def single_hops(self, cases: list[MQuAKECase]) -> list[tuple[list[_Probe], list[tuple[Hop, _Probe]]]]:
         plans = []
@@ -210,16 +216,19 @@ class _Prober:
             for rw in case.requested_rewrite:
                 hop = next((h for h in case.new_single_hops if h.edited and h.answer == rw.target_new), None)
                 edits.append(self._cloze(rw.cloze, rw.target_new, hop.aliases if hop else ()))
-            hops = [(h, self._cloze(h.cloze, h.answer, h.aliases) if h.edited else self._question(h))
-                    for h in case.new_single_hops]
+            hops = [
+                (h, self._cloze(h.cloze, h.answer, h.aliases) if h.edited else self._question(h))
+                for h in case.new_single_hops
+            ]
             plans.append((edits, hops))
         unique: dict[tuple, _Probe] = {}
         for edits, hops in plans:
             for probe in [*edits, *(p for _, p in hops)]:
                 unique.setdefault(probe.key, probe)
         todo = list(unique.values())
-        texts = self.method.generate_lines([p.query for p in todo], [p.budget for p in todo],
-                                           [p.settled for p in todo])
+        texts = self.method.generate_lines(
+            [p.query for p in todo], [p.budget for p in todo], [p.settled for p in todo]
+        )
         for probe, text in zip(todo, texts):
             probe.read(text)
         for edits, hops in plans:
@@ -238,14 +247,17 @@ class _Prober:
                 break
             golds = [(cases[i].new_answer, cases[i].new_answer_alias) for i in ask]
             got = self.method.answer_multihop_many(
-                [cases[i].questions[j] for i in ask], self.prompts, cot=self.cot,
+                [cases[i].questions[j] for i in ask],
+                self.prompts,
+                cot=self.cot,
                 max_new_tokens=[self.budget(a, al) for a, al in golds],
                 stop_when=[lambda t, a=a, al=al: line_settled(t, a, al) for a, al in golds],
             )
             for i, (gold, aliases), ans in zip(ask, golds, got):
                 ok = answer_matches(ans.answer, gold, aliases)
-                results[i][1].append({"question": cases[i].questions[j], "answer": ans.answer, "raw": ans.raw,
-                                      "correct": ok})
+                results[i][1].append(
+                    {"question": cases[i].questions[j], "answer": ans.answer, "raw": ans.raw, "correct": ok}
+                )
                 if ok:  # MQuAKE: a case counts if any of its questions is answered right
                     results[i] = (True, results[i][1])
         return results
@@ -266,7 +278,9 @@ class _Prober:
                 results[i] = (True, results[i][1])
         return results
 
-    def cases(self, cases: list[MQuAKECase], conflicted: set[str]) -> tuple[list[tuple[dict, dict]], dict[str, float]]:
+    def cases(
+        self, cases: list[MQuAKECase], conflicted: set[str]
+    ) -> tuple[list[tuple[dict, dict]], dict[str, float]]:
         """(metrics, outputs) per case, and the seconds (wall and process CPU) of each stage."""
         w0, c0 = time.perf_counter(), time.process_time()
         plans = self.single_hops(cases)
@@ -275,15 +289,31 @@ class _Prober:
         w2, c2 = time.perf_counter(), time.process_time()
         out = []
         for case, (edits, hops), (correct, answers) in zip(cases, plans, multi):
-            hop_probes = [{"edited": h.edited, "relation": h.relation_id, "answer": h.answer, **p.to_dict()}
-                          for h, p in hops]
-            out.append(({
-                "edit_recalled": [p.recalled for p in edits],
-                "hops": [{"edited": h["edited"], "recalled": h["recalled"]} for h in hop_probes],
-                "multi_hop": correct,
-                "conflicted": case.case_id in conflicted,
-            }, {"edit_probes": [p.to_dict() for p in edits], "hop_probes": hop_probes, "multi_hop_answers": answers}))
-        stages = {"single_hop_s": w1 - w0, "single_hop_cpu_s": c1 - c0, "multi_hop_s": w2 - w1, "multi_hop_cpu_s": c2 - c1}
+            hop_probes = [
+                {"edited": h.edited, "relation": h.relation_id, "answer": h.answer, **p.to_dict()}
+                for h, p in hops
+            ]
+            out.append(
+                (
+                    {
+                        "edit_recalled": [p.recalled for p in edits],
+                        "hops": [{"edited": h["edited"], "recalled": h["recalled"]} for h in hop_probes],
+                        "multi_hop": correct,
+                        "conflicted": case.case_id in conflicted,
+                    },
+                    {
+                        "edit_probes": [p.to_dict() for p in edits],
+                        "hop_probes": hop_probes,
+                        "multi_hop_answers": answers,
+                    },
+                )
+            )
+        stages = {
+            "single_hop_s": w1 - w0,
+            "single_hop_cpu_s": c1 - c0,
+            "multi_hop_s": w2 - w1,
+            "multi_hop_cpu_s": c2 - c1,
+        }
         return out, stages
 
 
@@ -312,7 +342,9 @@ def run_mquake(
     stages = StageTimes()
     add = stages.add
     try:
-        with progress_bar(f"mquake k={settings.edits_per_batch} · {method.name}", len(scored), done, console) as advance:
+        with progress_bar(
+            f"mquake k={settings.edits_per_batch} · {method.name}", len(scored), done, console
+        ) as advance:
             for b, batch in numbered:
                 todo = [c for c in settings.probed(batch) if c.case_id not in run.finished]
                 if not todo:
@@ -339,9 +371,24 @@ def run_mquake(
                     add("undo", time.perf_counter() - w0, time.process_time() - c0)
         complete = True
     finally:
-        summary = write_summary(run, method, loaded, scored, k, len(all_batches),
-                                sum(len(b) for b in all_batches), stages, complete)
+        summary = write_summary(
+            run,
+            method,
+            loaded,
+            scored,
+            k,
+            len(all_batches),
+            sum(len(b) for b in all_batches),
+            stages,
+            complete,
+        )
         if console is not None and stages:
-            console.print("stages (wall s / process CPU s): " + ", ".join(
-                f"{n[:-2]} {stages[n]:.1f}/{stages[n[:-2] + '_cpu_s']:.1f}" for n in stages if not n.endswith("_cpu_s")))
+            console.print(
+                "stages (wall s / process CPU s): "
+                + ", ".join(
+                    f"{n[:-2]} {stages[n]:.1f}/{stages[n[:-2] + '_cpu_s']:.1f}"
+                    for n in stages
+                    if not n.endswith("_cpu_s")
+                )
+            )
     return summary

@@ -31,7 +31,9 @@ def check_prompts(cases: list[MQuAKECase], prompts: MQuAKEPrompts) -> None:
     for case in cases:
         for hop in case.new_single_hops:
             if not hop.edited and hop.relation_id not in prompts.relations:
-                raise BenchmarkDataError(f"case {case.case_id}: rel-prompts.json has no prompt for {hop.relation_id}")
+                raise BenchmarkDataError(
+                    f"case {case.case_id}: rel-prompts.json has no prompt for {hop.relation_id}"
+                )
 
 
 class StageTimes(dict):
@@ -42,8 +44,15 @@ class StageTimes(dict):
         self[f"{name}_cpu_s"] = self.get(f"{name}_cpu_s", 0.0) + cpu
 
 
-def case_record(case: MQuAKECase, batch: int, n_facts: int, applied: Applied, outputs: dict, metrics: dict,
-                per_case: float) -> dict[str, Any]:
+def case_record(
+    case: MQuAKECase,
+    batch: int,
+    n_facts: int,
+    applied: Applied,
+    outputs: dict,
+    metrics: dict,
+    per_case: float,
+) -> dict[str, Any]:
     """One `cases.jsonl` line (both runners write exactly this)."""
     return {
         "case_id": case.case_id,
@@ -60,8 +69,17 @@ def case_record(case: MQuAKECase, batch: int, n_facts: int, applied: Applied, ou
     }
 
 
-def write_summary(run: RunDir, method: Method, loaded: Loaded[MQuAKECase], scored: list[MQuAKECase], k: int,
-                  n_batches: int, n_cases_edited: int, stages: StageTimes, complete: bool) -> dict[str, Any]:
+def write_summary(
+    run: RunDir,
+    method: Method,
+    loaded: Loaded[MQuAKECase],
+    scored: list[MQuAKECase],
+    k: int,
+    n_batches: int,
+    n_cases_edited: int,
+    stages: StageTimes,
+    complete: bool,
+) -> dict[str, Any]:
     """The run's summary from the cases recorded so far (both runners)."""
     records = [run.finished[c.case_id] for c in scored if c.case_id in run.finished]
     return run.write_summary(

@@ -60,7 +60,9 @@ def run_mquake_sequential(
                     advance()
         batch_of = {c.case_id: b for b, batch in enumerate(all_batches) for c in batch}
         by_batch = {b: (a, n) for b, a, n in applied}
-        with progress_bar(f"evaluate · {method.name}", len(scored), len(scored) - len(todo), console) as advance:
+        with progress_bar(
+            f"evaluate · {method.name}", len(scored), len(scored) - len(todo), console
+        ) as advance:
             for chunk in batches(todo, method.record_every or max(1, len(todo))):
                 w0 = time.perf_counter()
                 results, probe_stages = prober.cases(chunk, conflicted)
@@ -78,5 +80,7 @@ def run_mquake_sequential(
         for _, done, _ in reversed(applied):
             method.undo(done)
         add("undo", time.perf_counter() - w0, time.process_time() - c0)
-        summary = write_summary(run, method, loaded, scored, k, len(all_batches), len(cases), stages, complete)
+        summary = write_summary(
+            run, method, loaded, scored, k, len(all_batches), len(cases), stages, complete
+        )
     return summary

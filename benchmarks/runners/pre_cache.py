@@ -57,8 +57,14 @@ def model_key(bundle) -> str:
         h.update(flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
         h.update(repr(float(flat.double().sum())).encode())
     p0 = next(bundle.model.parameters())
-    parts = [str(getattr(bundle, "name", "")), str(p0.dtype), p0.device.type,
-             f"torch {torch.__version__}", f"transformers {transformers.__version__}", h.hexdigest()[:32]]
+    parts = [
+        str(getattr(bundle, "name", "")),
+        str(p0.dtype),
+        p0.device.type,
+        f"torch {torch.__version__}",
+        f"transformers {transformers.__version__}",
+        h.hexdigest()[:32],
+    ]
     return " | ".join(parts)
 
 
@@ -72,8 +78,14 @@ def _to_json(s: TargetScore) -> list:
 
 
 def _from_json(v: list) -> TargetScore:
-    return TargetScore(float(v[0]), float(v[1]), int(v[2]), tuple(int(x) for x in v[3]),
-                       tuple(int(x) for x in v[4]), int(v[5]))
+    return TargetScore(
+        float(v[0]),
+        float(v[1]),
+        int(v[2]),
+        tuple(int(x) for x in v[3]),
+        tuple(int(x) for x in v[4]),
+        int(v[5]),
+    )
 
 
 class PreScoreCache:
@@ -104,7 +116,9 @@ class PreScoreCache:
         try:
             return [_from_json(json.loads(r[1])) for r in rows]
         except (ValueError, TypeError, IndexError) as exc:
-            raise PreCacheError(f"unreadable entry in {self.path} ({exc}); delete the file to rebuild it") from None
+            raise PreCacheError(
+                f"unreadable entry in {self.path} ({exc}); delete the file to rebuild it"
+            ) from None
 
     def put(self, model: str, record: str, scores: Sequence[TargetScore]) -> None:
         try:

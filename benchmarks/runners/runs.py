@@ -156,8 +156,10 @@ class RunDir:
         found = metric_intervals(self.spec.benchmark, list(self._done.values()))
         if not found:
             return {}
-        return {"intervals": {name: [round(lo, 6), round(hi, 6)] for name, (lo, hi) in found.items()},
-                "interval_method": INTERVAL_METHOD}
+        return {
+            "intervals": {name: [round(lo, 6), round(hi, 6)] for name, (lo, hi) in found.items()},
+            "interval_method": INTERVAL_METHOD,
+        }
 
     def seconds(self) -> float:
         return self._previous_seconds + (time.perf_counter() - self.t0)
@@ -220,7 +222,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         + (f", {summary['n_malformed']} malformed records skipped" if summary.get("n_malformed") else "")
         + ")",
         f"- settings: {json.dumps(summary.get('settings', {}), ensure_ascii=False)}",
-        f"- time: {summary['seconds']:.1f} s" + ("" if summary.get("complete", True) else " (incomplete run)"),
+        f"- time: {summary['seconds']:.1f} s"
+        + ("" if summary.get("complete", True) else " (incomplete run)"),
         "",
         "| metric | value (×100) [95 % interval] |",
         "|---|---|",

@@ -76,7 +76,11 @@ def _read(path: Path) -> tuple[dict, dict, list[dict]]:
     try:
         spec = json.loads((path / "run.json").read_text())
         summary = json.loads((path / "summary.json").read_text())
-        lines = (path / "cases.jsonl").read_text(encoding="utf-8").splitlines() if (path / "cases.jsonl").exists() else []
+        lines = (
+            (path / "cases.jsonl").read_text(encoding="utf-8").splitlines()
+            if (path / "cases.jsonl").exists()
+            else []
+        )
         cases = [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError) as exc:
         raise MergeError(f"{path} is not a finished run directory (run.json, summary.json): {exc}") from None
@@ -120,7 +124,9 @@ def merge_runs(dirs: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     out = Path(out)
     if (out / CASES).exists():
         raise MergeError(f"{out} already holds cases; merge into a new directory")
-    run = RunDir(out, RunSpec(base["benchmark"], base["data"], base["method"], base["model"], base["settings"]))
+    run = RunDir(
+        out, RunSpec(base["benchmark"], base["data"], base["method"], base["model"], base["settings"])
+    )
     for rec in records:
         run.record(rec)
     summaries = [s for _, _, s, _ in shards]
@@ -130,7 +136,9 @@ def merge_runs(dirs: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     extra["n_malformed"] = summaries[0].get("n_malformed", len(malformed))
     extra["merged_from"] = [f"shard {i}/{count}" for i in sorted(seen)]
     seconds = sum(float(s.get("seconds", 0.0)) for s in summaries)
-    return run.write_summary(_metrics(base["benchmark"], records), len(records), malformed, extra, complete, seconds)
+    return run.write_summary(
+        _metrics(base["benchmark"], records), len(records), malformed, extra, complete, seconds
+    )
 
 
 def _metrics(benchmark: str, records: list[dict]) -> dict[str, float]:
@@ -143,8 +151,21 @@ def _metrics(benchmark: str, records: list[dict]) -> dict[str, float]:
 
 def _merged_extra(benchmark: str, summaries: list[dict], records: list[dict]) -> dict[str, Any]:
     """The summary fields beside the metrics: counts summed or recomputed, stage seconds summed."""
-    skip = {"benchmark", "data", "method", "model", "settings", "n_cases", "metrics", "seconds", "complete",
-            "n_malformed", "malformed", "intervals", "interval_method"}  # intervals: recomputed from the merged cases
+    skip = {
+        "benchmark",
+        "data",
+        "method",
+        "model",
+        "settings",
+        "n_cases",
+        "metrics",
+        "seconds",
+        "complete",
+        "n_malformed",
+        "malformed",
+        "intervals",
+        "interval_method",
+    }  # intervals: recomputed from the merged cases
     extra = {k: v for k, v in summaries[0].items() if k not in skip}
     for key in ("n_requested", "n_cases_edited", "n_batches"):
         if key in extra:

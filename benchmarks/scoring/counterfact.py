@@ -14,8 +14,12 @@ def measure(bundle, cases, locality_before, ctx_before) -> dict[str, list[float]
     `locality_before` (locality prompts) and `ctx_before` (`locality_with_edit` prompts)."""
     rw = score_targets(bundle, [c["prompt"] for c in cases], [c["target_new"] for c in cases])
     para = score_targets(bundle, [c["rephrase_prompt"] for c in cases], [c["target_new"] for c in cases])
-    loc = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx = score_targets(bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases])
+    loc = score_targets(
+        bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
+    ctx = score_targets(
+        bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
     return {
         "rewrite": [s.accuracy for s in rw],
         "paraphrase": [s.accuracy for s in para],

@@ -66,7 +66,9 @@ def sample_like_easyedit(bundle, prompt: str, max_out_len: int = 100, top_k: int
 
 
 @torch.no_grad()
-def sample_ids_like_easyedit(bundle, prompt: str, max_out_len: int = 100, top_k: int = 5, seed: int = 0) -> list[int]:
+def sample_ids_like_easyedit(
+    bundle, prompt: str, max_out_len: int = 100, top_k: int = 5, seed: int = 0
+) -> list[int]:
     """Token ids (prompt included) of EasyEdit's top-k sample: `max(max_out_len, len(prompt))` of them."""
     tok, model = bundle.tokenizer, bundle.model
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -146,7 +148,11 @@ class RowWeightsError(KeditError, ValueError):
 
 @torch.no_grad()
 def sample_many_like_easyedit(
-    bundle, prompts: Sequence[str], seeds: Sequence[int], max_out_len: int = 100, top_k: int = 5,
+    bundle,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    max_out_len: int = 100,
+    top_k: int = 5,
     per_row: Sequence[Mapping[str, torch.Tensor]] | None = None,
 ) -> list[str]:
     """`sample_like_easyedit(bundle, prompts[i], seed=seeds[i])` for every i, decoded together: one
@@ -156,15 +162,20 @@ def sample_many_like_easyedit(
     ids = sample_ids_many(bundle, prompts, seeds, max_out_len, top_k, per_row)
     tok = bundle.tokenizer
     return [
-        unicodedata.normalize("NFKD", tok.decode(row, skip_special_tokens=True)).replace("\n\n", " ").replace(
-            "<|endoftext|>", "")
+        unicodedata.normalize("NFKD", tok.decode(row, skip_special_tokens=True))
+        .replace("\n\n", " ")
+        .replace("<|endoftext|>", "")
         for row in ids
     ]
 
 
 @torch.no_grad()
 def sample_ids_many(
-    bundle, prompts: Sequence[str], seeds: Sequence[int], max_out_len: int = 100, top_k: int = 5,
+    bundle,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    max_out_len: int = 100,
+    top_k: int = 5,
     per_row: Sequence[Mapping[str, torch.Tensor]] | None = None,
 ) -> list[list[int]]:
     """Token ids of `sample_ids_like_easyedit` for each prompt (see `sample_many_like_easyedit`)."""
@@ -186,8 +197,14 @@ def sample_ids_many(
     past, step_ids, step_pos = None, input_ids, positions
     with row_weights(model, per_row or [{} for _ in rows]):
         for _ in range(max(wanted)):
-            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True,
-                        logits_to_keep=1, **{cache_arg: past})
+            out = model(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=step_pos,
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_arg: past},
+            )
             past = out[cache_arg] if cache_arg in out else out.past_key_values
             picked = []
             for i in range(len(rows)):

@@ -47,10 +47,19 @@ def bootstrap_intervals(
         values = metrics_of([records[i] for i in index])
         return np.array([float(values[n]) if values.get(n) is not None else np.nan for n in names])
 
-    with warnings.catch_warnings():  # a constant metric (all cases 1.0) is "degenerate": its interval is exact
+    with (
+        warnings.catch_warnings()
+    ):  # a constant metric (all cases 1.0) is "degenerate": its interval is exact
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        res = stats.bootstrap((np.arange(len(records)),), statistic, n_resamples=n_resamples, vectorized=False,
-                              confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+        res = stats.bootstrap(
+            (np.arange(len(records)),),
+            statistic,
+            n_resamples=n_resamples,
+            vectorized=False,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
     low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
     tail = 100 * (1 - level) / 2
     out: dict[str, Interval] = {}

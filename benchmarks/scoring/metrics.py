@@ -129,7 +129,13 @@ def aggregate_knowedit(cases: Sequence[Mapping]) -> dict[str, float]:
             out[section] = v
         keys = sorted({k for c in cases for k in (c.get(section) or {})})
         for key in keys:
-            kv = mean(m for c in cases if key in (c.get(section) or {}) for m in [mean(c[section][key])] if m is not None)
+            kv = mean(
+                m
+                for c in cases
+                if key in (c.get(section) or {})
+                for m in [mean(c[section][key])]
+                if m is not None
+            )
             if kv is not None:
                 out[f"{section}.{key}"] = kv
     v = mean(c["fluency"] for c in cases if c.get("fluency") is not None)

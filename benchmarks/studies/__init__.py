@@ -21,11 +21,28 @@ from pathlib import Path
 from kedit.errors import KeditError
 
 STUDIES = (
-    "conflicts", "corpus_check", "edit_batch_speed", "edit_cases", "edit_covariance", "edit_footprint",
-    "edit_nullspace", "edit_quality", "edit_speed", "edit_sweep", "forget_bench", "forget_sweep", "gpu_check",
+    "conflicts",
+    "corpus_check",
+    "edit_batch_speed",
+    "edit_cases",
+    "edit_covariance",
+    "edit_footprint",
+    "edit_nullspace",
+    "edit_quality",
+    "edit_speed",
+    "edit_sweep",
+    "forget_bench",
+    "forget_sweep",
+    "gpu_check",
     "harness_speed",
-    "load_speed", "relation_bench", "router_bench", "scope_bench", "scope_calibrate", "scope_speed",
-    "store_bench", "unlearn_bench",
+    "load_speed",
+    "relation_bench",
+    "router_bench",
+    "scope_bench",
+    "scope_calibrate",
+    "scope_speed",
+    "store_bench",
+    "unlearn_bench",
 )
 # studies whose command line is a `kedit bench` sub-command of their own (typed options, written tables)
 COMMAND_OF = {"forget_bench": "forget"}

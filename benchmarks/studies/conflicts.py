@@ -56,8 +56,16 @@ from benchmarks.methods.layer import undo_weight_changes
 from benchmarks.runners.runs import progress_bar
 from benchmarks.scoring.answers import states
 
-KINDS = ("edited_vs_model", "stored_vs_model", "passage_vs_model", "free_passage_vs_model", "stored_vs_passage",
-         "instruction_vs_stored", "newer_vs_stale", "as_of_stale")
+KINDS = (
+    "edited_vs_model",
+    "stored_vs_model",
+    "passage_vs_model",
+    "free_passage_vs_model",
+    "stored_vs_passage",
+    "instruction_vs_stored",
+    "newer_vs_stale",
+    "as_of_stale",
+)
 OLD_FROM, NEW_FROM, AS_OF = "2019-01-01", "2023-01-01", "2020-06-01"
 
 
@@ -101,7 +109,9 @@ def _rewrites(cases: Sequence[MQuAKECase]) -> list[tuple[MQuAKECase, Rewrite]]:
     return out
 
 
-def build_cases(cases: Sequence[MQuAKECase], relations, per_kind: int, kinds: Sequence[str] = KINDS) -> list[ConflictCase]:
+def build_cases(
+    cases: Sequence[MQuAKECase], relations, per_kind: int, kinds: Sequence[str] = KINDS
+) -> list[ConflictCase]:
     """Conflict cases from MQuAKE edits; `relations` is the store's relation vocabulary (templates)."""
     pool = [(c, rw) for c, rw in _rewrites(cases) if rw.relation_id in relations]
     out: list[ConflictCase] = []
@@ -128,16 +138,23 @@ def build_cases(cases: Sequence[MQuAKECase], relations, per_kind: int, kinds: Se
                 setup = (("insert", dict(text=text, source="web", extract_facts=False)),)
                 out.append(ConflictCase(kind, cid, question, new, old, "passage", setup))
             elif kind == "stored_vs_passage":
-                setup = (("insert", dict(fact, object=new)),
-                         ("insert", dict(text=rel.render(s, old), source="web", extract_facts=False)))
+                setup = (
+                    ("insert", dict(fact, object=new)),
+                    ("insert", dict(text=rel.render(s, old), source="web", extract_facts=False)),
+                )
                 out.append(ConflictCase(kind, cid, question, new, old, "stored", setup))
             elif kind == "instruction_vs_stored":
                 setup = (("insert", dict(fact, object=new)),)
-                out.append(ConflictCase(kind, cid, question, old, new, "instruction", setup,
-                                        instructions=rel.render(s, old)))
+                out.append(
+                    ConflictCase(
+                        kind, cid, question, old, new, "instruction", setup, instructions=rel.render(s, old)
+                    )
+                )
             else:
-                setup = (("insert", dict(fact, object=old, valid_from=OLD_FROM)),
-                         ("insert", dict(fact, object=new, valid_from=NEW_FROM)))
+                setup = (
+                    ("insert", dict(fact, object=old, valid_from=OLD_FROM)),
+                    ("insert", dict(fact, object=new, valid_from=NEW_FROM)),
+                )
                 if kind == "newer_vs_stale":
                     out.append(ConflictCase(kind, cid, question, new, old, "stored", setup))
                 else:
@@ -145,36 +162,65 @@ def build_cases(cases: Sequence[MQuAKECase], relations, per_kind: int, kinds: Se
     return out
 
 
-WORDING_KINDS = ("stored_vs_model", "stored_vs_passage", "instruction_vs_stored", "newer_vs_stale", "as_of_stale")
-WORDINGS = {"counterfact": ("CounterFact/counterfact-val.json", counterfact_cases),
-            "zsre": ("KnowEdit/ZsRE/ZsRE-test-dev.json", zsre_cases)}
+WORDING_KINDS = (
+    "stored_vs_model",
+    "stored_vs_passage",
+    "instruction_vs_stored",
+    "newer_vs_stale",
+    "as_of_stale",
+)
+WORDINGS = {
+    "counterfact": ("CounterFact/counterfact-val.json", counterfact_cases),
+    "zsre": ("KnowEdit/ZsRE/ZsRE-test-dev.json", zsre_cases),
+}
 
 
-def build_wording_cases(cases: Sequence[ScopeCase], per_kind: int,
-                        kinds: Sequence[str] = WORDING_KINDS) -> list[ConflictCase]:
+def build_wording_cases(
+    cases: Sequence[ScopeCase], per_kind: int, kinds: Sequence[str] = WORDING_KINDS
+) -> list[ConflictCase]:
     """Conflict cases in a benchmark's own wording (see the module docstring)."""
     pool = [c for c in distinct_subjects(list(cases)) if c.old and not states(c.old, c.target)][:per_kind]
     out: list[ConflictCase] = []
     for kind in kinds:
         if kind not in WORDING_KINDS:
-            raise ValueError(f"unknown wording conflict kind {kind!r}: expected one of {', '.join(WORDING_KINDS)}")
+            raise ValueError(
+                f"unknown wording conflict kind {kind!r}: expected one of {', '.join(WORDING_KINDS)}"
+            )
         for c in pool:
             new, old, paraphrase = c.target, c.old, c.in_scope[1]
             edit = dict(prompt=c.prompt, subject=c.subject, route="store", source="conflict-suite")
             cid = f"{c.source}:{c.subject}"
             stated = c.prompt.rstrip("?").rstrip()
             if kind == "stored_vs_model":
-                out.append(ConflictCase(kind, cid, paraphrase, new, old, "stored", (("edit", edit | {"target": new}),)))
+                out.append(
+                    ConflictCase(
+                        kind, cid, paraphrase, new, old, "stored", (("edit", edit | {"target": new}),)
+                    )
+                )
             elif kind == "stored_vs_passage":
-                setup = (("edit", edit | {"target": new}),
-                         ("insert", dict(text=f"{stated} {old}.", source="web", extract_facts=False)))
+                setup = (
+                    ("edit", edit | {"target": new}),
+                    ("insert", dict(text=f"{stated} {old}.", source="web", extract_facts=False)),
+                )
                 out.append(ConflictCase(kind, cid, c.prompt, new, old, "stored", setup))
             elif kind == "instruction_vs_stored":
-                out.append(ConflictCase(kind, cid, paraphrase, old, new, "instruction", (("edit", edit | {"target": new}),),
-                                        instructions=f"Assume that {stated} {old}."))
+                out.append(
+                    ConflictCase(
+                        kind,
+                        cid,
+                        paraphrase,
+                        old,
+                        new,
+                        "instruction",
+                        (("edit", edit | {"target": new}),),
+                        instructions=f"Assume that {stated} {old}.",
+                    )
+                )
             else:
-                setup = (("edit", edit | {"target": old, "valid_from": OLD_FROM}),
-                         ("edit", edit | {"target": new, "valid_from": NEW_FROM}))
+                setup = (
+                    ("edit", edit | {"target": old, "valid_from": OLD_FROM}),
+                    ("edit", edit | {"target": new, "valid_from": NEW_FROM}),
+                )
                 if kind == "newer_vs_stale":
                     out.append(ConflictCase(kind, cid, paraphrase, new, old, "stored", setup))
                 else:
@@ -191,25 +237,47 @@ def run_case(layer, case: ConflictCase) -> ConflictResult:
     seconds = time.perf_counter() - t0
     tier = (ans.trace.get("winner") or {}).get("tier")
     obeys = states(ans.text, case.expected) and not states(ans.text, case.loser)
-    return ConflictResult(case, ans.text, tier, obeys, tier == case.expected_tier, seconds,
-                          (ans.trace.get("winner") or {}).get("why", ""),
-                          [{k: h.get(k) for k in ("subject", "relation", "answer", "tier")} for h in ans.trace.get("hops", [])])
+    return ConflictResult(
+        case,
+        ans.text,
+        tier,
+        obeys,
+        tier == case.expected_tier,
+        seconds,
+        (ans.trace.get("winner") or {}).get("why", ""),
+        [{k: h.get(k) for k in ("subject", "relation", "answer", "tier")} for h in ans.trace.get("hops", [])],
+    )
 
 
 def summarise(results: Sequence[ConflictResult]) -> dict[str, Any]:
     by_kind: dict[str, list[ConflictResult]] = defaultdict(list)
     for r in results:
         by_kind[r.case.kind].append(r)
-    per_kind = {k: {"n": len(v), "obeys": sum(r.obeys for r in v) / len(v), "tier_ok": sum(r.tier_ok for r in v) / len(v)}
-                for k, v in by_kind.items()}
+    per_kind = {
+        k: {
+            "n": len(v),
+            "obeys": sum(r.obeys for r in v) / len(v),
+            "tier_ok": sum(r.tier_ok for r in v) / len(v),
+        }
+        for k, v in by_kind.items()
+    }
     n = len(results)
-    return {"n_cases": n, "obeys": sum(r.obeys for r in results) / n if n else None,
-            "tier_ok": sum(r.tier_ok for r in results) / n if n else None, "per_kind": per_kind,
-            "query_seconds_mean": sum(r.seconds for r in results) / n if n else None}
+    return {
+        "n_cases": n,
+        "obeys": sum(r.obeys for r in results) / n if n else None,
+        "tier_ok": sum(r.tier_ok for r in results) / n if n else None,
+        "per_kind": per_kind,
+        "query_seconds_mean": sum(r.seconds for r in results) / n if n else None,
+    }
 
 
-def run_suite(bundle, cases: Sequence[ConflictCase], workdir: str | Path | None = None, embedder=None,
-              show_progress: bool = True) -> list[ConflictResult]:
+def run_suite(
+    bundle,
+    cases: Sequence[ConflictCase],
+    workdir: str | Path | None = None,
+    embedder=None,
+    show_progress: bool = True,
+) -> list[ConflictResult]:
     """Run every case on its own fresh knowledge base (one model, weight edits undone after each case)."""
     from kedit import KnowledgeLayer
 
@@ -233,9 +301,13 @@ def run_suite(bundle, cases: Sequence[ConflictCase], workdir: str | Path | None 
 
 
 def markdown(summary: dict[str, Any], model: str) -> str:
-    lines = [f"Conflict suite on `{model}`: {summary['n_cases']} cases, share obeying the hierarchy "
-             f"**{summary['obeys']:.1%}** (winning tier as expected: {summary['tier_ok']:.1%}).", "",
-             "| kind | n | obeys | tier as expected |", "|---|---|---|---|"]
+    lines = [
+        f"Conflict suite on `{model}`: {summary['n_cases']} cases, share obeying the hierarchy "
+        f"**{summary['obeys']:.1%}** (winning tier as expected: {summary['tier_ok']:.1%}).",
+        "",
+        "| kind | n | obeys | tier as expected |",
+        "|---|---|---|---|",
+    ]
     for kind in KINDS:
         if kind in summary["per_kind"]:
             k = summary["per_kind"][kind]
@@ -252,8 +324,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--per-kind", type=int, default=20)
     ap.add_argument("--kinds", nargs="*", default=None, help="[default: every kind of the wording]")
-    ap.add_argument("--wording", choices=("mquake", *WORDINGS), default="mquake",
-                    help="whose wording the cases use: MQuAKE's relation templates, or CounterFact's / ZsRE's records")
+    ap.add_argument(
+        "--wording",
+        choices=("mquake", *WORDINGS),
+        default="mquake",
+        help="whose wording the cases use: MQuAKE's relation templates, or CounterFact's / ZsRE's records",
+    )
     ap.add_argument("--out", default=None, help="directory for cases.jsonl, summary.json, summary.md")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -262,16 +338,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data = Path(args.data) if args.data else require_data_dir() / "MQuAKE"
         with tempfile.TemporaryDirectory() as tmp, KnowledgeLayer.open(tmp, model=bundle) as scratch:
             relations = scratch.store.relations  # the vocabulary a new knowledge base starts with
-            cases = build_cases(load_mquake(data, limit=max(50, 3 * args.per_kind)).cases, relations,
-                                args.per_kind, args.kinds or KINDS)
+            cases = build_cases(
+                load_mquake(data, limit=max(50, 3 * args.per_kind)).cases,
+                relations,
+                args.per_kind,
+                args.kinds or KINDS,
+            )
     else:
         relative, loader = WORDINGS[args.wording]
         data = Path(args.data) if args.data else require_data_dir() / relative
         cases = build_wording_cases(loader(data), args.per_kind, args.kinds or WORDING_KINDS)
     results = run_suite(bundle, cases)
-    summary = summarise(results) | {"benchmark": "conflicts", "wording": args.wording, "model": args.model,
-                                    "data": data.name,
-                                    "seconds": round(time.perf_counter() - t0, 1)}
+    summary = summarise(results) | {
+        "benchmark": "conflicts",
+        "wording": args.wording,
+        "model": args.model,
+        "data": data.name,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     md = markdown(summary, args.model)
     print(md)
     if args.out:

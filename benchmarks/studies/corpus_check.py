@@ -30,10 +30,17 @@ from kedit.scoring import score_targets
 def _quality(bundle, stats, cases, method: str) -> dict[str, float]:
     editor = ParametricEditor(bundle, statistics=stats)
     cfg = default_config(method, bundle.spec.family)
-    loc_before = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx_before = score_targets(bundle, [c["prompt"].replace("{}", c["subject"]) + " " + c["target_new"] + ". "
-                                        + c["locality_prompt"] for c in cases],
-                               [c["locality_ground_truth"] for c in cases])
+    loc_before = score_targets(
+        bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
+    ctx_before = score_targets(
+        bundle,
+        [
+            c["prompt"].replace("{}", c["subject"]) + " " + c["target_new"] + ". " + c["locality_prompt"]
+            for c in cases
+        ],
+        [c["locality_ground_truth"] for c in cases],
+    )
     out: dict[str, list[float]] = {}
     for i, case in enumerate(cases):
         rec = editor.apply([request_of(case)], method=method, config=cfg)
@@ -57,7 +64,8 @@ def main() -> None:
     shared = corpus_from_path(require_data_dir() / "text-corpus")
     bundled = bundled_corpus()
     same_chunks = corpus_chunks(bundle.tokenizer, n_tokens, corpus=shared) == corpus_chunks(
-        bundle.tokenizer, n_tokens, corpus=bundled)
+        bundle.tokenizer, n_tokens, corpus=bundled
+    )
     t0 = time.perf_counter()
     old = compute_second_moments(bundle, layers, n_tokens, corpus=shared)
     new = compute_second_moments(bundle, layers, n_tokens, corpus=bundled)
@@ -65,12 +73,24 @@ def main() -> None:
     cases, _, source = editable_cases(bundle, a.n)
     q_old = _quality(bundle, old, cases, a.method)
     q_new = _quality(bundle, new, cases, a.method)
-    print(json.dumps({
-        "model": a.model, "method": a.method, "layers": layers, "n_tokens": n_tokens,
-        "corpus_digests": {"text-corpus": shared.digest, "bundled": bundled.digest},
-        "identical_chunks": same_chunks, "max_abs_diff": diff, "cases": len(cases),
-        "quality_text_corpus": q_old, "quality_bundled": q_new, "seconds": round(time.perf_counter() - t0, 1),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "model": a.model,
+                "method": a.method,
+                "layers": layers,
+                "n_tokens": n_tokens,
+                "corpus_digests": {"text-corpus": shared.digest, "bundled": bundled.digest},
+                "identical_chunks": same_chunks,
+                "max_abs_diff": diff,
+                "cases": len(cases),
+                "quality_text_corpus": q_old,
+                "quality_bundled": q_new,
+                "seconds": round(time.perf_counter() - t0, 1),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -82,12 +82,22 @@ def main() -> None:
     if isinstance(cfg, AlphaEditConfig):
         for layer in cfg.layers:
             editor.projector(layer, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy)
-    loc_b = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx_b = score_targets(bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases])
+    loc_b = score_targets(
+        bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
+    ctx_b = score_targets(
+        bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
 
     out: dict = {
-        "model": a.model, "method": a.method, "sadr": a.sadr, "edits": len(requests), "threads": torch.get_num_threads(),
-        "templates": len(templates), "argmax_stop_prob": cfg.argmax_stop_prob, "v_lr": cfg.v_lr,
+        "model": a.model,
+        "method": a.method,
+        "sadr": a.sadr,
+        "edits": len(requests),
+        "threads": torch.get_num_threads(),
+        "templates": len(templates),
+        "argmax_stop_prob": cfg.argmax_stop_prob,
+        "v_lr": cfg.v_lr,
         "load_avg_start": round(os.getloadavg()[0], 2),
     }
     t0, c0 = time.perf_counter(), time.process_time()
@@ -98,34 +108,43 @@ def main() -> None:
     values = rec.info.value_runs[0]  # one batch: one value optimisation
     assert values.cpu_seconds is not None and rec.info.update_s is not None  # MEMIT/AlphaEdit record both
     rest_wall = wall - values.seconds
-    out.update({
-        "batch_wall_s": round(wall, 1), "batch_cpu_s": round(cpu, 1),
-        "value_wall_s": round(values.seconds, 1), "value_cpu_s": round(values.cpu_seconds, 1),
-        "keys_solves_wall_s": round(rec.info.update_s, 1),
-        "verify_wall_s": round(rec.timings["check_s"] + rec.timings["verify_s"], 1),
-        "value_steps_mean": round(statistics.mean(values.request_steps), 2),
-        "value_steps_max": max(values.request_steps),
-        "successes": sum(v["success"] for v in rec.verification),
-        **{k: round(statistics.mean(v), 4) for k, v in q.items()},
-    })
+    out.update(
+        {
+            "batch_wall_s": round(wall, 1),
+            "batch_cpu_s": round(cpu, 1),
+            "value_wall_s": round(values.seconds, 1),
+            "value_cpu_s": round(values.cpu_seconds, 1),
+            "keys_solves_wall_s": round(rec.info.update_s, 1),
+            "verify_wall_s": round(rec.timings["check_s"] + rec.timings["verify_s"], 1),
+            "value_steps_mean": round(statistics.mean(values.request_steps), 2),
+            "value_steps_max": max(values.request_steps),
+            "successes": sum(v["success"] for v in rec.verification),
+            **{k: round(statistics.mean(v), 4) for k, v in q.items()},
+        }
+    )
     if a.legacy_n:
         k = min(a.legacy_n, len(requests))
         old_cfg = replace(cfg, **OLD_VALUES)
         old_templates = context_templates(bundle, old_cfg.context_templates)
         t1, c1 = time.perf_counter(), time.process_time()
-        legacy_optimise_values(bundle, requests[:k], old_templates, old_cfg, "residual", sorted(cfg.layers)[-1], sadr=a.sadr)
+        legacy_optimise_values(
+            bundle, requests[:k], old_templates, old_cfg, "residual", sorted(cfg.layers)[-1], sadr=a.sadr
+        )
         lw, lc = time.perf_counter() - t1, time.process_time() - c1
         scale = len(requests) / k
         old_wall = lw * scale + rest_wall
         old_cpu_values = lc * scale
-        out.update({
-            "old_values_requests_timed": k,
-            "old_values_wall_s": round(lw, 1), "old_values_cpu_s": round(lc, 1),
-            "old_batch_wall_s_extrapolated": round(old_wall, 1),
-            "old_values_cpu_s_extrapolated": round(old_cpu_values, 1),
-            "speedup_wall": round(old_wall / wall, 2),
-            "speedup_values_cpu": round(old_cpu_values / values.cpu_seconds, 2),
-        })
+        out.update(
+            {
+                "old_values_requests_timed": k,
+                "old_values_wall_s": round(lw, 1),
+                "old_values_cpu_s": round(lc, 1),
+                "old_batch_wall_s_extrapolated": round(old_wall, 1),
+                "old_values_cpu_s_extrapolated": round(old_cpu_values, 1),
+                "speedup_wall": round(old_wall / wall, 2),
+                "speedup_values_cpu": round(old_cpu_values / values.cpu_seconds, 2),
+            }
+        )
     out["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out))
 

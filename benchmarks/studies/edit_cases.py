@@ -46,16 +46,34 @@ def main() -> None:
             secs.append(time.perf_counter() - t0)
             v = rec.verification[0]
             accs.append(v["after"]["accuracy"])
-            print(json.dumps({
-                "config": label, "subject": case["subject"], "target": case["target_new"],
-                "p_before": round(v["before"]["prob"], 4), "p_after": round(v["after"]["prob"], 4),
-                "accuracy": v["after"]["accuracy"], "steps": [r.steps for r in rec.info.value_runs], "s": round(secs[-1], 2),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "config": label,
+                        "subject": case["subject"],
+                        "target": case["target_new"],
+                        "p_before": round(v["before"]["prob"], 4),
+                        "p_after": round(v["after"]["prob"], 4),
+                        "accuracy": v["after"]["accuracy"],
+                        "steps": [r.steps for r in rec.info.value_runs],
+                        "s": round(secs[-1], 2),
+                    }
+                ),
+                flush=True,
+            )
             editor.undo(rec)
-        print(json.dumps({
-            "config": label, "cases": len(accs), "rewrite": round(statistics.mean(accs), 3) if accs else None,
-            "successes": sum(x == 1.0 for x in accs), "median_s": round(statistics.median(secs), 2) if secs else None,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "config": label,
+                    "cases": len(accs),
+                    "rewrite": round(statistics.mean(accs), 3) if accs else None,
+                    "successes": sum(x == 1.0 for x in accs),
+                    "median_s": round(statistics.median(secs), 2) if secs else None,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

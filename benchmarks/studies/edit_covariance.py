@@ -66,18 +66,36 @@ def main() -> None:
     a = ap.parse_args()
     layers = [int(x) for x in a.layers.split(",")]
     bundle = load_model(a.model)
-    res: dict = {"model": a.model, "layers": layers, "threads": torch.get_num_threads(), "load_avg": os.getloadavg()}
+    res: dict = {
+        "model": a.model,
+        "layers": layers,
+        "threads": torch.get_num_threads(),
+        "load_avg": os.getloadavg(),
+    }
     if a.baseline_tokens:
         naive, t_naive = naive_second_moments(bundle, layers, a.baseline_tokens)
         t0 = time.perf_counter()
         ours = compute_second_moments(bundle, layers, a.baseline_tokens)
         t_ours = time.perf_counter() - t0
         err = max(float((ours[l] - naive[l]).abs().max() / naive[l].abs().max()) for l in layers)
-        res.update({"baseline_tokens": a.baseline_tokens, "naive_s": round(t_naive, 2), "kedit_s": round(t_ours, 2),
-                    "speedup": round(t_naive / t_ours, 2), "max_rel_diff": err})
+        res.update(
+            {
+                "baseline_tokens": a.baseline_tokens,
+                "naive_s": round(t_naive, 2),
+                "kedit_s": round(t_ours, 2),
+                "speedup": round(t_naive / t_ours, 2),
+                "max_rel_diff": err,
+            }
+        )
     t0 = time.perf_counter()
     full = compute_second_moments(bundle, layers, a.tokens)
-    res.update({"tokens": a.tokens, "kedit_full_s": round(time.perf_counter() - t0, 1), "load_avg_end": os.getloadavg()})
+    res.update(
+        {
+            "tokens": a.tokens,
+            "kedit_full_s": round(time.perf_counter() - t0, 1),
+            "load_avg_end": os.getloadavg(),
+        }
+    )
     if a.save:  # the editors then load these instead of computing them again
         res["saved"] = str(save_second_moments(bundle, a.tokens, full))
     print(json.dumps(res))

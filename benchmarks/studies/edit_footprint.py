@@ -59,11 +59,15 @@ def past_keys_precision(editor, cfg) -> dict:
     out = {}
     newest = editor.live[-1]
     for layer in cfg.layers:
-        keys = [r.extra_tensors[f"keys.{layer}"] for r in editor.live[:-1] if f"keys.{layer}" in r.extra_tensors]
+        keys = [
+            r.extra_tensors[f"keys.{layer}"] for r in editor.live[:-1] if f"keys.{layer}" in r.extra_tensors
+        ]
         past64 = sum(k.double() @ k.double().T for k in keys)
         past32 = sum(k.float() @ k.float().T for k in keys).double()
         k = newest.extra_tensors[f"keys.{layer}"].double()
-        p = editor.projector(layer, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy).matrix.double()
+        p = editor.projector(
+            layer, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy
+        ).matrix.double()
         c = editor.second_moments([layer], cfg.mom2_n_tokens)[layer].double()
         eye = cfg.l2 * torch.eye(p.shape[0], dtype=torch.float64)
 
@@ -71,8 +75,10 @@ def past_keys_precision(editor, cfg) -> dict:
             return torch.linalg.solve(p @ (k @ k.T + past + cfg.mom2_in_nullspace * c) + eye, p @ k)
 
         a, b = solve(past64), solve(past32)
-        out[str(layer)] = {"past_keys": sum(k.shape[1] for k in keys),
-                           "relative_change": float((a - b).norm() / a.norm())}
+        out[str(layer)] = {
+            "past_keys": sum(k.shape[1] for k in keys),
+            "relative_change": float((a - b).norm() / a.norm()),
+        }
     return out
 
 
@@ -104,8 +110,14 @@ def main(argv: list[str] | None = None) -> dict:
         for i, case in enumerate(cases[: args.n]):
             rec = editor.apply([request_of(case)], method="alphaedit", config=config("alphaedit"))
             disk = _dir_bytes(rec.save(Path(tmp) / f"single-{i}"))
-            singles.append({"disk": disk, "memory": rec.nbytes, "dense_format1": dense_format_bytes(rec, bundle),
-                            "success": rec.success})
+            singles.append(
+                {
+                    "disk": disk,
+                    "memory": rec.nbytes,
+                    "dense_format1": dense_format_bytes(rec, bundle),
+                    "success": rec.success,
+                }
+            )
         out["single_seconds"] = round(time.perf_counter() - t0, 1)
         out["single"] = {
             "n": len(singles),
@@ -119,33 +131,47 @@ def main(argv: list[str] | None = None) -> dict:
             batch = [request_of(c) for c in cases[args.n : args.n + args.batch]]
             rec = editor.apply(batch, method="memit", config=config("memit"))
             disk = _dir_bytes(rec.save(Path(tmp) / "batch"))
-            out["batch"] = {"n": len(batch), "disk_bytes": disk, "memory_bytes": rec.nbytes,
-                            "dense_format1_bytes": dense_format_bytes(rec, bundle),
-                            "verified": sum(v["success"] for v in rec.verification)}
+            out["batch"] = {
+                "n": len(batch),
+                "disk_bytes": disk,
+                "memory_bytes": rec.nbytes,
+                "dense_format1_bytes": dense_format_bytes(rec, bundle),
+                "verified": sum(v["success"] for v in rec.verification),
+            }
         out["past_keys_precision"] = past_keys_precision(editor, config("alphaedit"))
         for rec in reversed(list(editor.live)):
             editor.undo(rec)
-    out["extrapolated"] = {name: {"single": per_edit(1, *dims), "batch_100": per_edit(100, *dims)}
-                           for name, dims in LARGE.items()}
+    out["extrapolated"] = {
+        name: {"single": per_edit(1, *dims), "batch_100": per_edit(100, *dims)}
+        for name, dims in LARGE.items()
+    }
     out["here_formula"] = per_edit(1, d, d_ff)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--out" and a != str(args.out)]
     out["command"] = " ".join(["python -m benchmarks.studies.edit_footprint", *shown])  # no machine paths
     mb = 1e6
     s = out["single"]
     print(f"{args.model} ({out['dtype']}), d={d}, d_ff={d_ff}")
-    print(f"single AlphaEdit edit ({s['n']}, {s['verified']} verified): disk {s['disk_bytes_per_edit'] / mb:.3f} MB, "
-          f"memory {s['memory_bytes_per_edit'] / mb:.3f} MB, format 1 {s['dense_format1_bytes_per_edit'] / mb:.1f} MB; "
-          f"undo holds {s['undo_held_bytes'] / mb:.1f} MB of base copies")
+    print(
+        f"single AlphaEdit edit ({s['n']}, {s['verified']} verified): disk {s['disk_bytes_per_edit'] / mb:.3f} MB, "
+        f"memory {s['memory_bytes_per_edit'] / mb:.3f} MB, format 1 {s['dense_format1_bytes_per_edit'] / mb:.1f} MB; "
+        f"undo holds {s['undo_held_bytes'] / mb:.1f} MB of base copies"
+    )
     if "batch" in out:
         b = out["batch"]
-        print(f"MEMIT batch of {b['n']}: disk {b['disk_bytes'] / mb:.2f} MB, memory {b['memory_bytes'] / mb:.2f} MB, "
-              f"format 1 {b['dense_format1_bytes'] / mb:.1f} MB")
+        print(
+            f"MEMIT batch of {b['n']}: disk {b['disk_bytes'] / mb:.2f} MB, memory {b['memory_bytes'] / mb:.2f} MB, "
+            f"format 1 {b['dense_format1_bytes'] / mb:.1f} MB"
+        )
     worst = max(v["relative_change"] for v in out["past_keys_precision"].values())
-    print(f"AlphaEdit past-key cache summed in float32 instead of float64: solution changes by {worst:.1e} (relative, "
-          f"worst layer, {next(iter(out['past_keys_precision'].values()))['past_keys']} past keys)")
+    print(
+        f"AlphaEdit past-key cache summed in float32 instead of float64: solution changes by {worst:.1e} (relative, "
+        f"worst layer, {next(iter(out['past_keys_precision'].values()))['past_keys']} past keys)"
+    )
     for name, figs in out["extrapolated"].items():
-        print(f"{name}: single edit {figs['single']['factored'] / mb:.2f} MB (format 1: "
-              f"{figs['single']['dense_format1'] / 1e9:.2f} GB); batch of 100 {figs['batch_100']['factored'] / mb:.0f} MB")
+        print(
+            f"{name}: single edit {figs['single']['factored'] / mb:.2f} MB (format 1: "
+            f"{figs['single']['dense_format1'] / 1e9:.2f} GB); batch of 100 {figs['batch_100']['factored'] / mb:.0f} MB"
+        )
     if args.out:
         args.out.write_text(json.dumps(out, indent=1))
     return out

@@ -49,14 +49,24 @@ def main() -> None:
         k = keys[layer].double()
         share = (p @ k).norm(dim=0) ** 2 / k.norm(dim=0) ** 2
         crosstalk, cos = _crosstalk(c, k)
-        print(json.dumps({
-            "model": a.model, "layer": layer, "energy_rule": energy, "null_dim": proj.dim, "d_ff": p.shape[0],
-            "corpus_share": round(float(torch.trace(p @ c) / torch.trace(c)), 4),
-            "subject_key_share_mean": round(float(share.mean()), 4),
-            "subject_key_share_min": round(float(share.min()), 4),
-            "subject_key_share_max": round(float(share.max()), 4), "keys": k.shape[1],
-            "crosstalk_mean": round(crosstalk, 4), "whitened_cos_mean": round(cos, 4),
-        }))
+        print(
+            json.dumps(
+                {
+                    "model": a.model,
+                    "layer": layer,
+                    "energy_rule": energy,
+                    "null_dim": proj.dim,
+                    "d_ff": p.shape[0],
+                    "corpus_share": round(float(torch.trace(p @ c) / torch.trace(c)), 4),
+                    "subject_key_share_mean": round(float(share.mean()), 4),
+                    "subject_key_share_min": round(float(share.min()), 4),
+                    "subject_key_share_max": round(float(share.max()), 4),
+                    "keys": k.shape[1],
+                    "crosstalk_mean": round(crosstalk, 4),
+                    "whitened_cos_mean": round(cos, 4),
+                }
+            )
+        )
 
 
 def _crosstalk(c: torch.Tensor, k: torch.Tensor) -> tuple[float, float]:

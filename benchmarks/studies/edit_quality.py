@@ -39,16 +39,31 @@ from kedit.runtime import load_model
 from kedit.scoring import score_targets
 
 
-def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: int, data: Path | None,
-        overrides: dict | None = None, bundle=None, block: int | None = None, trace: bool = False) -> dict:
+def run(
+    model: str,
+    method: str,
+    n: int,
+    sadr: bool,
+    sequential: bool,
+    batch: int,
+    data: Path | None,
+    overrides: dict | None = None,
+    bundle=None,
+    block: int | None = None,
+    trace: bool = False,
+) -> dict:
     bundle = bundle if bundle is not None else load_model(model)
     editor = ParametricEditor(bundle)
     cfg = replace(default_config(method, bundle.spec.family), **(overrides or {}))
     if method not in ("memit", "alphaedit"):
         batch = 1
     cases, skipped, source = editable_cases(bundle, n, data)
-    loc_before = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx_before = score_targets(bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases])
+    loc_before = score_targets(
+        bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
+    ctx_before = score_targets(
+        bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
     metrics: dict[str, list[float]] = {}
     times: list[float] = []
     cpu: list[float] = []
@@ -65,7 +80,9 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
         for start in range(b0, b_end, batch):
             part = list(range(start, min(start + batch, b_end)))
             if sequential and editor.live:  # earlier edits can make a later target the answer already
-                now = score_targets(bundle, [cases[i]["prompt"] for i in part], [cases[i]["target_new"] for i in part])
+                now = score_targets(
+                    bundle, [cases[i]["prompt"] for i in part], [cases[i]["target_new"] for i in part]
+                )
                 now_true += sum(s.accuracy == 1.0 for s in now)
                 part = [i for i, s in zip(part, now) if s.accuracy < 1.0]
                 if not part:
@@ -81,22 +98,40 @@ def run(model: str, method: str, n: int, sadr: bool, sequential: bool, batch: in
                 trace_rows.append(_trace_row(bundle, rec, [cases[i] for i in b_used], len(part)))
                 print(json.dumps({"trace": trace_rows[-1]}), flush=True)
             if not sequential:
-                sub = measure(bundle, [cases[i] for i in part], [loc_before[i] for i in part], [ctx_before[i] for i in part])
+                sub = measure(
+                    bundle,
+                    [cases[i] for i in part],
+                    [loc_before[i] for i in part],
+                    [ctx_before[i] for i in part],
+                )
                 for k, v in sub.items():
                     metrics.setdefault(k, []).extend(v)
                 editor.undo(rec)
         if sequential and b_used:  # every case of the block once, after its last edit; then undo the block
-            sub = measure(bundle, [cases[i] for i in b_used], [loc_before[i] for i in b_used], [ctx_before[i] for i in b_used])
+            sub = measure(
+                bundle,
+                [cases[i] for i in b_used],
+                [loc_before[i] for i in b_used],
+                [ctx_before[i] for i in b_used],
+            )
             for k, v in sub.items():
                 metrics.setdefault(k, []).extend(v)
         for rec in reversed(list(editor.live)):
             editor.undo(rec)
     return {
-        "model": model, "method": method, "sadr": sadr, "sequential": sequential, "batch": batch,
+        "model": model,
+        "method": method,
+        "sadr": sadr,
+        "sequential": sequential,
+        "batch": batch,
         "overrides": {k: str(v) for k, v in (overrides or {}).items()},
         "config": cfg.to_dict(),  # the effective config: a changed default is a new cell
-        "cases": len(used), "skipped_already_true": skipped, "became_true_before_their_batch": now_true,
-        "edits_applied": len(used), "data": source, "block": block if sequential and block < len(cases) else None,
+        "cases": len(used),
+        "skipped_already_true": skipped,
+        "became_true_before_their_batch": now_true,
+        "edits_applied": len(used),
+        "data": source,
+        "block": block if sequential and block < len(cases) else None,
         "median_edit_s": round(statistics.median(times), 3) if times else None,
         "median_edit_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
         "load_avg": round(os.getloadavg()[0], 2),
@@ -119,8 +154,14 @@ def _trace_row(bundle, rec, applied: list[dict], n_new: int) -> dict:
         "own_rewrite": round(statistics.mean(v["after"]["accuracy"] for v in rec.verification), 4),
         "earlier_rewrite": round(statistics.mean(s.accuracy for s in earlier), 4) if earlier else None,
         "all_rewrite": round(statistics.mean(s.accuracy for s in held), 4),
-        "delta_norm": round(sum(float(op.dense(tuple(rec.fingerprints[n]["shape"])).double().norm()) ** 2
-                                for n, op in rec.steps) ** 0.5, 3),
+        "delta_norm": round(
+            sum(
+                float(op.dense(tuple(rec.fingerprints[n]["shape"])).double().norm()) ** 2
+                for n, op in rec.steps
+            )
+            ** 0.5,
+            3,
+        ),
         "value_steps": [r.steps for r in rec.info.value_runs],
     }
 
@@ -128,9 +169,16 @@ def _trace_row(bundle, rec, applied: list[dict], n_new: int) -> dict:
 def _cell(r: dict) -> tuple:
     """A cell: model, method, ±SADR, mode, batch, overrides and the effective config (rows written before
     the config was recorded have None there, so rerunning after a default changed adds a new cell)."""
-    return (r["model"], r["method"], r["sadr"], r["sequential"], r["batch"], r.get("block"),
-            json.dumps(r.get("overrides", {}), sort_keys=True),
-            json.dumps(r.get("config"), sort_keys=True))
+    return (
+        r["model"],
+        r["method"],
+        r["sadr"],
+        r["sequential"],
+        r["batch"],
+        r.get("block"),
+        json.dumps(r.get("overrides", {}), sort_keys=True),
+        json.dumps(r.get("config"), sort_keys=True),
+    )
 
 
 def _config_tag(r: dict, others: list[dict]) -> str:
@@ -158,17 +206,27 @@ def table(path: Path) -> str:
     # the same cell with a config and at least as many cases, as the resume rule treats it
     for key, r in list(best.items()):
         if r.get("config") is None and any(
-            k[:-1] == key[:-1] and o.get("config") is not None and o["cases"] >= r["cases"] for k, o in best.items()
+            k[:-1] == key[:-1] and o.get("config") is not None and o["cases"] >= r["cases"]
+            for k, o in best.items()
         ):
             del best[key]
     variants: dict[tuple, int] = {}
     for key in best:
         variants[key[:-1]] = variants.get(key[:-1], 0) + 1
     for r in sorted(best.values(), key=lambda r: (r["model"], r["sequential"], r["method"], r["sadr"])):
-        seq = f"{r['block']} sequential × {-(-r['cases'] // r['block'])} blocks" if r.get("block") else f"{r['cases']} sequential"
-        mode = f"{seq} (batch {r['batch']})" if r["sequential"] else (
-            "single" if r["batch"] == 1 else f"batch {r['batch']}")
-        name = r["method"] + (" " + " ".join(f"{k}={v}" for k, v in r["overrides"].items()) if r.get("overrides") else "")
+        seq = (
+            f"{r['block']} sequential × {-(-r['cases'] // r['block'])} blocks"
+            if r.get("block")
+            else f"{r['cases']} sequential"
+        )
+        mode = (
+            f"{seq} (batch {r['batch']})"
+            if r["sequential"]
+            else ("single" if r["batch"] == 1 else f"batch {r['batch']}")
+        )
+        name = r["method"] + (
+            " " + " ".join(f"{k}={v}" for k, v in r["overrides"].items()) if r.get("overrides") else ""
+        )
         if variants[_cell(r)[:-1]] > 1:  # the same cell under different defaults: say which row is which
             name += f" ({_config_tag(r, [o for k, o in best.items() if k[:-1] == _cell(r)[:-1]])})"
         cpu = r.get("median_edit_cpu_s")
@@ -189,6 +247,7 @@ def _select(rows: list[dict], spec: str) -> dict:
             want[key.strip()] = ast.literal_eval(raw.strip())
         except (ValueError, SyntaxError):
             want[key.strip()] = raw.strip()
+
     def value(r: dict, k: str):  # a row field, else a config field; absent = None
         return r[k] if k in r else (r.get("config") or {}).get(k)
 
@@ -208,15 +267,21 @@ def paired(path: Path, spec_a: str, spec_b: str) -> str:
     a, b = _select(rows, spec_a), _select(rows, spec_b)
     ia = {c: i for i, c in enumerate(a["case_ids"])}
     common = [(ia[c], j) for j, c in enumerate(b["case_ids"]) if c in ia]
-    lines = [f"B − A over {len(common)} common cases; A = {spec_a} (N={a['cases']}), B = {spec_b} (N={b['cases']})",
-             "", "| metric | A | B | B − A (± s.e.) | B better / worse |", "|---|---|---|---|---|"]
+    lines = [
+        f"B − A over {len(common)} common cases; A = {spec_a} (N={a['cases']}), B = {spec_b} (N={b['cases']})",
+        "",
+        "| metric | A | B | B − A (± s.e.) | B better / worse |",
+        "|---|---|---|---|---|",
+    ]
     for m in METRICS:
         xa = [a["per_case"][m][i] for i, _ in common]
         xb = [b["per_case"][m][j] for _, j in common]
         d = [y - x for x, y in zip(xa, xb)]
         se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
-        lines.append(f"| {m} | {statistics.mean(xa):.3f} | {statistics.mean(xb):.3f} | {statistics.mean(d):+.3f} ± {se:.3f} | "
-                     f"{sum(x > 0 for x in d)} / {sum(x < 0 for x in d)} |")
+        lines.append(
+            f"| {m} | {statistics.mean(xa):.3f} | {statistics.mean(xb):.3f} | {statistics.mean(d):+.3f} ± {se:.3f} | "
+            f"{sum(x > 0 for x in d)} / {sum(x < 0 for x in d)} |"
+        )
     return "\n".join(lines)
 
 
@@ -228,16 +293,32 @@ def main() -> None:
     ap.add_argument("--sadr", action="store_true")
     ap.add_argument("--sequential", action="store_true")
     ap.add_argument("--batch", type=int, default=1, help="requests per apply() for memit/alphaedit")
-    ap.add_argument("--block", type=int, default=None,
-                    help="sequential: edits per block (measured after the block, undone before the next)")
+    ap.add_argument(
+        "--block",
+        type=int,
+        default=None,
+        help="sequential: edits per block (measured after the block, undone before the next)",
+    )
     ap.add_argument("--data", type=Path, default=None)
-    ap.add_argument("--trace", action="store_true",
-                    help="sequential: after each update, print and record its own / the earlier edits' rewrite and ‖Δ‖")
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="sequential: after each update, print and record its own / the earlier edits' rewrite and ‖Δ‖",
+    )
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, name=python-literal")
-    ap.add_argument("--out", type=Path, default=None, help="append the result here (JSON lines); skip a cell done")
-    ap.add_argument("--table", type=Path, default=None, help="print the Markdown table of a results file and exit")
-    ap.add_argument("--paired", nargs=3, metavar=("FILE", "A", "B"), default=None,
-                    help="paired comparison of two cells (key=value,... selectors; the largest N matching), then exit")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="append the result here (JSON lines); skip a cell done"
+    )
+    ap.add_argument(
+        "--table", type=Path, default=None, help="print the Markdown table of a results file and exit"
+    )
+    ap.add_argument(
+        "--paired",
+        nargs=3,
+        metavar=("FILE", "A", "B"),
+        default=None,
+        help="paired comparison of two cells (key=value,... selectors; the largest N matching), then exit",
+    )
     a = ap.parse_args()
     if a.table:
         print(table(a.table))
@@ -248,10 +329,15 @@ def main() -> None:
     overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.set)}
     bundle = None
     if a.out and a.out.exists():
-        want = {"model": a.model, "method": a.method, "sadr": a.sadr, "sequential": a.sequential,
-                "batch": a.batch if a.method in ("memit", "alphaedit") else 1,
-                "block": a.block if a.sequential and a.block and a.block < a.n else None,
-                "overrides": {k: str(v) for k, v in overrides.items()}}
+        want = {
+            "model": a.model,
+            "method": a.method,
+            "sadr": a.sadr,
+            "sequential": a.sequential,
+            "batch": a.batch if a.method in ("memit", "alphaedit") else 1,
+            "block": a.block if a.sequential and a.block and a.block < a.n else None,
+            "overrides": {k: str(v) for k, v in overrides.items()},
+        }
         rows = [json.loads(line) for line in a.out.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if _cell(r)[:-1] == _cell(want)[:-1] and r["cases"] >= a.n]
         if rows:  # the effective config (the model family's defaults + overrides) decides; rows written
@@ -262,8 +348,19 @@ def main() -> None:
                 if r.get("config") is None or _cell(r) == _cell(want):
                     print(json.dumps({"skipped": "cell already measured", **r}))
                     return
-    result = run(a.model, a.method, a.n, a.sadr, a.sequential, a.batch, a.data, overrides, bundle=bundle, block=a.block,
-                 trace=a.trace)
+    result = run(
+        a.model,
+        a.method,
+        a.n,
+        a.sadr,
+        a.sequential,
+        a.batch,
+        a.data,
+        overrides,
+        bundle=bundle,
+        block=a.block,
+        trace=a.trace,
+    )
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(result) + "\n").encode()

@@ -97,11 +97,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--n", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=5, help="fixed steps of the per-step comparison (0: skip it)")
-    ap.add_argument("--baseline", action="store_true", help="also time the pre-speed-work ROME default (slow)")
-    ap.add_argument("--legacy", action="store_true", help="also time the default config on the old value loop")
-    ap.add_argument("--fp32", action="store_true",
-                    help="also time the default config with fp32 value products (value_dtype='float32'), interleaved per case")
+    ap.add_argument(
+        "--steps", type=int, default=5, help="fixed steps of the per-step comparison (0: skip it)"
+    )
+    ap.add_argument(
+        "--baseline", action="store_true", help="also time the pre-speed-work ROME default (slow)"
+    )
+    ap.add_argument(
+        "--legacy", action="store_true", help="also time the default config on the old value loop"
+    )
+    ap.add_argument(
+        "--fp32",
+        action="store_true",
+        help="also time the default config with fp32 value products (value_dtype='float32'), interleaved per case",
+    )
     a = ap.parse_args()
     bundle = load_model(a.model)
     cfg = default_config("rome", bundle.spec.family)
@@ -118,35 +127,47 @@ def main() -> None:
             optimise_values(bundle, [req], templates, fixed, "mlp", cfg.layer, key_layers=[cfg.layer])
             ours.append(time.perf_counter() - t0)
             naive.append(naive_steps(bundle, req, templates, cfg, a.steps))
-        out.update({
-            "templates": len(templates), "steps": a.steps,
-            "kedit_values_median_s": round(statistics.median(ours), 3),
-            "naive_values_median_s": round(statistics.median(naive), 3),
-            "per_step_speedup": round(statistics.median(naive) / statistics.median(ours), 2),
-        })
+        out.update(
+            {
+                "templates": len(templates),
+                "steps": a.steps,
+                "kedit_values_median_s": round(statistics.median(ours), 3),
+                "naive_values_median_s": round(statistics.median(naive), 3),
+                "per_step_speedup": round(statistics.median(naive) / statistics.median(ours), 2),
+            }
+        )
     if a.fp32:  # interleaved per case, so a change of load hits both configs alike
         f32 = replace(cfg, value_dtype="float32")
         pairs = [(_rome_times(editor, [c], cfg), _rome_times(editor, [c], f32)) for c in cases]
         pairs = [(d, f) for d, f in pairs if d[0] and f[0]]
         times, accs, steps, cpu = (sum((d[i] for d, _ in pairs), []) for i in range(4))
         f_times, f_accs, f_steps, f_cpu = (sum((f[i] for _, f in pairs), []) for i in range(4))
-        out.update({
-            "fp32_rome_edit_median_s": round(statistics.median(f_times), 3) if f_times else None,
-            "fp32_rome_edit_median_cpu_s": round(statistics.median(f_cpu), 3) if f_cpu else None,
-            "fp32_rewrite_acc": round(statistics.mean(f_accs), 3) if f_accs else None,
-            "fp32_value_steps": f_steps,
-            "speedup_vs_fp32_wall": round(statistics.median(f_times) / statistics.median(times), 2) if times else None,
-            "speedup_vs_fp32_cpu": round(statistics.median(f_cpu) / statistics.median(cpu), 2) if cpu else None,
-        })
+        out.update(
+            {
+                "fp32_rome_edit_median_s": round(statistics.median(f_times), 3) if f_times else None,
+                "fp32_rome_edit_median_cpu_s": round(statistics.median(f_cpu), 3) if f_cpu else None,
+                "fp32_rewrite_acc": round(statistics.mean(f_accs), 3) if f_accs else None,
+                "fp32_value_steps": f_steps,
+                "speedup_vs_fp32_wall": round(statistics.median(f_times) / statistics.median(times), 2)
+                if times
+                else None,
+                "speedup_vs_fp32_cpu": round(statistics.median(f_cpu) / statistics.median(cpu), 2)
+                if cpu
+                else None,
+            }
+        )
     else:
         times, accs, steps, cpu = _rome_times(editor, cases, cfg)
     out["value_dtype"] = editor_dtype(cfg, bundle)
-    out.update({
-        "rome_edit_median_s": round(statistics.median(times), 3) if times else None, "edits": len(times),
-        "rome_edit_median_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
-        "rome_rewrite_acc": round(statistics.mean(accs), 3) if accs else None,
-        "rome_value_steps": steps,
-    })
+    out.update(
+        {
+            "rome_edit_median_s": round(statistics.median(times), 3) if times else None,
+            "edits": len(times),
+            "rome_edit_median_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
+            "rome_rewrite_acc": round(statistics.mean(accs), 3) if accs else None,
+            "rome_value_steps": steps,
+        }
+    )
     if a.legacy:
         current = rome_module.optimise_values
         rome_module.optimise_values = legacy_optimise_values
@@ -154,24 +175,34 @@ def main() -> None:
             l_times, l_accs, l_steps, l_cpu = _rome_times(editor, cases, cfg)
         finally:
             rome_module.optimise_values = current
-        out.update({
-            "legacy_loop_rome_edit_median_s": round(statistics.median(l_times), 3) if l_times else None,
-            "legacy_loop_rome_edit_median_cpu_s": round(statistics.median(l_cpu), 3) if l_cpu else None,
-            "legacy_loop_rewrite_acc": round(statistics.mean(l_accs), 3) if l_accs else None,
-            "legacy_loop_value_steps": l_steps,
-            "speedup_vs_legacy_loop_wall": round(statistics.median(l_times) / statistics.median(times), 2) if l_times and times else None,
-            "speedup_vs_legacy_loop_cpu": round(statistics.median(l_cpu) / statistics.median(cpu), 2) if l_cpu and cpu else None,
-        })
+        out.update(
+            {
+                "legacy_loop_rome_edit_median_s": round(statistics.median(l_times), 3) if l_times else None,
+                "legacy_loop_rome_edit_median_cpu_s": round(statistics.median(l_cpu), 3) if l_cpu else None,
+                "legacy_loop_rewrite_acc": round(statistics.mean(l_accs), 3) if l_accs else None,
+                "legacy_loop_value_steps": l_steps,
+                "speedup_vs_legacy_loop_wall": round(statistics.median(l_times) / statistics.median(times), 2)
+                if l_times and times
+                else None,
+                "speedup_vs_legacy_loop_cpu": round(statistics.median(l_cpu) / statistics.median(cpu), 2)
+                if l_cpu and cpu
+                else None,
+            }
+        )
     if a.baseline:
         old = replace(cfg, **OLD_ROME)
         b_times, b_accs, b_steps, b_cpu = _rome_times(editor, cases, old)
-        out.update({
-            "baseline_rome_edit_median_s": round(statistics.median(b_times), 3) if b_times else None,
-            "baseline_rome_edit_median_cpu_s": round(statistics.median(b_cpu), 3) if b_cpu else None,
-            "baseline_rewrite_acc": round(statistics.mean(b_accs), 3) if b_accs else None,
-            "baseline_value_steps": b_steps,
-            "rome_speedup": round(statistics.median(b_times) / statistics.median(times), 2) if b_times and times else None,
-        })
+        out.update(
+            {
+                "baseline_rome_edit_median_s": round(statistics.median(b_times), 3) if b_times else None,
+                "baseline_rome_edit_median_cpu_s": round(statistics.median(b_cpu), 3) if b_cpu else None,
+                "baseline_rewrite_acc": round(statistics.mean(b_accs), 3) if b_accs else None,
+                "baseline_value_steps": b_steps,
+                "rome_speedup": round(statistics.median(b_times) / statistics.median(times), 2)
+                if b_times and times
+                else None,
+            }
+        )
     out["load_avg_end"] = os.getloadavg()[0]
     print(json.dumps(out))
 

@@ -38,16 +38,28 @@ def main() -> None:
     ap.add_argument("--method", default="rome")
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--grid", nargs="*", default=[], help="name=v1,v2 (first_layer=3 for memit/alphaedit); context_templates=(10:5);(5:10)")
+    ap.add_argument(
+        "--grid",
+        nargs="*",
+        default=[],
+        help="name=v1,v2 (first_layer=3 for memit/alphaedit); context_templates=(10:5);(5:10)",
+    )
     a = ap.parse_args()
     bundle = load_model(a.model)
     editor = ParametricEditor(bundle)
     base = default_config(a.method, bundle.spec.family)
     cases, _ = load_counterfact(None, a.n)
-    loc_b = score_targets(bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases])
-    ctx_b = score_targets(bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases])
+    loc_b = score_targets(
+        bundle, [c["locality_prompt"] for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
+    ctx_b = score_targets(
+        bundle, [locality_with_edit(c) for c in cases], [c["locality_ground_truth"] for c in cases]
+    )
     names = [g.split("=")[0] for g in a.grid]
-    values = [[_parse(v) for v in g.split("=")[1].split(",")] if "(" not in g else [_parse(g.split("=")[1])] for g in a.grid]
+    values = [
+        [_parse(v) for v in g.split("=")[1].split(",")] if "(" not in g else [_parse(g.split("=")[1])]
+        for g in a.grid
+    ]
     for combo in itertools.product(*values) if values else [()]:
         overrides = dict(zip(names, combo))
         if "first_layer" in overrides:  # MEMIT/AlphaEdit: shift the 5-layer window
@@ -65,7 +77,9 @@ def main() -> None:
                 print("skip:", exc)
                 continue
             times.append(time.perf_counter() - t0)
-            for k, v in measure(bundle, [c for c, _, _ in part], [x for _, x, _ in part], [x for _, _, x in part]).items():
+            for k, v in measure(
+                bundle, [c for c, _, _ in part], [x for _, x, _ in part], [x for _, _, x in part]
+            ).items():
                 metrics.setdefault(k, []).append(statistics.mean(v))
             editor.undo(rec)
         row = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}

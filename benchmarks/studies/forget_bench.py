@@ -73,8 +73,14 @@ def known_rows(bundle, rows: list[dict], batch: int = 32) -> list[dict]:
     """The records whose ground truth the model states after the prompt (kedit's forget criterion) and
     whose prompt names the subject, in file order. Scored shortest prompt first (batches pad less)."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["prompt"]))
-    scores = score_targets(bundle, [rows[i]["prompt"] for i in order], [rows[i]["ground_truth"] for i in order], batch)
-    known = {i for i, score in zip(order, scores) if states_object({"prob": score.prob, "rank": score.first_token_rank})}
+    scores = score_targets(
+        bundle, [rows[i]["prompt"] for i in order], [rows[i]["ground_truth"] for i in order], batch
+    )
+    known = {
+        i
+        for i, score in zip(order, scores)
+        if states_object({"prob": score.prob, "rank": score.first_token_rank})
+    }
     return [row for i, row in enumerate(rows) if i in known and row["subject"] in row["prompt"]]
 
 
@@ -85,8 +91,17 @@ def known_facts(bundle, rows: list[dict], batch: int = 32) -> list[KnownFact]:
     for row in known_rows(bundle, rows, batch):
         relation = match_relation(row["prompt"].replace(row["subject"], "{}"), vocabulary)
         question = f"Q: {vocabulary.resolve(relation).ask(row['subject'])} A:" if relation else None
-        facts.append(KnownFact(row["prompt"], row["subject"], row["ground_truth"], row["target_new"],
-                          row["rephrase_prompt"], question, (row["locality_prompt"], row["locality_ground_truth"])))
+        facts.append(
+            KnownFact(
+                row["prompt"],
+                row["subject"],
+                row["ground_truth"],
+                row["target_new"],
+                row["rephrase_prompt"],
+                question,
+                (row["locality_prompt"], row["locality_ground_truth"]),
+            )
+        )
     return facts
 
 
@@ -126,7 +141,9 @@ def _top1(bundle, pairs: Sequence[tuple[str, str]]) -> list[int]:
     return [int(s.first_token_rank == 0) for s in scores]
 
 
-def measure(bundle, forgotten: list[KnownFact], held: list[KnownFact], baseline: dict | None = None, six: bool = True) -> dict:
+def measure(
+    bundle, forgotten: list[KnownFact], held: list[KnownFact], baseline: dict | None = None, six: bool = True
+) -> dict:
     """The six-question measurements (but scale and time) of the model as it is now; six=False measures
     only forgetting (VerbMem) and what is kept, for the scalability and sweep runs (no QA forms, no MIA)."""
     verb = score_targets(bundle, [f.prompt for f in forgotten], [f.object for f in forgotten])
@@ -136,16 +153,28 @@ def measure(bundle, forgotten: list[KnownFact], held: list[KnownFact], baseline:
     out: dict = {
         "verbmem": statistics.fmean(int(s.accuracy == 1.0) for s in verb),
         "forget_prob": statistics.fmean(s.prob for s in verb),
-        "_locality": local, "_held": kept, "_neighbours": neighbours,
+        "_locality": local,
+        "_held": kept,
+        "_neighbours": neighbours,
     }
     if six:
-        qa = [(f.paraphrase, f.object) for f in forgotten] + [(f.question, f.object) for f in forgotten if f.question]
+        qa = [(f.paraphrase, f.object) for f in forgotten] + [
+            (f.question, f.object) for f in forgotten if f.question
+        ]
         seen = min_k_prob(bundle, [f"{f.prompt} {f.object}" for f in forgotten])
         unseen = min_k_prob(bundle, [f"{f.prompt} {f.never_seen}" for f in forgotten])
         area = auc(seen, unseen)
-        out |= {"knowmem": statistics.fmean(_top1(bundle, qa)), "mia_auc": area, "privleak_pct": 100 * (area - 0.5) / 0.5}
+        out |= {
+            "knowmem": statistics.fmean(_top1(bundle, qa)),
+            "mia_auc": area,
+            "privleak_pct": 100 * (area - 0.5) / 0.5,
+        }
     base = baseline or out
-    for name, key in (("locality_kept", "_locality"), ("held_kept", "_held"), ("neighbour_kept", "_neighbours")):
+    for name, key in (
+        ("locality_kept", "_locality"),
+        ("held_kept", "_held"),
+        ("neighbour_kept", "_neighbours"),
+    ):
         was = [i for i, v in enumerate(base[key]) if v]  # of those the model answered before forgetting
         out[name] = statistics.fmean(out[key][i] for i in was) if was else float("nan")
         out[name.replace("_kept", "_n")] = len(was)  # the denominator: answered before forgetting
@@ -156,8 +185,14 @@ def public(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def unlearn(un: Unlearner, forget: list[KnownFact], retain: list[KnownFact], method: str, settings: dict,
-            on_step: Callable[[int, dict], None] | None = None) -> tuple[object, float]:
+def unlearn(
+    un: Unlearner,
+    forget: list[KnownFact],
+    retain: list[KnownFact],
+    method: str,
+    settings: dict,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> tuple[object, float]:
     """One unlearning run of `method`; returns the record (None when the model already states none) and seconds."""
     config = UnlearnConfig(**METHODS[method], **settings)
     pairs = [(f.prompt, f.object) for f in forget]
@@ -166,29 +201,57 @@ def unlearn(un: Unlearner, forget: list[KnownFact], retain: list[KnownFact], met
         record = un.forget(pairs, [(f.prompt, f.object) for f in retain], config, on_step=on_step)
     except FactNotKnownError:
         # a request arriving after earlier runs may find some facts already gone: forget the rest
-        still = [p for p, s in zip(pairs, score_targets(un.bundle, [p for p, _ in pairs], [a for _, a in pairs]))
-                 if not config.is_forgotten(s.prob, s.first_token_rank)]
-        record = un.forget(still, [(f.prompt, f.object) for f in retain], config, on_step=on_step) if still else None
+        still = [
+            p
+            for p, s in zip(pairs, score_targets(un.bundle, [p for p, _ in pairs], [a for _, a in pairs]))
+            if not config.is_forgotten(s.prob, s.first_token_rank)
+        ]
+        record = (
+            un.forget(still, [(f.prompt, f.object) for f in retain], config, on_step=on_step)
+            if still
+            else None
+        )
     return record, time.perf_counter() - t0
 
 
-def split(facts: list[KnownFact], n: int, held: int, what: str) -> tuple[list[KnownFact], list[KnownFact], list[KnownFact]]:
+def split(
+    facts: list[KnownFact], n: int, held: int, what: str
+) -> tuple[list[KnownFact], list[KnownFact], list[KnownFact]]:
     """The first n facts to forget, the next 8 as the retain set, the next `held` held aside."""
     if len(facts) < n + 8 + held:
-        raise ValueError(f"{len(facts)} known facts in the {what} set; {n} to forget need {n + 8 + held} "
-                         f"(forget + 8 retain + {held} held-aside): scan more records")
+        raise ValueError(
+            f"{len(facts)} known facts in the {what} set; {n} to forget need {n + 8 + held} "
+            f"(forget + 8 retain + {held} held-aside): scan more records"
+        )
     return facts[:n], facts[n : n + 8], facts[n + 8 : n + 8 + held]
 
 
 def _scale_row(method: str, record, seconds: float, after: dict) -> dict:
-    return {"method": method, "requests": len(record.forget), "steps": record.steps, "seconds": round(seconds, 1),
-            "s_per_step": round(seconds / max(1, record.steps), 2),
-            **{k: after[k] for k in ("verbmem", "forget_prob", "held_kept", "locality_kept", "neighbour_kept")}}
+    return {
+        "method": method,
+        "requests": len(record.forget),
+        "steps": record.steps,
+        "seconds": round(seconds, 1),
+        "s_per_step": round(seconds / max(1, record.steps), 2),
+        **{k: after[k] for k in ("verbmem", "forget_prob", "held_kept", "locality_kept", "neighbour_kept")},
+    }
 
 
-def run(bundle, facts: list[KnownFact], *, n: int, requests: int, held: int, settings: dict, methods: Sequence[str],
-        scale: int = 0, scale_facts: list[KnownFact] | None = None, only_scale: bool = False,
-        log: Callable[[str], None] = print, on_method: Callable[[dict], None] | None = None) -> dict:
+def run(
+    bundle,
+    facts: list[KnownFact],
+    *,
+    n: int,
+    requests: int,
+    held: int,
+    settings: dict,
+    methods: Sequence[str],
+    scale: int = 0,
+    scale_facts: list[KnownFact] | None = None,
+    only_scale: bool = False,
+    log: Callable[[str], None] = print,
+    on_method: Callable[[dict], None] | None = None,
+) -> dict:
     """Every method on the same facts, from the same starting weights (each run is undone after measuring).
 
     scale > n: one more run per method forgetting `scale` facts at once, measured in full (forgetting and
@@ -196,27 +259,40 @@ def run(bundle, facts: list[KnownFact], *, n: int, requests: int, held: int, set
     8 retain and `held` held-aside facts. only_scale: that run alone (`facts` unused). on_method(partial
     result): after each run, to save progress.
     """
-    big, big_retain, big_aside = split(scale_facts or facts, scale, held, "scalability") if scale > n else ([], [], [])
+    big, big_retain, big_aside = (
+        split(scale_facts or facts, scale, held, "scalability") if scale > n else ([], [], [])
+    )
     forget, retain, aside = split(facts, n, held, "evaluation") if not only_scale else ([], [], [])
     un = Unlearner(bundle)
     before = measure(bundle, forget, aside) if forget else None
-    result = {"known_facts": len(facts), "n": n if forget else 0, "held_aside": len(aside) if forget else held,
-              "settings": settings, "six": [{"method": "before", **public(before)}] if before else [], "scale": [],
-              "sequential": [],
-              "scale_requested": scale, "scale_known_facts": len(scale_facts or facts) if big else 0,
-              "scale_before": None}
+    result = {
+        "known_facts": len(facts),
+        "n": n if forget else 0,
+        "held_aside": len(aside) if forget else held,
+        "settings": settings,
+        "six": [{"method": "before", **public(before)}] if before else [],
+        "scale": [],
+        "sequential": [],
+        "scale_requested": scale,
+        "scale_known_facts": len(scale_facts or facts) if big else 0,
+        "scale_before": None,
+    }
     # Cheapest first (the six-way runs, then one-by-one, then the large runs), saving after each run.
     for method in methods if forget else ():
         record, seconds = unlearn(un, forget, retain, method, settings)
         after = measure(bundle, forget, aside, before)
-        result["six"].append({"method": method, **public(after), "steps": record.steps, "seconds": round(seconds, 1)})
+        result["six"].append(
+            {"method": method, **public(after), "steps": record.steps, "seconds": round(seconds, 1)}
+        )
         result["scale"].append(_scale_row(method, record, seconds, after))
         un.undo(record)
         log(f"{method}: {json.dumps(result['six'][-1])}")
         if on_method is not None:
             on_method(result)
     for method in methods if requests and forget else ():
-        result["sequential"].append(_sequential(un, forget, retain, aside, before, method, settings, requests))
+        result["sequential"].append(
+            _sequential(un, forget, retain, aside, before, method, settings, requests)
+        )
         log(f"{method} sequential: {json.dumps(result['sequential'][-1])}")
         if on_method is not None:
             on_method(result)
@@ -225,7 +301,9 @@ def run(bundle, facts: list[KnownFact], *, n: int, requests: int, held: int, set
         result["scale_before"] = public(big_before)
     for method in methods if big else ():
         record, seconds = unlearn(un, big, big_retain, method, settings)
-        result["scale"].append(_scale_row(method, record, seconds, measure(bundle, big, big_aside, big_before, six=False)))
+        result["scale"].append(
+            _scale_row(method, record, seconds, measure(bundle, big, big_aside, big_before, six=False))
+        )
         un.undo(record)
         log(f"{method} scale: {json.dumps(result['scale'][-1])}")
         if on_method is not None:
@@ -233,8 +311,16 @@ def run(bundle, facts: list[KnownFact], *, n: int, requests: int, held: int, set
     return result
 
 
-def _sequential(un: Unlearner, forget: list[KnownFact], retain: list[KnownFact], aside: list[KnownFact], before: dict,
-                method: str, settings: dict, requests: int) -> dict:
+def _sequential(
+    un: Unlearner,
+    forget: list[KnownFact],
+    retain: list[KnownFact],
+    aside: list[KnownFact],
+    before: dict,
+    method: str,
+    settings: dict,
+    requests: int,
+) -> dict:
     """The facts arriving as `requests` requests one by one, each run on the weights the previous one left."""
     done, t0 = [], time.perf_counter()
     size = math.ceil(len(forget) / requests)
@@ -246,9 +332,16 @@ def _sequential(un: Unlearner, forget: list[KnownFact], retain: list[KnownFact],
     after = measure(un.bundle, forget, aside, before)
     for record in reversed(done):
         un.undo(record)
-    return {"method": method, "requests": len(range(0, len(forget), size)), "facts_per_request": size,
-            "seconds": round(seconds, 1), **{k: after[k] for k in
-            ("verbmem", "knowmem", "mia_auc", "locality_kept", "held_kept", "neighbour_kept")}}
+    return {
+        "method": method,
+        "requests": len(range(0, len(forget), size)),
+        "facts_per_request": size,
+        "seconds": round(seconds, 1),
+        **{
+            k: after[k]
+            for k in ("verbmem", "knowmem", "mia_auc", "locality_kept", "held_kept", "neighbour_kept")
+        },
+    }
 
 
 def _cell(value) -> str:
@@ -259,31 +352,55 @@ def _cell(value) -> str:
 
 def markdown(result: dict) -> str:
     """The six-way table (one row per method, `before` first), then scalability and sustainability."""
-    six = [("method", "method"), ("VerbMem ↓", "verbmem"), ("KnowMem ↓", "knowmem"), ("MIA AUC", "mia_auc"),
-           ("PrivLeak % (ref 0.5)", "privleak_pct"), ("locality kept ↑", "locality_kept"),
-           ("held-aside kept ↑", "held_kept"), ("neighbours kept ↑", "neighbour_kept"),
-           ("steps", "steps"), ("s", "seconds")]
+    six = [
+        ("method", "method"),
+        ("VerbMem ↓", "verbmem"),
+        ("KnowMem ↓", "knowmem"),
+        ("MIA AUC", "mia_auc"),
+        ("PrivLeak % (ref 0.5)", "privleak_pct"),
+        ("locality kept ↑", "locality_kept"),
+        ("held-aside kept ↑", "held_kept"),
+        ("neighbours kept ↑", "neighbour_kept"),
+        ("steps", "steps"),
+        ("s", "seconds"),
+    ]
     lines = ["| " + " | ".join(h for h, _ in six) + " |", "|" + "---|" * len(six)] if result["six"] else []
     lines += ["| " + " | ".join(_cell(r.get(k, "")) for _, k in six) + " |" for r in result["six"]]
-    lines += ["", "Scalability (one run forgetting this many facts at once; the larger run on its own facts):", "",
-              "| method | requests | steps | s | s/step | VerbMem ↓ | held-aside kept ↑ | locality kept ↑ | neighbours kept ↑ |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['requests']} | {r['steps']} | {r['seconds']} | {r['s_per_step']} | "
-              f"{_cell(r['verbmem'])} | {_cell(r['held_kept'])} | {_cell(r['locality_kept'])} | "
-              f"{_cell(r['neighbour_kept'])} |" for r in result["scale"]]
+    lines += [
+        "",
+        "Scalability (one run forgetting this many facts at once; the larger run on its own facts):",
+        "",
+        "| method | requests | steps | s | s/step | VerbMem ↓ | held-aside kept ↑ | locality kept ↑ | neighbours kept ↑ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['method']} | {r['requests']} | {r['steps']} | {r['seconds']} | {r['s_per_step']} | "
+        f"{_cell(r['verbmem'])} | {_cell(r['held_kept'])} | {_cell(r['locality_kept'])} | "
+        f"{_cell(r['neighbour_kept'])} |"
+        for r in result["scale"]
+    ]
     if result.get("scale_before"):
         b = result["scale_before"]
-        lines += ["", f"Before the larger run: VerbMem {_cell(b['verbmem'])} on its {result['scale_requested']} facts; "
-                  f"kept columns of {b['held_n']} held-aside, {b['locality_n']} locality probes and "
-                  f"{b['neighbour_n']} neighbourhood prompts answered before."]
+        lines += [
+            "",
+            f"Before the larger run: VerbMem {_cell(b['verbmem'])} on its {result['scale_requested']} facts; "
+            f"kept columns of {b['held_n']} held-aside, {b['locality_n']} locality probes and "
+            f"{b['neighbour_n']} neighbourhood prompts answered before.",
+        ]
     if not result["sequential"]:
         return "\n".join(lines) + "\n"
-    lines += ["", "Sustainability (the same facts arriving as requests one by one, measured after the last):", "",
-              "| method | requests × facts | s | VerbMem ↓ | KnowMem ↓ | MIA AUC | locality kept ↑ | held-aside kept ↑ |",
-              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['requests']} × {r['facts_per_request']} | {r['seconds']} | {_cell(r['verbmem'])} | "
-              f"{_cell(r['knowmem'])} | {_cell(r['mia_auc'])} | {_cell(r['locality_kept'])} | {_cell(r['held_kept'])} |"
-              for r in result["sequential"]]
+    lines += [
+        "",
+        "Sustainability (the same facts arriving as requests one by one, measured after the last):",
+        "",
+        "| method | requests × facts | s | VerbMem ↓ | KnowMem ↓ | MIA AUC | locality kept ↑ | held-aside kept ↑ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['method']} | {r['requests']} × {r['facts_per_request']} | {r['seconds']} | {_cell(r['verbmem'])} | "
+        f"{_cell(r['knowmem'])} | {_cell(r['mia_auc'])} | {_cell(r['locality_kept'])} | {_cell(r['held_kept'])} |"
+        for r in result["sequential"]
+    ]
     return "\n".join(lines) + "\n"
 
 

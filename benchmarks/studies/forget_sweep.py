@@ -30,8 +30,17 @@ from kedit.unlearning import Unlearner
 KEEP_FLOOR = 0.8
 
 
-def sweep(bundle, facts: list[forget_bench.KnownFact], *, n: int, held: int, lrs: Sequence[float],
-          checkpoints: Sequence[int], methods: Sequence[str], log: Callable[[str], None] = print) -> dict:
+def sweep(
+    bundle,
+    facts: list[forget_bench.KnownFact],
+    *,
+    n: int,
+    held: int,
+    lrs: Sequence[float],
+    checkpoints: Sequence[int],
+    methods: Sequence[str],
+    log: Callable[[str], None] = print,
+) -> dict:
     """One row per (method, lr, checkpoint step); every run starts from the same weights (undone after)."""
     forget, retain, aside = forget_bench.split(facts, n, held, "sweep")
     before = forget_bench.measure(bundle, forget, aside, six=False)
@@ -40,14 +49,28 @@ def sweep(bundle, facts: list[forget_bench.KnownFact], *, n: int, held: int, lrs
     for method in methods:
         for lr in lrs:
             rows += _checkpointed_run(un, forget, retain, aside, before, method, lr, checkpoints)
-            for row in rows[-len(checkpoints):]:
+            for row in rows[-len(checkpoints) :]:
                 log(json.dumps(row))
-    return {"known_facts": len(facts), "n": n, "held_aside": len(aside), "before": forget_bench.public(before),
-            "rows": rows, "chosen": choose(rows)}
+    return {
+        "known_facts": len(facts),
+        "n": n,
+        "held_aside": len(aside),
+        "before": forget_bench.public(before),
+        "rows": rows,
+        "chosen": choose(rows),
+    }
 
 
-def _checkpointed_run(un: Unlearner, forget: list, retain: list, aside: list, before: dict, method: str,
-                      lr: float, checkpoints: Sequence[int]) -> list[dict]:
+def _checkpointed_run(
+    un: Unlearner,
+    forget: list,
+    retain: list,
+    aside: list,
+    before: dict,
+    method: str,
+    lr: float,
+    checkpoints: Sequence[int],
+) -> list[dict]:
     """One run of `method` at `lr` up to max(checkpoints) steps, measured at every checkpoint."""
     seen: dict[int, tuple[dict, float]] = {}
     spent = 0.0  # seconds spent measuring at checkpoints, left out of the run's time
@@ -60,16 +83,27 @@ def _checkpointed_run(un: Unlearner, forget: list, retain: list, aside: list, be
             seen[step] = (forget_bench.measure(un.bundle, forget, aside, before, six=False), t - t0 - spent)
             spent += time.perf_counter() - t
 
-    record, seconds = forget_bench.unlearn(un, forget, retain, method, {"lr": lr, "max_steps": max(checkpoints)},
-                                           on_step=at)
+    record, seconds = forget_bench.unlearn(
+        un, forget, retain, method, {"lr": lr, "max_steps": max(checkpoints)}, on_step=at
+    )
     final = (forget_bench.measure(un.bundle, forget, aside, before, six=False), seconds - spent)
     un.undo(record)
     rows = []
     for step in sorted(checkpoints):
         after, secs = seen.get(step) or final  # not reached: the run had stopped, its final state holds
-        rows.append({"method": method, "lr": lr, "max_steps": step, "steps": min(step, record.steps),
-                     "seconds": round(secs, 1), **{k: after[k] for k in (
-                         "verbmem", "forget_prob", "held_kept", "locality_kept", "neighbour_kept")}})
+        rows.append(
+            {
+                "method": method,
+                "lr": lr,
+                "max_steps": step,
+                "steps": min(step, record.steps),
+                "seconds": round(secs, 1),
+                **{
+                    k: after[k]
+                    for k in ("verbmem", "forget_prob", "held_kept", "locality_kept", "neighbour_kept")
+                },
+            }
+        )
     return rows
 
 
@@ -80,21 +114,30 @@ def choose(rows: Sequence[dict], method: str = "GU-NPO", floor: float = KEEP_FLO
     ...         {"method": "GU-NPO", "lr": 3e-3, "max_steps": 6, "verbmem": 0.0, "held_kept": 0.5, "locality_kept": 0.9}])["lr"]
     0.001
     """
-    ok = [r for r in rows if r["method"] == method and r["held_kept"] >= floor and r["locality_kept"] >= floor]
+    ok = [
+        r for r in rows if r["method"] == method and r["held_kept"] >= floor and r["locality_kept"] >= floor
+    ]
     return min(ok, key=lambda r: (r["verbmem"], r["max_steps"], r["lr"])) if ok else None
 
 
 def markdown(result: dict) -> str:
-    head = ("| method | lr | max steps | steps | s | VerbMem ↓ | held-aside kept ↑ | locality kept ↑ | neighbours kept ↑ |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| method | lr | max steps | steps | s | VerbMem ↓ | held-aside kept ↑ | locality kept ↑ | neighbours kept ↑ |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
     chosen = result["chosen"]
     body = "".join(
         f"| {r['method']} | {r['lr']:g} | {r['max_steps']} | {r['steps']} | {r['seconds']} | {r['verbmem']:.3f} | "
         f"{r['held_kept']:.3f} | {r['locality_kept']:.3f} | {r['neighbour_kept']:.3f} |"
-        + (" ← chosen" if r is chosen or r == chosen else "") + "\n" for r in result["rows"])
+        + (" ← chosen" if r is chosen or r == chosen else "")
+        + "\n"
+        for r in result["rows"]
+    )
     b = result["before"]
-    return (head + body + f"\nBefore: VerbMem {b['verbmem']:.3f} on {result['n']} facts; kept of {b['held_n']} "
-            f"held-aside, {b['locality_n']} locality probes, {b['neighbour_n']} neighbourhood prompts answered before.\n")
+    return (
+        head + body + f"\nBefore: VerbMem {b['verbmem']:.3f} on {result['n']} facts; kept of {b['held_n']} "
+        f"held-aside, {b['locality_n']} locality probes, {b['neighbour_n']} neighbourhood prompts answered before.\n"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -120,11 +163,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     t0 = time.perf_counter()
     facts = forget_bench.known_facts(bundle, rows)
     print(f"{len(facts)} of {len(rows)} records known ({time.perf_counter() - t0:.0f} s)", flush=True)
-    result = sweep(bundle, facts, n=args.n, held=args.held, lrs=[float(x) for x in args.lrs.split(",")],
-                   checkpoints=[int(x) for x in args.checkpoints.split(",")], methods=methods,
-                   log=lambda line: print(line, flush=True))
-    result |= {"data": args.data.name, "records": len(rows), "model": args.model,
-               "seconds": round(time.perf_counter() - t0, 1)}
+    result = sweep(
+        bundle,
+        facts,
+        n=args.n,
+        held=args.held,
+        lrs=[float(x) for x in args.lrs.split(",")],
+        checkpoints=[int(x) for x in args.checkpoints.split(",")],
+        methods=methods,
+        log=lambda line: print(line, flush=True),
+    )
+    result |= {
+        "data": args.data.name,
+        "records": len(rows),
+        "model": args.model,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(result, indent=1))
     (args.out / "table.md").write_text(markdown(result))

@@ -59,9 +59,13 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     bundle = load_model(args.model, device=args.device, dtype=args.dtype)
     device = bundle.device
-    out: dict = {"model": args.model, "device": str(device), "dtype": str(bundle.dtype).removeprefix("torch."),
-                 "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                 "load_s": round(time.perf_counter() - t0, 2)}
+    out: dict = {
+        "model": args.model,
+        "device": str(device),
+        "dtype": str(bundle.dtype).removeprefix("torch."),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "load_s": round(time.perf_counter() - t0, 2),
+    }
     cases, _, _ = editable_cases(bundle, args.batch + 2, args.data)
     item = [dict(prompt=c["prompt"], target=c["target_new"], subject=c["subject"]) for c in cases]
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,16 +87,23 @@ def run(args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             res = fn()
             _sync(device)
-            out[label] = {"seconds": round(time.perf_counter() - start, 2), "rewrite": _rewrite(res),
-                          "n": sum(len(r.verification) for r in res)}
+            out[label] = {
+                "seconds": round(time.perf_counter() - start, 2),
+                "rewrite": _rewrite(res),
+                "n": sum(len(r.verification) for r in res),
+            }
             return res
 
         rome = timed("rome", lambda: [kl.edit(**item[0], route="parametric", method="rome")])
-        batch = timed("memit", lambda: kl.edit_many(item[2 : 2 + args.batch], route="parametric", method="memit"))
+        batch = timed(
+            "memit", lambda: kl.edit_many(item[2 : 2 + args.batch], route="parametric", method="memit")
+        )
         timed("alphaedit", lambda: [kl.edit(**item[1], route="parametric", method="alphaedit")])
         _sync(device)
         start = time.perf_counter()
-        kl.undo(batch[0].id)  # the middle change: ROME's and AlphaEdit's matrices rebuilt, AlphaEdit re-applied
+        kl.undo(
+            batch[0].id
+        )  # the middle change: ROME's and AlphaEdit's matrices rebuilt, AlphaEdit re-applied
         _sync(device)
         out["undo_middle_s"] = round(time.perf_counter() - start, 2)
         names = sorted({n for c in kl.weights.changes for n in c.record.changed})
@@ -107,7 +118,8 @@ def run(args: argparse.Namespace) -> dict:
         _sync(device)
         out["reopen_s"] = round(time.perf_counter() - start, 2)
         out["reopen_bit_identical"] = [c.id for c in again.weights.changes] == live and all(
-            torch.equal(bundle.model.get_parameter(n), before[n]) for n in names)
+            torch.equal(bundle.model.get_parameter(n), before[n]) for n in names
+        )
         out["weights_dir_bytes"] = sum(p.stat().st_size for p in (kb / "weights").rglob("*") if p.is_file())
         out["rome_still_live"] = rome[0].edit_id in live
         for change in reversed(list(again.weights.changes)):
@@ -129,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"gpu_check: no CUDA GPU on this machine (torch {torch.__version__} sees none); run it on a GPU "
-              "machine, or pass --device cpu for a dry run", file=sys.stderr)
+        print(
+            f"gpu_check: no CUDA GPU on this machine (torch {torch.__version__} sees none); run it on a GPU "
+            "machine, or pass --device cpu for a dry run",
+            file=sys.stderr,
+        )
         return 2
     out = run(args)
     print(json.dumps(out, indent=1))

@@ -52,16 +52,27 @@ def _lines(path: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=None, help="KnowEdit ZsRE file or directory [default: shared data, else tests/data]")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="KnowEdit ZsRE file or directory [default: shared data, else tests/data]",
+    )
     ap.add_argument("--n", type=int, default=20, help="first N cases")
     ap.add_argument("--method", default="rome")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--cache", type=Path, default=None, help="pre-edit cache file [default: a fresh one]")
     ap.add_argument("--warm", action="store_true", help="run the batched harness again on the filled cache")
-    ap.add_argument("--out", type=Path, default=None, help="directory of the run dirs and result.json [default: temp]")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="directory of the run dirs and result.json [default: temp]"
+    )
     ap.add_argument("--only", choices=("legacy", "batched"), default=None, help="run one harness only")
-    ap.add_argument("--reference", type=Path, default=None,
-                    help="a run directory whose case lines and metrics every run is compared with [default: the legacy run]")
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="a run directory whose case lines and metrics every run is compared with [default: the legacy run]",
+    )
     args = ap.parse_args(argv)
 
     from kedit import load_model
@@ -76,15 +87,24 @@ def main(argv: list[str] | None = None) -> dict:
     spec = RunSpec("knowedit", str(data), args.method, args.model, {"kind": loaded.kind})
     load_before = os.getloadavg()
     runs: dict[str, dict] = {}
-    plan = [("legacy", "legacy"), ("batched", "batched")] + ([("batched-warm", "batched")] if args.warm else [])
+    plan = [("legacy", "legacy"), ("batched", "batched")] + (
+        [("batched-warm", "batched")] if args.warm else []
+    )
     plan = [(name, harness) for name, harness in plan if args.only in (None, harness)]
     for name, harness in plan:
         t0, c0 = time.perf_counter(), time.process_time()
-        summary = run_knowedit(method, loaded, RunDir(out / name, spec), settings, harness=harness, cache=cache)
+        summary = run_knowedit(
+            method, loaded, RunDir(out / name, spec), settings, harness=harness, cache=cache
+        )
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        runs[name] = {"seconds": round(seconds, 2), "per_case": round(seconds / len(loaded.cases), 3),
-                      "cpu_per_case": round(cpu / len(loaded.cases), 3),
-                      "stages": summary["stages"], "metrics": summary["metrics"], "pre_cache": summary.get("pre_cache")}
+        runs[name] = {
+            "seconds": round(seconds, 2),
+            "per_case": round(seconds / len(loaded.cases), 3),
+            "cpu_per_case": round(cpu / len(loaded.cases), 3),
+            "stages": summary["stages"],
+            "metrics": summary["metrics"],
+            "pre_cache": summary.get("pre_cache"),
+        }
     method.close()
     ref_dir = args.reference or out / plan[0][0]
     ref_lines = _lines(ref_dir)
@@ -93,25 +113,41 @@ def main(argv: list[str] | None = None) -> dict:
         runs[name]["identical_cases"] = sum(a == b for a, b in zip(ref_lines, _lines(out / name)))
         runs[name]["metrics_identical"] = runs[name]["metrics"] == ref_metrics
         runs[name]["printed_identical"] = all(
-            format_metric(k, v) == format_metric(k, runs[name]["metrics"].get(k)) for k, v in ref_metrics.items())
-    result = {"data": str(data), "n": len(loaded.cases), "method": args.method, "model": args.model,
-              "reference": str(ref_dir),
-              "threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
-              "loadavg_before": [round(x, 2) for x in load_before],
-              "loadavg_after": [round(x, 2) for x in os.getloadavg()], "runs": runs}
+            format_metric(k, v) == format_metric(k, runs[name]["metrics"].get(k))
+            for k, v in ref_metrics.items()
+        )
+    result = {
+        "data": str(data),
+        "n": len(loaded.cases),
+        "method": args.method,
+        "model": args.model,
+        "reference": str(ref_dir),
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "runs": runs,
+    }
     print(f"case lines and metrics compared with {ref_dir}")
     for name, r in runs.items():
         st, n = r["stages"], result["n"]
-        stages = ", ".join(f"{k[:-2]} {v / n:.2f}/{st.get(k[:-2] + '_cpu_s', float('nan')) / n:.2f}"
-                           for k, v in st.items() if not k.endswith("_cpu_s"))
-        print(f"{name:13s} {r['per_case']:6.2f} s/case, CPU {r['cpu_per_case']:.2f} s/case (wall/CPU s a case: {stages}) · "
-              f"identical cases {r['identical_cases']}/{n} · metrics identical {r['metrics_identical']} "
-              f"(printed {r['printed_identical']}) · pre cache {r['pre_cache']}")
+        stages = ", ".join(
+            f"{k[:-2]} {v / n:.2f}/{st.get(k[:-2] + '_cpu_s', float('nan')) / n:.2f}"
+            for k, v in st.items()
+            if not k.endswith("_cpu_s")
+        )
+        print(
+            f"{name:13s} {r['per_case']:6.2f} s/case, CPU {r['cpu_per_case']:.2f} s/case (wall/CPU s a case: {stages}) · "
+            f"identical cases {r['identical_cases']}/{n} · metrics identical {r['metrics_identical']} "
+            f"(printed {r['printed_identical']}) · pre cache {r['pre_cache']}"
+        )
     for name in runs:
         if name != "legacy" and "legacy" in runs:
             print(f"speed-up {name} vs legacy: {runs['legacy']['per_case'] / runs[name]['per_case']:.2f}x")
-    print(f"load average before {result['loadavg_before']}, after {result['loadavg_after']} "
-          f"on {result['cpus']} CPUs, OMP_NUM_THREADS={result['threads']}")
+    print(
+        f"load average before {result['loadavg_before']}, after {result['loadavg_after']} "
+        f"on {result['cpus']} CPUs, OMP_NUM_THREADS={result['threads']}"
+    )
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(f"written to {out}/result.json")
     return result

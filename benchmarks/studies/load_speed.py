@@ -1,6 +1,6 @@
 """Model load time: GGUF dequantisation (the baseline) vs kedit's safetensors cache, same run.
 
-    python -m benchmarks.studies.load_speed [--model smollm2-135m]
+python -m benchmarks.studies.load_speed [--model smollm2-135m]
 """
 
 from __future__ import annotations
@@ -36,14 +36,21 @@ def main() -> None:
             cached.append(time.perf_counter() - t0)
             assert bundle.from_cache
         # a new process pays for importing the model classes too: what a user sees on `kedit demo`
-        fresh = float(subprocess.run([sys.executable, "-c", _FRESH, args.model], capture_output=True,
-                                     text=True, check=True).stdout.split()[-1])
+        fresh = float(
+            subprocess.run(
+                [sys.executable, "-c", _FRESH, args.model], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
     best = min(cached)
     print(f"model: {args.model}")
     print(f"GGUF dequantise load: {gguf_s:.2f} s")
-    print(f"cached load (best of {args.repeats}): {best:.2f} s  (all: {', '.join(f'{c:.2f}' for c in cached)})")
+    print(
+        f"cached load (best of {args.repeats}): {best:.2f} s  (all: {', '.join(f'{c:.2f}' for c in cached)})"
+    )
     print(f"cached load in a fresh process (imports included): {fresh:.2f} s")
-    print(f"speed-up: {gguf_s / best:.1f}x; target < 3 s in a fresh process: {'met' if fresh < 3 else 'NOT met'}")
+    print(
+        f"speed-up: {gguf_s / best:.1f}x; target < 3 s in a fresh process: {'met' if fresh < 3 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def _part_linked(linker: EntityLinker, text: str, subjects: set[str]) -> list[st
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=300, help="cases (distinct subjects) per ZsRE / CounterFact set")
+    parser.add_argument(
+        "--n", type=int, default=300, help="cases (distinct subjects) per ZsRE / CounterFact set"
+    )
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args(argv)
     data = args.data or require_data_dir()
@@ -50,24 +52,34 @@ def main(argv: list[str] | None = None) -> dict:
     linker = _linker(n for c in zsre for n in (c.subject, c.target))
     found = [(c.subject, _part_linked(linker, p, subjects)) for c in zsre for p in c.in_scope[1:]]
     spelt_otherwise = [(s, names) for s, names in found if names is not None]
-    out["zsre_paraphrases"] = {"n": len(found), "name_no_subject_whole": len(spelt_otherwise),
-                               "linked_own": sum(s in names for s, names in spelt_otherwise),
-                               "linked_other": sum(bool(names) and s not in names for s, names in spelt_otherwise)}
+    out["zsre_paraphrases"] = {
+        "n": len(found),
+        "name_no_subject_whole": len(spelt_otherwise),
+        "linked_own": sum(s in names for s, names in spelt_otherwise),
+        "linked_other": sum(bool(names) and s not in names for s, names in spelt_otherwise),
+    }
 
     cf = distinct_subjects(counterfact_cases(data / "CounterFact" / "counterfact-val.json"))[: args.n]
     subjects = {c.subject for c in cf}
     linker = _linker(n for c in cf for n in (c.subject, c.target))
     neighbours = [_part_linked(linker, p, subjects) for c in cf for p in c.other_subject]
-    out["counterfact_neighbourhood"] = {"n": len(neighbours),
-                                        "name_no_subject_whole": sum(f is not None for f in neighbours),
-                                        "linked_in_part": sum(bool(f) for f in neighbours)}
+    out["counterfact_neighbourhood"] = {
+        "n": len(neighbours),
+        "name_no_subject_whole": sum(f is not None for f in neighbours),
+        "linked_in_part": sum(bool(f) for f in neighbours),
+    }
 
     cases = load_mquake(data / "MQuAKE").cases
     subjects = {rw.subject for case in cases for rw in case.requested_rewrite}
-    linker = _linker(n for case in cases for rw in case.requested_rewrite for n in (rw.subject, rw.target_new))
+    linker = _linker(
+        n for case in cases for rw in case.requested_rewrite for n in (rw.subject, rw.target_new)
+    )
     questions = [_part_linked(linker, q, subjects) for case in cases for q in case.questions]
-    out["mquake_questions"] = {"n": len(questions), "name_no_subject_whole": sum(f is not None for f in questions),
-                               "linked_in_part": sum(bool(f) for f in questions)}
+    out["mquake_questions"] = {
+        "n": len(questions),
+        "name_no_subject_whole": sum(f is not None for f in questions),
+        "linked_in_part": sum(bool(f) for f in questions),
+    }
     print(json.dumps(out))
     return out
 

@@ -35,7 +35,10 @@ def mquake_questions(path: Path) -> list[tuple[str, str]]:
     pairs = []
     for case in json.loads(path.read_text(encoding="utf-8")):
         orig = case["orig"]
-        for hops, triples in ((case["single_hops"], orig["triples"]), (case["new_single_hops"], orig["new_triples"])):
+        for hops, triples in (
+            (case["single_hops"], orig["triples"]),
+            (case["new_single_hops"], orig["new_triples"]),
+        ):
             pairs += [(hop["question"], triple[1]) for hop, triple in zip(hops, triples)]
     return sorted(set(pairs))
 
@@ -65,7 +68,9 @@ def score(pairs, lexical, nearest, threshold: float | None, generic=None) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
     data = args.data or require_data_dir()
@@ -74,15 +79,21 @@ def main() -> None:
     train_t, train_r = counterfact_sets(data / "CounterFact" / "counterfact-train.json")
     val_t, val_r = counterfact_sets(data / "CounterFact" / "counterfact-val.json")
     sets = {
-        "CounterFact-train templates": train_t, "CounterFact-train rephrasings": train_r,
-        "CounterFact-val templates": val_t, "CounterFact-val rephrasings": val_r,
+        "CounterFact-train templates": train_t,
+        "CounterFact-train rephrasings": train_r,
+        "CounterFact-val templates": val_t,
+        "CounterFact-val rephrasings": val_r,
         "MQuAKE single-hop questions": mquake_questions(data / "MQuAKE" / "MQuAKE-CF-3k-dev.json"),
     }
     known = {r.id for r in relations}
     sets = {name: [p for p in pairs if p[1] in known] for name, pairs in sets.items()}
     lexical = {name: match_relations([t for t, _ in pairs], relations) for name, pairs in sets.items()}
-    nearest = {name: nearest_relations([t for t, _ in pairs], relations, embedder) for name, pairs in sets.items()}
-    generic = {name: [_lexical(t, list(relations), generic=True) for t, _ in pairs] for name, pairs in sets.items()}
+    nearest = {
+        name: nearest_relations([t for t, _ in pairs], relations, embedder) for name, pairs in sets.items()
+    }
+    generic = {
+        name: [_lexical(t, list(relations), generic=True) for t, _ in pairs] for name, pairs in sets.items()
+    }
 
     tune = ["CounterFact-train templates"]  # what the callers pass: edit prompts with {} for the subject
     grid = np.round(np.arange(0.30, 0.96, 0.05), 2)
@@ -95,18 +106,26 @@ def main() -> None:
         return total
 
     chosen = float(max(grid, key=net))
-    print("right - wrong on CounterFact-train templates by threshold: "
-          + ", ".join(f"{t:.2f}: {net(t):.0f}" for t in grid))
-    print(f"threshold chosen on CounterFact-train templates (right - wrong): {chosen:.2f} "
-          f"(kedit.statements.EMBEDDING_THRESHOLD = {EMBEDDING_THRESHOLD})")
+    print(
+        "right - wrong on CounterFact-train templates by threshold: "
+        + ", ".join(f"{t:.2f}: {net(t):.0f}" for t in grid)
+    )
+    print(
+        f"threshold chosen on CounterFact-train templates (right - wrong): {chosen:.2f} "
+        f"(kedit.statements.EMBEDDING_THRESHOLD = {EMBEDDING_THRESHOLD})"
+    )
     print("accuracy / wrong-answer rate (the rest: no relation found)")
-    print(f"{'set':30s} {'n':>5s}  {'lexical':>13s}  {'lex+emb ' + format(chosen, '.2f'):>13s}  "
-          f"{'lex+emb ' + str(EMBEDDING_THRESHOLD):>13s}  {'emb only':>13s}")
+    print(
+        f"{'set':30s} {'n':>5s}  {'lexical':>13s}  {'lex+emb ' + format(chosen, '.2f'):>13s}  "
+        f"{'lex+emb ' + str(EMBEDDING_THRESHOLD):>13s}  {'emb only':>13s}"
+    )
     for name, pairs in sets.items():
-        cells = [score(pairs, lexical[name], nearest[name], None, generic[name]),
-                 score(pairs, lexical[name], nearest[name], chosen, generic[name]),
-                 score(pairs, lexical[name], nearest[name], EMBEDDING_THRESHOLD, generic[name]),
-                 score(pairs, [None] * len(pairs), nearest[name], 0.0)]
+        cells = [
+            score(pairs, lexical[name], nearest[name], None, generic[name]),
+            score(pairs, lexical[name], nearest[name], chosen, generic[name]),
+            score(pairs, lexical[name], nearest[name], EMBEDDING_THRESHOLD, generic[name]),
+            score(pairs, [None] * len(pairs), nearest[name], 0.0),
+        ]
         print(f"{name:30s} {len(pairs):5d}  " + "  ".join(f"{a:.3f} / {w:.3f}" for a, w in cells))
 
 

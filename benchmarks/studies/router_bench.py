@@ -61,7 +61,7 @@ def updates_from(mquake: Sequence[MQuAKECase], zsre: Sequence[EditCase]) -> list
     zs = [Update(c.prompt, c.subject, c.target_new, None, c.prompt) for c in zsre if c.subject in c.prompt]
     out: list[Update] = []
     for i in range(max(len(mq), len(zs))):
-        out += mq[i:i + 1] + zs[i:i + 1]
+        out += mq[i : i + 1] + zs[i : i + 1]
     return out
 
 
@@ -75,8 +75,15 @@ def _multi_hop_ok(answer: str, case: MQuAKECase) -> bool:
     return any(a == normalised(x) for x in (case.new_answer, *case.new_answer_alias))
 
 
-def score_policy(kl, policy: str, updates: Sequence[Update], mquake: Sequence[MQuAKECase],
-                 loc_qs: Sequence[tuple[str, str]], loc_pre_scores, loc_pre_answers: Sequence[str]) -> dict[str, Any]:
+def score_policy(
+    kl,
+    policy: str,
+    updates: Sequence[Update],
+    mquake: Sequence[MQuAKECase],
+    loc_qs: Sequence[tuple[str, str]],
+    loc_pre_scores,
+    loc_pre_answers: Sequence[str],
+) -> dict[str, Any]:
     from kedit.scoring import score_targets, token_agreement
 
     route = None if policy == "router" else policy
@@ -87,8 +94,15 @@ def score_policy(kl, policy: str, updates: Sequence[Update], mquake: Sequence[MQ
         for u in updates:
             res = kl.edit(u.prompt, target=u.target, subject=u.subject, relation=u.relation, route=route)
             routes[res.route.value] = routes.get(res.route.value, 0) + 1
-            details.append({"subject": u.subject, "relation": u.relation, "target": u.target,
-                            "route": res.route.value, "reasons": res.reasons})
+            details.append(
+                {
+                    "subject": u.subject,
+                    "relation": u.relation,
+                    "target": u.target,
+                    "route": res.route.value,
+                    "reasons": res.reasons,
+                }
+            )
             advance()
     edit_seconds = time.perf_counter() - t0
     prompts = [u.prompt.replace("{}", u.subject) for u in updates]
@@ -116,7 +130,9 @@ def score_policy(kl, policy: str, updates: Sequence[Update], mquake: Sequence[MQ
                 if _multi_hop_ok(answers[-1], case):
                     break
             hops.append(_multi_hop_ok(answers[-1], case))
-            hop_rows.append({"case_id": case.case_id, "answers": answers, "new_answer": case.new_answer, "ok": hops[-1]})
+            hop_rows.append(
+                {"case_id": case.case_id, "answers": answers, "new_answer": case.new_answer, "ok": hops[-1]}
+            )
             advance()
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
     metrics = {
@@ -128,13 +144,25 @@ def score_policy(kl, policy: str, updates: Sequence[Update], mquake: Sequence[MQ
         "multi_hop": mean(hops),
     }
     metrics["score"] = mean([metrics[k] for k in ("edit_succ", "answer_succ", "locality", "multi_hop")])
-    return {"policy": policy, "metrics": metrics, "routes": routes, "edit_seconds": round(edit_seconds, 1),
-            "seconds": round(time.perf_counter() - t0, 1), "updates": details, "locality_rows": loc_rows,
-            "multi_hop_rows": hop_rows}
+    return {
+        "policy": policy,
+        "metrics": metrics,
+        "routes": routes,
+        "edit_seconds": round(edit_seconds, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "updates": details,
+        "locality_rows": loc_rows,
+        "multi_hop_rows": hop_rows,
+    }
 
 
-def run(bundle, mquake: Sequence[MQuAKECase], zsre: Sequence[EditCase], policies: Sequence[str] = POLICIES,
-        workdir: str | None = None) -> dict[str, Any]:
+def run(
+    bundle,
+    mquake: Sequence[MQuAKECase],
+    zsre: Sequence[EditCase],
+    policies: Sequence[str] = POLICIES,
+    workdir: str | None = None,
+) -> dict[str, Any]:
     from kedit import KnowledgeLayer
     from kedit.layer import LOCALITY_PROBES
     from kedit.scoring import score_targets
@@ -153,24 +181,38 @@ def run(bundle, mquake: Sequence[MQuAKECase], zsre: Sequence[EditCase], policies
                 results.append(score_policy(kl, policy, updates, mquake, loc_qs, loc_pre, pre_answers))
                 undo_weight_changes(kl)  # the next policy starts from the same weights
             after = score_targets(bundle, [q for q, _ in loc_qs], [a for _, a in loc_qs])
-            if any(a.predicted != b.predicted or abs(a.logprob - b.logprob) > 1e-4 for a, b in zip(after, loc_pre)):
+            if any(
+                a.predicted != b.predicted or abs(a.logprob - b.logprob) > 1e-4
+                for a, b in zip(after, loc_pre)
+            ):
                 raise RuntimeError(f"weights not restored after policy {policy!r}")
-    return {"benchmark": "router", "n_updates": len(updates), "n_mquake_cases": len(mquake),
-            "n_zsre_cases": len(zsre), "n_locality_questions": len(loc_qs), "policies": results}
+    return {
+        "benchmark": "router",
+        "n_updates": len(updates),
+        "n_mquake_cases": len(mquake),
+        "n_zsre_cases": len(zsre),
+        "n_locality_questions": len(loc_qs),
+        "policies": results,
+    }
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    lines = [f"Router vs fixed policies on `{summary['model']}`: {summary['n_updates']} updates "
-             f"({summary['n_mquake_cases']} MQuAKE cases' edits + {summary['n_zsre_cases']} ZsRE edits), "
-             f"{summary['n_locality_questions']} locality questions. Values ×100.", "",
-             "| policy | edit succ (model) | answer succ (layer) | locality | multi-hop | **score** | routes | edit s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Router vs fixed policies on `{summary['model']}`: {summary['n_updates']} updates "
+        f"({summary['n_mquake_cases']} MQuAKE cases' edits + {summary['n_zsre_cases']} ZsRE edits), "
+        f"{summary['n_locality_questions']} locality questions. Values ×100.",
+        "",
+        "| policy | edit succ (model) | answer succ (layer) | locality | multi-hop | **score** | routes | edit s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary["policies"]:
         m = r["metrics"]
         routes = ", ".join(f"{k} {v}" for k, v in sorted(r["routes"].items()))
-        lines.append(f"| {r['policy']} | {100 * m['edit_succ']:.1f} | {100 * m['answer_succ']:.1f} | "
-                     f"{100 * m['locality']:.1f} | {100 * m['multi_hop']:.1f} | **{100 * m['score']:.1f}** | "
-                     f"{routes} | {r['edit_seconds']} |")
+        lines.append(
+            f"| {r['policy']} | {100 * m['edit_succ']:.1f} | {100 * m['answer_succ']:.1f} | "
+            f"{100 * m['locality']:.1f} | {100 * m['multi_hop']:.1f} | **{100 * m['score']:.1f}** | "
+            f"{routes} | {r['edit_seconds']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -181,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="shared data directory [default: ../shared/data]")
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--mquake", type=int, default=20, help="MQuAKE dev cases (their edits and multi-hop questions)")
+    ap.add_argument(
+        "--mquake", type=int, default=20, help="MQuAKE dev cases (their edits and multi-hop questions)"
+    )
     ap.add_argument("--zsre", type=int, default=10, help="KnowEdit ZsRE cases")
     ap.add_argument("--policies", nargs="*", default=list(POLICIES))
     ap.add_argument("--out", default=None)

@@ -48,8 +48,13 @@ def answered(answer: str | None, target: str) -> bool:
 
 def run(cases: list[ScopeCase], model: str, batch: int = 64, route: str | None = "store") -> dict:
     bundle = load_model(model)
-    rows: dict[str, list[bool]] = {"prompt": [], "paraphrase": [], "other_subject": [], "same_subject_other": [],
-                                   "same_relation_label": []}
+    rows: dict[str, list[bool]] = {
+        "prompt": [],
+        "paraphrase": [],
+        "other_subject": [],
+        "same_subject_other": [],
+        "same_relation_label": [],
+    }
     t0 = time.perf_counter()
     asks = [(c, c.in_scope[0], "prompt") for c in cases] + [(c, c.in_scope[1], "paraphrase") for c in cases]
     asks += [(c, q, "same_relation_label") for c in cases for q in c.same_relation_labels]
@@ -58,12 +63,18 @@ def run(cases: list[ScopeCase], model: str, batch: int = 64, route: str | None =
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         # the baseline first: with weight edits (route "router") the shared model changes afterwards
         with KnowledgeLayer.open(b, model=bundle) as empty:
-            want = [w for s in range(0, len(outs), batch) for w in empty.query_many([q for _, q, _ in outs[s : s + batch]])]
+            want = [
+                w
+                for s in range(0, len(outs), batch)
+                for w in empty.query_many([q for _, q, _ in outs[s : s + batch]])
+            ]
         t_base = time.perf_counter() - t0
         with KnowledgeLayer.open(a, model=bundle) as kl:
             for start in range(0, len(cases), 200):
                 chunk = cases[start : start + 200]
-                kl.edit_many([dict(prompt=c.prompt, target=c.target, subject=c.subject) for c in chunk], route=route)
+                kl.edit_many(
+                    [dict(prompt=c.prompt, target=c.target, subject=c.subject) for c in chunk], route=route
+                )
             t_store = time.perf_counter() - t0 - t_base
             t1 = time.perf_counter()
             for s in range(0, len(asks), batch):
@@ -71,14 +82,22 @@ def run(cases: list[ScopeCase], model: str, batch: int = 64, route: str | None =
                 for (c, _, kind), ans in zip(part, kl.query_many([q for _, q, _ in part])):
                     rows[kind].append(answered(ans.text, c.target))
             t_in = time.perf_counter() - t1
-            got = [g for s in range(0, len(outs), batch) for g in kl.query_many([q for _, q, _ in outs[s : s + batch]])]
+            got = [
+                g
+                for s in range(0, len(outs), batch)
+                for g in kl.query_many([q for _, q, _ in outs[s : s + batch]])
+            ]
             for (_, _, kind), g, w in zip(outs, got, want):
                 rows[kind].append(_norm(g.text) == _norm(w.text))
             for change in reversed(list(kl.weights.changes)):  # leave the shared model as it was
                 kl.weights.remove(change.id)
     summary = {k: {"n": len(v), "rate": round(sum(v) / len(v), 4) if v else None} for k, v in rows.items()}
-    summary["seconds"] = {"baseline": round(t_base, 1), "store": round(t_store, 1), "in_scope_queries": round(t_in, 1),
-                          "total": round(time.perf_counter() - t0, 1)}
+    summary["seconds"] = {
+        "baseline": round(t_base, 1),
+        "store": round(t_store, 1),
+        "in_scope_queries": round(t_in, 1),
+        "total": round(time.perf_counter() - t0, 1),
+    }
     return summary
 
 
@@ -88,14 +107,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=300, help="cases (distinct subjects), from the file's start")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--route", choices=("store", "router"), default="store",
-                        help="write the facts to the store, or let the router choose (weights, store or both)")
+    parser.add_argument(
+        "--route",
+        choices=("store", "router"),
+        default="store",
+        help="write the facts to the store, or let the router choose (weights, store or both)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="append the summary (JSON line) here")
     args = parser.parse_args(argv)
     relative, loader = SETS[args.set]
     cases = distinct_subjects(loader((args.data or require_data_dir()) / relative))[: args.n]
-    summary = {"set": args.set, "file": relative, "cases": len(cases), "model": args.model, "route": args.route} | run(
-        cases, args.model, route=None if args.route == "router" else "store")
+    summary = {
+        "set": args.set,
+        "file": relative,
+        "cases": len(cases),
+        "model": args.model,
+        "route": args.route,
+    } | run(cases, args.model, route=None if args.route == "router" else "store")
     print(json.dumps(summary, indent=1))
     if args.out:
         with open(args.out, "a", encoding="utf-8") as handle:

@@ -69,8 +69,13 @@ def label_forms(label: str) -> tuple[str, str]:
     return f"The {label} of X is", f"X {label}"
 
 
-def training_pairs(cases: list[ScopeCase], extra_negatives: int, seed: int, wordings: list[str] = (),
-                   label_negatives: int = 0) -> list[tuple[str, str, int, str]]:
+def training_pairs(
+    cases: list[ScopeCase],
+    extra_negatives: int,
+    seed: int,
+    wordings: list[str] = (),
+    label_negatives: int = 0,
+) -> list[tuple[str, str, int, str]]:
     """(template, query, label, kind): each case's paraphrases (1, "paraphrase") and same-subject other
     relations (0, "other"), `extra_negatives` paraphrases of other cases' relations per case (0, "other"),
     and `label_negatives` masked relation-label wordings (`wordings`) that share no content word with the
@@ -127,7 +132,9 @@ def relation_pairs(relations, others: int, seed: int) -> list[tuple[str, str, in
 
 def join_threshold(embedder, cases: list[ScopeCase], precision: float = 0.99) -> tuple[float, list]:
     """The lowest cosine at which distinct CounterFact templates share a cluster in >= `precision` of pairs."""
-    by_template = {masked_template(c.prompt.replace(c.subject, "{}", 1)): c.cluster for c in cases if c.cluster}
+    by_template = {
+        masked_template(c.prompt.replace(c.subject, "{}", 1)): c.cluster for c in cases if c.cluster
+    }
     texts = sorted(by_template)
     vectors = np.asarray(embedder.encode(texts), dtype=np.float32)
     iu = np.triu_indices(len(texts), 1)
@@ -150,8 +157,9 @@ def _features(embedder, pairs: list[tuple[str, str, int, str]]) -> tuple[np.ndar
     return x, np.asarray([p[2] for p in pairs]), np.asarray([p[3] for p in pairs])
 
 
-def build_pairs(root: Path, n_cf: int = 4000, n_held_cf: int = 500, n_held_mend: int = 200,
-                relation_weight: int = 5) -> tuple[list, list, int]:
+def build_pairs(
+    root: Path, n_cf: int = 4000, n_held_cf: int = 500, n_held_mend: int = 200, relation_weight: int = 5
+) -> tuple[list, list, int]:
     """(fitted pairs, held-out pairs, how many of the held-out pairs, at the end, are zsRE-MEND's): the pairs
     of the module docstring, from the train files under `root` (the scope head's and the cross-encoder's)."""
     cf_distinct = distinct_subjects(counterfact_cases(root / CF_TRAIN))
@@ -161,9 +169,12 @@ def build_pairs(root: Path, n_cf: int = 4000, n_held_cf: int = 500, n_held_mend:
     relations = list(RelationVocabulary.builtin())
     wiki = [c for f in WIKI_TRAIN for c in knowedit_wiki_cases(root / f)]
     wordings = label_wordings(wiki, relations)
-    pairs = (training_pairs(cf, 2, seed=1, wordings=wordings, label_negatives=2)
-             + training_pairs(fit_mend, 3, seed=2, wordings=wordings, label_negatives=6)
-             + training_pairs(wiki, 0, seed=5) + relation_pairs(relations, 6, seed=3))
+    pairs = (
+        training_pairs(cf, 2, seed=1, wordings=wordings, label_negatives=2)
+        + training_pairs(fit_mend, 3, seed=2, wordings=wordings, label_negatives=6)
+        + training_pairs(wiki, 0, seed=5)
+        + relation_pairs(relations, 6, seed=3)
+    )
     pairs += [p for p in pairs if p[3] == "relation"] * (relation_weight - 1)
     # held-out train cases, never fitted on: the threshold's
     held_cf_pairs = training_pairs(held_cf, 2, seed=6, wordings=wordings, label_negatives=2)
@@ -177,14 +188,26 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None)
-    parser.add_argument("--cf", type=int, default=4000, help="counterfact-train cases (distinct subjects) fitted on")
-    parser.add_argument("--held-cf", type=int, default=500, help="further counterfact-train cases: the threshold's")
-    parser.add_argument("--held-mend", type=int, default=200, help="zsRE-MEND train cases kept for the threshold")
-    parser.add_argument("--recall", type=float, default=0.96, help="share of held-out paraphrases kept in scope")
+    parser.add_argument(
+        "--cf", type=int, default=4000, help="counterfact-train cases (distinct subjects) fitted on"
+    )
+    parser.add_argument(
+        "--held-cf", type=int, default=500, help="further counterfact-train cases: the threshold's"
+    )
+    parser.add_argument(
+        "--held-mend", type=int, default=200, help="zsRE-MEND train cases kept for the threshold"
+    )
+    parser.add_argument(
+        "--recall", type=float, default=0.96, help="share of held-out paraphrases kept in scope"
+    )
     parser.add_argument("--hidden", type=int, default=32, help="hidden units of the head")
     parser.add_argument("--alpha", type=float, default=1e-3, help="L2 strength of the head")
-    parser.add_argument("--relation-weight", type=int, default=5,
-                        help="copies of the curated relations' in-scope pairs (few, and the only label-form positives)")
+    parser.add_argument(
+        "--relation-weight",
+        type=int,
+        default=5,
+        help="copies of the curated relations' in-scope pairs (few, and the only label-form positives)",
+    )
     parser.add_argument("--out", type=Path, default=HEAD_PATH)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
@@ -196,11 +219,21 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  cos >= {t:.2f}: {n:5d} pairs, same relation {share:.3f}")
     pairs, held, n_held_mend = build_pairs(root, args.cf, args.held_cf, args.held_mend, args.relation_weight)
     x, y, kinds = _features(embedder, pairs)
-    model = MLPClassifier((args.hidden,), alpha=args.alpha, max_iter=60, early_stopping=True, random_state=0).fit(x, y)
-    layers = [{"weights": np.round(w, 6).tolist(), "bias": np.round(b, 6).tolist()}
-              for w, b in zip(model.coefs_, model.intercepts_)]
-    head = ScopeHead(tuple((np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in zip(model.coefs_, model.intercepts_)),
-                     0.0, join)
+    model = MLPClassifier(
+        (args.hidden,), alpha=args.alpha, max_iter=60, early_stopping=True, random_state=0
+    ).fit(x, y)
+    layers = [
+        {"weights": np.round(w, 6).tolist(), "bias": np.round(b, 6).tolist()}
+        for w, b in zip(model.coefs_, model.intercepts_)
+    ]
+    head = ScopeHead(
+        tuple(
+            (np.asarray(w, np.float32), np.asarray(b, np.float32))
+            for w, b in zip(model.coefs_, model.intercepts_)
+        ),
+        0.0,
+        join,
+    )
     # the threshold is set on held-out train cases: a fitted head scores its own training pairs too well
     hx, hy, hkinds = _features(embedder, held)
     held_score = head.score(hx)
@@ -209,32 +242,53 @@ def main(argv: list[str] | None = None) -> None:
     score = head.score(x)
 
     def right(scores, kinds_) -> dict[str, float]:
-        return {str(k): round(float(np.mean((scores[kinds_ == k] >= threshold) == (k in ("paraphrase", "relation")))), 4)
-                for k in sorted(set(kinds_))}
+        return {
+            str(k): round(
+                float(np.mean((scores[kinds_ == k] >= threshold) == (k in ("paraphrase", "relation")))), 4
+            )
+            for k in sorted(set(kinds_))
+        }
 
     held_mend_pairs = np.arange(len(held)) >= len(held) - n_held_mend
     data = {
         "format": FORMAT,
         "features": "MiniLM all-MiniLM-L6-v2 vectors q (masked input), t (masked template): [q*t, |q-t|, q.t], "
-                    "then word_features(q, t): [content-stem Jaccard, any shared stem, share of q's stems not in t]",
+        "then word_features(q, t): [content-stem Jaccard, any shared stem, share of q's stems not in t]",
         "layers": layers,
         "activation": "relu",
         "threshold": round(threshold, 6),
         "join_similarity": join,
-        "fitted_on": {"files": [CF_TRAIN, MEND_TRAIN, *WIKI_TRAIN, "curated relations (memory.RelationVocabulary.builtin)"],
-                      "counterfact_cases": args.cf, "zsre_mend_cases_held_out": args.held_mend,
-                      "pairs": len(y), "in_scope_pairs": int(y.sum()),
-                      "pairs_by_kind": {str(k): int(np.sum(kinds == k)) for k in sorted(set(kinds))},
-                      "hidden": args.hidden, "alpha": args.alpha, "relation_weight": args.relation_weight},
+        "fitted_on": {
+            "files": [
+                CF_TRAIN,
+                MEND_TRAIN,
+                *WIKI_TRAIN,
+                "curated relations (memory.RelationVocabulary.builtin)",
+            ],
+            "counterfact_cases": args.cf,
+            "zsre_mend_cases_held_out": args.held_mend,
+            "pairs": len(y),
+            "in_scope_pairs": int(y.sum()),
+            "pairs_by_kind": {str(k): int(np.sum(kinds == k)) for k in sorted(set(kinds))},
+            "hidden": args.hidden,
+            "alpha": args.alpha,
+            "relation_weight": args.relation_weight,
+        },
         "train": {"auc": round(float(roc_auc_score(y, score)), 4), "right_by_kind": right(score, kinds)},
-        "held_out": {"counterfact_cases": args.held_cf, "zsre_mend_cases": args.held_mend, "recall_target": args.recall,
-                     "auc": round(float(roc_auc_score(hy, held_score)), 4),
-                     "right_by_kind_counterfact": right(held_score[~held_mend_pairs], hkinds[~held_mend_pairs]),
-                     "right_by_kind_zsre_mend": right(held_score[held_mend_pairs], hkinds[held_mend_pairs])},
+        "held_out": {
+            "counterfact_cases": args.held_cf,
+            "zsre_mend_cases": args.held_mend,
+            "recall_target": args.recall,
+            "auc": round(float(roc_auc_score(hy, held_score)), 4),
+            "right_by_kind_counterfact": right(held_score[~held_mend_pairs], hkinds[~held_mend_pairs]),
+            "right_by_kind_zsre_mend": right(held_score[held_mend_pairs], hkinds[held_mend_pairs]),
+        },
     }
     args.out.write_text(json.dumps(data) + "\n", encoding="utf-8")
-    print(f"{len(y)} pairs ({int(y.sum())} in scope); train {data['train']}; held out {data['held_out']}; "
-          f"threshold {threshold:.3f}; {time.perf_counter() - t0:.0f} s -> {args.out}")
+    print(
+        f"{len(y)} pairs ({int(y.sum())} in scope); train {data['train']}; held out {data['held_out']}; "
+        f"threshold {threshold:.3f}; {time.perf_counter() - t0:.0f} s -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -36,14 +36,20 @@ def _scores(tokenizer, encoder, out, pairs, batch: int = 128) -> np.ndarray:
     with torch.inference_mode():
         for s in range(0, len(pairs), batch):
             part = pairs[s : s + batch]
-            got.append(pair_logits(tokenizer, encoder, out, [p[1] for p in part], [p[0] for p in part]).numpy())
+            got.append(
+                pair_logits(tokenizer, encoder, out, [p[1] for p in part], [p[0] for p in part]).numpy()
+            )
     return np.concatenate(got) if got else np.zeros(0, np.float32)
 
 
 def right_by_kind(scores: np.ndarray, pairs, threshold: float) -> dict[str, float]:
     kinds = np.asarray([p[3] for p in pairs])
-    return {str(k): round(float(np.mean((scores[kinds == k] >= threshold) == (k in ("paraphrase", "relation")))), 4)
-            for k in sorted(set(kinds))}
+    return {
+        str(k): round(
+            float(np.mean((scores[kinds == k] >= threshold) == (k in ("paraphrase", "relation")))), 4
+        )
+        for k in sorted(set(kinds))
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,12 +59,16 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None)
-    parser.add_argument("--layers", type=int, default=2, help="top MiniLM layers fitted (the rest stay the wheel's)")
+    parser.add_argument(
+        "--layers", type=int, default=2, help="top MiniLM layers fitted (the rest stay the wheel's)"
+    )
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--limit", type=int, default=0, help="fit on this many pairs (0: all), to time a run")
-    parser.add_argument("--recall", type=float, default=0.96, help="share of held-out paraphrases kept in scope")
+    parser.add_argument(
+        "--recall", type=float, default=0.96, help="share of held-out paraphrases kept in scope"
+    )
     parser.add_argument("--out", type=Path, default=CROSS_PATH)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -76,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     params = [p for n, p in encoder.named_parameters() if n in names] + list(out.parameters())
     optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     steps = int(args.epochs * len(pairs) / args.batch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / 100) * max(0.0, 1 - s / max(1, steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / 100) * max(0.0, 1 - s / max(1, steps))
+    )
     loss_fn = torch.nn.BCEWithLogitsLoss()
     encoder.train()
     for step in range(steps):
@@ -97,15 +109,38 @@ def main(argv: list[str] | None = None) -> None:
     threshold = float(positives[int((1 - args.recall) * len(positives))])
     labels = np.asarray([p[2] for p in held])
     mend = np.arange(len(held)) >= len(held) - held_mend
-    figures = {"pairs": len(pairs), "epochs": args.epochs, "layers": args.layers, "lr": args.lr, "batch": args.batch,
-               "fit_seconds": round(t_fit, 1), "recall_target": args.recall,
-               "held_out": {"auc": round(float(roc_auc_score(labels, held_scores)), 4),
-                            "right_by_kind_counterfact": right_by_kind(held_scores[~mend], [p for p, m in zip(held, mend) if not m], threshold),
-                            "right_by_kind_zsre_mend": right_by_kind(held_scores[mend], [p for p, m in zip(held, mend) if m], threshold)}}
-    tensors = {n: p.detach().to(torch.float16).contiguous() for n, p in encoder.named_parameters() if n in names}
+    figures = {
+        "pairs": len(pairs),
+        "epochs": args.epochs,
+        "layers": args.layers,
+        "lr": args.lr,
+        "batch": args.batch,
+        "fit_seconds": round(t_fit, 1),
+        "recall_target": args.recall,
+        "held_out": {
+            "auc": round(float(roc_auc_score(labels, held_scores)), 4),
+            "right_by_kind_counterfact": right_by_kind(
+                held_scores[~mend], [p for p, m in zip(held, mend) if not m], threshold
+            ),
+            "right_by_kind_zsre_mend": right_by_kind(
+                held_scores[mend], [p for p, m in zip(held, mend) if m], threshold
+            ),
+        },
+    }
+    tensors = {
+        n: p.detach().to(torch.float16).contiguous() for n, p in encoder.named_parameters() if n in names
+    }
     tensors |= {f"out.{n}": p.detach().to(torch.float16).contiguous() for n, p in out.named_parameters()}
-    save_file(tensors, str(args.out), metadata={"format": FORMAT, "trained_layers": str(args.layers),
-                                                "threshold": f"{threshold:.6f}", "figures": json.dumps(figures)})
+    save_file(
+        tensors,
+        str(args.out),
+        metadata={
+            "format": FORMAT,
+            "trained_layers": str(args.layers),
+            "threshold": f"{threshold:.6f}",
+            "figures": json.dumps(figures),
+        },
+    )
     print(json.dumps(figures), f"threshold {threshold:.3f}; {time.perf_counter() - t0:.0f} s -> {args.out}")
 
 

@@ -35,9 +35,18 @@ def facts_for(records: list[dict], n: int, relations) -> list[dict]:
         lap = i // len(records)
         subject = r["subject"] if lap == 0 else f"{r['subject']} {lap + 1}"
         template = relation_template(r["prompt"], r["subject"])
-        rephrase = r.get("rephrase_prompt", "") if lap == 0 and r["subject"] in r.get("rephrase_prompt", "") else ""
-        out.append(dict(subject=subject, template=template, object=r["target_new"],
-                        prompt=template.replace("{}", subject), rephrase=rephrase))
+        rephrase = (
+            r.get("rephrase_prompt", "") if lap == 0 and r["subject"] in r.get("rephrase_prompt", "") else ""
+        )
+        out.append(
+            dict(
+                subject=subject,
+                template=template,
+                object=r["target_new"],
+                prompt=template.replace("{}", subject),
+                rephrase=rephrase,
+            )
+        )
     return out
 
 
@@ -48,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--model", default="smollm2-135m")
     args = parser.parse_args(argv)
-    records = json.loads(((args.data or require_data_dir()) / "CounterFact" / "counterfact-train.json").read_text())
+    records = json.loads(
+        ((args.data or require_data_dir()) / "CounterFact" / "counterfact-train.json").read_text()
+    )
     bundle = load_model(args.model)
     for n in args.facts:
         with tempfile.TemporaryDirectory() as tmp:
@@ -61,13 +72,28 @@ def main(argv: list[str] | None = None) -> None:
                     if rel is None:
                         learned = learned_relation(row["template"])
                         if learned.id not in store.relations:
-                            store.register_relation(learned.id, learned.label, cloze=learned.cloze,
-                                                    question=learned.question, source="learned")
+                            store.register_relation(
+                                learned.id,
+                                learned.label,
+                                cloze=learned.cloze,
+                                question=learned.question,
+                                source="learned",
+                            )
                         rel = learned.id
                     ids[row["template"]] = rel
             t0 = time.perf_counter()
-            store.add_facts_in_batches([dict(subject=r["subject"], relation=ids[r["template"]], object=r["object"],
-                                             provenance={"prompt": r["template"]}) for r in rows], batch_size=2000)
+            store.add_facts_in_batches(
+                [
+                    dict(
+                        subject=r["subject"],
+                        relation=ids[r["template"]],
+                        object=r["object"],
+                        provenance={"prompt": r["template"]},
+                    )
+                    for r in rows
+                ],
+                batch_size=2000,
+            )
             t_write = time.perf_counter() - t0
             store.close()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -95,16 +121,29 @@ def main(argv: list[str] | None = None) -> None:
             kl.close()
         (n_asked, right, times), (n_para, right_para, para) = timed["prompt"], timed["rephrase"]
         # CPU seconds beside wall seconds: on a shared machine the wall clock also counts other jobs' turns
-        print(json.dumps({"facts": n, "write_s": round(t_write, 1), "open_s": round(t_open, 2),
-                          "open_cpu_s": round(c_open, 2), "link_index_s": round(t_link, 2),
-                          "link_index_cpu_s": round(c_link, 2), "part_name_index_s": round(t_part, 2),
-                          "part_name_index_cpu_s": round(c_part, 2), "open_and_link_s": round(t_open + t_link, 2),
-                          "queries": n_asked, "answered_from_store": right,
-                          "p50_ms": round(1000 * statistics.median(times), 1),
-                          "p90_ms": round(1000 * times[int(0.9 * len(times))], 1),
-                          "paraphrases": n_para, "paraphrases_answered_from_store": right_para,
-                          "paraphrase_p50_ms": round(1000 * statistics.median(para), 1) if para else None,
-                          "paraphrase_p90_ms": round(1000 * para[int(0.9 * len(para))], 1) if para else None}))
+        print(
+            json.dumps(
+                {
+                    "facts": n,
+                    "write_s": round(t_write, 1),
+                    "open_s": round(t_open, 2),
+                    "open_cpu_s": round(c_open, 2),
+                    "link_index_s": round(t_link, 2),
+                    "link_index_cpu_s": round(c_link, 2),
+                    "part_name_index_s": round(t_part, 2),
+                    "part_name_index_cpu_s": round(c_part, 2),
+                    "open_and_link_s": round(t_open + t_link, 2),
+                    "queries": n_asked,
+                    "answered_from_store": right,
+                    "p50_ms": round(1000 * statistics.median(times), 1),
+                    "p90_ms": round(1000 * times[int(0.9 * len(times))], 1),
+                    "paraphrases": n_para,
+                    "paraphrases_answered_from_store": right_para,
+                    "paraphrase_p50_ms": round(1000 * statistics.median(para), 1) if para else None,
+                    "paraphrase_p90_ms": round(1000 * para[int(0.9 * len(para))], 1) if para else None,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

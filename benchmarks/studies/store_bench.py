@@ -68,7 +68,11 @@ def bench_insert(cases, root: Path, n: int, batch: int) -> None:
     before = embed_alone()
     with KnowledgeStore.open(root / "plain", embedder) as store:
         start = time.perf_counter()
-        plain_ids = [f.id for first in range(0, len(facts), batch) for f in store.add_facts(facts[first : first + batch])]
+        plain_ids = [
+            f.id
+            for first in range(0, len(facts), batch)
+            for f in store.add_facts(facts[first : first + batch])
+        ]
         plain = len(facts) / (time.perf_counter() - start)
     with KnowledgeStore.open(root / "pipelined", embedder) as store:
         start = time.perf_counter()
@@ -80,11 +84,15 @@ def bench_insert(cases, root: Path, n: int, batch: int) -> None:
     st_rate = len(facts) / (time.perf_counter() - start)
     assert piped_ids == plain_ids
     embed = max(before, after)
-    print(f"insert (MiniLM, {len(facts)} CounterFact facts, batches of {batch}): {piped:,.0f} facts/s pipelined "
-          f"(add_facts_in_batches), {plain:,.0f} facts/s plain add_facts per batch")
-    print(f"embedding alone, same texts: {embed:,.0f} texts/s (the store's embedder, {embedder.backend} backend: "
-          f"{embedder.workers} batches at once, 1 thread each; runs {before:,.0f} and {after:,.0f}); sentence-transformers encode "
-          f"(batch 32, {torch.get_num_threads()} intra-op threads) {st_rate:,.0f} texts/s")
+    print(
+        f"insert (MiniLM, {len(facts)} CounterFact facts, batches of {batch}): {piped:,.0f} facts/s pipelined "
+        f"(add_facts_in_batches), {plain:,.0f} facts/s plain add_facts per batch"
+    )
+    print(
+        f"embedding alone, same texts: {embed:,.0f} texts/s (the store's embedder, {embedder.backend} backend: "
+        f"{embedder.workers} batches at once, 1 thread each; runs {before:,.0f} and {after:,.0f}); sentence-transformers encode "
+        f"(batch 32, {torch.get_num_threads()} intra-op threads) {st_rate:,.0f} texts/s"
+    )
     print(f"insert / embedding throughput: {piped / embed:.2f} pipelined, {plain / embed:.2f} plain")
 
 
@@ -97,8 +105,10 @@ def bench_recall(cases, root: Path, n: int | None) -> None:
         for case, fact in zip(chosen, stored):
             found = store.search(case.rephrase, k=5, kinds=("fact",))
             hits += fact.id in [h.id for h in found]
-    print(f"paraphrase recall@5 (CounterFact rephrase prompts vs their facts): {hits / len(chosen):.3f} "
-          f"over {len(chosen)} facts")
+    print(
+        f"paraphrase recall@5 (CounterFact rephrase prompts vs their facts): {hits / len(chosen):.3f} "
+        f"over {len(chosen)} facts"
+    )
 
 
 def bench_scale(root: Path, n: int, batch: int, queries: int = 300) -> None:
@@ -107,8 +117,13 @@ def bench_scale(root: Path, n: int, batch: int, queries: int = 300) -> None:
     with KnowledgeStore.open(root, embedder) as store:
         for first in range(0, n, batch):
             store.add_facts(
-                NewFact(f"Entity {i}", "P131", f"Place {i % 997}", sentence=f"Synthetic fact number {i}.",
-                        source="synthetic")
+                NewFact(
+                    f"Entity {i}",
+                    "P131",
+                    f"Place {i % 997}",
+                    sentence=f"Synthetic fact number {i}.",
+                    source="synthetic",
+                )
                 for i in range(first, min(n, first + batch))
             )
         build = time.perf_counter() - start
@@ -116,7 +131,9 @@ def bench_scale(root: Path, n: int, batch: int, queries: int = 300) -> None:
         rng = np.random.default_rng(7)
         picks = rng.integers(0, n, queries)
         texts = [f"Synthetic fact number {i}." for i in picks]
-        vectors = embedder.encode(texts) + 0.02 * rng.standard_normal((queries, embedder.dim)).astype(np.float32)
+        vectors = embedder.encode(texts) + 0.02 * rng.standard_normal((queries, embedder.dim)).astype(
+            np.float32
+        )
         index_ms, search_ms = [], []
         for vector, text in zip(vectors, texts):
             t0 = time.perf_counter()
@@ -131,10 +148,14 @@ def bench_scale(root: Path, n: int, batch: int, queries: int = 300) -> None:
         found = index.search_many(vectors, 5)
         recall = np.mean([len({i for i, _ in t} & {i for i, _ in f}) / 5 for t, f in zip(truth, found)])
         kind = index.kind
-    print(f"scale: {n:,} synthetic facts stored in {build:.1f} s ({n / build:,.0f} facts/s without embedding); "
-          f"index {kind}")
-    print(f"dense search p50 at {n:,}: index {statistics.median(index_ms):.2f} ms, whole search() "
-          f"{statistics.median(search_ms):.2f} ms; HNSW recall@5 vs exact {recall:.3f}")
+    print(
+        f"scale: {n:,} synthetic facts stored in {build:.1f} s ({n / build:,.0f} facts/s without embedding); "
+        f"index {kind}"
+    )
+    print(
+        f"dense search p50 at {n:,}: index {statistics.median(index_ms):.2f} ms, whole search() "
+        f"{statistics.median(search_ms):.2f} ms; HNSW recall@5 vs exact {recall:.3f}"
+    )
     start = time.perf_counter()
     store = KnowledgeStore.open(root, embedder)
     opened = time.perf_counter() - start
@@ -144,8 +165,12 @@ def bench_scale(root: Path, n: int, batch: int, queries: int = 300) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="shared data directory (default ../shared/data)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="shared data directory (default ../shared/data)"
+    )
     parser.add_argument("--insert", type=int, default=2000, help="facts for the insert-rate run")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--recall", type=int, default=None, help="facts for recall@5 (default: all)")

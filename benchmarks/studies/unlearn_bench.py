@@ -27,20 +27,30 @@ from kedit.unlearning import UnlearnConfig, Unlearner, UnlearnRecord
 SWEEP_FACTS = [
     (
         ("The capital of France is", "Paris"),
-        [("The capital of Germany is", "Berlin"), ("The capital of Italy is", "Rome"),
-         ("The capital of Spain is", "Madrid"), ("The capital of Japan is", "Tokyo")],
+        [
+            ("The capital of Germany is", "Berlin"),
+            ("The capital of Italy is", "Rome"),
+            ("The capital of Spain is", "Madrid"),
+            ("The capital of Japan is", "Tokyo"),
+        ],
         [("The capital of England is", "London"), ("The official language of France is", "French")],
     ),
     (
         ("The chemical symbol for gold is", "Au"),
-        [("The chemical symbol for silver is", "Ag"), ("The chemical symbol for iron is", "Fe"),
-         ("The capital of Japan is", "Tokyo")],
+        [
+            ("The chemical symbol for silver is", "Ag"),
+            ("The chemical symbol for iron is", "Fe"),
+            ("The capital of Japan is", "Tokyo"),
+        ],
         [("The capital of Germany is", "Berlin")],
     ),
     (
         ("Danielle Darrieux's mother tongue is", "French"),
-        [("The mother tongue of Jean Gabin is", "French"), ("The official language of France is", "French"),
-         ("The capital of France is", "Paris")],
+        [
+            ("The mother tongue of Jean Gabin is", "French"),
+            ("The official language of France is", "French"),
+            ("The capital of France is", "Paris"),
+        ],
         [("The capital of Italy is", "Rome")],
     ),
 ]
@@ -68,7 +78,9 @@ def build_cases(known: list[dict], n: int, n_retain: int, n_probes: int) -> list
     for fact in known:
         by_template[fact["template"]].append(fact)
     # Facts from relations with known neighbours, round-robin over relations (largest first).
-    templates = [t for t in sorted(by_template, key=lambda t: -len(by_template[t])) if len(by_template[t]) >= 2]
+    templates = [
+        t for t in sorted(by_template, key=lambda t: -len(by_template[t])) if len(by_template[t]) >= 2
+    ]
     order = [by_template[t][d] for d in range(len(known)) for t in templates if d < len(by_template[t])]
     cases = []
     for i, fact in enumerate(order[:n]):
@@ -136,7 +148,9 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--layers", default=None, help="comma-separated MLP layers (default: the config's)")
     ap.add_argument("--variants", default="gu,plain", help="gu (projected) and/or plain (no projection)")
-    ap.add_argument("--sweep-layers", action="store_true", help="compare layer windows on the hand-picked facts")
+    ap.add_argument(
+        "--sweep-layers", action="store_true", help="compare layer windows on the hand-picked facts"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the summary rows here")
     args = ap.parse_args()
 
@@ -161,7 +175,9 @@ def main() -> None:
         layers = {"layers": tuple(int(x) for x in args.layers.split(","))} if args.layers else {}
         known = known_counterfact(bundle, args.scan, args.min_prob)
         cases = build_cases(known, args.n, n_retain=6, n_probes=6)
-        print(f"{len(known)} known facts in the first {args.scan} CounterFact val entries; {len(cases)} cases")
+        print(
+            f"{len(known)} known facts in the first {args.scan} CounterFact val entries; {len(cases)} cases"
+        )
         variants = {"gu": ("GU (projected)", True), "plain": ("no projection", False)}
         for label, projection in (variants[v] for v in args.variants.split(",")):
             cfg = UnlearnConfig(projection=projection, **layers, **base)

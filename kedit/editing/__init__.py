@@ -15,6 +15,7 @@ from kedit.editing.rome import ROMEConfig
 from kedit.editing.memit import MEMITConfig
 from kedit.editing.alphaedit import AlphaEditConfig
 from kedit.editing.ft import FTConfig
+
 # isort: on
 from kedit.editing.edit_info import EditInfo, NullSpace, ValueRun
 from kedit.editing.editor import ParametricEditor

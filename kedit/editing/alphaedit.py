@@ -112,7 +112,10 @@ def apply_alphaedit(run: EditRun, cfg: AlphaEditConfig, requests: list[EditReque
     templates = context_templates(run.bundle, cfg.context_templates)
     layers = sorted(cfg.layers)
     t_start = time.perf_counter()
-    projs = {l: editor.projector(l, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy) for l in layers}
+    projs = {
+        l: editor.projector(l, cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy)
+        for l in layers
+    }
     run.info.nullspace = {l: NullSpace(p.dim, p.threshold, round(p.energy, 6)) for l, p in projs.items()}
     matrices = {l: p.matrix for l, p in projs.items()}
     covs = editor.second_moments(layers, cfg.mom2_n_tokens) if cfg.mom2_in_nullspace else None
@@ -120,17 +123,38 @@ def apply_alphaedit(run: EditRun, cfg: AlphaEditConfig, requests: list[EditReque
     def past(layer: int) -> torch.Tensor | None:  # read only when M is (re)built
         return editor.past_keys([layer])[layer] if editor.live_ids_with(f"keys.{layer}") else None
 
-    def fixed(layer: int, build: Callable[[], torch.Tensor]) -> Factorised:  # M: kept while the past edits are
-        token = (cfg.mom2_n_tokens, cfg.nullspace_threshold, cfg.nullspace_energy, cfg.mom2_in_nullspace, cfg.l2,
-                 editor.live_ids_with(f"keys.{layer}"))
+    def fixed(
+        layer: int, build: Callable[[], torch.Tensor]
+    ) -> Factorised:  # M: kept while the past edits are
+        token = (
+            cfg.mom2_n_tokens,
+            cfg.nullspace_threshold,
+            cfg.nullspace_energy,
+            cfg.mom2_in_nullspace,
+            cfg.l2,
+            editor.live_ids_with(f"keys.{layer}"),
+        )
         return editor.factorised(("alphaedit", layer), token, build)
 
     keys: dict[int, torch.Tensor] = {}
-    vr = memit_apply(run.bundle, requests, cfg, templates, alphaedit_solve(cfg, matrices, past, covs, fixed),
-                     run.commit, sadr=run.sadr, keys_out=keys)
+    vr = memit_apply(
+        run.bundle,
+        requests,
+        cfg,
+        templates,
+        alphaedit_solve(cfg, matrices, past, covs, fixed),
+        run.commit,
+        sadr=run.sadr,
+        keys_out=keys,
+    )
     note_batch(run, vr, keys, t_start)
 
 
 # A record saved before λ' existed was made by AlphaEdit as published (λ' = 0), not today's default.
-register_method("alphaedit", AlphaEditConfig, apply_alphaedit, family_defaults=FAMILY_DEFAULTS,
-                saved_defaults={"mom2_in_nullspace": 0.0})
+register_method(
+    "alphaedit",
+    AlphaEditConfig,
+    apply_alphaedit,
+    family_defaults=FAMILY_DEFAULTS,
+    saved_defaults={"mom2_in_nullspace": 0.0},
+)

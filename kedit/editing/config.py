@@ -53,7 +53,9 @@ class ValueOptConfig:
 
     def __post_init__(self) -> None:
         if self.value_dtype not in VALUE_DTYPES:
-            raise ValueError(f"value_dtype must be one of {', '.join(VALUE_DTYPES)}, not {self.value_dtype!r}")
+            raise ValueError(
+                f"value_dtype must be one of {', '.join(VALUE_DTYPES)}, not {self.value_dtype!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

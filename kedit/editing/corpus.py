@@ -119,7 +119,12 @@ def wiki_xml_articles(path: Path) -> Iterator[tuple[str, str]]:
                 ns = next((c.text for c in elem if c.tag.endswith("}ns")), "0")
                 title = next((c.text or "" for c in elem if c.tag.endswith("}title")), "")
                 text_el = next((e for e in elem.iter() if e.tag.endswith("}text")), None)
-                if ns == "0" and text_el is not None and text_el.text and not text_el.text.startswith("#REDIRECT"):
+                if (
+                    ns == "0"
+                    and text_el is not None
+                    and text_el.text
+                    and not text_el.text.startswith("#REDIRECT")
+                ):
                     doc = strip_wiki_markup(text_el.text)
                     if doc:
                         yield title, doc
@@ -152,7 +157,9 @@ def _jsonl_articles(path: Path) -> Iterator[str]:
                 try:
                     text = json.loads(raw)["text"]
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise CorpusError(f"{path}:{n}: expected a JSON object with a 'text' field ({exc})") from exc
+                    raise CorpusError(
+                        f"{path}:{n}: expected a JSON object with a 'text' field ({exc})"
+                    ) from exc
                 if text:
                     yield text
 
@@ -222,7 +229,9 @@ def resolve_corpus(corpus: str | Path | StatsCorpus | None = None) -> StatsCorpu
 
 def build_bundled_file(xml_path: Path, out: Path) -> int:
     """Write the JSONL.xz excerpt from a MediaWiki XML dump; returns the number of articles."""
-    rows = [json.dumps({"title": t, "text": d}, ensure_ascii=False) + "\n" for t, d in wiki_xml_articles(xml_path)]
+    rows = [
+        json.dumps({"title": t, "text": d}, ensure_ascii=False) + "\n" for t, d in wiki_xml_articles(xml_path)
+    ]
     out.write_bytes(lzma.compress("".join(rows).encode("utf-8"), preset=9 | lzma.PRESET_EXTREME))
     return len(rows)
 

@@ -30,14 +30,18 @@ from kedit.editing.tracing import PrefixBatch, base_model, hooks, layer_window
 
 log = logging.getLogger(__name__)
 
-def corpus_chunks(tokenizer, n_tokens: int, seq_len: int = 256, seed: int = 0,
-                  corpus: StatsCorpus | None = None) -> list[list[int]]:
+
+def corpus_chunks(
+    tokenizer, n_tokens: int, seq_len: int = 256, seed: int = 0, corpus: StatsCorpus | None = None
+) -> list[list[int]]:
     """Token chunks (≤ seq_len) drawn round-robin over shuffled articles until n_tokens are covered."""
     per_doc: list[list[list[int]]] = []
     total = 0
     for text in resolve_corpus(corpus).documents():
         ids = tokenizer(text)["input_ids"]
-        chunks = [ids[i : i + seq_len] for i in range(0, len(ids), seq_len) if len(ids[i : i + seq_len]) >= 16]
+        chunks = [
+            ids[i : i + seq_len] for i in range(0, len(ids), seq_len) if len(ids[i : i + seq_len]) >= 16
+        ]
         if chunks:
             per_doc.append(chunks)
             total += sum(len(c) for c in chunks)
@@ -63,8 +67,9 @@ class _StopForward(Exception):
 
 
 @torch.no_grad()
-def compute_second_moments(bundle, layers: list[int], n_tokens: int, batch_tokens: int = 4096,
-                           corpus: StatsCorpus | None = None) -> dict[int, torch.Tensor]:
+def compute_second_moments(
+    bundle, layers: list[int], n_tokens: int, batch_tokens: int = 4096, corpus: StatsCorpus | None = None
+) -> dict[int, torch.Tensor]:
     """E[k kᵀ] at each layer's down_proj input over ~n_tokens corpus tokens, in one pass.
 
     One forward per batch of ~`batch_tokens` tokens serves every layer and is cut off right after the
@@ -105,13 +110,20 @@ def compute_second_moments(bundle, layers: list[int], n_tokens: int, batch_token
         pairs = [(spec.down_proj_module(model, l), grab(l)) for l in layers]
         try:
             with hooks(pairs, pre=True), layer_window(bundle, 0, deepest + 1):
-                base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+                base(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                )
         except _StopForward:
             pass
         count += int(mask.sum())
     log.info(
         "kedit: second moments of layers %s over %d tokens in %.1fs (corpus %.1fs)",
-        layers, count, time.perf_counter() - t0, t_corpus,
+        layers,
+        count,
+        time.perf_counter() - t0,
+        t_corpus,
     )
     return {l: (sums[l] / count).float() for l in layers}
 
@@ -126,11 +138,14 @@ def load_second_moments(path: str | Path) -> dict[int, torch.Tensor]:
     try:
         return {int(k.split(".")[1]): v.float() for k, v in tensors.items()}
     except (IndexError, ValueError) as exc:
-        raise ValueError(f"{path}: statistics tensors must be named 'layer.<index>', found {sorted(tensors)[:3]}") from exc
+        raise ValueError(
+            f"{path}: statistics tensors must be named 'layer.<index>', found {sorted(tensors)[:3]}"
+        ) from exc
 
 
-def second_moments(bundle, layers: list[int], n_tokens: int, use_cache: bool = True,
-                   corpus: StatsCorpus | None = None) -> dict[int, torch.Tensor]:
+def second_moments(
+    bundle, layers: list[int], n_tokens: int, use_cache: bool = True, corpus: StatsCorpus | None = None
+) -> dict[int, torch.Tensor]:
     """Cached `compute_second_moments`: loads what is on disk, computes only missing layers."""
     corpus = resolve_corpus(corpus)
     path = _path(bundle, n_tokens, corpus)
@@ -142,16 +157,22 @@ def second_moments(bundle, layers: list[int], n_tokens: int, use_cache: bool = T
             log.warning("kedit: unreadable covariance cache %s (%s); recomputing", path, exc)
     missing = sorted(set(layers) - set(have))
     if missing:  # a minute or two on a CPU, once per model: say so (a first weight edit would look stuck)
-        log.warning("kedit: computing the key statistics of layers %s over %d tokens of %s (once; cached in %s)",
-                    missing, n_tokens, corpus.name, path.parent)
+        log.warning(
+            "kedit: computing the key statistics of layers %s over %d tokens of %s (once; cached in %s)",
+            missing,
+            n_tokens,
+            corpus.name,
+            path.parent,
+        )
         have.update(compute_second_moments(bundle, missing, n_tokens, corpus=corpus))
         if use_cache:
             save_second_moments(bundle, n_tokens, have, corpus)
     return {l: have[l] for l in layers}
 
 
-def save_second_moments(bundle, n_tokens: int, moments: dict[int, torch.Tensor],
-                        corpus: StatsCorpus | None = None) -> Path:
+def save_second_moments(
+    bundle, n_tokens: int, moments: dict[int, torch.Tensor], corpus: StatsCorpus | None = None
+) -> Path:
     """Write (merge) per-layer statistics into the model's cache file for `corpus`; returns its path."""
     corpus = resolve_corpus(corpus)
     path = _path(bundle, n_tokens, corpus)

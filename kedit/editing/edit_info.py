@@ -29,12 +29,22 @@ if TYPE_CHECKING:
     from kedit.editing.values import ValueResult
 
 # The flat keys of records written before EditInfo (read by `_legacy`, never written).
-_LEGACY_KEYS = frozenset({
-    "value_steps", "value_s", "value_cpu_s", "request_steps", "value_dtype", "update_s",
-    "nullspace_dim", "nullspace_tau", "nullspace_energy",
-})
-_KNOWN_KEYS = frozenset({"model", "family", "sadr", "dtype", "value_runs", "update_s", "nullspace", "ft_steps",
-                         "ft_loss"})
+_LEGACY_KEYS = frozenset(
+    {
+        "value_steps",
+        "value_s",
+        "value_cpu_s",
+        "request_steps",
+        "value_dtype",
+        "update_s",
+        "nullspace_dim",
+        "nullspace_tau",
+        "nullspace_energy",
+    }
+)
+_KNOWN_KEYS = frozenset(
+    {"model", "family", "sadr", "dtype", "value_runs", "update_s", "nullspace", "ft_steps", "ft_loss"}
+)
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,23 @@ class ValueRun:
         return cls(vr.steps, vr.seconds, vr.dtype, vr.cpu_seconds, tuple(vr.request_steps))
 
     def to_json(self) -> dict[str, Any]:
-        return {"steps": self.steps, "seconds": self.seconds, "dtype": self.dtype, "cpu_seconds": self.cpu_seconds,
-                "request_steps": list(self.request_steps)}
+        return {
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "dtype": self.dtype,
+            "cpu_seconds": self.cpu_seconds,
+            "request_steps": list(self.request_steps),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ValueRun:
-        return cls(int(data["steps"]), float(data["seconds"]), data.get("dtype"), _opt_float(data.get("cpu_seconds")),
-                   tuple(int(s) for s in data.get("request_steps", ())))
+        return cls(
+            int(data["steps"]),
+            float(data["seconds"]),
+            data.get("dtype"),
+            _opt_float(data.get("cpu_seconds")),
+            tuple(int(s) for s in data.get("request_steps", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -96,8 +116,9 @@ class EditInfo:
         if self.update_s is not None:
             out["update_s"] = self.update_s
         if self.nullspace:
-            out["nullspace"] = {str(l): {"dim": n.dim, "tau": n.tau, "energy": n.energy}
-                                for l, n in self.nullspace.items()}
+            out["nullspace"] = {
+                str(l): {"dim": n.dim, "tau": n.tau, "energy": n.energy} for l, n in self.nullspace.items()
+            }
         if self.ft_steps is not None:
             out["ft_steps"], out["ft_loss"] = self.ft_steps, self.ft_loss
         return out
@@ -115,8 +136,10 @@ class EditInfo:
                 dtype=str(data.get("dtype", "")),
                 value_runs=[ValueRun.from_json(r) for r in data.get("value_runs", [])],
                 update_s=_opt_float(data.get("update_s")),
-                nullspace={int(l): NullSpace(int(n["dim"]), float(n["tau"]), float(n["energy"]))
-                           for l, n in data.get("nullspace", {}).items()},
+                nullspace={
+                    int(l): NullSpace(int(n["dim"]), float(n["tau"]), float(n["energy"]))
+                    for l, n in data.get("nullspace", {}).items()
+                },
                 ft_steps=None if data.get("ft_steps") is None else int(data["ft_steps"]),
                 ft_loss=_opt_float(data.get("ft_loss")),
                 unknown={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
@@ -135,8 +158,15 @@ def _legacy(data: Mapping[str, Any]) -> EditInfo:
     if isinstance(steps, list):  # ROME: one optimisation per request
         runs = [ValueRun(int(n), float(s), dtype) for n, s in zip(steps, secs or [])]
     elif steps is not None:  # MEMIT / AlphaEdit: one per batch
-        runs = [ValueRun(int(steps), float(secs or 0.0), dtype, _opt_float(data.get("value_cpu_s")),
-                         tuple(int(s) for s in data.get("request_steps", ())))]
+        runs = [
+            ValueRun(
+                int(steps),
+                float(secs or 0.0),
+                dtype,
+                _opt_float(data.get("value_cpu_s")),
+                tuple(int(s) for s in data.get("request_steps", ())),
+            )
+        ]
     else:
         runs = []
     dims, taus, energies = (data.get(k, {}) for k in ("nullspace_dim", "nullspace_tau", "nullspace_energy"))

@@ -64,7 +64,12 @@ def on_device(device: torch.device | str) -> contextlib.AbstractContextManager:
 
 
 def _score_dict(s: TargetScore) -> dict[str, Any]:
-    return {"prob": s.prob, "mean_prob": s.mean_prob, "accuracy": s.accuracy, "first_token_rank": s.first_token_rank}
+    return {
+        "prob": s.prob,
+        "mean_prob": s.mean_prob,
+        "accuracy": s.accuracy,
+        "first_token_rank": s.first_token_rank,
+    }
 
 
 class ParametricEditor:
@@ -75,8 +80,13 @@ class ParametricEditor:
     AlphaEdit solves.
     """
 
-    def __init__(self, bundle, *, corpus: str | Path | StatsCorpus | None = None,
-                 statistics: str | Path | Mapping[int, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        bundle,
+        *,
+        corpus: str | Path | StatsCorpus | None = None,
+        statistics: str | Path | Mapping[int, torch.Tensor] | None = None,
+    ):
         """`corpus`: the text of the key statistics (default: the Wikipedia excerpt installed with kedit,
         or `$KEDIT_STATS_CORPUS`); `statistics`: precomputed E[kkᵀ] per layer (a safetensors file of
         `layer.<l>` tensors, or a mapping), used instead of computing them."""
@@ -97,7 +107,9 @@ class ParametricEditor:
         if self._given is not None:
             absent = sorted(set(layers) - set(self._given))
             if absent:
-                raise EditError(f"the statistics given to the editor have no layer {absent} (they hold {sorted(self._given)})")
+                raise EditError(
+                    f"the statistics given to the editor have no layer {absent} (they hold {sorted(self._given)})"
+                )
             return {l: self._given[l] for l in layers}
         missing = [l for l in layers if (l, n_tokens) not in self._covs]
         if missing:
@@ -225,8 +237,17 @@ class ParametricEditor:
             history.step(rid, name, change)
             steps.append((name, change))
 
-        run = EditRun(self, sadr, commit, EditInfo(model=self.bundle.name, family=self.bundle.spec.family, sadr=sadr,
-                                                    dtype=str(self.bundle.dtype).removeprefix("torch.")))
+        run = EditRun(
+            self,
+            sadr,
+            commit,
+            EditInfo(
+                model=self.bundle.name,
+                family=self.bundle.spec.family,
+                sadr=sadr,
+                dtype=str(self.bundle.dtype).removeprefix("torch."),
+            ),
+        )
         try:
             with on_device(self.bundle.device):  # tensors the editors create live beside the model
                 edit_method.apply(run, cfg, requests)
@@ -240,7 +261,13 @@ class ParametricEditor:
         t_edit = time.perf_counter()
         after = score_targets(self.bundle, prompts, targets) if verify else []
         verification = [
-            {"prompt": p, "target": t, "before": _score_dict(b), "after": _score_dict(a), "success": a.accuracy == 1.0}
+            {
+                "prompt": p,
+                "target": t,
+                "before": _score_dict(b),
+                "after": _score_dict(a),
+                "success": a.accuracy == 1.0,
+            }
             for p, t, b, a in zip(prompts, targets, before, after)
         ]
         timings = {
@@ -250,11 +277,25 @@ class ParametricEditor:
             "total_s": time.perf_counter() - t0,
         }
         record = EditRecord(
-            rid, method, cfg.to_dict(), requests, steps, prints, timings=timings, verification=verification,
-            info=run.info, extra_tensors=run.extra,
+            rid,
+            method,
+            cfg.to_dict(),
+            requests,
+            steps,
+            prints,
+            timings=timings,
+            verification=verification,
+            info=run.info,
+            extra_tensors=run.extra,
         )
         self.live.append(record)
-        log.info("kedit: %s edit %s of %d request(s) in %.2fs", method, record.id, len(requests), timings["total_s"])
+        log.info(
+            "kedit: %s edit %s of %d request(s) in %.2fs",
+            method,
+            record.id,
+            len(requests),
+            timings["total_s"],
+        )
         return record
 
     def _check_layers(self, cfg: EditConfig) -> None:
@@ -269,7 +310,9 @@ class ParametricEditor:
         """Take `record` back bit-exact; returns the records undone (newest first). See module docstring."""
         idx = next((i for i, r in enumerate(self.live) if r.id == record.id), None)
         if idx is None:
-            raise EditError(f"edit {record.id} is not live on this model (already undone or never applied here)")
+            raise EditError(
+                f"edit {record.id} is not live on this model (already undone or never applied here)"
+            )
         later = [r for r in self.live[idx + 1 :] if set(r.changed) & set(record.changed)]
         if later and not cascade:
             ids = ", ".join(r.id for r in later)
@@ -288,7 +331,9 @@ class ParametricEditor:
         """Take `record` back alone, wherever it is: its matrices are rebuilt from the base weights and
         every other live change re-applied in order (the model as if `record` had never been made)."""
         if not any(r.id == record.id for r in self.live):
-            raise EditError(f"edit {record.id} is not live on this model (already undone or never applied here)")
+            raise EditError(
+                f"edit {record.id} is not live on this model (already undone or never applied here)"
+            )
         try:
             self.bundle.history.remove(record.id)
         except KeditError as exc:
@@ -310,7 +355,9 @@ class ParametricEditor:
             except AttributeError as exc:
                 raise EditError(f"edit {record.id} changes {name}, which this model does not have") from exc
             if not change.fits(tuple(param.shape)):
-                raise EditError(f"edit {record.id}: {name} has shape {tuple(param.shape)}, which the edit does not fit")
+                raise EditError(
+                    f"edit {record.id}: {name} has shape {tuple(param.shape)}, which the edit does not fit"
+                )
         if strict:
             for name, expected in record.fingerprints.items():
                 why = fingerprint_mismatch(self._param(name), expected)

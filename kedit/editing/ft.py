@@ -66,8 +66,14 @@ def ft_delta(bundle, requests: list[EditRequest], cfg: FTConfig) -> tuple[str, t
         for j, t in enumerate(y):
             cols[i, j], ids[i, j], mask[i, j] = r.n_prompt - 1 + j, t, 1.0
     found: dict[str, torch.Tensor] = {}
-    with torch.no_grad(), hooks([(spec.layer(model, layer), lambda m, a: found.__setitem__("h", a[0].clone()))], pre=True), layer_window(bundle, 0, layer + 1):
-        base_model(bundle)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+    with (
+        torch.no_grad(),
+        hooks([(spec.layer(model, layer), lambda m, a: found.__setitem__("h", a[0].clone()))], pre=True),
+        layer_window(bundle, 0, layer + 1),
+    ):
+        base_model(bundle)(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        )
     param = spec.down_proj_module(model, layer).weight
     original = param.detach().clone()
     work = original.clone().requires_grad_(True)
@@ -82,7 +88,11 @@ def ft_delta(bundle, requests: list[EditRequest], cfg: FTConfig) -> tuple[str, t
         module.weight = work
         for step in range(cfg.num_steps):
             with layer_window(bundle, layer, n_layers, hidden_in=found["h"]):
-                hs = base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).last_hidden_state
+                hs = base(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                ).last_hidden_state
             logp = torch.log_softmax(lm_head(hs[torch.arange(len(rows))[:, None], cols]).float(), -1)
             nll = -(logp.gather(2, ids[..., None]).squeeze(2) * mask).sum(1) / mask.sum(1)
             loss = nll.mean()
@@ -95,7 +105,11 @@ def ft_delta(bundle, requests: list[EditRequest], cfg: FTConfig) -> tuple[str, t
             loss.backward()
             opt.step()
             with torch.no_grad():
-                work.copy_(torch.maximum(torch.minimum(work, original + cfg.norm_constraint), original - cfg.norm_constraint))
+                work.copy_(
+                    torch.maximum(
+                        torch.minimum(work, original + cfg.norm_constraint), original - cfg.norm_constraint
+                    )
+                )
     finally:
         del module.weight
         module.weight = param

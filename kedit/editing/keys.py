@@ -112,7 +112,11 @@ def collect_at_subject(
         pre = [(spec.down_proj_module(model, l), _key(l)) for l in key_layers]
         post = [(spec.layer(model, l), _out(l)) for l in out_layers]
         with hooks(pre, pre=True), hooks(post), layer_window(bundle, 0, stop):
-            base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+            base(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+            )
         for l in key_layers:
             keys[l].append(found[("k", l)])
         for l in out_layers:
@@ -136,12 +140,18 @@ class SubjectRuns:
             chunk = rows[start : start + batch_size]
             seqs = [list(r.ids[: r.subject_col + 1]) for r in chunk]
             # Split every row at its subject column: the subject's last token is suffix column 0.
-            self.batches.append(PrefixBatch.build(seqs, [r.subject_col for r in chunk], pad_id(bundle.tokenizer)))
+            self.batches.append(
+                PrefixBatch.build(seqs, [r.subject_col for r in chunk], pad_id(bundle.tokenizer))
+            )
         self.saved: dict[int, list[torch.Tensor]] = {}
 
     @torch.no_grad()
     def collect(
-        self, key_layers: list[int], out_layers: Sequence[int] = (), resume: int | None = None, remember: int | None = None
+        self,
+        key_layers: list[int],
+        out_layers: Sequence[int] = (),
+        resume: int | None = None,
+        remember: int | None = None,
     ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """Keys at `key_layers` and block outputs at `out_layers` at subject_last (as `collect_at_subject`)."""
         spec, model = self.bundle.spec, self.bundle.model
@@ -165,11 +175,20 @@ class SubjectRuns:
 
             pre = [(spec.down_proj_module(model, l), _key(l)) for l in key_layers]
             if remember is not None:
-                pre.append((spec.layer(model, remember), lambda m, a, found=found: found.__setitem__("h", a[0].clone())))
+                pre.append(
+                    (
+                        spec.layer(model, remember),
+                        lambda m, a, found=found: found.__setitem__("h", a[0].clone()),
+                    )
+                )
             post = [(spec.layer(model, l), _out(l)) for l in out_layers]
             hidden = self.saved[resume][b] if resume is not None else None
             with hooks(pre, pre=True), hooks(post), layer_window(self.bundle, start, stop, hidden_in=hidden):
-                base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+                base(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                )
             for l in key_layers:
                 keys[l].append(found[("k", l)])
             for l in out_layers:

@@ -73,8 +73,11 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def memit_solve(cfg: MEMITConfig, covs: dict[int, torch.Tensor] | None,
-                fixed: Callable[[int, Callable[[], torch.Tensor]], Factorised] | None = None) -> Solve:
+def memit_solve(
+    cfg: MEMITConfig,
+    covs: dict[int, torch.Tensor] | None,
+    fixed: Callable[[int, Callable[[], torch.Tensor]], Factorised] | None = None,
+) -> Solve:
     """MEMIT's right factor Kᵀ(λC + KKᵀ)⁻¹ of each layer. `fixed(layer, build)`, if given, returns the
     factorised λC of the layer (`build` makes it), e.g. kept by the editor: then the solve is the Woodbury
     update of those factors (woodbury.py), O(d_ff²n) instead of O(d_ff³)."""
@@ -142,7 +145,9 @@ def memit_apply(
 
 
 @torch.no_grad()
-def edited_keys(bundle, requests: list[EditRequest], templates: list[str], layers: list[int]) -> dict[int, torch.Tensor]:
+def edited_keys(
+    bundle, requests: list[EditRequest], templates: list[str], layers: list[int]
+) -> dict[int, torch.Tensor]:
     """MEMIT keys (d_ff, n) of the requests at each layer on the current model (AlphaEdit's K_p cache)."""
     rows = build_rows(bundle.tokenizer, requests, templates, target=False, truncate=True)
     row_keys, _ = collect_at_subject(bundle, rows, list(layers))
@@ -169,8 +174,16 @@ def apply_memit(run: EditRun, cfg: MEMITConfig, requests: list[EditRequest]) -> 
         return run.editor.factorised(("memit", layer), token, build)
 
     keys: dict[int, torch.Tensor] = {}
-    vr = memit_apply(run.bundle, requests, cfg, templates, memit_solve(cfg, covs, fixed), run.commit,
-                     sadr=run.sadr, keys_out=keys)
+    vr = memit_apply(
+        run.bundle,
+        requests,
+        cfg,
+        templates,
+        memit_solve(cfg, covs, fixed),
+        run.commit,
+        sadr=run.sadr,
+        keys_out=keys,
+    )
     note_batch(run, vr, keys, t_start)
 
 

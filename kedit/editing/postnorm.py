@@ -42,8 +42,9 @@ def norm_gain(norm: torch.nn.Module, width: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def through_post_norm(resid: torch.Tensor, m: torch.Tensor, norm: torch.nn.Module,
-                      min_gain: float = 1e-2) -> torch.Tensor:
+def through_post_norm(
+    resid: torch.Tensor, m: torch.Tensor, norm: torch.nn.Module, min_gain: float = 1e-2
+) -> torch.Tensor:
     """The down_proj-output change (n, d) whose normalised output adds ≈ `resid` (n, d) to the residual.
 
     `m` (n, d) is the current down_proj output at each request's subject_last.
@@ -53,7 +54,9 @@ def through_post_norm(resid: torch.Tensor, m: torch.Tensor, norm: torch.nn.Modul
     g = norm_gain(norm, m.shape[1])
     usable = g.abs() >= min_gain * g.abs().median()
     unit = m * torch.rsqrt(m.pow(2).mean(-1, keepdim=True) + _eps(norm))  # = c / g, the current contribution
-    u = unit + torch.where(usable, resid / torch.where(usable, g, torch.ones_like(g)), torch.zeros_like(resid))
+    u = unit + torch.where(
+        usable, resid / torch.where(usable, g, torch.ones_like(g)), torch.zeros_like(resid)
+    )
     scale = (m * u).sum(-1, keepdim=True) / u.pow(2).sum(-1, keepdim=True)
     # a contribution that flips against m (never for a share of a residual) falls back to m's norm
     fallback = m.norm(dim=-1, keepdim=True) / u.norm(dim=-1, keepdim=True)

@@ -121,7 +121,9 @@ class EditRecord:
             raise EditError(f"{directory} does not hold a readable edit record: {exc}") from exc
         fmt = meta.get("format")
         if fmt not in READABLE_FORMATS:
-            raise EditError(f"{directory}: unknown edit record format {fmt!r} (this kedit reads {READABLE_FORMATS})")
+            raise EditError(
+                f"{directory}: unknown edit record format {fmt!r} (this kedit reads {READABLE_FORMATS})"
+            )
         if fmt == 1:
             # dense deltas (each applied as param += delta in float32, as Dense does) + pre-edit copies,
             # of which only the fingerprints are kept
@@ -133,7 +135,7 @@ class EditRecord:
             steps = []  # (annotated in the format-1 branch)
             for i, step in enumerate(meta["steps"]):
                 prefix = f"step.{i}."
-                parts = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+                parts = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
                 steps.append((step["name"], WeightDelta.from_tensors(step["kind"], parts)))
             prints = meta.get("fingerprints", {})
         extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}

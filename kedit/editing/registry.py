@@ -118,7 +118,9 @@ def register_method(
     """Make `name` an editing method of `ParametricEditor.apply`; returns its registry entry."""
     if name in _METHODS:
         raise ValueError(f"an editing method '{name}' is registered already")
-    method = EditMethod(name, config_cls, apply, dict(family_defaults or {}), dict(saved_defaults or {}), sadr)
+    method = EditMethod(
+        name, config_cls, apply, dict(family_defaults or {}), dict(saved_defaults or {}), sadr
+    )
     _METHODS[name] = method
     return method
 
@@ -128,7 +130,9 @@ def get_method(name: str) -> EditMethod:
     try:
         return _METHODS[name]
     except KeyError:
-        raise UnknownEditMethodError(f"unknown editing method '{name}' (known: {', '.join(_METHODS)})") from None
+        raise UnknownEditMethodError(
+            f"unknown editing method '{name}' (known: {', '.join(_METHODS)})"
+        ) from None
 
 
 def method_names() -> tuple[str, ...]:

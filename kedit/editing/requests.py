@@ -42,7 +42,9 @@ class EditRequest:
             raise EditRequestError(f"edit request for '{subject}' has an empty prompt")
         n_slots = prompt.count("{}")
         if n_slots > 1:
-            raise EditRequestError(f"prompt '{prompt}' has {n_slots} '{{}}' placeholders; it needs exactly one")
+            raise EditRequestError(
+                f"prompt '{prompt}' has {n_slots} '{{}}' placeholders; it needs exactly one"
+            )
         if n_slots == 0:
             at = prompt.rfind(subject)
             if at < 0:

@@ -77,8 +77,11 @@ def rome_delta(
     if not torch.isfinite(denom) or abs(float(denom)) < 1e-8:
         raise EditError("degenerate ROME key (k*·u ≈ 0); weights left untouched")
     lam = (vr.delta[0].float().to(u.device) / denom)[:, None]  # (d, 1)
-    change = LowRank(u[None, :].T.contiguous(), lam.T.contiguous()) if spec.down_proj_transposed else LowRank(
-        lam.contiguous(), u[None, :].contiguous())  # ΔW = Λ uᵀ, (d, d_ff) or its transpose
+    change = (
+        LowRank(u[None, :].T.contiguous(), lam.T.contiguous())
+        if spec.down_proj_transposed
+        else LowRank(lam.contiguous(), u[None, :].contiguous())
+    )  # ΔW = Λ uᵀ, (d, d_ff) or its transpose
     return spec.down_proj_name(layer), change, vr
 
 

@@ -51,7 +51,9 @@ class AttentionTap:
         def fn(module, args, output):
             weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
             if weights is None:
-                raise RuntimeError("SADR needs attention probabilities: load the model with attn_implementation='eager'")
+                raise RuntimeError(
+                    "SADR needs attention probabilities: load the model with attn_implementation='eager'"
+                )
             # (B, H, Q, K) -> (R, H, K) at each read row's query column
             self.captured[layer] = weights[self.rows, :, self.query_cols, :]
 

@@ -38,7 +38,9 @@ class _PassThrough(nn.Module):
 
 def check_editable(bundle) -> None:
     if bundle.spec is None:
-        raise UnsupportedArchitectureError(bundle.extra.get("spec_error") or f"'{bundle.name}' has no architecture spec")
+        raise UnsupportedArchitectureError(
+            bundle.extra.get("spec_error") or f"'{bundle.name}' has no architecture spec"
+        )
     if bundle.spec.family not in EDITABLE_FAMILIES:
         raise UnsupportedArchitectureError(
             f"parametric editing supports the families {sorted(EDITABLE_FAMILIES)}; "
@@ -133,7 +135,9 @@ class PrefixBatch:
         )
 
 
-KV = tuple[torch.Tensor | None, torch.Tensor | None]  # a layer's (keys, values); None where no cache was written
+KV = tuple[
+    torch.Tensor | None, torch.Tensor | None
+]  # a layer's (keys, values); None where no cache was written
 
 
 def full_forward(bundle, batch: PrefixBatch, stop: int | None = None) -> list[KV]:

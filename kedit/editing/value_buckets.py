@@ -64,7 +64,11 @@ def buckets_of(lengths: list[int], order: list[int]) -> list[list[int]]:
         padded = (len(cur) + 1) * s  # rows are ascending in length: s is the bucket's width
         # A small bucket is kept together even with padding: per-forward overhead (a Python call per
         # layer and op) costs more than a few padded positions (ROME: one request, one bucket).
-        if cur and padded > MIN_BUCKET_TOKENS and (padded > PAD_SLACK * (real + s) or padded > MAX_BUCKET_TOKENS):
+        if (
+            cur
+            and padded > MIN_BUCKET_TOKENS
+            and (padded > PAD_SLACK * (real + s) or padded > MAX_BUCKET_TOKENS)
+        ):
             out.append(cur)
             cur, real = [], 0
         cur.append(r)
@@ -94,8 +98,9 @@ def prefix_kv(cache, n_layers: int, start: int, width: int) -> list:
 
 
 @torch.no_grad()
-def prefix_pass(bundle, batch: PrefixBatch, start: int, n_layers: int, key_layers_below: list[int],
-             init_layer: int | None) -> tuple[list, torch.Tensor, dict]:
+def prefix_pass(
+    bundle, batch: PrefixBatch, start: int, n_layers: int, key_layers_below: list[int], init_layer: int | None
+) -> tuple[list, torch.Tensor, dict]:
     """The no-grad pass of one group of rows: prefix KV of layers ≥ start, hidden state entering `start`.
 
     Layers below `start` run on every position; layers from `start` up only on the prefix positions
@@ -118,7 +123,9 @@ def prefix_pass(bundle, batch: PrefixBatch, start: int, n_layers: int, key_layer
         pre.append((spec.layer(model, 0), lambda m, a: found.__setitem__("h", a[0].clone())))
         post, stop = [], 1
     if init_layer is not None:
-        post.append((spec.layer(model, init_layer), lambda m, a, o: found.__setitem__("init", o[:, P].clone())))
+        post.append(
+            (spec.layer(model, init_layer), lambda m, a, o: found.__setitem__("init", o[:, P].clone()))
+        )
     with hooks(pre, pre=True), hooks(post), layer_window(bundle, 0, stop):
         base(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
     h = found.pop("h")
@@ -153,8 +160,9 @@ def prepare_groups(keys: list[tuple[int, int]], max_tokens: int) -> list[list[in
     return out
 
 
-def cached_buckets(bundle, prompts: ValuePrompts, pad: int, start: int, key_layers_below: list[int],
-                   init_layer: int | None) -> tuple[list[Bucket], dict]:
+def cached_buckets(
+    bundle, prompts: ValuePrompts, pad: int, start: int, key_layers_below: list[int], init_layer: int | None
+) -> tuple[list[Bucket], dict]:
     """The buckets of `prompts` with their cached prefix KV and the hidden states entering `start`, and
     what the no-grad pass read at subject_last (`prefix_pass`), one row per prompt row."""
     n_layers = bundle.spec.n_layers(bundle.model)
@@ -171,16 +179,24 @@ def cached_buckets(bundle, prompts: ValuePrompts, pad: int, start: int, key_laye
     grab: dict = {}
     for members in prepare_groups([(prefix_len[i], suffix_len[i]) for i in range(n_all)], PREPARE_TOKENS):
         idx = torch.tensor(members)
-        batch = PrefixBatch.build([list(all_rows[i].ids) for i in members], [prefix_len[i] for i in members], pad)
+        batch = PrefixBatch.build(
+            [list(all_rows[i].ids) for i in members], [prefix_len[i] for i in members], pad
+        )
         kv, h_suf, found = prefix_pass(bundle, batch, start, n_layers, key_layers_below, init_layer)
         h_all[idx, : h_suf.shape[1]] = h_suf
         for key, value in found.items():
             grab.setdefault(key, torch.zeros(n_all, value.shape[1], dtype=value.dtype))[idx] = value
         if kv and p_max > 0:
             if kv_all is None:
-                kv_all = [(torch.zeros(n_all, *k.shape[1:2], p_max, k.shape[3], dtype=k.dtype),
-                           torch.zeros(n_all, *v.shape[1:2], p_max, v.shape[3], dtype=v.dtype)) if i >= start else None
-                          for i, (k, v) in enumerate(kv)]
+                kv_all = [
+                    (
+                        torch.zeros(n_all, *k.shape[1:2], p_max, k.shape[3], dtype=k.dtype),
+                        torch.zeros(n_all, *v.shape[1:2], p_max, v.shape[3], dtype=v.dtype),
+                    )
+                    if i >= start
+                    else None
+                    for i, (k, v) in enumerate(kv)
+                ]
             width = batch.n_prefix
             for i in range(start, n_layers):
                 kv_all[i][0][idx, :, p_max - width :] = kv[i][0]
@@ -188,12 +204,17 @@ def cached_buckets(bundle, prompts: ValuePrompts, pad: int, start: int, key_laye
     buckets: list[Bucket] = []
     for members in buckets_of(suffix_len, order):
         idx = torch.tensor(members)
-        batch = PrefixBatch.build([list(all_rows[i].ids) for i in members], [prefix_len[i] for i in members], pad)
+        batch = PrefixBatch.build(
+            [list(all_rows[i].ids) for i in members], [prefix_len[i] for i in members], pad
+        )
         P, S = batch.n_prefix, batch.input_ids.shape[1] - batch.n_prefix
         kv_b: list = []
         if P > 0:
             assert kv_all is not None  # filled above for every group with a prefix
-            upper = [(kv_all[i][0][idx, :, p_max - P :], kv_all[i][1][idx, :, p_max - P :]) for i in range(start, n_layers)]
+            upper = [
+                (kv_all[i][0][idx, :, p_max - P :], kv_all[i][1][idx, :, p_max - P :])
+                for i in range(start, n_layers)
+            ]
             kv_b = [upper[0]] * start + upper
         buckets.append(Bucket(idx, batch, kv_b, h_all[idx, :S]))
     return buckets, grab

@@ -32,7 +32,9 @@ class ValuePrompts:
     row_req: torch.Tensor  # (n_all,) request of each row
     is_kl: torch.Tensor  # (n_all,) bool: a KL anchor
     rw_count: torch.Tensor  # (n,) rewriting rows per request (at least 1), float
-    tgt_cols: torch.Tensor  # (n_all, t_max) target positions in suffix coordinates (0 with mask 0 for anchors)
+    tgt_cols: (
+        torch.Tensor
+    )  # (n_all, t_max) target positions in suffix coordinates (0 with mask 0 for anchors)
     tgt_ids: torch.Tensor  # (n_all, t_max) target token ids
     tgt_mask: torch.Tensor  # (n_all, t_max) 1 where a target token is
     bare: torch.Tensor  # the bare-prompt ("{}") rewriting row of each request, in request order
@@ -66,8 +68,10 @@ def value_prompts(tokenizer, requests: list[EditRequest], templates: list[str]) 
     n = len(requests)
     rows = build_rows(tokenizer, requests, templates, target=True)
     # The KL is read at the anchor's subject_last: later tokens cannot influence it, so cut them.
-    anchors = [Row(r.request, r.template, r.ids[: r.subject_col + 1], r.subject_col, r.subject_col + 1)
-               for r in kl_rows(tokenizer, requests)]
+    anchors = [
+        Row(r.request, r.template, r.ids[: r.subject_col + 1], r.subject_col, r.subject_col + 1)
+        for r in kl_rows(tokenizer, requests)
+    ]
     all_rows = rows + anchors
     n_rw, n_all = len(rows), len(all_rows)
     row_req = torch.tensor([r.request for r in all_rows])

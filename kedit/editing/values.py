@@ -81,9 +81,20 @@ class _StepTotals:
 class _ValueOptimisation:
     """One batched optimisation of δ (one row per request): its state and its steps."""
 
-    def __init__(self, bundle, prompts: ValuePrompts, buckets: list[Bucket], cfg: ValueOptConfig, site: str,
-                 layer: int, start: int, row_keys: dict[int, torch.Tensor], keys_above: list[int],
-                 init: torch.Tensor | None, sadr: bool):
+    def __init__(
+        self,
+        bundle,
+        prompts: ValuePrompts,
+        buckets: list[Bucket],
+        cfg: ValueOptConfig,
+        site: str,
+        layer: int,
+        start: int,
+        row_keys: dict[int, torch.Tensor],
+        keys_above: list[int],
+        init: torch.Tensor | None,
+        sadr: bool,
+    ):
         self.bundle, self.prompts, self.buckets, self.cfg = bundle, prompts, buckets, cfg
         self.site, self.layer, self.start, self.keys_above = site, layer, start, keys_above
         spec, model = bundle.spec, bundle.model
@@ -152,7 +163,9 @@ class _ValueOptimisation:
         if not last and not self.defer:
             wd[active].sum().backward()
         loss = totals.nll + totals.rest + wd.detach()
-        reached = (totals.misses == 0) & (totals.prob >= cfg.argmax_stop_prob) if cfg.argmax_stop_prob > 0 else None
+        reached = (
+            (totals.misses == 0) & (totals.prob >= cfg.argmax_stop_prob) if cfg.argmax_stop_prob > 0 else None
+        )
         if not torch.isfinite(loss[active]).all():
             raise EditError("non-finite loss while optimising the edit value; weights left untouched")
         self.final_loss[active] = loss[active]
@@ -241,8 +254,12 @@ class _ValueOptimisation:
         pre_pairs = []
         if it == 0:
             for l in self.keys_above:
-                pre_pairs.append((spec.down_proj_module(model, l),
-                                  lambda m, a, l=l: self.step0_keys[l].append(a[0][:, 0].detach().clone())))
+                pre_pairs.append(
+                    (
+                        spec.down_proj_module(model, l),
+                        lambda m, a, l=l: self.step0_keys[l].append(a[0][:, 0].detach().clone()),
+                    )
+                )
         if self.site == "residual":
             hidden = torch.cat([(hidden[:, :1] + d_rows[:, None]).to(hidden.dtype), hidden[:, 1:]], dim=1)
         else:
@@ -255,9 +272,15 @@ class _ValueOptimisation:
             hook_pairs.append((spec.down_proj_module(model, self.layer), _inject))
         cache = fresh_cache(self.bundle, bk.kv, None, start=self.start) if bk.batch.n_prefix > 0 else None
         tap = self.tap
-        tap_ctx = tap.active(rw_local, self.prompts.query_cols[rw_global]) if tap else contextlib.nullcontext()
-        with layer_window(self.bundle, self.start, self.n_layers, hidden_in=hidden), hooks(pre_pairs, pre=True), \
-                hooks(hook_pairs), tap_ctx:
+        tap_ctx = (
+            tap.active(rw_local, self.prompts.query_cols[rw_global]) if tap else contextlib.nullcontext()
+        )
+        with (
+            layer_window(self.bundle, self.start, self.n_layers, hidden_in=hidden),
+            hooks(pre_pairs, pre=True),
+            hooks(hook_pairs),
+            tap_ctx,
+        ):
             out = self.base(
                 input_ids=bk.batch.suffix_ids,
                 attention_mask=bk.batch.attention_mask,
@@ -272,8 +295,16 @@ class _ValueOptimisation:
             return self.lm_head(x).float()
         return torch.nn.functional.linear(x.to(self.low), self.head_low, self.lm_head.bias).float()
 
-    def _rewrite_loss(self, logp: torch.Tensor, m: torch.Tensor, pos_row: torch.Tensor, pos_t: torch.Tensor,
-                      rw_global: torch.Tensor, rw_req: torch.Tensor, totals: _StepTotals) -> torch.Tensor:
+    def _rewrite_loss(
+        self,
+        logp: torch.Tensor,
+        m: torch.Tensor,
+        pos_row: torch.Tensor,
+        pos_t: torch.Tensor,
+        rw_global: torch.Tensor,
+        rw_req: torch.Tensor,
+        totals: _StepTotals,
+    ) -> torch.Tensor:
         """(n,) mean over each request's rewriting rows of the target NLL per target token."""
         p = self.prompts
         want = p.tgt_ids[rw_global[pos_row], pos_t]
@@ -300,7 +331,9 @@ class _ValueOptimisation:
         totals.rest += s.detach()
         return s
 
-    def _kl_loss(self, kl_lp: torch.Tensor, kl_req: torch.Tensor, it: int, totals: _StepTotals) -> torch.Tensor:
+    def _kl_loss(
+        self, kl_lp: torch.Tensor, kl_req: torch.Tensor, it: int, totals: _StepTotals
+    ) -> torch.Tensor:
         """(n,) λ_KL·KL(P_δ‖P_0) of the next-token distribution at each request's KL anchor."""
         if it == 0:
             if self.kl_init.shape[1] == 0:
@@ -333,19 +366,27 @@ def optimise_values(
     key_layers = sorted(set(key_layers))
     keys_below = [l for l in key_layers if l < start]
     keys_above = [l for l in key_layers if l >= start]
-    buckets, grab = cached_buckets(bundle, prompts, pad_id(bundle.tokenizer), start, keys_below,
-                                   layer if site == "residual" else None)
+    buckets, grab = cached_buckets(
+        bundle, prompts, pad_id(bundle.tokenizer), start, keys_below, layer if site == "residual" else None
+    )
     init = grab["init"][prompts.bare].float() if site == "residual" else None
     row_keys = {l: grab[("k", l)][: prompts.n_rw] for l in keys_below}
-    opt = _ValueOptimisation(bundle, prompts, buckets, cfg, site, layer, start, row_keys, keys_above, init, sadr)
+    opt = _ValueOptimisation(
+        bundle, prompts, buckets, cfg, site, layer, start, row_keys, keys_above, init, sadr
+    )
     it = opt.run()
     assert opt.init is not None  # step 0 read it (or it was given): run() always takes step 0
     delta = opt.delta.detach()
     if not torch.isfinite(delta).all():
         raise EditError("non-finite edit value; weights left untouched")
     seconds = time.perf_counter() - t0
-    log.debug("values: %d requests, %d steps, %.2fs, loss %s", prompts.n_requests, it + 1, seconds,
-              opt.final_loss.tolist())
+    log.debug(
+        "values: %d requests, %d steps, %.2fs, loss %s",
+        prompts.n_requests,
+        it + 1,
+        seconds,
+        opt.final_loss.tolist(),
+    )
     return ValueResult(
         delta=delta,
         init=opt.init,

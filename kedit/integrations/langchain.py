@@ -20,7 +20,9 @@ try:
     from langchain_core.retrievers import BaseRetriever
     from langchain_core.runnables import RunnableLambda
 except ImportError as exc:
-    raise MissingExtraError(f"the LangChain adapters need langchain-core: pip install 'kedit[langchain]' ({exc})") from exc
+    raise MissingExtraError(
+        f"the LangChain adapters need langchain-core: pip install 'kedit[langchain]' ({exc})"
+    ) from exc
 from pydantic import ConfigDict
 
 
@@ -35,7 +37,9 @@ class KnowledgeRetriever(BaseRetriever):
     as_of: Any = None
     scoped: bool = True
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
         if not self.scoped:
             return [_document(h) for h in self.layer.store.search(query, k=self.k, as_of=self.as_of)]
         decision = self.layer.in_scope(query, as_of=self.as_of)
@@ -52,8 +56,16 @@ class KnowledgeRetriever(BaseRetriever):
 
 def _document(hit: Hit) -> Document:
     """A piece of evidence as a LangChain Document (the metadata names its kind, id and tier as `Answer`s do)."""
-    return Document(page_content=hit.text, metadata={"kind": hit.kind, "id": hit.id, "score": float(hit.score),
-                                                     "source": hit.source, "tier": hit.tier.name.lower()})
+    return Document(
+        page_content=hit.text,
+        metadata={
+            "kind": hit.kind,
+            "id": hit.id,
+            "score": float(hit.score),
+            "source": hit.source,
+            "tier": hit.tier.name.lower(),
+        },
+    )
 
 
 def knowledge_runnable(layer):
@@ -65,6 +77,8 @@ def knowledge_runnable(layer):
     def _invoke(inputs: str | dict) -> str:
         if isinstance(inputs, str):
             return layer.query(inputs).text
-        return layer.query(inputs["question"], instructions=inputs.get("instructions"), as_of=inputs.get("as_of")).text
+        return layer.query(
+            inputs["question"], instructions=inputs.get("instructions"), as_of=inputs.get("as_of")
+        ).text
 
     return RunnableLambda(_invoke, name="kedit_query")

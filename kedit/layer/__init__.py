@@ -24,5 +24,13 @@ from kedit.preference import Tier
 from kedit.probes import LOCALITY_PROBES
 from kedit.store.hit import Hit
 
-__all__ = ["LOCALITY_PROBES", "ClosedBookView", "EditResult", "ForgetReport", "Hit", "InsertResult",
-           "KnowledgeLayer", "Tier"]
+__all__ = [
+    "LOCALITY_PROBES",
+    "ClosedBookView",
+    "EditResult",
+    "ForgetReport",
+    "Hit",
+    "InsertResult",
+    "KnowledgeLayer",
+    "Tier",
+]

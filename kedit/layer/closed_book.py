@@ -33,4 +33,6 @@ class ClosedBookView:
             self.store.close()
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
 __all__ = ["ClosedBookView"]

@@ -47,7 +47,9 @@ def validate(layer, items: Iterable[Mapping[str, Any]]) -> list[ValidatedEdit]:
     plan = []
     for raw in items:
         item = dict(raw)
-        request = layer._request(item.get("prompt"), item.get("target"), item.get("subject"), item.get("relation"))
+        request = layer._request(
+            item.get("prompt"), item.get("target"), item.get("subject"), item.get("relation")
+        )
         plan.append(ValidatedEdit(item, request, layer._relation(item.get("relation"), request.prompt)))
     if not plan:
         raise EditError("edit_many got no items")
@@ -75,11 +77,21 @@ def probe_and_route(layer, validated: list[ValidatedEdit], route: Route | str | 
     routed, plan = 0, []
     for edit, score, current in zip(validated, scores, currents):
         item = edit.item
-        signals = layer._signals(edit.request, edit.relation_id, valid_from=item.get("valid_from"),
-                                 valid_to=item.get("valid_to"), volatile=item.get("volatile", False), probe=False)
-        signals = dataclasses.replace(signals, live_edits=signals.live_edits + routed,
-                                      already_states_target=score.accuracy == 1.0,
-                                      target_prob_before=score.prob, current_answer=current)
+        signals = layer._signals(
+            edit.request,
+            edit.relation_id,
+            valid_from=item.get("valid_from"),
+            valid_to=item.get("valid_to"),
+            volatile=item.get("volatile", False),
+            probe=False,
+        )
+        signals = dataclasses.replace(
+            signals,
+            live_edits=signals.live_edits + routed,
+            already_states_target=score.accuracy == 1.0,
+            target_prob_before=score.prob,
+            current_answer=current,
+        )
         plan.append(PlannedEdit(item, edit.request, edit.relation_id, layer.router.decide(signals, route)))
         routed += plan[-1].decision.route in _TO_WEIGHTS
     return plan
@@ -124,22 +136,34 @@ def write_weights(layer, plan: list[PlannedEdit], method: str | None, sadr: bool
     for planned in failed:
         # the batch stays (the others verified); this fact is also recorded in the store
         d = planned.decision
-        planned.decision = RouteDecision(Route.BOTH, (*d.reasons, "this fact did not verify in the batch edit; "
-                                                      "the store holds it for queries"), d.signals, d.forced)
+        planned.decision = RouteDecision(
+            Route.BOTH,
+            (*d.reasons, "this fact did not verify in the batch edit; the store holds it for queries"),
+            d.signals,
+            d.forced,
+        )
     layer._measure_drift()
     return record.id
 
 
-def write_store(layer, plan: list[PlannedEdit], edit_id: str | None, source: str, t0: float) -> list[EditResult]:
+def write_store(
+    layer, plan: list[PlannedEdit], edit_id: str | None, source: str, t0: float
+) -> list[EditResult]:
     """The store's share of the batch and one ledger entry per item.
 
     Structured facts are written in one transaction (embedded in one batch) when no two share a subject and
     relation, else one by one, so a later one supersedes an earlier one; an item without a relation is
     stored as a passage."""
     facts = {
-        idx: dict(subject=p.request.subject, relation=p.relation_id, object=p.request.target, source=source,
-                  valid_from=p.item.get("valid_from"), valid_to=p.item.get("valid_to"),
-                  provenance={"prompt": p.request.prompt, "edit_id": edit_id if p.verification else None})
+        idx: dict(
+            subject=p.request.subject,
+            relation=p.relation_id,
+            object=p.request.target,
+            source=source,
+            valid_from=p.item.get("valid_from"),
+            valid_to=p.item.get("valid_to"),
+            provenance={"prompt": p.request.prompt, "edit_id": edit_id if p.verification else None},
+        )
         for idx, p in enumerate(plan)
         if p.decision.route in _TO_STORE and p.relation_id is not None
     }
@@ -155,39 +179,80 @@ def write_store(layer, plan: list[PlannedEdit], edit_id: str | None, source: str
         if idx in stored:
             fact_id = stored[idx].id
         elif decision.route in _TO_STORE:
-            passages = layer.store.add_document(f"{request.text} {request.target}.", source=source,
-                                                valid_from=planned.item.get("valid_from"),
-                                                valid_to=planned.item.get("valid_to"))
+            passages = layer.store.add_document(
+                f"{request.text} {request.target}.",
+                source=source,
+                valid_from=planned.item.get("valid_from"),
+                valid_to=planned.item.get("valid_to"),
+            )
             passage_ids = [p.id for p in passages]
-            decision = RouteDecision(decision.route, (*decision.reasons, f"stored as passage {passages[0].id}"),
-                                     decision.signals, decision.forced)
+            decision = RouteDecision(
+                decision.route,
+                (*decision.reasons, f"stored as passage {passages[0].id}"),
+                decision.signals,
+                decision.forced,
+            )
         own_edit = edit_id if planned.verification else None
         entry = layer.store.record_edit(
-            decision=decision.route.value, reasons=list(decision.reasons), fact_id=fact_id, edit_id=own_edit,
-            details={"kind": "edit", "request": request.to_dict(), "relation": planned.relation_id,
-                     "passage_ids": passage_ids, "verification": planned.verification,
-                     "signals": decision.to_dict()["signals"]},
+            decision=decision.route.value,
+            reasons=list(decision.reasons),
+            fact_id=fact_id,
+            edit_id=own_edit,
+            details={
+                "kind": "edit",
+                "request": request.to_dict(),
+                "relation": planned.relation_id,
+                "passage_ids": passage_ids,
+                "verification": planned.verification,
+                "signals": decision.to_dict()["signals"],
+            },
         )
-        results.append(EditResult(
-            id=str(entry.id), route=decision.route, reasons=list(decision.reasons), subject=request.subject,
-            relation=planned.relation_id, target=request.target, prompt=request.prompt, fact_id=fact_id,
-            edit_id=own_edit, verification=[planned.verification] if planned.verification else [],
-            seconds=time.perf_counter() - t0,
-        ))
+        results.append(
+            EditResult(
+                id=str(entry.id),
+                route=decision.route,
+                reasons=list(decision.reasons),
+                subject=request.subject,
+                relation=planned.relation_id,
+                target=request.target,
+                prompt=request.prompt,
+                fact_id=fact_id,
+                edit_id=own_edit,
+                verification=[planned.verification] if planned.verification else [],
+                seconds=time.perf_counter() - t0,
+            )
+        )
     return results
 
 
-def edit_many(layer, items: Iterable[Mapping[str, Any]], *, route: Route | str | None, method: str | None,
-              sadr: bool, source: str) -> list[EditResult]:
+def edit_many(
+    layer,
+    items: Iterable[Mapping[str, Any]],
+    *,
+    route: Route | str | None,
+    method: str | None,
+    sadr: bool,
+    source: str,
+) -> list[EditResult]:
     """The plan, step by step (see the module docstring)."""
     t0 = time.perf_counter()
     validated = validate(layer, items)
     if not layer.editable and route != Route.STORE:
-        warnings.warn(f"kedit: the model cannot be edited ({layer.editable_reason}); facts go to the store",
-                      stacklevel=3)
+        warnings.warn(
+            f"kedit: the model cannot be edited ({layer.editable_reason}); facts go to the store",
+            stacklevel=3,
+        )
     plan = probe_and_route(layer, validated, route)
     edit_id = write_weights(layer, plan, method, sadr)
     return write_store(layer, plan, edit_id, source, t0)
 
 
-__all__ = ["PlannedEdit", "ValidatedEdit", "edit_many", "probe_and_route", "validate", "write_store", "write_weights"]
+__all__ = [
+    "PlannedEdit",
+    "ValidatedEdit",
+    "edit_many",
+    "probe_and_route",
+    "validate",
+    "write_store",
+    "write_weights",
+]

@@ -39,8 +39,18 @@ class KnowledgeLayer:
     `method=` per call, choose others.
     """
 
-    def __init__(self, path: Path, bundle, store, *, edit_method: str = "alphaedit", batch_method: str = "memit",
-                 router: Router | None = None, edit_budget: int = 64, drift_budget: float = 0.15) -> None:
+    def __init__(
+        self,
+        path: Path,
+        bundle,
+        store,
+        *,
+        edit_method: str = "alphaedit",
+        batch_method: str = "memit",
+        router: Router | None = None,
+        edit_budget: int = 64,
+        drift_budget: float = 0.15,
+    ) -> None:
         self.path = path
         self.bundle = bundle
         self.store = store
@@ -60,8 +70,16 @@ class KnowledgeLayer:
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, model: str | Any = "smollm2-135m", *, embedder=None, device=None, dtype=None,
-             **options) -> KnowledgeLayer:
+    def open(
+        cls,
+        path: str | Path,
+        model: str | Any = "smollm2-135m",
+        *,
+        embedder=None,
+        device=None,
+        dtype=None,
+        **options,
+    ) -> KnowledgeLayer:
         """Create or reopen a knowledge base; its live weight edits are re-applied to the model.
 
         `model`: an embedded model name, a model directory or .gguf path (loaded on `device` in `dtype`,
@@ -144,8 +162,9 @@ class KnowledgeLayer:
 
         # the open vocabulary: a known template, else a relation whose bank holds a near-identical template
         # (the head's join_similarity, measured on counterfact-train), else a new learned relation
-        relation_id, _how = relation_for_template(self.store, prompt_template, self.scope,
-                                                  self.scope.head.join_similarity)
+        relation_id, _how = relation_for_template(
+            self.store, prompt_template, self.scope, self.scope.head.join_similarity
+        )
         return relation_id
 
     @property
@@ -165,8 +184,16 @@ class KnowledgeLayer:
         """
         return self.scope.decide(text, as_of=as_of)
 
-    def _signals(self, request, relation_id: str | None, *, valid_from, valid_to, volatile: bool = False,
-                 probe: bool = True) -> RouterSignals:
+    def _signals(
+        self,
+        request,
+        relation_id: str | None,
+        *,
+        valid_from,
+        valid_to,
+        volatile: bool = False,
+        probe: bool = True,
+    ) -> RouterSignals:
         functional = None
         if relation_id is not None:
             functional = self.store.relations.resolve(relation_id).functional
@@ -226,9 +253,21 @@ class KnowledgeLayer:
         `volatile=True` marks a fact expected to change soon (the router keeps it in the store).
         """
         return self.edit_many(
-            [dict(prompt=prompt, target=target, subject=subject, relation=relation, valid_from=valid_from,
-                  valid_to=valid_to, volatile=volatile)],
-            route=route, method=method or self.edit_method, sadr=sadr, source=source,
+            [
+                dict(
+                    prompt=prompt,
+                    target=target,
+                    subject=subject,
+                    relation=relation,
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                    volatile=volatile,
+                )
+            ],
+            route=route,
+            method=method or self.edit_method,
+            sadr=sadr,
+            source=source,
         )[0]
 
     def edit_many(
@@ -267,8 +306,18 @@ class KnowledgeLayer:
         unless `extract_facts=False` (the text is kept as a passage only, e.g. an unverified source).
         `route="both"`/`"parametric"` sends a structured fact through `edit` instead.
         """
-        return insert_text(self, text, subject=subject, relation=relation, object=object, source=source,
-                           valid_from=valid_from, valid_to=valid_to, route=route, extract_facts=extract_facts)
+        return insert_text(
+            self,
+            text,
+            subject=subject,
+            relation=relation,
+            object=object,
+            source=source,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            route=route,
+            extract_facts=extract_facts,
+        )
 
     def insert_many(self, items: Iterable[Mapping[str, Any]]) -> list[InsertResult]:
         return [self.insert(**dict(item)) for item in items]
@@ -307,21 +356,37 @@ class KnowledgeLayer:
         return ledger.show(self, entry_id)
 
     # -- query ----------------------------------------------------------------------------------
-    def query(self, question: str, instructions: str | None = None, *, as_of: Any = None, k: int = 5,
-              max_new_tokens: int = 12):
+    def query(
+        self,
+        question: str,
+        instructions: str | None = None,
+        *,
+        as_of: Any = None,
+        k: int = 5,
+        max_new_tokens: int = 12,
+    ):
         """Answer `question` from every source, resolving conflicts by the knowledge-preference rules."""
         from kedit.query import answer_question
 
-        return answer_question(self, question, instructions=instructions, as_of=as_of, k=k,
-                               max_new_tokens=max_new_tokens)
+        return answer_question(
+            self, question, instructions=instructions, as_of=as_of, k=k, max_new_tokens=max_new_tokens
+        )
 
-    def query_many(self, questions: Iterable[str], instructions: str | None = None, *, as_of: Any = None,
-                   k: int = 5, max_new_tokens: int = 12) -> list:
+    def query_many(
+        self,
+        questions: Iterable[str],
+        instructions: str | None = None,
+        *,
+        as_of: Any = None,
+        k: int = 5,
+        max_new_tokens: int = 12,
+    ) -> list:
         """`query` for many questions at once (the model's work of all of them is batched)."""
         from kedit.query import answer_questions
 
-        return answer_questions(self, list(questions), instructions=instructions, as_of=as_of, k=k,
-                                max_new_tokens=max_new_tokens)
+        return answer_questions(
+            self, list(questions), instructions=instructions, as_of=as_of, k=k, max_new_tokens=max_new_tokens
+        )
 
     # -- LangChain ------------------------------------------------------------------------------
     def as_retriever(self, k: int = 5):

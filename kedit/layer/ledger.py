@@ -29,7 +29,9 @@ def undo(layer, entry_id: str | int) -> dict:
                 done.append(f"fact {fid} tombstoned")
     passage_ids = set(entry.details.get("passage_ids") or [])
     if passage_ids and entry.decision != Route.REMOVE.value:
-        documents = {p.document_id for p in layer.store.passages() if p.id in passage_ids and not p.deleted_at}
+        documents = {
+            p.document_id for p in layer.store.passages() if p.id in passage_ids and not p.deleted_at
+        }
         for document_id in sorted(documents):
             layer.store.delete_document(document_id)
             done.append(f"document {document_id} deleted")
@@ -38,22 +40,36 @@ def undo(layer, entry_id: str | int) -> dict:
     layer.store.record_edit(decision="undo", reasons=done, details={"kind": "undo", "undoes": entry.id})
     return {"undone": str(entry.id), "actions": done}
 
+
 def history(layer) -> list[dict]:
     """The ledger, oldest first: every edit, insert, forget and undo with its route and reasons."""
     return [
-        {"id": str(e.id), "decision": e.decision, "reasons": e.reasons, "fact_id": e.fact_id,
-         "edit_id": e.edit_id, "kind": e.details.get("kind"), "created_at": e.created_at,
-         "details": e.details}
+        {
+            "id": str(e.id),
+            "decision": e.decision,
+            "reasons": e.reasons,
+            "fact_id": e.fact_id,
+            "edit_id": e.edit_id,
+            "kind": e.details.get("kind"),
+            "created_at": e.created_at,
+            "details": e.details,
+        }
         for e in layer.store.ledger
     ]
+
 
 def show(layer, entry_id: str | int) -> dict:
     for item in layer.history():
         if item["id"] == str(entry_id):
             if item["fact_id"]:
                 fact = layer.store.fact(item["fact_id"])
-                item["fact"] = {"subject": fact.subject, "relation": fact.relation, "object": fact.object,
-                                "sentence": fact.sentence, "deleted_at": fact.deleted_at}
+                item["fact"] = {
+                    "subject": fact.subject,
+                    "relation": fact.relation,
+                    "object": fact.object,
+                    "sentence": fact.sentence,
+                    "deleted_at": fact.deleted_at,
+                }
             item["live_weight_change"] = bool(item["edit_id"] and layer.weights.find(item["edit_id"]))
             return item
     raise KeditError(f"no ledger entry {entry_id!r}")

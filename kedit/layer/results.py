@@ -64,4 +64,5 @@ class InsertResult:
             "passage_ids": self.passage_ids,
         }
 
+
 __all__ = ["EditResult", "InsertResult"]

@@ -44,8 +44,7 @@ class WeightDelta(ABC):
     kind: ClassVar[str]
 
     @abstractmethod
-    def apply(self, param: torch.Tensor) -> None:
-        ...
+    def apply(self, param: torch.Tensor) -> None: ...
 
     @abstractmethod
     def dense(self, shape: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -54,8 +53,7 @@ class WeightDelta(ABC):
         ...
 
     @abstractmethod
-    def tensors(self) -> dict[str, torch.Tensor]:
-        ...
+    def tensors(self) -> dict[str, torch.Tensor]: ...
 
     @abstractmethod
     def fits(self, shape: tuple[int, ...]) -> bool:
@@ -135,8 +133,14 @@ class Rows(WeightDelta):
         return {"index": self.index, "values": self.values}
 
     def fits(self, shape: tuple[int, ...]) -> bool:
-        in_range = self.index.numel() == 0 or (int(self.index.min()) >= 0 and int(self.index.max()) < shape[0])
-        return tuple(self.values.shape[1:]) == tuple(shape[1:]) and len(self.index) == len(self.values) and in_range
+        in_range = self.index.numel() == 0 or (
+            int(self.index.min()) >= 0 and int(self.index.max()) < shape[0]
+        )
+        return (
+            tuple(self.values.shape[1:]) == tuple(shape[1:])
+            and len(self.index) == len(self.values)
+            and in_range
+        )
 
     @staticmethod
     def of(delta: torch.Tensor) -> Rows:
@@ -188,8 +192,11 @@ def fingerprint(weight: torch.Tensor) -> dict:
     if n > FINGERPRINT_SAMPLES:
         flat = flat[torch.linspace(0, n - 1, FINGERPRINT_SAMPLES, device=flat.device).long()]
     raw = flat.contiguous().cpu().view(torch.uint8).numpy().tobytes()
-    return {"shape": list(weight.shape), "dtype": str(weight.dtype).removeprefix("torch."),
-            "sample_sha256": hashlib.sha256(raw).hexdigest()}
+    return {
+        "shape": list(weight.shape),
+        "dtype": str(weight.dtype).removeprefix("torch."),
+        "sample_sha256": hashlib.sha256(raw).hexdigest(),
+    }
 
 
 def fingerprint_mismatch(weight: torch.Tensor, expected: dict) -> str | None:

@@ -310,6 +310,7 @@ class SentenceEmbedder:
                 )
                 self._pool_pid = os.getpid()
             pool = self._pool
+
         def encode(batch: slice) -> np.ndarray:
             return self._encode_batch(texts[batch])
 

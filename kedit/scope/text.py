@@ -17,8 +17,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Dr|Mr|Ms|St|Jr|Sr
 
 # a relation phrase governing a noun phrase that goes on to name the subject: "... of the country that X
 # is a citizen of", "... in the city where X was born" ("the name of the team that X" is one hop)
-_NESTED = re.compile(r"(?<!name )\b(?:of|in|for|from|at|by|on|with|to)\s+(?:the|a|an)\s+(?:[\w'-]+\s+){0,3}?"
-                     r"(?:that|which|where|whose|who|whom|of|by|to|with|in|for)\b", re.IGNORECASE)
+_NESTED = re.compile(
+    r"(?<!name )\b(?:of|in|for|from|at|by|on|with|to)\s+(?:the|a|an)\s+(?:[\w'-]+\s+){0,3}?"
+    r"(?:that|which|where|whose|who|whom|of|by|to|with|in|for)\b",
+    re.IGNORECASE,
+)
 
 
 def nests_hops(text: str, subject_start: int) -> bool:

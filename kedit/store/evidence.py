@@ -78,8 +78,15 @@ def _session_row(hit: Hit) -> dict:
 
 
 class EvidencePool:
-    def __init__(self, store: KnowledgeStore, *, k: int = 5, max_rounds: int = 3, tau: float = 0.5,
-                 persist: bool = True) -> None:
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        *,
+        k: int = 5,
+        max_rounds: int = 3,
+        tau: float = 0.5,
+        persist: bool = True,
+    ) -> None:
         self.store = store
         self.k = k
         self.max_rounds = max_rounds
@@ -204,11 +211,15 @@ class EvidencePool:
                 bound_now.append(asdict(slot))
                 if index + 1 < len(slots):
                     slots[index + 1] = replace(slots[index + 1], subject=slot.object)
-            rounds.append(EvidenceRound(
-                round=round_number, queries=queries,
-                hits=[_session_row(e) for e in pool.values() if e.round == round_number],
-                bound=bound_now, new_evidence=new,
-            ))
+            rounds.append(
+                EvidenceRound(
+                    round=round_number,
+                    queries=queries,
+                    hits=[_session_row(e) for e in pool.values() if e.round == round_number],
+                    bound=bound_now,
+                    new_evidence=new,
+                )
+            )
             if all(s.bound for s in slots) or new == 0:
                 break
         complete = bool(slots) and all(s.bound for s in slots)

@@ -35,10 +35,17 @@ class Tier(IntEnum):
 
     @property
     def label(self) -> str:
-        return {0: "user instruction", 1: "edited/stored fact", 2: "retrieved passage", 3: "model memory"}[self.value]
+        return {0: "user instruction", 1: "edited/stored fact", 2: "retrieved passage", 3: "model memory"}[
+            self.value
+        ]
 
 
-_TIER_OF_KIND = {INSTRUCTION: Tier.INSTRUCTION, FACT: Tier.STORED, PASSAGE: Tier.PASSAGE, MODEL: Tier.PARAMETRIC}
+_TIER_OF_KIND = {
+    INSTRUCTION: Tier.INSTRUCTION,
+    FACT: Tier.STORED,
+    PASSAGE: Tier.PASSAGE,
+    MODEL: Tier.PARAMETRIC,
+}
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,17 @@ class Hit:
     @classmethod
     def of_fact(cls, fact: Fact, score: float = 1.0, *, via: str = "vector", round: int = 0) -> Hit:
         """A stored fact as evidence: it asserts its object."""
-        return cls(FACT, fact.id, fact.sentence, score, fact.source, fact=fact, via=via, round=round,
-                   answer=fact.object)
+        return cls(
+            FACT,
+            fact.id,
+            fact.sentence,
+            score,
+            fact.source,
+            fact=fact,
+            via=via,
+            round=round,
+            answer=fact.object,
+        )
 
     @classmethod
     def of_passage(cls, passage: Passage, score: float) -> Hit:

@@ -91,8 +91,9 @@ class DerivedIndexes:
     load or rebuild had to rebuild ("vectors:fact", "vectors:passage", "graph").
     """
 
-    def __init__(self, root: Path, record: memory.Record, embedding: Embedding, *, read_only: bool,
-                 hnsw_threshold: int) -> None:
+    def __init__(
+        self, root: Path, record: memory.Record, embedding: Embedding, *, read_only: bool, hnsw_threshold: int
+    ) -> None:
         self.root = root
         self.record = record
         self.embedding = embedding
@@ -157,7 +158,9 @@ class DerivedIndexes:
             if index is None:
                 index = retrieval.VectorIndex(vectors.shape[1], hnsw_threshold=self.hnsw_threshold)
             index.add([i for i, _ in missing], vectors)
-        self.vectors[kind] = index or retrieval.VectorIndex(self.embedding.dim, hnsw_threshold=self.hnsw_threshold)
+        self.vectors[kind] = index or retrieval.VectorIndex(
+            self.embedding.dim, hnsw_threshold=self.hnsw_threshold
+        )
         self.rebuilt.append(f"vectors:{kind}")
 
     def rebuild(self) -> list[str]:
@@ -187,8 +190,12 @@ class DerivedIndexes:
         if self.read_only or self.synced_version != self.record.version:
             return
         for kind, index in self.vectors.items():
-            index.save(self.root / VECTORS_DIR, kind, record_version=self.synced_version,
-                       extra={"model": self.embedding.model_name})
+            index.save(
+                self.root / VECTORS_DIR,
+                kind,
+                record_version=self.synced_version,
+                extra={"model": self.embedding.model_name},
+            )
         if self.triples is not None:
             self.triples._ox.flush()
             graph.write_stamp(self.root / GRAPH_DIR / GRAPH_STAMP, self.synced_version, self.record.count())

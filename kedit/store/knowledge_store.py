@@ -44,24 +44,40 @@ RECORD_FILE = "record.sqlite"
 class KnowledgeStore:
     """Facts and passages with time validity, searchable by meaning, walkable as a graph."""
 
-    def __init__(self, root: Path, record: memory.Record, embedder: Embedder | None, *, read_only: bool,
-                 hnsw_threshold: int, lexical_weight: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        record: memory.Record,
+        embedder: Embedder | None,
+        *,
+        read_only: bool,
+        hnsw_threshold: int,
+        lexical_weight: float,
+    ) -> None:
         self.root = root
         self.record = record
         self.read_only = read_only
         self.lexical_weight = lexical_weight
         self.hnsw_threshold = hnsw_threshold
         self._embedding = Embedding(record, embedder, read_only=read_only)
-        self._derived = DerivedIndexes(root, record, self._embedding, read_only=read_only,
-                                       hnsw_threshold=hnsw_threshold)
+        self._derived = DerivedIndexes(
+            root, record, self._embedding, read_only=read_only, hnsw_threshold=hnsw_threshold
+        )
         self._fact_writer = FactWriter(record, self._embedding, self._derived)
         self._passage_writer = PassageWriter(record, self._embedding, self._derived)
         self._closed = False
 
     # -- opening and closing --------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, embedder: Embedder | None = None, *, read_only: bool = False,
-             hnsw_threshold: int = 50_000, lexical_weight: float = 0.15) -> KnowledgeStore:
+    def open(
+        cls,
+        path: str | Path,
+        embedder: Embedder | None = None,
+        *,
+        read_only: bool = False,
+        hnsw_threshold: int = 50_000,
+        lexical_weight: float = 0.15,
+    ) -> KnowledgeStore:
         """Open (or create) the store in directory `path`.
 
         `embedder` has `.encode(list[str]) -> (n, d)` unit vectors; by default MiniLM, loaded only when
@@ -75,8 +91,14 @@ class KnowledgeStore:
                 (root / VECTORS_DIR).mkdir(parents=True, exist_ok=True)
                 (root / GRAPH_DIR).mkdir(parents=True, exist_ok=True)
             record = memory.Record.open(root / RECORD_FILE, read_only=read_only)
-        store = cls(root, record, embedder, read_only=read_only, hnsw_threshold=hnsw_threshold,
-                    lexical_weight=lexical_weight)
+        store = cls(
+            root,
+            record,
+            embedder,
+            read_only=read_only,
+            hnsw_threshold=hnsw_threshold,
+            lexical_weight=lexical_weight,
+        )
         try:
             with translated():
                 store._derived.load()
@@ -167,12 +189,35 @@ class KnowledgeStore:
         return self._derived.graph.linker
 
     # -- facts ----------------------------------------------------------------------------------
-    def add_fact(self, subject: str, relation: str, object: str, *, sentence: str | None = None,
-                 source: str = "user", confidence: float = 1.0, valid_from: Any = None, valid_to: Any = None,
-                 provenance: Mapping[str, Any] | None = None) -> Fact:
+    def add_fact(
+        self,
+        subject: str,
+        relation: str,
+        object: str,
+        *,
+        sentence: str | None = None,
+        source: str = "user",
+        confidence: float = 1.0,
+        valid_from: Any = None,
+        valid_to: Any = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Fact:
         """Store one fact; the sentence defaults to the relation's cloze template filled in."""
-        return self.add_facts([NewFact(subject, relation, object, sentence, source, confidence, valid_from,
-                                       valid_to, None if provenance is None else dict(provenance))])[0]
+        return self.add_facts(
+            [
+                NewFact(
+                    subject,
+                    relation,
+                    object,
+                    sentence,
+                    source,
+                    confidence,
+                    valid_from,
+                    valid_to,
+                    None if provenance is None else dict(provenance),
+                )
+            ]
+        )[0]
 
     def add_facts(self, facts: Iterable[FactLike]) -> list[Fact]:
         """Store many facts in one transaction (all or nothing), embedding them in one batch.
@@ -220,12 +265,25 @@ class KnowledgeStore:
         with self._writing():
             return self._fact_writer.tombstone(facts)
 
-    def facts(self, subject: str | None = None, relation: str | None = None, as_of: Any = None,
-              include_deleted: bool = False, *, object: str | None = None,
-              include_superseded: bool = True) -> list[Fact]:
+    def facts(
+        self,
+        subject: str | None = None,
+        relation: str | None = None,
+        as_of: Any = None,
+        include_deleted: bool = False,
+        *,
+        object: str | None = None,
+        include_superseded: bool = True,
+    ) -> list[Fact]:
         with translated():
-            return self.record.facts(subject, relation, object, as_of=as_of, include_deleted=include_deleted,
-                                     include_superseded=include_superseded)
+            return self.record.facts(
+                subject,
+                relation,
+                object,
+                as_of=as_of,
+                include_deleted=include_deleted,
+                include_superseded=include_superseded,
+            )
 
     def current(self, subject: str, relation: str, as_of: Any = None) -> Fact | None:
         """The fact in force for (subject, relation) at `as_of` (now): the newest valid one."""
@@ -245,13 +303,28 @@ class KnowledgeStore:
         return self.record.revisions(fact_id)
 
     # -- documents ------------------------------------------------------------------------------
-    def add_document(self, text: str | bytes, *, source: str, title: str | None = None, valid_from: Any = None,
-                     valid_to: Any = None, provenance: Mapping[str, Any] | None = None,
-                     max_chars: int = 600) -> list[Passage]:
+    def add_document(
+        self,
+        text: str | bytes,
+        *,
+        source: str,
+        title: str | None = None,
+        valid_from: Any = None,
+        valid_to: Any = None,
+        provenance: Mapping[str, Any] | None = None,
+        max_chars: int = 600,
+    ) -> list[Passage]:
         """Split `text` into passages (about `max_chars` each), store and index them."""
         with self._writing():
-            return self._passage_writer.add_document(text, source=source, title=title, valid_from=valid_from,
-                                                      valid_to=valid_to, provenance=provenance, max_chars=max_chars)
+            return self._passage_writer.add_document(
+                text,
+                source=source,
+                title=title,
+                valid_from=valid_from,
+                valid_to=valid_to,
+                provenance=provenance,
+                max_chars=max_chars,
+            )
 
     def delete_document(self, document_id: int) -> list[Passage]:
         with self._writing():
@@ -271,17 +344,33 @@ class KnowledgeStore:
             return self._passage_writer.tombstone(passage_ids)
 
     # -- search ---------------------------------------------------------------------------------
-    def search(self, query: str, k: int = 5, *, as_of: Any = None, kinds: Sequence[str] = KINDS,
-               include_superseded: bool = False, lexical: bool = True) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        as_of: Any = None,
+        kinds: Sequence[str] = KINDS,
+        include_superseded: bool = False,
+        lexical: bool = True,
+    ) -> list[Hit]:
         """The `k` best facts/passages for `query`, valid `as_of` (now when None).
 
         Superseded facts of functional relations are left out unless `include_superseded`. Dense scores
         (cosine) get a lexical bonus for names and numbers shared with the query.
         """
         with translated():
-            return search(self.record, self._indexes, self._embed, query, k, as_of=as_of, kinds=kinds,
-                          include_superseded=include_superseded,
-                          lexical_weight=self.lexical_weight if lexical else 0.0)
+            return search(
+                self.record,
+                self._indexes,
+                self._embed,
+                query,
+                k,
+                as_of=as_of,
+                kinds=kinds,
+                include_superseded=include_superseded,
+                lexical_weight=self.lexical_weight if lexical else 0.0,
+            )
 
     # -- graph ----------------------------------------------------------------------------------
     def neighbours(self, entity: str, hops: int = 1) -> list[Fact]:
@@ -322,21 +411,40 @@ class KnowledgeStore:
     def relations(self) -> memory.RelationVocabulary:
         return self.record.relations
 
-    def register_relation(self, id: str, label: str, *, cloze: str, question: str, functional: bool = True,
-                          aliases: Sequence[str] = (), source: str = "custom") -> Relation:
+    def register_relation(
+        self,
+        id: str,
+        label: str,
+        *,
+        cloze: str,
+        question: str,
+        functional: bool = True,
+        aliases: Sequence[str] = (),
+        source: str = "custom",
+    ) -> Relation:
         """Add a relation to the vocabulary (persisted); `source` says where it came from ("custom", "learned")."""
         with self._writing():
             relation = Relation(id, label, cloze, question, functional, tuple(aliases), source=source)
             return self.record.register_relation(relation)
 
-    def record_edit(self, *, decision: str, reasons: Sequence[str] = (), fact_id: int | None = None,
-                    edit_id: str | None = None, details: Mapping[str, Any] | None = None) -> EditEntry:
+    def record_edit(
+        self,
+        *,
+        decision: str,
+        reasons: Sequence[str] = (),
+        fact_id: int | None = None,
+        edit_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> EditEntry:
         """Write a ledger line linking a fact, a parametric edit record id, and the router's decision."""
         with self._writing():
-            return self.record.record_edit(decision=decision, reasons=reasons, fact_id=fact_id, edit_id=edit_id,
-                                           details=details)
+            return self.record.record_edit(
+                decision=decision, reasons=reasons, fact_id=fact_id, edit_id=edit_id, details=details
+            )
 
-    def redact_edit(self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None) -> EditEntry:
+    def redact_edit(
+        self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None
+    ) -> EditEntry:
         """Rewrite one ledger line's reasons and details (used by forgetting to scrub forgotten text)."""
         with self._writing():
             return self.record.redact_edit(entry_id, reasons, details)
@@ -376,8 +484,13 @@ class KnowledgeStore:
 
     # -- status ---------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        return {"facts": self.record.count(FACT), "passages": self.record.count(PASSAGE),
-                "record_version": self.record.version, **self._derived.stats(), "embedding_model": self.model_name}
+        return {
+            "facts": self.record.count(FACT),
+            "passages": self.record.count(PASSAGE),
+            "record_version": self.record.version,
+            **self._derived.stats(),
+            "embedding_model": self.model_name,
+        }
 
 
 __all__ = ["Embedder", "FactLike", "KnowledgeStore"]

@@ -20,7 +20,9 @@ EXPORT_RECORD = "record.jsonl"
 _FACT_FIELDS = ("subject", "relation", "object", "sentence", "source", "confidence", "valid_from", "valid_to")
 
 
-def export(record: memory.Record, triples: graph.TripleStore, path: str | Path, *, graph_format: str = "nt") -> Path:
+def export(
+    record: memory.Record, triples: graph.TripleStore, path: str | Path, *, graph_format: str = "nt"
+) -> Path:
     """Write `record.jsonl` and `graph.<nt|ttl>` into directory `path`; returns the directory."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
@@ -38,8 +40,17 @@ class ImportTarget(Protocol):
     @property
     def relations(self) -> memory.RelationVocabulary: ...
 
-    def register_relation(self, id: str, label: str, *, cloze: str, question: str, functional: bool = True,
-                          aliases: Sequence[str] = (), source: str = "custom") -> Relation: ...
+    def register_relation(
+        self,
+        id: str,
+        label: str,
+        *,
+        cloze: str,
+        question: str,
+        functional: bool = True,
+        aliases: Sequence[str] = (),
+        source: str = "custom",
+    ) -> Relation: ...
 
     def add_aliases(self, canonical: str, aliases: Iterable[str]) -> None: ...
 
@@ -47,11 +58,26 @@ class ImportTarget(Protocol):
 
     def _tombstone(self, facts: Sequence[Fact]) -> list[Fact]: ...
 
-    def add_document(self, text: str, *, source: str, title: str | None = None, valid_from: Any = None,
-                     valid_to: Any = None, provenance: Mapping[str, Any] | None = None) -> list[Passage]: ...
+    def add_document(
+        self,
+        text: str,
+        *,
+        source: str,
+        title: str | None = None,
+        valid_from: Any = None,
+        valid_to: Any = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> list[Passage]: ...
 
-    def record_edit(self, *, decision: str, reasons: Sequence[str] = (), fact_id: int | None = None,
-                    edit_id: str | None = None, details: Mapping[str, Any] | None = None) -> EditEntry: ...
+    def record_edit(
+        self,
+        *,
+        decision: str,
+        reasons: Sequence[str] = (),
+        fact_id: int | None = None,
+        edit_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> EditEntry: ...
 
 
 def import_path(store: ImportTarget, path: str | Path, *, source: str = "import") -> list[Fact]:
@@ -84,17 +110,24 @@ def import_rows(store: ImportTarget, rows: list[dict[str, Any]]) -> list[Fact]:
     """Write exported rows: relations and aliases first, then facts, then documents and ledger lines."""
     for row in rows:
         if row.get("type") == "relation" and row["id"] not in store.relations:
-            store.register_relation(row["id"], row["label"], cloze=row["cloze"], question=row["question"],
-                                    functional=row.get("functional", True), aliases=row.get("aliases", ()),
-                                    source=row.get("source", "custom"))
+            store.register_relation(
+                row["id"],
+                row["label"],
+                cloze=row["cloze"],
+                question=row["question"],
+                functional=row.get("functional", True),
+                aliases=row.get("aliases", ()),
+                source=row.get("source", "custom"),
+            )
     for row in rows:
         if row.get("type") == "alias":
             store.add_aliases(row["canonical"], [row["alias"]])
     fact_rows = [r for r in rows if r.get("type") == "fact"]
     try:
         new_facts = [
-            NewFact(**_fact_fields(r),
-                    provenance=dict(r.get("provenance") or {}) | {"imported_id": r.get("id")})
+            NewFact(
+                **_fact_fields(r), provenance=dict(r.get("provenance") or {}) | {"imported_id": r.get("id")}
+            )
             for r in fact_rows
         ]
     except TypeError as exc:
@@ -106,11 +139,20 @@ def import_rows(store: ImportTarget, rows: list[dict[str, Any]]) -> list[Fact]:
         store._tombstone(gone)
     for row in rows:
         if row.get("type") == "document" and not row.get("deleted_at"):
-            store.add_document("\n\n".join(row["passages"]), source=row["source"], title=row.get("title"),
-                               valid_from=row.get("valid_from"), valid_to=row.get("valid_to"),
-                               provenance=row.get("provenance"))
+            store.add_document(
+                "\n\n".join(row["passages"]),
+                source=row["source"],
+                title=row.get("title"),
+                valid_from=row.get("valid_from"),
+                valid_to=row.get("valid_to"),
+                provenance=row.get("provenance"),
+            )
         elif row.get("type") == "edit":
-            store.record_edit(decision=row["decision"], reasons=row.get("reasons", ()),
-                              fact_id=id_map.get(row.get("fact_id")), edit_id=row.get("edit_id"),
-                              details=row.get("details"))
+            store.record_edit(
+                decision=row["decision"],
+                reasons=row.get("reasons", ()),
+                fact_id=id_map.get(row.get("fact_id")),
+                edit_id=row.get("edit_id"),
+                details=row.get("details"),
+            )
     return stored

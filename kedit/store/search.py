@@ -44,7 +44,9 @@ def search(
     vector = embed([text])[0]
     hits: list[Hit] = []
     for kind in kinds:
-        hits += search_kind(record, indexes[kind], kind, text, vector, k, when, include_superseded, lexical_weight)
+        hits += search_kind(
+            record, indexes[kind], kind, text, vector, k, when, include_superseded, lexical_weight
+        )
     hits.sort(key=lambda h: -h.score)
     return hits[:k]
 
@@ -65,18 +67,15 @@ def search_kind(
     while True:
         found = index.search(vector, fetch)
         rows: Mapping[int, Fact | Passage] = (
-            record.get_facts(i for i, _ in found) if kind == FACT
+            record.get_facts(i for i, _ in found)
+            if kind == FACT
             else record.get_passages(i for i, _ in found)
         )
         live = {i: r for i, r in rows.items() if r.deleted_at is None and r.valid_at(when)}
         if kind == FACT and not include_superseded:
             current = record.current_among([r for r in live.values() if isinstance(r, Fact)], when)
             live = {i: r for i, r in live.items() if i in current}
-        keep = [
-            (item_id, score, _text(live[item_id]))
-            for item_id, score in found
-            if item_id in live
-        ]
+        keep = [(item_id, score, _text(live[item_id])) for item_id, score in found if item_id in live]
         if len(keep) >= k or len(found) < fetch:
             break
         fetch *= 4

@@ -36,7 +36,9 @@ def as_new_fact(item: FactLike) -> NewFact:
             raise StoreInputError(f"fact fields: {exc}") from None
     if isinstance(item, Sequence) and not isinstance(item, (str, bytes)) and 3 <= len(item) <= 4:
         return NewFact(*item)
-    raise StoreInputError("a fact is a NewFact, a mapping of its fields, or (subject, relation, object[, sentence])")
+    raise StoreInputError(
+        "a fact is a NewFact, a mapping of its fields, or (subject, relation, object[, sentence])"
+    )
 
 
 class FactWriter:
@@ -62,7 +64,9 @@ class FactWriter:
         fresh = dict(zip(missing, self._embedding.encode(missing))) if missing else {}
         for sentence in keep & fresh.keys():
             known[sentence] = fresh[sentence]
-        return np.stack([fresh[s] if s in fresh else known[s] for s in sentences]).astype(np.float32, copy=False)
+        return np.stack([fresh[s] if s in fresh else known[s] for s in sentences]).astype(
+            np.float32, copy=False
+        )
 
     def write(self, prepared: list[NewFact], vectors: np.ndarray) -> list[Fact]:
         stored = self._record.add_facts(prepared, vectors, self._embedding.model_name, prepared=True)
@@ -91,7 +95,9 @@ class FactWriter:
                 vectors = pending.result()
                 after = start + batch_size
                 if after < len(prepared):
-                    pending = producer.submit(self.vectors, sentences[after : after + batch_size], known, repeated)
+                    pending = producer.submit(
+                        self.vectors, sentences[after : after + batch_size], known, repeated
+                    )
                 stored += self.write(prepared[start:after], vectors)
         return stored
 
@@ -100,7 +106,11 @@ class FactWriter:
         old = self._record.get_fact(fact_id)
         preview = self._record.preview_update(fact_id, changes)
         sentence = preview.sentence  # a prepared fact: always filled
-        vector = self._embedding.embed([sentence])[0] if sentence is not None and sentence != old.sentence else None
+        vector = (
+            self._embedding.embed([sentence])[0]
+            if sentence is not None and sentence != old.sentence
+            else None
+        )
         new = self._record.update_fact(fact_id, changes, vector, self._embedding.model_name)
         self._derived.fact_updated(old, new, vector)
         return new
@@ -119,15 +129,30 @@ class PassageWriter:
         self._embedding = embedding
         self._derived = derived
 
-    def add_document(self, text: str | bytes, *, source: str, title: str | None, valid_from: Any, valid_to: Any,
-                     provenance: Mapping[str, Any] | None, max_chars: int) -> list[Passage]:
+    def add_document(
+        self,
+        text: str | bytes,
+        *,
+        source: str,
+        title: str | None,
+        valid_from: Any,
+        valid_to: Any,
+        provenance: Mapping[str, Any] | None,
+        max_chars: int,
+    ) -> list[Passage]:
         """Split `text` into passages (about `max_chars` each), store and index them."""
         body = validation.clean_text(text, "document", validation.MAX_DOCUMENT_CHARS)
         chunks = split_passages(body, max_chars)
         vectors = self._embedding.embed(chunks)
         _, passages = self._record.add_document(
-            chunks, source=source, title=title, valid_from=valid_from, valid_to=valid_to,
-            provenance=provenance, vectors=vectors, model=self._embedding.model_name,
+            chunks,
+            source=source,
+            title=title,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            provenance=provenance,
+            vectors=vectors,
+            model=self._embedding.model_name,
         )
         self._derived.vectors[PASSAGE].add([p.id for p in passages], vectors)
         return passages

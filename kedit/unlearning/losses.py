@@ -37,7 +37,9 @@ class AnswerBatch:
         return int(self.input_ids.shape[0])
 
     @classmethod
-    def encode(cls, tokenizer, pairs: Sequence[tuple[str, str]], device: torch.device | str = "cpu") -> AnswerBatch:
+    def encode(
+        cls, tokenizer, pairs: Sequence[tuple[str, str]], device: torch.device | str = "cpu"
+    ) -> AnswerBatch:
         """Encode pairs.
 
         >>> from kedit import load_model                                         # doctest: +SKIP
@@ -93,8 +95,10 @@ def encode_chunks(
     lengths = [len(encode_pair(tokenizer, p, a)[0]) for p, a in pairs]
     order = sorted(range(len(pairs)), key=lengths.__getitem__)
     parts = [order[start : start + rows] for start in range(0, len(order), rows)]
-    return [(AnswerBatch.encode(tokenizer, [pairs[i] for i in part], device), torch.tensor(part, device=device))
-            for part in parts]
+    return [
+        (AnswerBatch.encode(tokenizer, [pairs[i] for i in part], device), torch.tensor(part, device=device))
+        for part in parts
+    ]
 
 
 @dataclass
@@ -115,7 +119,9 @@ def answer_scores(model: torch.nn.Module, batch: AnswerBatch) -> AnswerScores:
     ).logits.float()
     picked = logits[batch.rows, batch.cols]  # (N, V) logits predicting each answer token
     token_lp = picked.log_softmax(-1).gather(1, batch.targets[:, None]).squeeze(1)
-    logprob = torch.zeros(len(batch), dtype=token_lp.dtype, device=token_lp.device).index_add(0, batch.rows, token_lp)
+    logprob = torch.zeros(len(batch), dtype=token_lp.dtype, device=token_lp.device).index_add(
+        0, batch.rows, token_lp
+    )
     with torch.no_grad():
         first_logits = picked[batch.first]
         first_target = first_logits.gather(1, batch.targets[batch.first][:, None])
@@ -144,7 +150,9 @@ def npo_loss(logprob: torch.Tensor, ref_logprob: torch.Tensor, beta: float = 0.1
     return -(2.0 / beta) * F.logsigmoid(-beta * (logprob - ref_logprob))
 
 
-def simnpo_loss(logprob: torch.Tensor, lengths: torch.Tensor, beta: float = 0.1, delta: float = 0.0) -> torch.Tensor:
+def simnpo_loss(
+    logprob: torch.Tensor, lengths: torch.Tensor, beta: float = 0.1, delta: float = 0.0
+) -> torch.Tensor:
     """SimNPO (reference free): −(2/β)·log σ(−(β/|y|)·log π_θ(y|x) − δ).
 
     >>> bool(simnpo_loss(torch.tensor([-5.0]), torch.tensor([1])) < simnpo_loss(torch.tensor([-0.1]), torch.tensor([1])))
@@ -162,8 +170,9 @@ def nll_loss(logprob: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return -logprob / lengths.to(logprob.dtype)
 
 
-def row_terms(cfg, logprob: torch.Tensor, ref_logprob: torch.Tensor, lengths: torch.Tensor,
-              is_forget: torch.Tensor) -> torch.Tensor:
+def row_terms(
+    cfg, logprob: torch.Tensor, ref_logprob: torch.Tensor, lengths: torch.Tensor, is_forget: torch.Tensor
+) -> torch.Tensor:
     """Per-row loss of one batch: `cfg.objective` (an `UnlearnConfig`'s) on the forget rows, NLL on the rest."""
     lp_f = logprob[is_forget]
     if cfg.objective == "npo":

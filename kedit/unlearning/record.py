@@ -93,7 +93,9 @@ class UnlearnRecord:
         """The unlearned weights, bit-identical to those the run left in the model (while the record
         still holds its pre-run weights, i.e. before it is tracked)."""
         if set(self.pre_weights) != set(self.param_names):
-            raise UnlearnError(f"record {self.id} no longer holds its pre-run weights (they are the model's history)")
+            raise UnlearnError(
+                f"record {self.id} no longer holds its pre-run weights (they are the model's history)"
+            )
         return {name: self.pre_weights[name] + self.deltas[name] for name in self.param_names}
 
     def take_fingerprints(self) -> dict[str, dict]:
@@ -150,7 +152,9 @@ class UnlearnRecord:
         if meta.get("format") not in _READABLE:
             raise UnlearnError(f"{directory}: unknown unlearning record format {meta.get('format')!r}")
         if hashlib.sha256(raw).hexdigest() != meta.get("tensors_sha256"):
-            raise UnlearnError(f"{directory / RECORD_TENSORS} does not match its record (changed or truncated)")
+            raise UnlearnError(
+                f"{directory / RECORD_TENSORS} does not match its record (changed or truncated)"
+            )
         tensors = load_file(str(directory / RECORD_TENSORS))
         names = list(meta["param_names"])
         return cls(
@@ -171,6 +175,9 @@ class UnlearnRecord:
             created=meta["created"],
             deltas={n: tensors[f"delta/{n}"] for n in names},
             # format 1 saved the pre-run weights: only their fingerprints are kept
-            fingerprints=(meta.get("fingerprints") or {} if meta["format"] >= 2
-                          else {n: fingerprint(tensors[f"pre/{n}"]) for n in names}),
+            fingerprints=(
+                meta.get("fingerprints") or {}
+                if meta["format"] >= 2
+                else {n: fingerprint(tensors[f"pre/{n}"]) for n in names}
+            ),
         )

@@ -93,8 +93,14 @@ def train(
                 part = capture.gradients((terms * row_weight[idx]).sum(), groups)
                 flat = part if flat is None else flat + part
         probs, ranks = logprob[:nf].exp(), first_rank[:nf]
-        info = {"step": step, "max_target_prob": float(probs.max()), "min_target_rank": int(ranks.min()),
-                "retain_mean_abs_change": float((logprob[nf:].exp() - ref[nf:].exp()).abs().mean()) if nr else 0.0}
+        info = {
+            "step": step,
+            "max_target_prob": float(probs.max()),
+            "min_target_rank": int(ranks.min()),
+            "retain_mean_abs_change": float((logprob[nf:].exp() - ref[nf:].exp()).abs().mean())
+            if nr
+            else 0.0,
+        }
         if forgotten() or step == cfg.max_steps:
             history.append(info)
             if on_step is not None:

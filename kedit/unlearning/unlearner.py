@@ -86,7 +86,9 @@ class Unlearner:
         params = dict(self.bundle.model.named_parameters())
         missing = [n for n in names if n not in params]
         if missing:
-            raise UnlearnError(f"the model has no parameters {missing}: the record is for another architecture")
+            raise UnlearnError(
+                f"the model has no parameters {missing}: the record is for another architecture"
+            )
         return {n: params[n] for n in names}
 
     # -- forget -----------------------------------------------------------------------------------
@@ -132,7 +134,9 @@ class Unlearner:
 
         everything = forget_pairs + para_pairs + retain_pairs + probe_pairs
         before = score_targets(self.bundle, [p for p, _ in everything], [a for _, a in everything])
-        broken = [f"{a!r} after {p!r}" for (p, a), s in zip(everything, before) if not math.isfinite(s.logprob)]
+        broken = [
+            f"{a!r} after {p!r}" for (p, a), s in zip(everything, before) if not math.isfinite(s.logprob)
+        ]
         if broken:
             raise UnlearnError(
                 f"the model gives non-finite log-probabilities for {', '.join(broken)} before any change "
@@ -158,7 +162,9 @@ class Unlearner:
         try:
             for w in weights.values():
                 w.requires_grad_(True)
-            steps, history = train(self.bundle, modules, weights, pre, deltas, forget_pairs, retain_pairs, cfg, on_step)
+            steps, history = train(
+                self.bundle, modules, weights, pre, deltas, forget_pairs, retain_pairs, cfg, on_step
+            )
         except BaseException:
             with torch.no_grad():
                 for n, w in weights.items():
@@ -214,12 +220,16 @@ class Unlearner:
 
     def _check_record(self, record: UnlearnRecord) -> dict[str, torch.Tensor]:
         if record.model != self.bundle.name:
-            raise UnlearnError(f"record {record.id} was made on model {record.model!r}, not {self.bundle.name!r}")
+            raise UnlearnError(
+                f"record {record.id} was made on model {record.model!r}, not {self.bundle.name!r}"
+            )
         params = self.parameters(record.param_names)
         for n, p in params.items():
             if p.shape != record.deltas[n].shape:
-                raise UnlearnError(f"record {record.id}: {n} has shape {tuple(p.shape)} in the model, "
-                                   f"{tuple(record.deltas[n].shape)} in the record")
+                raise UnlearnError(
+                    f"record {record.id}: {n} has shape {tuple(p.shape)} in the model, "
+                    f"{tuple(record.deltas[n].shape)} in the record"
+                )
         return params
 
     def _steps(self, record: UnlearnRecord) -> list[tuple[str, Dense]]:
@@ -232,7 +242,9 @@ class Unlearner:
         if record.id in history:
             return
         if set(record.pre_weights) != set(record.param_names):
-            raise UnlearnError(f"record {record.id} is not live on this model (undone already, or never applied here)")
+            raise UnlearnError(
+                f"record {record.id} is not live on this model (undone already, or never applied here)"
+            )
         self._check_record(record)
         record.take_fingerprints()
         history.register(record.id, self._steps(record), before=record.pre_weights)
@@ -252,8 +264,10 @@ class Unlearner:
         history = self.bundle.history
         if record.id not in history:
             if set(record.pre_weights) != set(record.param_names):
-                raise UnlearnError(f"cannot undo record {record.id}: it is not live on this model (undone "
-                                   "already, or its weights changed since it was applied)")
+                raise UnlearnError(
+                    f"cannot undo record {record.id}: it is not live on this model (undone "
+                    "already, or its weights changed since it was applied)"
+                )
             self.track(record)
         if strict:
             later = history.later_touching(record.id)
@@ -276,12 +290,17 @@ class Unlearner:
         """
         params = self._check_record(record)
         if record.id in self.bundle.history:
-            raise UnlearnError(f"cannot reapply record {record.id}: it is live already (its weights differ "
-                               "from its pre-weights)")
+            raise UnlearnError(
+                f"cannot reapply record {record.id}: it is live already (its weights differ "
+                "from its pre-weights)"
+            )
         if strict:
             prints = record.take_fingerprints()
-            differ = [f"{n} ({why})" for n, p in params.items()
-                      if n in prints and (why := fingerprint_mismatch(p, prints[n])) is not None]
+            differ = [
+                f"{n} ({why})"
+                for n, p in params.items()
+                if n in prints and (why := fingerprint_mismatch(p, prints[n])) is not None
+            ]
             if differ:
                 raise UnlearnError(
                     f"cannot reapply record {record.id}: {', '.join(differ)} differ from its pre-weights "
