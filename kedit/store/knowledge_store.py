@@ -6,8 +6,9 @@ first, then updates the indexes; a crash in between only leaves indexes that the
 
 `KnowledgeStore` is the facade (error translation, index sync); the rooms behind it: `indexes`
 (consistency checks, rebuild, embedding), `writes` (fact and passage writes, the pipelined batch
-insert), `search` (search and rerank), `graph_view` (RDF statements, walks, the entity linker) and
-`portable` (export and import).
+insert), `search` (search and rerank), `graph_view` (RDF statements, walks, the entity linker),
+`portable` (export and import); its graph methods live in `graph_methods`, its vocabulary, ledger and
+evidence-session methods in `ledger`.
 
 >>> store = KnowledgeStore.open("/tmp/kb-doc")                         # doctest: +SKIP
 >>> fact = store.add_fact("Ellie Kemper", "P27", "Croatia", source="edit")   # doctest: +SKIP
@@ -19,29 +20,29 @@ insert), `search` (search and rerank), `graph_view` (RDF statements, walks, the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import graph
 import memory
 import retrieval
-from kedit.store import graph_view, portable
-from kedit.store.errors import ReadOnlyStoreError, StoreInputError, StoreNotFoundError, translated
+from kedit.store import portable
+from kedit.store.errors import StoreInputError, StoreNotFoundError, translated
+from kedit.store.graph_methods import GraphMethods
 from kedit.store.hit import FACT, PASSAGE, Hit
 from kedit.store.indexes import GRAPH_DIR, KINDS, VECTORS_DIR, DerivedIndexes, Embedder, Embedding
+from kedit.store.ledger import LedgerMethods
 from kedit.store.search import search
 from kedit.store.store_path import store_dir
 from kedit.store.writes import FactLike, FactWriter, PassageWriter
-from memory import EditEntry, EvidenceSession, Fact, NewFact, Passage, Relation, validation
+from memory import Fact, NewFact, Passage, validation
 
 RECORD_FILE = "record.sqlite"
 
 
-class KnowledgeStore:
+class KnowledgeStore(GraphMethods, LedgerMethods):
     """Facts and passages with time validity, searchable by meaning, walkable as a graph."""
 
     def __init__(
@@ -163,30 +164,6 @@ class KnowledgeStore:
         if self.record.version != self._derived.synced_version:
             with translated():
                 self._derived.reload()
-
-    def _require_writable(self) -> None:
-        if self.read_only:
-            raise ReadOnlyStoreError(f"{self.root} is open read-only")
-
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Translate errors; mark indexes in sync only if the whole write went through."""
-        self._require_writable()
-        before = self.record.version
-        in_sync = self._derived.synced_version == before
-        with translated():
-            yield
-        if in_sync:
-            self._derived.synced_version = self.record.version
-
-    # -- the multi-hop view and entity linker (built from the record on first use) ---------------
-    @property
-    def view(self) -> graph.MultiHopGraph:
-        return self._derived.graph.view
-
-    @property
-    def linker(self) -> graph.EntityLinker:
-        return self._derived.graph.linker
 
     # -- facts ----------------------------------------------------------------------------------
     def add_fact(
@@ -371,104 +348,6 @@ class KnowledgeStore:
                 include_superseded=include_superseded,
                 lexical_weight=self.lexical_weight if lexical else 0.0,
             )
-
-    # -- graph ----------------------------------------------------------------------------------
-    def neighbours(self, entity: str, hops: int = 1) -> list[Fact]:
-        """Current facts among entities within `hops` steps of `entity` (either direction)."""
-        with translated():
-            return self._derived.graph.neighbours(entity, hops)
-
-    def chain(self, entity: str, relations: Sequence[str], as_of: Any = None) -> list[Fact]:
-        """Follow `relations` from `entity` through the facts in force `as_of`; stops where one is missing."""
-        with translated():
-            return graph_view.chain(self.record, entity, relations, as_of)
-
-    def path(self, a: str, b: str) -> list[Fact] | None:
-        """The shortest chain of current facts linking entities `a` and `b`; None when unconnected."""
-        with translated():
-            return self._derived.graph.path(a, b)
-
-    def sparql(self, query: str, bindings: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
-        """SELECT over the RDF graph; values go in `bindings` (use `graph.entity_iri(name)` for entities)."""
-        with translated():
-            assert self._derived.triples is not None
-            return self._derived.triples.query(query, bindings)
-
-    def link_entity(self, text: str) -> str | None:
-        """The canonical entity name `text` refers to (names, aliases, then embedding similarity)."""
-        with translated():
-            text = validation.clean_name(text, "entity text")
-        return self.linker.link(text)
-
-    def add_aliases(self, canonical: str, aliases: Iterable[str]) -> None:
-        aliases = list(aliases)
-        with self._writing():
-            self.record.add_aliases(canonical, aliases)
-        self._derived.graph.aliases_added(canonical, aliases)
-
-    # -- vocabulary, ledger, evidence sessions --------------------------------------------------
-    @property
-    def relations(self) -> memory.RelationVocabulary:
-        return self.record.relations
-
-    def register_relation(
-        self,
-        id: str,
-        label: str,
-        *,
-        cloze: str,
-        question: str,
-        functional: bool = True,
-        aliases: Sequence[str] = (),
-        source: str = "custom",
-    ) -> Relation:
-        """Add a relation to the vocabulary (persisted); `source` says where it came from ("custom", "learned")."""
-        with self._writing():
-            relation = Relation(id, label, cloze, question, functional, tuple(aliases), source=source)
-            return self.record.register_relation(relation)
-
-    def record_edit(
-        self,
-        *,
-        decision: str,
-        reasons: Sequence[str] = (),
-        fact_id: int | None = None,
-        edit_id: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> EditEntry:
-        """Write a ledger line linking a fact, a parametric edit record id, and the router's decision."""
-        with self._writing():
-            return self.record.record_edit(
-                decision=decision, reasons=reasons, fact_id=fact_id, edit_id=edit_id, details=details
-            )
-
-    def redact_edit(
-        self, entry_id: int, reasons: Sequence[str], details: Mapping[str, Any] | None
-    ) -> EditEntry:
-        """Rewrite one ledger line's reasons and details (used by forgetting to scrub forgotten text)."""
-        with self._writing():
-            return self.record.redact_edit(entry_id, reasons, details)
-
-    def edits(self, fact_id: int | None = None) -> list[EditEntry]:
-        return self.record.edits(fact_id)
-
-    @property
-    def ledger(self) -> list[EditEntry]:
-        return self.record.edits()
-
-    def evidence_session(self, session_id: int) -> EvidenceSession:
-        with translated():
-            return self.record.session(session_id)
-
-    def evidence_sessions(self) -> list[EvidenceSession]:
-        """Every saved evidence-pool session, oldest first."""
-        with translated():
-            return [self.record.session(i) for i in self.record.session_ids()]
-
-    def delete_evidence_sessions(self, session_ids: Iterable[int]) -> list[int]:
-        """Erase saved evidence-pool sessions (with their rounds); returns the ids erased."""
-        with self._writing():
-            return self.record.delete_sessions(session_ids)
 
     # -- export / import ------------------------------------------------------------------------
     def export(self, path: str | Path, *, graph_format: str = "nt") -> Path:
