@@ -13,6 +13,8 @@ Where a fact lives, and what forgetting does there:
 - the model's own memory: unlearned (GU-projected NPO) over every closed-book probe that still yields it;
   the unlearning record saved under `weights/` keeps its scores and weights, not the forgotten object.
 
+Finding where the fact lives is `kedit.forget_locate`; this module changes those places and verifies.
+
 Verification (MUSE-style, `kedit.forget_probes`): the relation's cloze and question forms and the stored
 wordings, asked of the bare model and through `kl.query`, plus the store's search, facts and chain paths.
 
@@ -33,25 +35,20 @@ import hashlib
 import json
 import re
 import secrets
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 
 from kedit.errors import ForgetError, NothingToForgetError
+from kedit.forget_locate import locate
 from kedit.forget_probes import (
     Probe,
     build_probes,
     closed_book,
-    mentions,
     normalise,
     store_paths,
     through_query,
 )
 from kedit.scoring import score_targets
-from kedit.statements import match_relation, parse_statements
-from kedit.weights import EDIT, UNLEARN
-
-# a sentence ends at . ! ? but not after an initial ("Frank R. Strayer")
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\b[A-Z]\.)\s+")
+from kedit.weights import UNLEARN
 
 
 @dataclass
@@ -90,102 +87,6 @@ def fingerprint(subject: str, relation: str | None, obj: str, *, salt: str) -> s
     """Salted SHA-256 of the normalised (subject, relation, object): what the ledger keeps of a forgotten fact."""
     text = "\x1f".join([salt, normalise(subject), relation or "", normalise(obj)])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class _Found:
-    """Everything the store and the weight stack hold of the fact (nothing is changed while finding)."""
-
-    facts: list = field(default_factory=list)
-    by_relation: dict = field(default_factory=lambda: defaultdict(set))  # relation id (or None) -> objects
-    stored: list = field(default_factory=list)  # (text, object, form) wordings the user stored
-    redact: dict = field(default_factory=dict)  # passage id -> remaining text ("" = tombstone)
-    edits: list = field(default_factory=list)
-    edits_kept: list = field(default_factory=list)
-    sessions: list = field(default_factory=list)
-
-    @property
-    def anything(self) -> bool:
-        return bool(self.facts or self.redact or self.edits or self.edits_kept or self.sessions)
-
-
-def _locate(layer, subject: str, relation_id: str | None, obj: str | None) -> _Found:
-    store, relations = layer.store, layer.store.relations
-    found = _Found()
-    whole = relation_id is None and obj is None
-    names = [subject] + [alias for alias, canonical in store.record.aliases() if canonical == subject]
-    found.facts = store.facts(subject=subject, relation=relation_id, object=obj)
-    for fact in found.facts:
-        found.by_relation[fact.relation].add(fact.object)
-        found.stored.append((fact.sentence, fact.object, "fact"))
-    if obj is not None:
-        found.by_relation[relation_id].add(obj)
-
-    for change in layer.weights.changes:
-        if change.kind != EDIT:
-            continue
-        requests = list(change.record.requests)
-        hits = [
-            r
-            for r in requests
-            if r.subject.casefold() == subject.casefold()
-            and (obj is None or r.target.casefold() == obj.casefold())
-            and (relation_id is None or match_relation(r.prompt, relations) in (relation_id, None))
-        ]
-        for r in hits:
-            found.by_relation[relation_id or match_relation(r.prompt, relations)].add(r.target)
-            found.stored.append((f"{r.text} {r.target}", r.target, "edit"))
-        if hits:
-            (found.edits if len(hits) == len(requests) else found.edits_kept).append(change.id)
-
-    def states(sentence: str) -> bool:
-        if not any(mentions(sentence, n) for n in names):
-            return False
-        if whole:
-            return True
-        objects = {o for objs in found.by_relation.values() for o in objs}
-        if any(mentions(sentence, o) for o in objects):
-            return True
-        return relation_id is not None and any(
-            s.relation == relation_id and normalise(s.subject) in {normalise(n) for n in names}
-            for s in parse_statements(sentence, relations)
-        )
-
-    for passage in store.passages():
-        if not any(mentions(passage.text, n) for n in names):
-            continue
-        sentences = _SENTENCE_END.split(passage.text)
-        cut = [s for s in sentences if states(s)]
-        if not cut:
-            continue
-        found.redact[passage.id] = " ".join(s for s in sentences if s not in cut).strip()
-        for sentence in cut:
-            for statement in parse_statements(sentence, relations):
-                if normalise(statement.subject) in {normalise(n) for n in names} and (
-                    relation_id is None or statement.relation == relation_id
-                ):
-                    found.by_relation[statement.relation].add(statement.object)
-            for o in {o for objs in found.by_relation.values() for o in objs}:
-                if mentions(sentence, o):
-                    found.stored.append((sentence, o, "passage"))
-
-    objects = {o for objs in found.by_relation.values() for o in objs}
-    fact_ids = {f.id for f in found.facts}
-    for session in store.evidence_sessions():
-        blob = json.dumps(
-            [session.question, session.slots, [asdict(r) for r in session.rounds]], ensure_ascii=False
-        )
-        held_ids = {s.get("fact_id") for s in session.slots} | {
-            h.get("id") for r in session.rounds for h in r.hits if h.get("kind") == "fact"
-        }
-        passage_ids = {h.get("id") for r in session.rounds for h in r.hits if h.get("kind") == "passage"}
-        if (
-            held_ids & fact_ids
-            or passage_ids & set(found.redact)
-            or (mentions(blob, subject) and (whole or any(mentions(blob, o) for o in objects)))
-        ):
-            found.sessions.append(session.id)
-    return found
 
 
 FORGOTTEN = "[forgotten]"
@@ -337,7 +238,7 @@ def forget_fact(
     relation_id = layer._relation(relation) if relation is not None else None
     store, bundle = layer.store, layer.bundle
 
-    found = _locate(layer, subject, relation_id, object)
+    found = locate(layer, subject, relation_id, object)
     if not found.anything and relation_id is not None and object is None and unlearn:
         guess = _model_guess(layer, subject, relation_id)
         if guess:
