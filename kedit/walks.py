@@ -11,7 +11,6 @@ answer; `preference.resolve` picks one and its answer becomes the next hop's sub
 
 from __future__ import annotations
 
-import re
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -21,102 +20,13 @@ from kedit.answers import read_answer, short_answer
 from kedit.errors import StoreError
 from kedit.preference import Tier, resolve
 from kedit.runtime.generation import complete_many
+from kedit.scope.names import looks_like_name, subject_in_text
 from kedit.scope.text import nests_hops as text_nests_hops
 from kedit.statements import parse_statements
 from kedit.store.hit import Hit
 
-_QUESTION_WORDS = {
-    "who",
-    "what",
-    "which",
-    "where",
-    "when",
-    "whose",
-    "whom",
-    "how",
-    "in",
-    "on",
-    "at",
-    "is",
-    "are",
-    "was",
-    "were",
-    "did",
-    "does",
-    "do",
-    "name",
-    "tell",
-    "the",
-    "a",
-    "an",
-    "of",
-}
-_NAME_GLUE = {
-    "of",
-    "de",
-    "del",
-    "da",
-    "di",
-    "von",
-    "van",
-    "der",
-    "den",
-    "du",
-    "la",
-    "le",
-    "y",
-    "and",
-    "the",
-    "al",
-}
-_WORD = re.compile(r"[\w][\w.'\-&]*")
 _CHAIN_TOKENS = 6  # closed-book cloze answer of one hop (a short entity name)
 _LINE_TOKENS = 12  # closed-book answer line of a few-shot relation question
-
-
-def _subject_in_text(question: str) -> tuple[str, int] | None:
-    """The entity a question names when the store does not know it: the longest run of capitalised
-    words (name glue such as "of"/"von" allowed inside), question words at the start left out."""
-    words = [(m.group(0), m.start()) for m in _WORD.finditer(question)]
-    best: tuple[int, int, int] | None = None  # (length, first word, last word)
-    i = 0
-    while i < len(words):
-        word = words[i][0]
-        if (word[0].isupper() or word[0].isdigit()) and not (i == 0 and word.casefold() in _QUESTION_WORDS):
-            j = i
-            while j + 1 < len(words):
-                nxt = words[j + 1][0]
-                gap = question[words[j][1] + len(words[j][0]) : words[j + 1][1]]
-                if "\n" in gap or any(c in gap for c in ".:;!?"):
-                    break  # a name does not run across a line or a sentence break
-                if nxt[0].isupper() or nxt[0].isdigit():
-                    j += 1
-                elif nxt.casefold() in _NAME_GLUE and j + 2 < len(words) and words[j + 2][0][0].isupper():
-                    j += 2
-                else:
-                    break
-            if best is None or j - i + 1 >= best[0]:
-                best = (j - i + 1, i, j)
-            i = j + 1
-        else:
-            i += 1
-    if best is None:
-        return None
-    _, first, last = best
-    start = words[first][1]
-    end = words[last][1] + len(words[last][0])
-    name = question[start:end].rstrip(".'").removesuffix("'s").strip()
-    return (name, start) if name else None
-
-
-def _looks_like_name(text: str) -> bool:
-    """A template's subject group is taken as an entity only when it reads like a name: at most six
-    words, none of them a question word at the start, one capitalised (not "the country that X ...")."""
-    words = text.strip().split()
-    if not words or len(words) > 6 or words[0].casefold() in _QUESTION_WORDS - {"the"}:
-        return False
-    lower = [w for w in words if not (w[0].isupper() or w[0].isdigit()) and w.casefold() not in _NAME_GLUE]
-    return not lower and any(w[0].isupper() or w[0].isdigit() for w in words)
 
 
 # store -> (number of relations, their question vectors): kept across questions (a pool lives for one
@@ -148,9 +58,9 @@ def pool_class():
                 return slots, "store"
             for relation, pattern in self._templates:  # a whole relation template: its subject slot
                 match = pattern.match(question)
-                if match and _looks_like_name(match.group("subject")):
+                if match and looks_like_name(match.group("subject")):
                     return [Slot(0, relation.id, match.group("subject").strip())], "text"
-            named = _subject_in_text(question)
+            named = subject_in_text(question)
             folded = question.casefold()
             cues = self._relation_cues(folded)
             if named is None or not cues:
@@ -368,7 +278,7 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
 def names_in(question: str, decision) -> list[str]:
     """The names a question is about: its linked mentions, else the name it spells (capitalised run)."""
     names = [m.text for m in decision.mentions] + [e for m in decision.mentions for e in m.entities]
-    named = _subject_in_text(question)
+    named = subject_in_text(question)
     if named is not None:
         names.append(named[0])
     return [n for n in dict.fromkeys(names) if n]

@@ -13,6 +13,7 @@ MODULES = [
     "kedit.scope.text",
     "kedit.scope.head",
     "kedit.scope.relations",
+    "kedit.scope.names",
     "kedit.statements",
     "kedit.preference",
     "kedit.store.hit",
