@@ -4,7 +4,8 @@ Positions before subject_last never change, so their KV is computed once (one no
 below the injection point on every position, the layers above it on the prefix positions only) and
 reused at every step; layers below the injection point are never re-run. Rows (templated prompts) are
 laid out [left-padded prefix | right-padded suffix] split at subject_last and grouped into buckets of
-similar suffix length, so almost no padded position is computed (docs/methods.md §0.4).
+similar suffix length, so almost no padded position is computed (docs/methods.md §0.4). `StepTotals`
+sums a step's per-request losses over the buckets.
 
 >>> buckets_of([3, 3, 4, 9], [0, 1, 2, 3])        # a small bucket stays together
 [[0, 1, 2, 3]]
@@ -218,3 +219,18 @@ def cached_buckets(
             kv_b = [upper[0]] * start + upper
         buckets.append(Bucket(idx, batch, kv_b, h_all[idx, :S]))
     return buckets, grab
+
+
+@dataclass
+class StepTotals:
+    """Per-request sums over the buckets of one step of the value optimisation (no gradient): they decide
+    its early stop."""
+
+    nll: torch.Tensor  # target NLL
+    rest: torch.Tensor  # KL + SADR
+    misses: torch.Tensor  # target tokens that are not the argmax
+    prob: torch.Tensor  # mean target probability over the rewriting rows
+
+    @classmethod
+    def zeros(cls, n: int) -> StepTotals:
+        return cls(torch.zeros(n), torch.zeros(n), torch.zeros(n), torch.zeros(n))

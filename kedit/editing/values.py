@@ -37,7 +37,7 @@ from kedit.editing.precision import low_precision_weights, resolve_value_dtype
 from kedit.editing.requests import EditRequest
 from kedit.editing.sadr import AttentionTap, sadr_loss
 from kedit.editing.tracing import base_model, fresh_cache, hooks, layer_window
-from kedit.editing.value_buckets import Bucket, cached_buckets
+from kedit.editing.value_buckets import Bucket, StepTotals, cached_buckets
 from kedit.editing.value_prompts import ValuePrompts, value_prompts
 from kedit.errors import EditError
 
@@ -62,20 +62,6 @@ class ValueResult:
     request_steps: list[int] = field(default_factory=list)  # forward passes each request took part in
     cpu_seconds: float = 0.0  # process CPU time (the wall clock also counts other users' load)
     dtype: str = "float32"  # precision of the products after the first step (precision.py)
-
-
-@dataclass
-class _StepTotals:
-    """Per-request sums over the buckets of one step (no gradient): they decide the early stop."""
-
-    nll: torch.Tensor  # target NLL
-    rest: torch.Tensor  # KL + SADR
-    misses: torch.Tensor  # target tokens that are not the argmax
-    prob: torch.Tensor  # mean target probability over the rewriting rows
-
-    @classmethod
-    def zeros(cls, n: int) -> _StepTotals:
-        return cls(torch.zeros(n), torch.zeros(n), torch.zeros(n), torch.zeros(n))
 
 
 class _ValueOptimisation:
@@ -146,7 +132,7 @@ class _ValueOptimisation:
         cfg, delta, active = self.cfg, self.delta, self.active
         self.opt.zero_grad(set_to_none=True)
         pending: list[torch.Tensor] = []  # deferred per-bucket losses
-        totals = _StepTotals.zeros(self.n)
+        totals = StepTotals.zeros(self.n)
         for bk in self.buckets:
             if bk.rows.numel() == 0:
                 continue
@@ -214,7 +200,7 @@ class _ValueOptimisation:
 
     # -- one bucket --------------------------------------------------------------------------------
 
-    def _bucket_loss(self, bk: Bucket, it: int, totals: _StepTotals) -> torch.Tensor:
+    def _bucket_loss(self, bk: Bucket, it: int, totals: StepTotals) -> torch.Tensor:
         """(n,) loss of this bucket's rows per request (rewrite NLL, SADR, KL); adds to `totals`."""
         p = self.prompts
         g = bk.rows
@@ -303,7 +289,7 @@ class _ValueOptimisation:
         pos_t: torch.Tensor,
         rw_global: torch.Tensor,
         rw_req: torch.Tensor,
-        totals: _StepTotals,
+        totals: StepTotals,
     ) -> torch.Tensor:
         """(n,) mean over each request's rewriting rows of the target NLL per target token."""
         p = self.prompts
@@ -319,7 +305,7 @@ class _ValueOptimisation:
             totals.prob.index_add_(0, rw_req, (-nll_row.detach()).exp() / p.rw_count[rw_req])
         return nll_part
 
-    def _sadr_loss(self, bk: Bucket, rw_req: torch.Tensor, totals: _StepTotals) -> torch.Tensor:
+    def _sadr_loss(self, bk: Bucket, rw_req: torch.Tensor, totals: StepTotals) -> torch.Tensor:
         """(n,) SADR term of this bucket's rewriting rows (docs/methods.md §4)."""
         tap, cfg = self.tap, self.cfg
         assert tap is not None  # SADR runs only with its attention tap
@@ -332,7 +318,7 @@ class _ValueOptimisation:
         return s
 
     def _kl_loss(
-        self, kl_lp: torch.Tensor, kl_req: torch.Tensor, it: int, totals: _StepTotals
+        self, kl_lp: torch.Tensor, kl_req: torch.Tensor, it: int, totals: StepTotals
     ) -> torch.Tensor:
         """(n,) λ_KL·KL(P_δ‖P_0) of the next-token distribution at each request's KL anchor."""
         if it == 0:
