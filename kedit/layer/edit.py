@@ -13,7 +13,7 @@ from typing import Any
 from kedit.answers import clean_answer
 from kedit.errors import EditError, NothingToEditError, UnsupportedArchitectureError
 from kedit.layer.results import EditResult
-from kedit.router import Route, RouteDecision
+from kedit.router import VOLATILE_RELATIONS, Route, RouteDecision, RouterSignals
 from kedit.scoring import score_targets
 from kedit.weights import EDIT
 
@@ -66,8 +66,45 @@ def validate(layer, items: Iterable[Mapping[str, Any]]) -> list[ValidatedEdit]:
     return plan
 
 
+def router_signals(
+    layer,
+    request,
+    relation_id: str | None,
+    *,
+    valid_from,
+    valid_to,
+    volatile: bool = False,
+    probe: bool = True,
+) -> RouterSignals:
+    """What the router decides an edit on: the relation's kind, the layer's budgets and, with `probe`, what
+    the model answers now."""
+    functional = None
+    if relation_id is not None:
+        functional = layer.store.relations.resolve(relation_id).functional
+    already, prob, current = False, None, None
+    if probe:
+        score = score_targets(layer.bundle, [request.text], [request.target])[0]
+        already, prob = score.accuracy == 1.0, score.prob
+        current = layer._greedy_answer(request.text)
+    return RouterSignals(
+        relation=relation_id,
+        functional=functional,
+        time_bounded=valid_from is not None or valid_to is not None,
+        volatile=bool(volatile) or relation_id in VOLATILE_RELATIONS,
+        editable=layer.editable,
+        editable_reason=layer.editable_reason,
+        already_states_target=already,
+        target_prob_before=prob,
+        current_answer=current,
+        live_edits=layer.weights.n_edits,
+        edit_budget=layer.edit_budget,
+        locality_drift=layer.locality_drift,
+        drift_budget=layer.drift_budget,
+    )
+
+
 def probe_and_route(layer, validated: list[ValidatedEdit], route: Route | str | None) -> list[PlannedEdit]:
-    """The router's probes of every item at once (what `layer._signals` measures item by item, batched),
+    """The router's probes of every item at once (what `router_signals` measures item by item, batched),
     then one decision per item; items already sent to the weights count against the edit budget."""
     from kedit.runtime.generation import complete_many
 
@@ -77,7 +114,8 @@ def probe_and_route(layer, validated: list[ValidatedEdit], route: Route | str | 
     routed, plan = 0, []
     for edit, score, current in zip(validated, scores, currents):
         item = edit.item
-        signals = layer._signals(
+        signals = router_signals(
+            layer,
             edit.request,
             edit.relation_id,
             valid_from=item.get("valid_from"),

@@ -17,8 +17,7 @@ from kedit.layer.closed_book import ClosedBookView
 from kedit.layer.insert import insert as insert_text
 from kedit.layer.results import EditResult, InsertResult
 from kedit.probes import locality_drift, probe_scores
-from kedit.router import VOLATILE_RELATIONS, Route, Router, RouterSignals
-from kedit.scoring import score_targets
+from kedit.router import Route, Router
 from kedit.weights import WeightStack
 
 log = logging.getLogger(__name__)
@@ -183,40 +182,6 @@ class KnowledgeLayer:
         'Fiat'
         """
         return self.scope.decide(text, as_of=as_of)
-
-    def _signals(
-        self,
-        request,
-        relation_id: str | None,
-        *,
-        valid_from,
-        valid_to,
-        volatile: bool = False,
-        probe: bool = True,
-    ) -> RouterSignals:
-        functional = None
-        if relation_id is not None:
-            functional = self.store.relations.resolve(relation_id).functional
-        already, prob, current = False, None, None
-        if probe:
-            score = score_targets(self.bundle, [request.text], [request.target])[0]
-            already, prob = score.accuracy == 1.0, score.prob
-            current = self._greedy_answer(request.text)
-        return RouterSignals(
-            relation=relation_id,
-            functional=functional,
-            time_bounded=valid_from is not None or valid_to is not None,
-            volatile=bool(volatile) or relation_id in VOLATILE_RELATIONS,
-            editable=self.editable,
-            editable_reason=self.editable_reason,
-            already_states_target=already,
-            target_prob_before=prob,
-            current_answer=current,
-            live_edits=self.weights.n_edits,
-            edit_budget=self.edit_budget,
-            locality_drift=self.locality_drift,
-            drift_budget=self.drift_budget,
-        )
 
     # -- edit -----------------------------------------------------------------------------------
     def _request(self, prompt: str | None, target: str | None, subject: str | None, relation: str | None):
