@@ -15,6 +15,7 @@ MODULES = [
     "kedit.scope.relations",
     "kedit.scope.names",
     "kedit.statements",
+    "kedit.forgetting",
     "kedit.preference",
     "kedit.store.hit",
     "kedit.editing.registry",
