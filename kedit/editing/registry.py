@@ -21,7 +21,7 @@ kedit.errors.UnknownConfigKeyError: a rome config has no setting 'lr' (ROMEConfi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,8 +32,9 @@ from kedit.errors import UnknownConfigKeyError, UnknownEditMethodError
 from kedit.runtime.deltas import WeightDelta
 
 if TYPE_CHECKING:
-    from kedit.editing.editor import ParametricEditor
+    from kedit.editing.projection import NullSpaceProjector
     from kedit.editing.requests import EditRequest
+    from kedit.editing.woodbury import Factorised
 
 
 class EditConfig(Protocol):
@@ -45,6 +46,29 @@ class EditConfig(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+class EditorCaches(Protocol):
+    """What a method's `apply` uses of `ParametricEditor`: the model and its per-model caches. A protocol,
+    not the class, so that the registry (imported by the editor) does not import the editor back."""
+
+    bundle: Any
+
+    def second_moments(self, layers: list[int], n_tokens: int) -> dict[int, torch.Tensor]: ...
+
+    def inverse_second_moment(self, layer: int, n_tokens: int) -> torch.Tensor: ...
+
+    def projector(
+        self, layer: int, n_tokens: int, threshold: float | None, energy: float | None = None
+    ) -> NullSpaceProjector: ...
+
+    def factorised(
+        self, slot: Hashable, token: Hashable, build: Callable[[], torch.Tensor]
+    ) -> Factorised: ...
+
+    def live_ids_with(self, tensor: str) -> tuple[str, ...]: ...
+
+    def past_keys(self, layers: list[int]) -> dict[int, torch.Tensor]: ...
+
+
 @dataclass
 class EditRun:
     """What a method's `apply` works with during one `ParametricEditor.apply` call.
@@ -53,7 +77,7 @@ class EditRun:
     editor if the run fails later); `info` and `extra` become the record's info and extra tensors.
     """
 
-    editor: ParametricEditor  # the per-model caches: second moments, projectors, past keys
+    editor: EditorCaches  # the ParametricEditor: second moments, projectors, past keys
     sadr: bool
     commit: Callable[[str, WeightDelta], None]
     info: EditInfo = field(default_factory=EditInfo)
