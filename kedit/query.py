@@ -31,6 +31,7 @@ from kedit.answers import Answer, first_line, short_answer
 from kedit.answers import norm_answer as _norm
 from kedit.errors import KeditError
 from kedit.preference import Tier
+from kedit.runtime.copying import Span
 from kedit.runtime.generation import complete_many, greedy_many  # noqa: F401 - greedy_many re-exported
 from kedit.statements import parse_statements
 from kedit.store.hit import Hit
@@ -80,7 +81,10 @@ def answer_questions(
         s.scope = layer.scope.decide(question, as_of=as_of)
         scope_slots(s, pool, question, walk=lambda decision: layer.scope.walk(decision, as_of=as_of))
         if has_passages:  # a passage is in scope when it names what the question is about
-            names = [_norm(n) for n in names_in(question, s.scope)]
+            # the chain's subject counts too: a relation template reads "basketball" or "Tetris" as the
+            # subject where no stored name and no capitalised run does
+            chain_subject = [s.slots[0].subject] if s.slots and s.slots[0].subject else []
+            names = [_norm(n) for n in names_in(question, s.scope) + chain_subject]
             s.passages = [
                 p
                 for p in layer.store.search(question, k=k, as_of=as_of, kinds=("passage",))
@@ -157,7 +161,17 @@ def answer_questions(
 
     if to_generate:
         prompts = [_facts_prompt(states[i].question, winning) for i, _, winning, _ in to_generate]
-        texts = [first_line(t) for t in complete_many(layer.bundle, prompts, max_new_tokens, until="line")]
+        # read from passages alone, the answer is a span of them (kedit/runtime/copying.py)
+        read_from = [
+            Span(tuple(e.text for e in winning), not_from=states[i].question)
+            if winning and winning[0].tier == Tier.PASSAGE
+            else None
+            for i, _, winning, _ in to_generate
+        ]
+        texts = [
+            first_line(t)
+            for t in complete_many(layer.bundle, prompts, max_new_tokens, until="line", copy_from=read_from)
+        ]
         # empty generation: the best evidence's own answer, else the model asked closed-book, Q/A style
         retry = [n for n, t in enumerate(texts) if not t and not any(e.answer for e in to_generate[n][2])]
         if retry:
@@ -185,6 +199,8 @@ def answer_questions(
             text = short_answer(text) or ""
             if not winning:
                 winning = [Hit.model_answer(text, text or None)]
+            elif text and winning[0].tier == Tier.PASSAGE:  # each passage says what was read from it
+                winning = [e.asserting(text) if _norm(text) in _norm(e.text) else e for e in winning]
             trace["seconds"] = round(time.perf_counter() - states[i].t0, 3)
             answers[i] = Answer(text=text, answer=text or None, evidence=winning, trace=trace)
     done = [a for a in answers if a is not None]

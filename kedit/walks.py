@@ -19,6 +19,7 @@ from kedit.answers import norm_answer as _norm
 from kedit.answers import read_answer, short_answer
 from kedit.errors import StoreError
 from kedit.preference import Tier, resolve
+from kedit.runtime.copying import Span
 from kedit.runtime.generation import complete_many
 from kedit.scope.names import looks_like_name, subject_in_text
 from kedit.scope.text import nests_hops as text_nests_hops
@@ -228,12 +229,19 @@ def walk_chains(layer, states: list[QuestionState], instructed: dict, as_of, pre
             asks.append((len(jobs) - 1, prompt, form, None))
         if asks:
             unique = list(dict.fromkeys((p, f) for _, p, f, _ in asks))
+            # a passage is read extractively: the answer is a span of it (kedit/runtime/copying.py)
+            read_from = {
+                (p, f): Span((passage.text,), not_from=jobs[j][3])
+                for j, p, f, passage in asks
+                if passage is not None
+            }
             texts = complete_many(
                 layer.bundle,
                 [p for p, _ in unique],
                 [_LINE_TOKENS if f == "line" else _CHAIN_TOKENS for _, f in unique],
                 until="line",
                 prefix_cache=prefix_cache,
+                copy_from=[read_from.get(key) for key in unique],
             )
             read = {key: short_answer(read_answer(t, key[1])) for key, t in zip(unique, texts)}
             _ask_again_without_echo(layer, read, asks, jobs, prefix_cache)

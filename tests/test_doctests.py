@@ -23,6 +23,7 @@ MODULES = [
     "kedit.editing.edit_info",
     "kedit.editing.value_buckets",
     "kedit.editing.woodbury",
+    "kedit.runtime.copying",
     "memory.relations",
     "memory.record",
     "memory.rows",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -86,11 +87,37 @@ def test_preference_hierarchy_instruction_stored_passage_and_time(kl):
     ans = kl.query("When was the Eiffel Tower repainted?")
     assert ans.trace["winner"]["tier"] == "passage"
     passage = next(e for e in ans.evidence if e.passage_id is not None)
-    # the very hit retrieval handed out (same row, score and provenance), not a copy made for the answer
-    assert passage in kl.store.search("When was the Eiffel Tower repainted?", kinds=("passage",))
+    # the very hit retrieval handed out (same row, score and provenance), with what was read from it
+    assert passage.answer and passage.answer in passage.text
+    read = dataclasses.replace(passage, answer=None)
+    assert read in kl.store.search("When was the Eiffel Tower repainted?", kinds=("passage",))
     assert ans.to_dict()["evidence"][0]["passage_id"] == passage.id
     with pytest.raises(KeditError, match="non-empty question"):
         kl.query("   ")
+
+
+@pytest.mark.parametrize(
+    "passage, question, answer",
+    [  # the conflict suite's free passages (MQuAKE dev relations) the model read from its memory before
+        ("Records list Tetris's creator as Mark Burnett.", "Who was Tetris created by?", "Mark Burnett"),
+        (
+            "Records list Spain's official language as Arabic.",
+            "What is the official language of Spain?",
+            "Arabic",
+        ),
+        (  # answered "The answer is:" (a preamble line) before
+            "Southern hip hop was created in the country of Czechoslovakia.",
+            "Which country was Southern hip hop created in?",
+            "Czechoslovakia",
+        ),
+    ],
+)
+def test_a_passage_is_read_extractively(tmp_path, smollm, passage, question, answer):
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm) as kl:
+        kl.insert(passage, source="web", extract_facts=False)
+        got = kl.query(question)
+    assert got.text == answer
+    assert any(e.tier is Tier.PASSAGE and e.answer == answer for e in got.evidence)
 
 
 def test_bad_input_changes_nothing(kl, smollm, pristine):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Collection, Sequence
 
+from kedit.runtime.copying import Span, SpanCopier
+
 
 def _cache_arg(model) -> str:
     import inspect
@@ -50,6 +52,12 @@ def _line_boundary(tok, ids: list[int], n: int) -> int:
 
 
 _UNTIL = ("newline", "line", "none")
+
+
+def _copiers(tok, copy_from: Sequence[Span | None], eos: set[int]) -> list[SpanCopier | None]:
+    """A span copier per prompt that copies (ended by end of text or a newline piece)."""
+    newline = {i for text in ("\n", "\n\n") for i in tok(text, add_special_tokens=False)["input_ids"]}
+    return [SpanCopier(tok, span, eos | newline) if span is not None else None for span in copy_from]
 
 
 def _finished(text: str, until: str) -> bool:
@@ -99,6 +107,7 @@ def greedy_many(
     stop_when: Sequence[Callable[[str], bool] | None] | None = None,
     prefix_cache: dict | None = None,
     banned_first: Sequence[Collection[int]] | None = None,
+    copy_from: Sequence[Span | None] | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of many prompts, batched; returns each prompt's new token ids.
 
@@ -111,6 +120,8 @@ def greedy_many(
 
     `banned_first[i]` (if given) holds token ids prompt i's first new token may not be (the next best is
     taken): a closed-book answer that would only repeat its question's subject is asked for again this way.
+    `copy_from[i]` (if given and not None) is the `Span` prompt i's continuation must be: a span of its
+    texts (`kedit.runtime.copying`), which is how an answer is read from a passage.
 
     A shared prefix of at least 48 tokens is cut at its last newline and its keys/values kept in
     `prefix_cache` (a dict the caller may pass to share them between calls: only while the weights do
@@ -125,6 +136,7 @@ def greedy_many(
         len(budgets) != len(prompts)
         or (stop_when is not None and len(stop_when) != len(prompts))
         or (banned_first is not None and len(banned_first) != len(prompts))
+        or (copy_from is not None and len(copy_from) != len(prompts))
     ):
         raise ValueError(f"{len(prompts)} prompts but {len(budgets)} budgets")
     tok, model = bundle.tokenizer, bundle.model
@@ -132,6 +144,7 @@ def greedy_many(
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     ids = [tok(p)["input_ids"] for p in prompts]
     eos = _eos_ids(bundle)
+    copiers = _copiers(tok, copy_from, eos) if copy_from is not None else [None] * len(prompts)
     prefix_cache = {} if prefix_cache is None else prefix_cache
     results: list[list[int]] = [[] for _ in prompts]
     device = bundle.device
@@ -193,6 +206,13 @@ def greedy_many(
                         banned = list(banned_first[rows[r]])
                         if banned:
                             logits[b, banned] = float("-inf")
+                for b, r in enumerate(live):
+                    copier = copiers[rows[r]]
+                    allowed = sorted(copier.allowed(new[r])) if copier is not None else []
+                    if allowed:  # the span goes on, or ends (copying.py)
+                        kept = logits[b, allowed].clone()
+                        logits[b] = float("-inf")
+                        logits[b, allowed] = kept
                 picked = logits.argmax(-1).tolist()
                 step += 1
                 keep = []
@@ -234,6 +254,7 @@ def complete_many(
     stop_when: Sequence[Callable[[str], bool] | None] | None = None,
     prefix_cache: dict | None = None,
     banned_first: Sequence[Collection[int]] | None = None,
+    copy_from: Sequence[Span | None] | None = None,
 ) -> list[str]:
     """Decoded greedy continuations of `prompts` (see `greedy_many`)."""
     tok = bundle.tokenizer
@@ -248,5 +269,6 @@ def complete_many(
             stop_when=stop_when,
             prefix_cache=prefix_cache,
             banned_first=banned_first,
+            copy_from=copy_from,
         )
     ]
