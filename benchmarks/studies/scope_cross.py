@@ -1,7 +1,9 @@
 """Fit the scope cross-encoder (kedit/scope/scope_cross.safetensors) on the train files' pairs.
 
 The pairs are those the scope head is fitted on (`benchmarks.studies.scope_calibrate.build_pairs`:
-counterfact-train, zsRE-MEND train, KnowEdit WikiData train, the curated relations); MiniLM reads each
+counterfact-train, zsRE-MEND train, KnowEdit WikiData train, the curated relations), with the hard
+negatives of benchmarks/studies/scope_hard.py (label wordings sharing a word or topic with a template of a
+relation known to differ; the last `--held-wiki` WikiData cases are left out for their figure); MiniLM reads each
 (masked input, masked template) pair together and its top `--layers` layers and a logit layer on [CLS]
 are fitted with binary cross-entropy (AdamW, one thread, linear warm-up and decay). The threshold keeps
 `--recall` of the paraphrases of the held-out train cases (the head's: counterfact-train subjects
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.studies.scope_calibrate import build_pairs
+from benchmarks.studies.scope_calibrate import build_pairs, hard_split
 from kedit.paths import require_data_dir
 from kedit.scope.cross import CROSS_PATH, FORMAT, build_encoder, pair_logits, trained_names
 
@@ -69,12 +71,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--recall", type=float, default=0.96, help="share of held-out paraphrases kept in scope"
     )
+    parser.add_argument(
+        "--held-wiki",
+        type=int,
+        default=150,
+        help="WikiData train cases kept out of the fit, for the hard negatives' figure (-1: no hard negatives)",
+    )
     parser.add_argument("--out", type=Path, default=CROSS_PATH)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    pairs, held, held_mend = build_pairs(args.data or require_data_dir())
+    root = args.data or require_data_dir()
+    hard = args.held_wiki >= 0
+    pairs, held, held_mend = build_pairs(root, n_held_wiki=args.held_wiki if hard else None)
+    held_hard = hard_split(root, args.held_wiki)[1] if hard else []
     rng = random.Random(0)
     rng.shuffle(pairs)
     if args.limit:
@@ -109,8 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     threshold = float(positives[int((1 - args.recall) * len(positives))])
     labels = np.asarray([p[2] for p in held])
     mend = np.arange(len(held)) >= len(held) - held_mend
+    hard_scores = _scores(tokenizer, encoder, out, held_hard)
     figures = {
         "pairs": len(pairs),
+        "hard_pairs": sum(p[3] == "hard" for p in pairs),
         "epochs": args.epochs,
         "layers": args.layers,
         "lr": args.lr,
@@ -125,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
             "right_by_kind_zsre_mend": right_by_kind(
                 held_scores[mend], [p for p, m in zip(held, mend) if m], threshold
             ),
+            "wiki_cases": args.held_wiki if hard else 0,
+            "right_by_kind_wiki": right_by_kind(hard_scores, held_hard, threshold),
         },
     }
     tensors = {
