@@ -16,7 +16,9 @@ Pairs (template, query, label):
 - KnowEdit WikiData train (wiki_counterfact, wiki_recent): the edit prompt vs the subject's other
   relations (`Relation_Specificity`), in both label wordings ("The founder of X is", "X founder"): out;
 - the curated relations: a relation's question and cloze vs its own label wordings (in) and vs other
-  relations' (out).
+  relations' (out);
+- for the cross-encoder (`n_held_wiki`), hard negatives: label wordings sharing a word or topic with a
+  template whose relation is known to differ (benchmarks/studies/scope_hard.py).
 The threshold keeps `--recall` of the paraphrases of held-out train cases (counterfact-train subjects
 4,000-4,499 and the last 200 zsRE-MEND records), which the head is not fitted on. The join threshold is
 the lowest template cosine at which two CounterFact-train templates are of one relation cluster in >= 99%
@@ -47,26 +49,16 @@ from benchmarks.data.scope_data import (
     short_label_form,
     zsre_mend_cases,
 )
+from benchmarks.studies.scope_hard import hard_pairs, label_forms, masked_prompt, wiki_labels
 from kedit.paths import require_data_dir
 from kedit.runtime.embeddings import default_embedder
 from kedit.scope.head import FORMAT, HEAD_PATH, ScopeHead, content_stems, head_features
-from kedit.scope.text import masked, masked_template
+from kedit.scope.text import masked_template
 from memory import RelationVocabulary
 
 CF_TRAIN = "CounterFact/counterfact-train.json"
 MEND_TRAIN = "zsRE-MEND/zsre_mend_train-1k.json"
 WIKI_TRAIN = ("KnowEdit/wiki_counterfact/train_cf-dev.json", "KnowEdit/wiki_recent/recent_train-dev.json")
-
-
-def _masked(text: str, subject: str) -> str:
-    at = text.find(subject)
-    return masked(text, at, at + len(subject))
-
-
-def label_forms(label: str) -> tuple[str, str]:
-    """A relation label's two Wikidata-style wordings, masked ("The occupation of X is", "X occupation"):
-    the form ZsRE's same-subject other-relation prompts take."""
-    return f"The {label} of X is", f"X {label}"
 
 
 def training_pairs(
@@ -84,18 +76,18 @@ def training_pairs(
     rng = random.Random(seed)
     pairs = []
     for c in cases:
-        template = _masked(c.prompt, c.subject)
-        pairs += [(template, _masked(q, c.subject), 1, "paraphrase") for q in c.in_scope[1:]]
+        template = masked_prompt(c.prompt, c.subject)
+        pairs += [(template, masked_prompt(q, c.subject), 1, "paraphrase") for q in c.in_scope[1:]]
         for q in c.same_subject_out:
-            other = _masked(q, c.subject)
+            other = masked_prompt(q, c.subject)
             pairs.append((template, other, 0, "other"))
             if (short := short_label_form(other)) is not None:
                 pairs.append((template, short, 0, "other"))
         for _ in range(extra_negatives):
             o = cases[rng.randrange(len(cases))]
-            if (o.cluster and o.cluster == c.cluster) or _masked(o.prompt, o.subject) == template:
+            if (o.cluster and o.cluster == c.cluster) or masked_prompt(o.prompt, o.subject) == template:
                 continue
-            pairs.append((template, _masked(o.in_scope[1], o.subject), 0, "other"))
+            pairs.append((template, masked_prompt(o.in_scope[1], o.subject), 0, "other"))
         stems = content_stems(template)
         for _ in range(label_negatives):
             wording = wordings[rng.randrange(len(wordings))]
@@ -107,7 +99,7 @@ def training_pairs(
 def label_wordings(cases: list[ScopeCase], relations) -> list[str]:
     """Masked relation-label wordings: the KnowEdit WikiData train prompts of `cases` (edit and other
     relations), each with its short form, and the curated relations' labels in both forms."""
-    found = [_masked(q, c.subject) for c in cases for q in (c.prompt, *c.same_subject_out)]
+    found = [masked_prompt(q, c.subject) for c in cases for q in (c.prompt, *c.same_subject_out)]
     found += [short for w in list(found) if (short := short_label_form(w)) is not None]
     found += [form for r in relations if r.label for form in label_forms(r.label)]
     return sorted(set(found))
@@ -157,11 +149,28 @@ def _features(embedder, pairs: list[tuple[str, str, int, str]]) -> tuple[np.ndar
     return x, np.asarray([p[2] for p in pairs]), np.asarray([p[3] for p in pairs])
 
 
+def hard_split(root: Path, n_held_wiki: int, embedder=None) -> tuple[list, list, int]:
+    """(fitted hard negatives, held-out hard negatives, how many WikiData train cases are fitted on): the
+    pairs of `benchmarks.studies.scope_hard`, the last `n_held_wiki` WikiData cases held out."""
+    relations = list(RelationVocabulary.builtin())
+    wiki = [c for f in WIKI_TRAIN for c in knowedit_wiki_cases(root / f)]
+    labels, embedder, n_fit = wiki_labels(wiki), embedder or default_embedder(), len(wiki) - n_held_wiki
+    fitted = hard_pairs(wiki[:n_fit], relations, labels, embedder, seed=7)
+    return fitted, hard_pairs(wiki[n_fit:], (), labels, embedder, seed=8), n_fit
+
+
 def build_pairs(
-    root: Path, n_cf: int = 4000, n_held_cf: int = 500, n_held_mend: int = 200, relation_weight: int = 5
+    root: Path,
+    n_cf: int = 4000,
+    n_held_cf: int = 500,
+    n_held_mend: int = 200,
+    relation_weight: int = 5,
+    n_held_wiki: int | None = None,
 ) -> tuple[list, list, int]:
     """(fitted pairs, held-out pairs, how many of the held-out pairs, at the end, are zsRE-MEND's): the pairs
-    of the module docstring, from the train files under `root` (the scope head's and the cross-encoder's)."""
+    of the module docstring, from the train files under `root` (the scope head's and the cross-encoder's).
+    With `n_held_wiki`, the fitted pairs add the hard negatives of `hard_split` and leave out the last
+    `n_held_wiki` WikiData train cases (their hard negatives are `hard_split`'s held-out ones)."""
     cf_distinct = distinct_subjects(counterfact_cases(root / CF_TRAIN))
     cf, held_cf = cf_distinct[:n_cf], cf_distinct[n_cf : n_cf + n_held_cf]
     mend = zsre_mend_cases(root / MEND_TRAIN)
@@ -169,11 +178,13 @@ def build_pairs(
     relations = list(RelationVocabulary.builtin())
     wiki = [c for f in WIKI_TRAIN for c in knowedit_wiki_cases(root / f)]
     wordings = label_wordings(wiki, relations)
+    hard, n_wiki = ([], len(wiki)) if n_held_wiki is None else hard_split(root, n_held_wiki)[::2]
     pairs = (
         training_pairs(cf, 2, seed=1, wordings=wordings, label_negatives=2)
         + training_pairs(fit_mend, 3, seed=2, wordings=wordings, label_negatives=6)
-        + training_pairs(wiki, 0, seed=5)
+        + training_pairs(wiki[:n_wiki], 0, seed=5)
         + relation_pairs(relations, 6, seed=3)
+        + hard
     )
     pairs += [p for p in pairs if p[3] == "relation"] * (relation_weight - 1)
     # held-out train cases, never fitted on: the threshold's
