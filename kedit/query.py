@@ -81,8 +81,8 @@ def answer_questions(
         s.scope = layer.scope.decide(question, as_of=as_of)
         scope_slots(s, pool, question, walk=lambda decision: layer.scope.walk(decision, as_of=as_of))
         if has_passages:  # a passage is in scope when it names what the question is about
-            # the chain's subject counts too: a relation template reads "basketball" or "Tetris" as the
-            # subject where no stored name and no capitalised run does
+            # the chain's subject counts too: a relation template reads "Tetris" in "Who was Tetris
+            # created by?" as the subject where no stored name links
             chain_subject = [s.slots[0].subject] if s.slots and s.slots[0].subject else []
             names = [_norm(n) for n in names_in(question, s.scope) + chain_subject]
             s.passages = [

@@ -206,7 +206,7 @@ def greedy_many(
                         banned = list(banned_first[rows[r]])
                         if banned:
                             logits[b, banned] = float("-inf")
-                for b, r in enumerate(live):
+                for b, r in enumerate(live if copy_from is not None else ()):
                     copier = copiers[rows[r]]
                     allowed = sorted(copier.allowed(new[r])) if copier is not None else []
                     if allowed:  # the span goes on, or ends (copying.py)
