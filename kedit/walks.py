@@ -11,6 +11,8 @@ answer; `preference.resolve` picks one and its answer becomes the next hop's sub
 
 from __future__ import annotations
 
+import re
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -103,6 +105,9 @@ class QuestionState:
     scope: Any = None  # the question's ScopeDecision
     allowed: set | None = None  # stored facts a one-hop question may use (its in-scope facts)
     walked: list = field(default_factory=list)  # ScopeCandidates a question with nested hops is answered from
+    through: list = field(
+        default_factory=list
+    )  # facts whose object it names (nothing in scope; read, not answered)
 
 
 def _stored_candidates(
@@ -298,17 +303,41 @@ def nests_hops(question: str, decision) -> bool:
     return bool(decision.mentions) and text_nests_hops(question, min(m.start for m in decision.mentions))
 
 
-def scope_slots(state: QuestionState, pool, question: str, walk=None) -> None:
+def names_whole(text: str, value: str) -> bool:
+    """Whether `text` names `value` as whole words (case and spacing aside)."""
+    value = _norm(value)
+    return bool(value) and re.search(rf"(?<!\w){re.escape(value)}(?!\w)", _norm(text)) is not None
+
+
+def _outside_mentions(text: str, decision) -> str:
+    """`text` with its linked subjects blanked out ("Bali myna" does not name the value "myna")."""
+    for m in sorted(decision.mentions, key=lambda m: -m.start):
+        text = text[: m.start] + " " + text[m.end :]
+    return text
+
+
+def scope_slots(state: QuestionState, pool, question: str, walk=None, named_objects=None) -> None:
     """A question's chain: a multi-hop chain as the relation cues give it; a one-hop question is about
     its in-scope stored fact (the scope decision), and may use no other stored fact. A question that nests
     hops the cues do not give (`nests_hops`) has no chain: it is answered from the stored facts `walk`
-    (the scope model's walk) reaches from its in-scope facts, each in scope of its wording, and no others."""
+    (the scope model's walk) reaches from its in-scope facts, each in scope of its wording, and no others.
+    A question with no fact in scope that names a stored value (`named_objects`: "Who is the son of
+    Gabrielle Bordaberry?") has no chain either: the model reads the facts that hold that value."""
     state.slots, state.origin = pool.chain_slots(question)
     if len(state.slots) > 1:
         return
     fact = state.scope.fact
+    if fact is None and named_objects is not None:
+        state.through = named_objects(question)
+        if state.through:
+            state.allowed = {c.fact.id for c in state.through}
+            state.slots, state.origin = [], "named object"
+            return
     state.allowed = {c.fact.id for c in state.scope.in_scope}
-    if fact is not None and walk is not None and nests_hops(question, state.scope):
+    # a question that already names its in-scope fact's value asks through it ("In which tier did X
+    # compete after joining the USL First Division?"): that value is no answer, the model reads the fact
+    names_value = fact is not None and names_whole(_outside_mentions(question, state.scope), fact.object)
+    if fact is not None and walk is not None and (names_value or nests_hops(question, state.scope)):
         state.walked = walk(state.scope)
         state.allowed = {c.fact.id for c in state.walked}
         state.slots, state.origin = [], "walk"
@@ -317,3 +346,18 @@ def scope_slots(state: QuestionState, pool, question: str, walk=None) -> None:
         from kedit.store.evidence import Slot
 
         state.slots, state.origin = [Slot(0, fact.relation, fact.subject)], "scope"
+
+
+def read_scope(layer, question: str, pool, as_of: Any = None) -> QuestionState:
+    """A question as the query loop reads it before walking: its scope decision and what `scope_slots`
+    makes of it (a chain, its in-scope fact, the facts walked from it, or the facts whose value it names)."""
+    state = QuestionState(question, time.perf_counter())
+    state.scope = layer.scope.decide(question, as_of=as_of)
+    scope_slots(
+        state,
+        pool,
+        question,
+        walk=lambda decision: layer.scope.walk(decision, as_of=as_of),
+        named_objects=lambda text: layer.scope.named_objects(text, as_of=as_of),
+    )
+    return state

@@ -263,3 +263,38 @@ def test_the_cross_encoder_can_be_turned_off(stores, zsre):
     assert len(alone) == len(both) and not any("cross" in c.features for c in alone)
     with pytest.raises(ValueError, match="cross_top"):
         ScopeConfig(cross_top=-1)
+
+
+def test_a_question_through_a_stored_value_reads_its_fact(tmp_path, smollm, embedder, data_dir):
+    """ZsRE's portability questions that name the new value: an inverse question ("Who is the son of
+    Gabrielle Bordaberry?") reads the fact holding it; a question naming its in-scope fact's value ("In which
+    tier did X compete after joining the USL First Division?") is not answered with that value."""
+    from benchmarks.data.loaders import load_knowedit
+
+    cases = load_knowedit(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json", kind="zsre").cases
+    names = lambda c, q: c.target_new.strip().casefold() in q.casefold()  # noqa: E731
+    inverse = [
+        (qa.prompt, qa.answers, c)
+        for c in cases
+        for qa in c.portability.get("Logical_Generalization", ())
+        if names(c, qa.prompt) and c.subject.casefold() in qa.answer.casefold()
+    ]
+    through = [
+        (qa.prompt, c)
+        for c in cases
+        for qa in c.portability.get("Reasoning", ())
+        if names(c, qa.prompt) and c.subject in qa.prompt
+    ]
+    assert len(inverse) >= 8 and len(through) >= 8
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        kl.edit_many(
+            [dict(prompt=c.prompt, target=c.target_new, subject=c.subject) for c in cases], route="store"
+        )
+        readings = [kl.read_scope(q) for q, _, _ in inverse]
+        assert sum(r.origin == "named object" for r in readings) >= len(inverse) - 1
+        answers = kl.query_many([q for q, _, _ in inverse])
+        right = [_norm(c.subject) in _norm(a.text) for a, (_, _, c) in zip(answers, inverse)]
+        assert sum(right) >= 0.7 * len(inverse), [a.text for a in answers]
+        for q, c in through:  # never answered by preference with the value the question names
+            reading = kl.read_scope(q)
+            assert not (reading.origin == "scope" and _norm(reading.scope.fact.object) == _norm(c.target_new))

@@ -11,8 +11,9 @@ from typing import Any
 from benchmarks.data.cases import FactEdit
 from benchmarks.data.prompts import MQuAKEPrompts
 from benchmarks.methods.base import Applied, MultiHopAnswer
-from benchmarks.methods.store import StoreBacked, Written
+from benchmarks.methods.store import StoreBacked, Written, fact_lines, retrieval_query
 from kedit.errors import KeditError
+from kedit.scoring import TargetScore, encode_pair, score_targets
 
 
 class LayerMethod(StoreBacked):
@@ -20,8 +21,10 @@ class LayerMethod(StoreBacked):
     both per fact), multi-hop questions through `KnowledgeLayer.query` (graph chains + evidence pool).
 
     Probes that read the model (KnowEdit scores, MQuAKE cloze/hop probes, fluency) see the edited
-    weights; a store-only fact is put before a probe only when the probe is in its scope (the scope
-    decision `kl.query` uses, `kl.in_scope`), so unrelated probes see the model alone. Contradictory items of one batch (same subject and relation, another target), which
+    weights and, before them, the stored facts `kl.query` would use for the probe (`kl.scope_facts`: the
+    in-scope facts, or the facts walked from them for a question that nests hops), whichever route wrote
+    them: a user asking the probe meets the fact recorded beside a weight edit too. Unrelated probes see
+    the model alone. Contradictory items of one batch (same subject and relation, another target), which
     `edit_many` refuses as a whole, are left out after the first and reported as the batch's edit error.
     """
 
@@ -32,7 +35,7 @@ class LayerMethod(StoreBacked):
     def __init__(self, bundle, *, route: str | None = None, k: int | None = None, embedder=None) -> None:
         super().__init__(bundle, k=k, embedder=embedder)
         self.route = route
-        self._store_only: set[tuple[str, int]] = set()
+        self._written: set[tuple[str, int]] = set()  # the live facts and passages this adapter wrote
 
     def settings(self) -> dict[str, Any]:  # the weight editors too: the layer's defaults may change
         return {
@@ -43,29 +46,50 @@ class LayerMethod(StoreBacked):
         }
 
     def _allowed(self, hit) -> bool:
-        return (hit.kind, hit.id) in self._store_only
+        return (hit.kind, hit.id) in self._written
 
-    def _refresh_store_only(self) -> None:
-        from kedit import Route
-
+    def _refresh_written(self) -> None:
         keep: set[tuple[str, int]] = set()
         for written in self._live:
-            for r in written.results:
-                if r.route != Route.STORE:
-                    continue
-                if r.fact_id is not None:
-                    keep.add(("fact", r.fact_id))
+            keep |= {("fact", r.fact_id) for r in written.results if r.fact_id is not None}
             keep |= {("passage", p.id) for p in self._passages_of(written.tag)}
-        self._store_only = keep
+        self._written = keep
+
+    def _reading(self, prompt: str):
+        """How `kl.query` reads the probe (`kl.read_scope`), or None when this adapter stored nothing."""
+        return self.kl.read_scope(retrieval_query(prompt)) if self._written else None
+
+    def _read_facts(self, reading) -> list[str]:
+        """The sentences of the stored facts `kl.query` puts before the model for this reading."""
+        if reading is None:
+            return []
+        found = reading.walked or reading.through or reading.scope.in_scope
+        return [c.fact.sentence for c in found if ("fact", c.fact.id) in self._written][: self.k]
 
     def retrieve(self, query: str, k: int | None = None) -> list[str]:
-        """The sentences of the store-only facts `query` is in scope of (kl.in_scope: the decision
-        `kl.query` makes), never the top-k nearest facts: an unrelated prompt gets no context."""
-        if not self._store_only:
-            return []
-        k = self.k if k is None else k
-        found = [c.fact for c in self.kl.in_scope(query).in_scope if ("fact", c.fact.id) in self._store_only]
-        return [f.sentence for f in found][:k]
+        """The sentences of the stored facts `kl.query` would use for `query` (`kl.read_scope`: its
+        in-scope facts, the facts walked from them, or those holding a value it names), never the top-k
+        nearest facts: an unrelated prompt gets no context."""
+        found = self._read_facts(self._reading(query))
+        return found[: self.k if k is None else k]
+
+    def score(self, prompts: Sequence[str], targets: Sequence[str]) -> list[TargetScore]:
+        """Teacher-forced scores as for every method, except that a probe `kl.query` answers by preference
+        with an in-scope stored fact (no generation: docs/methods.md §7) is scored on that answer."""
+        scores: list[TargetScore | None] = [None] * len(prompts)
+        framed, asked = [], []
+        for i, prompt in enumerate(prompts):
+            reading = self._reading(prompt)
+            fact = reading.scope.fact if reading is not None and reading.origin == "scope" else None
+            if fact is not None and ("fact", fact.id) in self._written:
+                scores[i] = answered_score(self.bundle.tokenizer, prompt, fact.object, targets[i])
+                continue
+            ctx = fact_lines(self._read_facts(reading))
+            framed.append(f"{ctx}Prompt: {prompt}" if ctx else prompt)
+            asked.append(i)
+        for i, score in zip(asked, score_targets(self.bundle, framed, [targets[i] for i in asked])):
+            scores[i] = score
+        return [s for s in scores if s is not None]
 
     def apply(self, facts: Sequence[FactEdit]) -> Applied:
         t0 = time.perf_counter()
@@ -85,7 +109,7 @@ class LayerMethod(StoreBacked):
             return Applied(tuple(facts), None, str(exc), time.perf_counter() - t0)
         written.ledger_ids = [r.id for r in written.results]
         self._live.append(written)
-        self._refresh_store_only()
+        self._refresh_written()
         error = None
         if written.skipped:
             error = f"{len(written.skipped)} contradictory item(s) left out of the batch: " + "; ".join(
@@ -102,7 +126,7 @@ class LayerMethod(StoreBacked):
 
     def undo(self, applied: Applied) -> None:
         super().undo(applied)
-        self._refresh_store_only()
+        self._refresh_written()
 
     def routes(self, applied: Applied) -> list[str]:
         """The route the router chose for each item written by `applied`."""
@@ -147,3 +171,24 @@ def undo_weight_changes(layer) -> None:
     for entry in reversed(layer.history()):
         if entry["edit_id"] and layer.weights.find(entry["edit_id"]):
             layer.undo(entry["id"])
+
+
+def answered_score(tokenizer, prompt: str, answer: str, target: str) -> TargetScore:
+    """The teacher-forced score of `target` when the system answers `prompt` with `answer` and nothing
+    else: its predicted tokens are the answer's, then end of text. A fixed answer gives its own tokens
+    probability 1 and any other 0, so the log-probability is 0 or -inf and a first target token that is
+    not the answer's ranks below it (rank 1)."""
+    target_full, n_prompt = encode_pair(tokenizer, prompt, target)
+    answer_full, n_answer_prompt = encode_pair(tokenizer, prompt, answer)
+    want = target_full[n_prompt:]
+    said = answer_full[n_answer_prompt:] + [tokenizer.eos_token_id]
+    predicted = tuple(said[j] if j < len(said) else tokenizer.eos_token_id for j in range(len(want)))
+    hits = sum(p == w for p, w in zip(predicted, want))
+    return TargetScore(
+        accuracy=hits / len(want),
+        logprob=0.0 if hits == len(want) else float("-inf"),
+        n_tokens=len(want),
+        predicted=predicted,
+        target=tuple(want),
+        first_token_rank=0 if predicted[0] == want[0] else 1,
+    )

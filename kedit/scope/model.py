@@ -280,6 +280,22 @@ class ScopeModel:
         candidates.sort(key=lambda c: (-c.score, -(c.fact.id or 0)))
         return ScopeDecision(text, tuple(mentions), tuple(candidates), self.threshold)
 
+    def named_objects(self, text: str, as_of: Any = None, max_facts: int = 2) -> list[ScopeCandidate]:
+        """The live facts whose object `text` names whole, where that name is the object of at most
+        `max_facts` of them and the subject of none: a question asked through a stored value ("Who is the
+        son of Gabrielle Bordaberry?" once "The father of Juan María Bordaberry is Gabrielle Bordaberry" is
+        stored) may read them. A hub ("United States", the object of many facts) names no fact in
+        particular. Evidence for the model to read, never an answer by preference (score 0)."""
+        found: list[ScopeCandidate] = []
+        for _, _, names in self.store.linker.spans(text):
+            for name in names:
+                if self.store.facts(subject=name, as_of=as_of, include_superseded=False):
+                    continue  # a stored subject: the scope decision's own business
+                facts = self.store.facts(object=name, as_of=as_of, include_superseded=False)
+                if 0 < len(facts) <= max_facts:
+                    found += [ScopeCandidate(f, 0.0, {"object_named": 1.0}) for f in facts]
+        return found
+
     def walk(self, decision: ScopeDecision, as_of: Any = None, depth: int = 3) -> list[ScopeCandidate]:
         """The stored facts reachable from `decision`'s in-scope facts through their objects, each one's
         relation in scope of the input's wording (a question that nests hops, "the head of state of the
