@@ -24,6 +24,7 @@ from kedit.preference import Tier, resolve
 from kedit.runtime.copying import Span
 from kedit.runtime.generation import complete_many
 from kedit.scope.names import looks_like_name, subject_in_text
+from kedit.scope.relations import reads_inverse
 from kedit.scope.text import nests_hops as text_nests_hops
 from kedit.statements import parse_statements
 from kedit.store.hit import Hit
@@ -309,6 +310,12 @@ def names_whole(text: str, value: str) -> bool:
     return bool(value) and re.search(rf"(?<!\w){re.escape(value)}(?!\w)", _norm(text)) is not None
 
 
+def _prompt_of(fact) -> str | None:
+    """The prompt a fact was written from, its subject masked (a name is no relation word)."""
+    prompt = (fact.provenance or {}).get("prompt")
+    return prompt.replace(fact.subject, "{}") if prompt else None
+
+
 def _outside_mentions(text: str, decision) -> str:
     """`text` with its linked subjects blanked out ("Bali myna" does not name the value "myna")."""
     for m in sorted(decision.mentions, key=lambda m: -m.start):
@@ -328,7 +335,14 @@ def scope_slots(state: QuestionState, pool, question: str, walk=None, named_obje
         return
     fact = state.scope.fact
     if fact is None and named_objects is not None:
-        state.through = named_objects(question)
+        # a question asking a relation of the value itself ("What is the capital of Croatia?") does not
+        # read through a fact holding it; its inverse ("Who is the son of X?" for "The father of Y is X") does
+        asked = state.slots[0].relation if state.slots and state.slots[0].subject else None
+        state.through = [
+            c
+            for c in named_objects(question)
+            if reads_inverse(asked, pool.store.relations.resolve(c.fact.relation), _prompt_of(c.fact))
+        ]
         if state.through:
             state.allowed = {c.fact.id for c in state.through}
             state.slots, state.origin = [], "named object"

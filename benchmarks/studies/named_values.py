@@ -41,8 +41,9 @@ def _store(facts) -> KnowledgeLayer:
     kl = KnowledgeLayer.open(tempfile.mkdtemp(prefix="kedit-named-values-"))
     seen: dict[tuple[str, str], str] = {}
     items = []
-    for f in facts:  # one object per (subject, relation): edit_many refuses a contradictory batch
-        key = (f.subject.casefold(), f.relation or f.prompt)
+    for f in facts:  # one object per (subject, relation; a subject when none is given): edit_many
+        # refuses a contradictory batch, and ZsRE asks one subject's relation in several wordings
+        key = (f.subject.casefold(), f.relation or "")
         if seen.setdefault(key, f.target) == f.target and f not in items:
             items.append(f)
     kl.edit_many(
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     out: dict = {"n": args.n}
 
     zsre = load_knowedit(data / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json", kind="zsre", limit=args.n).cases
+    zsre = [c for i, c in enumerate(zsre) if all(c.subject != d.subject for d in zsre[:i])]
     kl = _store([c.fact for c in zsre])
     asked = [
         (qa.prompt, qa.answers)
