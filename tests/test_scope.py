@@ -110,9 +110,10 @@ def test_out_of_scope_prompts_are_answered_as_with_an_empty_knowledge_base(store
         assert same >= floor * len(prompts), [(p, g.text, w.text) for p, g, w in zip(prompts, got, want)]
 
 
-def test_layer_adapter_puts_only_in_scope_facts_before_a_probe(smollm, embedder, cf_cases):
+def test_layer_adapter_reads_a_probe_as_query_does(smollm, embedder, cf_cases):
     from benchmarks.data.cases import FactEdit
-    from benchmarks.methods.layer import LayerMethod
+    from benchmarks.methods.layer import LayerMethod, answered_score
+    from kedit.scoring import score_targets
 
     method = LayerMethod(smollm, route="store", embedder=embedder)
     try:
@@ -123,6 +124,13 @@ def test_layer_adapter_puts_only_in_scope_facts_before_a_probe(smollm, embedder,
         assert applied.error is None
         assert method.retrieve(case.prompt) and case.target in method.retrieve(case.prompt)[0]
         assert method.retrieve(case.other_subject[0]) == []  # another subject: no context at all
+        # the edit prompt is answered by preference with the stored target (as kl.query answers it),
+        # and scored on that answer; an unrelated prompt is scored on the model alone
+        answered, other = method.score([case.prompt, case.other_subject[0]], [case.target, case.old])
+        assert answered.accuracy == 1.0 and answered.logprob == 0.0
+        assert other == score_targets(smollm, [case.other_subject[0]], [case.old])[0]
+        wrong = answered_score(smollm.tokenizer, case.prompt, case.old, case.target)
+        assert wrong.accuracy < 1.0 and wrong.logprob == float("-inf")
         method.undo(applied)
     finally:
         method.close()
