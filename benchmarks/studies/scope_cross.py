@@ -49,7 +49,7 @@ def right_by_kind(scores: np.ndarray, pairs, threshold: float) -> dict[str, floa
     kinds = np.asarray([p[3] for p in pairs])
     return {
         str(k): round(
-            float(np.mean((scores[kinds == k] >= threshold) == (k in ("paraphrase", "relation")))), 4
+            float(np.mean((scores[kinds == k] >= threshold) == (k in ("paraphrase", "relation", "same")))), 4
         )
         for k in sorted(set(kinds))
     }
@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> None:
         help="WikiData train cases kept out of the fit, for the hard negatives' figure (-1: no hard "
         "negatives, the shipped fit; 150 for the fourth-pass fit of benchmarks/LAYER.md)",
     )
+    parser.add_argument(
+        "--same-weight",
+        type=int,
+        default=0,
+        help="add the same-relation pairs in label and relative-clause wording (benchmarks/studies/"
+        "scope_same.py), each in-scope one repeated up to this many times (0: none, the fourth pass)",
+    )
     parser.add_argument("--out", type=Path, default=CROSS_PATH)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -98,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     root = args.data or require_data_dir()
     hard = args.held_wiki >= 0
-    pairs, held, held_mend = build_pairs(root, n_held_wiki=args.held_wiki if hard else None)
+    pairs, held, held_mend = build_pairs(
+        root, n_held_wiki=args.held_wiki if hard else None, same_weight=args.same_weight
+    )
     held_hard = hard_split(root, args.held_wiki)[1] if hard else []
     rng = random.Random(0)
     rng.shuffle(pairs)
@@ -136,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     figures = {
         "pairs": len(pairs),
         "hard_pairs": sum(p[3] == "hard" for p in pairs),
+        "same_pairs": sum(p[3] in ("same", "same_other") for p in pairs),
+        "same_weight": args.same_weight,
         "epochs": args.epochs,
         "layers": args.layers,
         "lr": args.lr,
