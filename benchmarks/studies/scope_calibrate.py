@@ -52,7 +52,7 @@ from benchmarks.data.scope_data import (
     zsre_mend_cases,
 )
 from benchmarks.studies.scope_hard import hard_pairs, label_forms, masked_prompt, wiki_labels
-from benchmarks.studies.scope_same import same_pairs
+from benchmarks.studies.scope_same import reasoning_pairs, same_pairs
 from kedit.paths import require_data_dir
 from kedit.runtime.embeddings import default_embedder
 from kedit.scope.head import FORMAT, HEAD_PATH, ScopeHead, content_stems, head_features
@@ -208,7 +208,10 @@ def build_pairs(
     )
     pairs += [p for p in pairs if p[3] == "relation"] * (relation_weight - 1)
     if same_weight:
-        pairs += weighted_same(same_pairs(wiki[:n_wiki], relations), pairs, same_weight)
+        keep = {(c.subject, c.prompt) for c in wiki[:n_wiki]}
+        same = same_pairs(wiki[:n_wiki], relations)
+        same += [p for f in WIKI_TRAIN for p in reasoning_pairs(root / f, keep)]
+        pairs += weighted_same(same, pairs, same_weight)
     # held-out train cases, never fitted on: the threshold's
     held_cf_pairs = training_pairs(held_cf, 2, seed=6, wordings=wordings, label_negatives=2)
     held_mend_pairs = training_pairs(held_mend, 3, seed=4, wordings=wordings, label_negatives=6)

@@ -12,6 +12,7 @@ in scope; the fit's figures on them go into the file's metadata. One epoch over 
 min on one loaded core; two epochs with 4 layers over 40,129 pairs (hard negatives), 17 min.
 
     python -m benchmarks.studies.scope_cross            # writes kedit/scope/scope_cross.safetensors
+    python -m benchmarks.studies.scope_cross --held-wiki 150 --evaluate FILE   # a fit's held-out figures
 
 Report with `python -m benchmarks.studies.scope_bench` (validation files only).
 """
@@ -64,6 +65,38 @@ def recall_threshold(scores: np.ndarray, pairs, sources: np.ndarray, recall: flo
     return min(float(np.sort(scores[g])[int((1 - recall) * g.sum())]) for g in groups if g.any())
 
 
+def evaluate(path: Path, root: Path, held_wiki: int, recall: float, match: float) -> dict:
+    """A fitted file's figures on the held-out train pairs (those its fit left out with `held_wiki`):
+    at its own threshold, at the `recall` threshold of each source's and of all held-out paraphrases, and
+    at the threshold that keeps `match` of the zsRE-MEND rephrasings in (the fits compared at one recall)."""
+    from sklearn.metrics import roc_auc_score
+
+    from kedit.scope.cross import CrossScorer
+
+    scorer = CrossScorer.load(path)
+    _, held, held_mend = build_pairs(root, n_held_wiki=held_wiki)
+    held_hard = hard_split(root, held_wiki)[1]
+    scores = _scores(scorer.tokenizer, scorer.encoder, scorer.out, held)
+    hard_scores = _scores(scorer.tokenizer, scorer.encoder, scorer.out, held_hard)
+    mend = np.arange(len(held)) >= len(held) - held_mend
+    rephrasings = np.sort(scores[mend & np.asarray([p[3] == "paraphrase" for p in held])])
+    thresholds = {
+        "own": scorer.threshold,
+        "per_source": recall_threshold(scores, held, mend, recall, False),
+        "pooled": recall_threshold(scores, held, mend, recall, True),
+        f"zsre_mend_rephrasings_{match}": float(rephrasings[int((1 - match) * len(rephrasings))]),
+    }
+    out: dict = {"auc": round(float(roc_auc_score([p[2] for p in held], scores)), 4)}
+    for name, t in thresholds.items():
+        out[name] = {
+            "threshold": round(t, 3),
+            "counterfact": right_by_kind(scores[~mend], [p for p, m in zip(held, mend) if not m], t),
+            "zsre_mend": right_by_kind(scores[mend], [p for p, m in zip(held, mend) if m], t),
+            "wiki": right_by_kind(hard_scores, held_hard, t),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
     from safetensors.torch import save_file
@@ -99,7 +132,17 @@ def main(argv: list[str] | None = None) -> None:
         "scope_same.py), each in-scope one repeated up to this many times (0: none, the fourth pass)",
     )
     parser.add_argument("--out", type=Path, default=CROSS_PATH)
+    parser.add_argument(
+        "--evaluate",
+        type=Path,
+        default=None,
+        help="fit nothing: print this fitted file's held-out train figures (with --held-wiki of its fit)",
+    )
     args = parser.parse_args(argv)
+    if args.evaluate is not None:
+        root = args.data or require_data_dir()
+        print(json.dumps(evaluate(args.evaluate, root, max(0, args.held_wiki), args.recall, 0.935)))
+        return
     torch.manual_seed(0)
     torch.set_num_threads(1)
     t0 = time.perf_counter()

@@ -46,11 +46,14 @@ def asks(cases: list[ScopeCase]) -> list[tuple[ScopeCase, str, str]]:
 
 
 def own_fact_in(decision, case: ScopeCase) -> bool:
-    """Whether the case's stored fact is among the decision's in-scope facts."""
-    subject = case.subject.casefold()
-    return any(
-        c.fact.subject.casefold() == subject and c.fact.object == case.target for c in decision.in_scope
-    )
+    """Whether the case's stored fact is among the decision's in-scope facts (names compared with case and
+    spacing folded: ZsRE's targets open with a space, "Angora goat " ends with one)."""
+    want = (_fold(case.subject), _fold(case.target))
+    return any((_fold(c.fact.subject), _fold(c.fact.object)) == want for c in decision.in_scope)
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def count(kl, questions: list[tuple[ScopeCase, str, str]]) -> dict[str, dict[str, int]]:

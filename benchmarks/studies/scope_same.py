@@ -18,8 +18,10 @@ files:
   "X was born in the city of") and the noun it asks for (the cloze's "the <noun> of", the question's
   "Which <noun>", else its label's head noun, "person" for "Who"): "What is the name of the country that
   X is a citizen of?", "The city where X was born is", against its question, cloze and label wordings;
-- nested forms, where the relative clause is the inner hop of another relation's question ("Who is the
-  head coach of the city where X was born?"): in scope of the inner relation, whose fact a walk starts
+- nested forms, where the relative clause is the inner hop of another relation's question ("What is the
+  head coach of the city that X was born in?"), and the WikiData train records' two-hop prompts that
+  nest the edited relation ("The name of the capital city of the place of death of X is" for "The place
+  of death of X is", `portability.Reasoning`): in scope of the inner relation, whose fact a walk starts
   from (kedit/scope/model.py `ScopeModel.walk`), never labelled against the outer one.
 Label 0 (kind "same_other"): a relative form against another curated relation's question and cloze, those
 with the same noun first ("the country that X is a citizen of" against "Which country is X located in?").
@@ -27,13 +29,15 @@ with the same noun first ("the country that X is a citizen of" against "Which co
 
 from __future__ import annotations
 
+import json
 import random
 import re
+from pathlib import Path
 
 from benchmarks.data.scope_data import ScopeCase
 from benchmarks.studies.scope_hard import label_forms, masked_prompt, wiki_label
 from kedit.scope.head import content_stems
-from kedit.scope.text import masked_template
+from kedit.scope.text import masked_template, nests_hops
 
 # Wikidata's own aliases of a curated property, where the KnowEdit label is not the property's label
 ALIASES = {"alma mater": "P69", "capital city": "P36", "founder": "P112"}
@@ -101,6 +105,24 @@ def relative_forms(noun: str, verb: str) -> list[str]:
 def nested_forms(noun: str, verb: str, outer: list[str]) -> list[str]:
     """Questions whose inner hop is "the <noun> that X <verb>", asking another relation (`outer` labels)."""
     return [f"What is the {label} of the {noun} that X {verb}?" for label in outer]
+
+
+def reasoning_pairs(path: Path, keep: set[tuple[str, str]]) -> list[tuple[str, str, int, str]]:
+    """(edit prompt, two-hop prompt, 1, "same") of the KnowEdit WikiData train records of `path` whose
+    (subject, prompt) is in `keep`: a `portability.Reasoning` prompt that reaches its answer through the
+    edited fact ("The name of the capital city of the place of death of X is" for "The place of death of X
+    is") nests the edit's relation as its inner hop, as the walk reads it (`kedit.scope.text.nests_hops`)."""
+    pairs = []
+    for r in json.loads(Path(path).read_text(encoding="utf-8")):
+        subject, prompt = r["subject"], r["prompt"]
+        if (subject, prompt) not in keep:
+            continue
+        template = masked_prompt(prompt, subject)
+        for p in (r.get("portability") or {}).get("Reasoning") or []:
+            text = p.get("prompt") if isinstance(p, dict) else None
+            if isinstance(text, str) and subject in text and nests_hops(text, text.find(subject)):
+                pairs.append((template, masked_prompt(text, subject), 1, "same"))
+    return pairs
 
 
 def same_pairs(
