@@ -4,14 +4,18 @@ The pairs are those the scope head is fitted on (`benchmarks.studies.scope_calib
 counterfact-train, zsRE-MEND train, KnowEdit WikiData train, the curated relations) and, with
 `--held-wiki N`, the hard negatives of benchmarks/studies/scope_hard.py (label wordings sharing a word or
 topic with a template of a relation known to differ; the last N WikiData cases are left out for their
-figure). MiniLM reads each (masked input, masked template) pair together and its top `--layers` layers
-and a logit layer on [CLS] are fitted with binary cross-entropy (AdamW, one thread, linear warm-up and
-decay). The threshold keeps `--recall` of the paraphrases of the held-out train cases (the head's:
-counterfact-train subjects 4,000-4,499, the last 200 zsRE-MEND records; `--per-source`: of each source's)
-in scope; the fit's figures on them go into the file's metadata. One epoch over the 37,895 pairs took 15
-min on one loaded core; two epochs with 4 layers over 40,129 pairs (hard negatives), 17 min.
+figure) and, with `--same-weight W`, the same-relation pairs in label and relative-clause wording of
+benchmarks/studies/scope_same.py (each in-scope one repeated up to W times). MiniLM reads each (masked
+input, masked template) pair together and its top `--layers` layers and a logit layer on [CLS] are fitted
+with binary cross-entropy (AdamW, one thread, linear warm-up and decay). The threshold keeps `--recall`
+of the paraphrases of the held-out train cases (the head's: counterfact-train subjects 4,000-4,499, the
+last 200 zsRE-MEND records; `--per-source`: of each source's) in scope; the fit's figures on them go into
+the file's metadata. One epoch over the 37,895 pairs took 15 min on one loaded core; two epochs with 4
+layers over 40,129 pairs (hard negatives), 17 min; over 44,045 pairs (hard negatives and same-relation
+pairs, the shipped fit), 19 min.
 
-    python -m benchmarks.studies.scope_cross            # writes kedit/scope/scope_cross.safetensors
+    # the shipped fit (fifth pass, benchmarks/LAYER.md); writes kedit/scope/scope_cross.safetensors
+    python -m benchmarks.studies.scope_cross --held-wiki 150 --layers 4 --epochs 2 --per-source --same-weight 2
     python -m benchmarks.studies.scope_cross --held-wiki 150 --evaluate FILE   # a fit's held-out figures
 
 Report with `python -m benchmarks.studies.scope_bench` (validation files only).
