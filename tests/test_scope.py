@@ -197,7 +197,9 @@ def test_the_cross_encoder_ships_small_and_reads_the_pair_together(zsre, cf_case
     from kedit.scope.cross import CROSS_PATH, default_cross
     from kedit.scope.text import masked_template, relation_template
 
-    assert CROSS_PATH.stat().st_size < 8_000_000  # the top layers in float16, not the whole model
+    # the fitted top layers in float16, not the whole model: 2 layers are 7.1 MB, 3 are 10.6 MB, 4 (the
+    # shipped fit: the 3-layer one kept fewer other relations out, benchmarks/LAYER.md "Fifth pass") 14.2 MB
+    assert CROSS_PATH.stat().st_size < 16_000_000
     cross = default_cross()
     assert cross.meta["held_out"]["auc"] > 0.9  # fitted figures travel with the weights
 

@@ -18,7 +18,8 @@ Pairs (template, query, label):
 - the curated relations: a relation's question and cloze vs its own label wordings (in) and vs other
   relations' (out);
 - for the cross-encoder (`n_held_wiki`), hard negatives: label wordings sharing a word or topic with a
-  template whose relation is known to differ (benchmarks/studies/scope_hard.py).
+  template whose relation is known to differ (benchmarks/studies/scope_hard.py); and (`same_weight`)
+  same-relation pairs in label and relative-clause wording (benchmarks/studies/scope_same.py).
 The threshold keeps `--recall` of the paraphrases of held-out train cases (counterfact-train subjects
 4,000-4,499 and the last 200 zsRE-MEND records), which the head is not fitted on. The join threshold is
 the lowest template cosine at which two CounterFact-train templates are of one relation cluster in >= 99%
@@ -37,6 +38,7 @@ import argparse
 import json
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ from benchmarks.data.scope_data import (
     zsre_mend_cases,
 )
 from benchmarks.studies.scope_hard import hard_pairs, label_forms, masked_prompt, wiki_labels
+from benchmarks.studies.scope_same import reasoning_pairs, same_pairs
 from kedit.paths import require_data_dir
 from kedit.runtime.embeddings import default_embedder
 from kedit.scope.head import FORMAT, HEAD_PATH, ScopeHead, content_stems, head_features
@@ -159,6 +162,19 @@ def hard_split(root: Path, n_held_wiki: int, embedder=None) -> tuple[list, list,
     return fitted, hard_pairs(wiki[n_fit:], (), labels, embedder, seed=8), n_fit
 
 
+def weighted_same(same: list, pairs: list, most: int, share: float = 0.5) -> list:
+    """`same` with each in-scope pair repeated so that a wording's in-scope pairs come to about `share` of
+    its out-of-scope ones in `pairs` (at most `most` copies): "The occupation of X is" is out of scope in
+    1,536 fitted pairs and in scope in 15 of `same`."""
+    out_of_scope: Counter[str] = Counter(w for p in pairs if p[2] == 0 for w in p[:2])
+    in_scope: Counter[str] = Counter(w for p in same if p[2] == 1 for w in p[:2])
+    weighted = []
+    for p in same:
+        copies = max(share * out_of_scope[w] / in_scope[w] for w in p[:2]) if p[2] == 1 else 1
+        weighted += [p] * max(1, min(most, round(copies)))
+    return weighted
+
+
 def build_pairs(
     root: Path,
     n_cf: int = 4000,
@@ -166,11 +182,15 @@ def build_pairs(
     n_held_mend: int = 200,
     relation_weight: int = 5,
     n_held_wiki: int | None = None,
+    same_weight: int = 0,
 ) -> tuple[list, list, int]:
     """(fitted pairs, held-out pairs, how many of the held-out pairs, at the end, are zsRE-MEND's): the pairs
     of the module docstring, from the train files under `root` (the scope head's and the cross-encoder's).
     With `n_held_wiki`, the fitted pairs add the hard negatives of `hard_split` and leave out the last
-    `n_held_wiki` WikiData train cases (their hard negatives are `hard_split`'s held-out ones)."""
+    `n_held_wiki` WikiData train cases (their hard negatives are `hard_split`'s held-out ones). With
+    `same_weight`, the same-relation pairs in label and relative-clause wording of
+    `benchmarks.studies.scope_same` (from the fitted WikiData cases and the curated relations), their
+    in-scope pairs repeated up to `same_weight` times (`weighted_same`)."""
     cf_distinct = distinct_subjects(counterfact_cases(root / CF_TRAIN))
     cf, held_cf = cf_distinct[:n_cf], cf_distinct[n_cf : n_cf + n_held_cf]
     mend = zsre_mend_cases(root / MEND_TRAIN)
@@ -187,6 +207,11 @@ def build_pairs(
         + hard
     )
     pairs += [p for p in pairs if p[3] == "relation"] * (relation_weight - 1)
+    if same_weight:
+        keep = {(c.subject, c.prompt) for c in wiki[:n_wiki]}
+        same = same_pairs(wiki[:n_wiki], relations)
+        same += [p for f in WIKI_TRAIN for p in reasoning_pairs(root / f, keep)]
+        pairs += weighted_same(same, pairs, same_weight)
     # held-out train cases, never fitted on: the threshold's
     held_cf_pairs = training_pairs(held_cf, 2, seed=6, wordings=wordings, label_negatives=2)
     held_mend_pairs = training_pairs(held_mend, 3, seed=4, wordings=wordings, label_negatives=6)

@@ -4,14 +4,19 @@ The pairs are those the scope head is fitted on (`benchmarks.studies.scope_calib
 counterfact-train, zsRE-MEND train, KnowEdit WikiData train, the curated relations) and, with
 `--held-wiki N`, the hard negatives of benchmarks/studies/scope_hard.py (label wordings sharing a word or
 topic with a template of a relation known to differ; the last N WikiData cases are left out for their
-figure). MiniLM reads each (masked input, masked template) pair together and its top `--layers` layers
-and a logit layer on [CLS] are fitted with binary cross-entropy (AdamW, one thread, linear warm-up and
-decay). The threshold keeps `--recall` of the paraphrases of the held-out train cases (the head's:
-counterfact-train subjects 4,000-4,499, the last 200 zsRE-MEND records; `--per-source`: of each source's)
-in scope; the fit's figures on them go into the file's metadata. One epoch over the 37,895 pairs took 15
-min on one loaded core; two epochs with 4 layers over 40,129 pairs (hard negatives), 17 min.
+figure) and, with `--same-weight W`, the same-relation pairs in label and relative-clause wording of
+benchmarks/studies/scope_same.py (each in-scope one repeated up to W times). MiniLM reads each (masked
+input, masked template) pair together and its top `--layers` layers and a logit layer on [CLS] are fitted
+with binary cross-entropy (AdamW, one thread, linear warm-up and decay). The threshold keeps `--recall`
+of the paraphrases of the held-out train cases (the head's: counterfact-train subjects 4,000-4,499, the
+last 200 zsRE-MEND records; `--per-source`: of each source's) in scope; the fit's figures on them go into
+the file's metadata. One epoch over the 37,895 pairs took 15 min on one loaded core; two epochs with 4
+layers over 40,129 pairs (hard negatives), 17 min; over 44,045 pairs (hard negatives and same-relation
+pairs, the shipped fit), 19 min.
 
-    python -m benchmarks.studies.scope_cross            # writes kedit/scope/scope_cross.safetensors
+    # the shipped fit (fifth pass, benchmarks/LAYER.md); writes kedit/scope/scope_cross.safetensors
+    python -m benchmarks.studies.scope_cross --held-wiki 150 --layers 4 --epochs 2 --per-source --same-weight 2
+    python -m benchmarks.studies.scope_cross --held-wiki 150 --evaluate FILE   # a fit's held-out figures
 
 Report with `python -m benchmarks.studies.scope_bench` (validation files only).
 """
@@ -49,7 +54,7 @@ def right_by_kind(scores: np.ndarray, pairs, threshold: float) -> dict[str, floa
     kinds = np.asarray([p[3] for p in pairs])
     return {
         str(k): round(
-            float(np.mean((scores[kinds == k] >= threshold) == (k in ("paraphrase", "relation")))), 4
+            float(np.mean((scores[kinds == k] >= threshold) == (k in ("paraphrase", "relation", "same")))), 4
         )
         for k in sorted(set(kinds))
     }
@@ -62,6 +67,38 @@ def recall_threshold(scores: np.ndarray, pairs, sources: np.ndarray, recall: flo
     para = np.asarray([p[3] == "paraphrase" for p in pairs])
     groups = [para] if pooled else [para & (sources == s) for s in np.unique(sources)]
     return min(float(np.sort(scores[g])[int((1 - recall) * g.sum())]) for g in groups if g.any())
+
+
+def evaluate(path: Path, root: Path, held_wiki: int, recall: float, match: float) -> dict:
+    """A fitted file's figures on the held-out train pairs (those its fit left out with `held_wiki`):
+    at its own threshold, at the `recall` threshold of each source's and of all held-out paraphrases, and
+    at the threshold that keeps `match` of the zsRE-MEND rephrasings in (the fits compared at one recall)."""
+    from sklearn.metrics import roc_auc_score
+
+    from kedit.scope.cross import CrossScorer
+
+    scorer = CrossScorer.load(path)
+    _, held, held_mend = build_pairs(root, n_held_wiki=held_wiki)
+    held_hard = hard_split(root, held_wiki)[1]
+    scores = _scores(scorer.tokenizer, scorer.encoder, scorer.out, held)
+    hard_scores = _scores(scorer.tokenizer, scorer.encoder, scorer.out, held_hard)
+    mend = np.arange(len(held)) >= len(held) - held_mend
+    rephrasings = np.sort(scores[mend & np.asarray([p[3] == "paraphrase" for p in held])])
+    thresholds = {
+        "own": scorer.threshold,
+        "per_source": recall_threshold(scores, held, mend, recall, False),
+        "pooled": recall_threshold(scores, held, mend, recall, True),
+        f"zsre_mend_rephrasings_{match}": float(rephrasings[int((1 - match) * len(rephrasings))]),
+    }
+    out: dict = {"auc": round(float(roc_auc_score([p[2] for p in held], scores)), 4)}
+    for name, t in thresholds.items():
+        out[name] = {
+            "threshold": round(t, 3),
+            "counterfact": right_by_kind(scores[~mend], [p for p, m in zip(held, mend) if not m], t),
+            "zsre_mend": right_by_kind(scores[mend], [p for p, m in zip(held, mend) if m], t),
+            "wiki": right_by_kind(hard_scores, held_hard, t),
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,14 +128,33 @@ def main(argv: list[str] | None = None) -> None:
         help="WikiData train cases kept out of the fit, for the hard negatives' figure (-1: no hard "
         "negatives, the shipped fit; 150 for the fourth-pass fit of benchmarks/LAYER.md)",
     )
+    parser.add_argument(
+        "--same-weight",
+        type=int,
+        default=0,
+        help="add the same-relation pairs in label and relative-clause wording (benchmarks/studies/"
+        "scope_same.py), each in-scope one repeated up to this many times (0: none, the fourth pass)",
+    )
     parser.add_argument("--out", type=Path, default=CROSS_PATH)
+    parser.add_argument(
+        "--evaluate",
+        type=Path,
+        default=None,
+        help="fit nothing: print this fitted file's held-out train figures (with --held-wiki of its fit)",
+    )
     args = parser.parse_args(argv)
+    if args.evaluate is not None:
+        root = args.data or require_data_dir()
+        print(json.dumps(evaluate(args.evaluate, root, max(0, args.held_wiki), args.recall, 0.935)))
+        return
     torch.manual_seed(0)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     root = args.data or require_data_dir()
     hard = args.held_wiki >= 0
-    pairs, held, held_mend = build_pairs(root, n_held_wiki=args.held_wiki if hard else None)
+    pairs, held, held_mend = build_pairs(
+        root, n_held_wiki=args.held_wiki if hard else None, same_weight=args.same_weight
+    )
     held_hard = hard_split(root, args.held_wiki)[1] if hard else []
     rng = random.Random(0)
     rng.shuffle(pairs)
@@ -136,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     figures = {
         "pairs": len(pairs),
         "hard_pairs": sum(p[3] == "hard" for p in pairs),
+        "same_pairs": sum(p[3] in ("same", "same_other") for p in pairs),
+        "same_weight": args.same_weight,
         "epochs": args.epochs,
         "layers": args.layers,
         "lr": args.lr,
