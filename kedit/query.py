@@ -47,11 +47,6 @@ def _facts_prompt(question: str, evidence: list[Hit]) -> str:
     )
 
 
-def _read_through(state) -> bool:
-    """Whether the question is answered from the facts whose object it names (nothing else in scope)."""
-    return bool(state.through) and not (state.walked or state.scope.in_scope)
-
-
 def answer_questions(
     layer,
     questions: Sequence[str],
@@ -173,7 +168,7 @@ def answer_questions(
             Span(tuple(e.text for e in winning), not_from=states[i].question)
             if winning and winning[0].tier == Tier.PASSAGE
             else Span(tuple(c.fact.subject for c in states[i].through))
-            if winning and _read_through(states[i])
+            if winning and states[i].through
             else None
             for i, _, winning, _ in to_generate
         ]
