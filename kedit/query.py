@@ -62,7 +62,8 @@ def answer_questions(
 
     A question that uses no stored fact, instruction or passage is answered exactly as an empty
     knowledge base answers it (`layer.closed_book_view()`, asked with `closed_book=True`): nothing from the
-    store enters its prompt."""
+    store enters its prompt, and the weight edits of stored facts are left out while it is answered
+    (`layer.out_of_scope_weights()`): the model answers as it would without kedit."""
     questions = list(questions)
     for question in questions:
         if not isinstance(question, str) or not question.strip():
@@ -98,14 +99,7 @@ def answer_questions(
     )
     out_of_scope: dict[int, Answer] = {}
     if direct:
-        closed = answer_questions(
-            layer.closed_book_view(),
-            [questions[i] for i in direct],
-            as_of=as_of,
-            k=k,
-            max_new_tokens=max_new_tokens,
-            closed_book=True,
-        )
+        closed = _closed_book_answers(layer, [questions[i] for i in direct], as_of, k, max_new_tokens)
         out_of_scope = dict(zip(direct, closed))
         for i, answer in out_of_scope.items():
             answer.trace["scope"] = states[i].scope.to_dict()
@@ -214,6 +208,22 @@ def answer_questions(
     return [out_of_scope[i] if i in out_of_scope else next(walked) for i in range(len(questions))]
 
 
+def _closed_book_answers(
+    layer, questions: list[str], as_of: Any, k: int, max_new_tokens: int
+) -> list[Answer]:
+    """The empty knowledge base's answers, with the weights out-of-scope questions get (the edits whose
+    facts the store holds left out: `KnowledgeLayer.out_of_scope_weights`)."""
+    with layer.out_of_scope_weights():
+        return answer_questions(
+            layer.closed_book_view(),
+            questions,
+            as_of=as_of,
+            k=k,
+            max_new_tokens=max_new_tokens,
+            closed_book=True,
+        )
+
+
 def _answer_out_of_scope_closed_book(
     layer, answers: list[Answer], *, as_of: Any, k: int, max_new_tokens: int
 ) -> None:
@@ -223,13 +233,8 @@ def _answer_out_of_scope_closed_book(
     todo = [n for n, a in enumerate(answers) if all(e.tier == Tier.PARAMETRIC for e in a.evidence)]
     if not todo:
         return
-    redone = answer_questions(
-        layer.closed_book_view(),
-        [answers[n].trace["question"] for n in todo],
-        as_of=as_of,
-        k=k,
-        max_new_tokens=max_new_tokens,
-        closed_book=True,
+    redone = _closed_book_answers(
+        layer, [answers[n].trace["question"] for n in todo], as_of, k, max_new_tokens
     )
     for n, fresh in zip(todo, redone):
         fresh.trace["scope"] = answers[n].trace.get("scope")

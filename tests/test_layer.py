@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
+from pathlib import Path
 
 import pytest
 from model_weights import snapshot, unchanged
@@ -13,6 +15,7 @@ from kedit.errors import EditError, KeditError, StoreError
 from kedit.layer import Hit, Tier
 
 SUBJECT = "Danielle Darrieux"
+DATA = Path(__file__).parent / "data"
 
 
 def test_edit_routes_to_weights_and_store_then_query_and_undo(kl, smollm, pristine):
@@ -37,6 +40,32 @@ def test_edit_routes_to_weights_and_store_then_query_and_undo(kl, smollm, pristi
     assert kl.store.current(SUBJECT, "P27") is None
     with pytest.raises(KeditError, match="already undone"):
         kl.undo(rec.id)
+
+
+def test_out_of_scope_questions_are_answered_without_the_stored_facts_weight_edits(kl, smollm, pristine):
+    # CounterFact val (tests/data sample): the fact and its neighbourhood prompt, another subject
+    record = json.loads((DATA / "CounterFact" / "counterfact-val.json").read_text())[0]
+    other = record["locality_prompt"]  # "BBC Radio, by"
+    before = kl.query(other).text
+    rec = kl.edit(record["prompt"], target=record["target_new"], subject=record["subject"])
+    assert rec.route is Route.BOTH and rec.verified
+    assert not unchanged(smollm, pristine)
+    with kl.out_of_scope_weights():  # the stored fact's edit left out: the model as kedit found it
+        assert unchanged(smollm, pristine)
+    assert not unchanged(smollm, pristine)  # and back in after the block
+    answer = kl.query(other)
+    assert answer.text == before and "closed_book" in answer.trace
+    assert kl.query(record["rephrase_prompt"]).text == record["target_new"]  # in scope: the store answers
+    # a weights-only edit (the caller forced it, nothing stored) stays in the weights out of scope too
+    forced = kl.edit(f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT, route="parametric")
+    assert forced.route is Route.PARAMETRIC and forced.fact_id is None
+    with kl.out_of_scope_weights():
+        assert not unchanged(smollm, pristine)
+    kl.undo(forced.id)
+    with kl.out_of_scope_weights():
+        assert unchanged(smollm, pristine)
+    kl.undo(rec.id)
+    assert unchanged(smollm, pristine)
 
 
 def test_router_sends_time_bounded_multivalued_and_known_facts_to_the_store(kl, smollm, pristine):

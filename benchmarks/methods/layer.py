@@ -75,9 +75,11 @@ class LayerMethod(StoreBacked):
 
     def score(self, prompts: Sequence[str], targets: Sequence[str]) -> list[TargetScore]:
         """Teacher-forced scores as for every method, except that a probe `kl.query` answers by preference
-        with an in-scope stored fact (no generation: docs/methods.md §7) is scored on that answer."""
+        with an in-scope stored fact (no generation: docs/methods.md §7) is scored on that answer, and a
+        probe that reads no stored fact is scored as `kl.query` answers it: with the weight edits of stored
+        facts left out (`kl.out_of_scope_weights()`)."""
         scores: list[TargetScore | None] = [None] * len(prompts)
-        framed, asked = [], []
+        framed, asked, alone = [], [], []
         for i, prompt in enumerate(prompts):
             reading = self._reading(prompt)
             fact = reading.scope.fact if reading is not None and reading.origin == "scope" else None
@@ -85,9 +87,19 @@ class LayerMethod(StoreBacked):
                 scores[i] = answered_score(self.bundle.tokenizer, prompt, fact.object, targets[i])
                 continue
             ctx = fact_lines(self._read_facts(reading))
-            framed.append(f"{ctx}Prompt: {prompt}" if ctx else prompt)
-            asked.append(i)
+            if ctx:
+                framed.append(f"{ctx}Prompt: {prompt}")
+                asked.append(i)
+            else:
+                alone.append(i)
         for i, score in zip(asked, score_targets(self.bundle, framed, [targets[i] for i in asked])):
+            scores[i] = score
+        # nothing stored in scope: `kl.query` asks the model with the stored facts' weight edits left out
+        with self.kl.out_of_scope_weights():
+            alone_scores = score_targets(
+                self.bundle, [prompts[i] for i in alone], [targets[i] for i in alone]
+            )
+        for i, score in zip(alone, alone_scores):
             scores[i] = score
         return [s for s in scores if s is not None]
 

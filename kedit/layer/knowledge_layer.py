@@ -13,7 +13,7 @@ from kedit.errors import EditError, ModelNotFoundError, StoreError
 from kedit.forgetting import ForgetReport
 from kedit.layer import edit as edit_plan
 from kedit.layer import ledger
-from kedit.layer.closed_book import ClosedBookView
+from kedit.layer.closed_book import ClosedBookView, store_backed_edits
 from kedit.layer.insert import insert as insert_text
 from kedit.layer.results import EditResult, InsertResult
 from kedit.probes import locality_drift, probe_scores
@@ -66,6 +66,7 @@ class KnowledgeLayer:
         self.locality_drift = 0.0
         self._scope: Any = None  # kedit.scope.ScopeModel, built on first use
         self._closed_book: ClosedBookView | None = None
+        self._store_backed: tuple[tuple[str, ...], set[str]] = ((), set())
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
@@ -124,6 +125,15 @@ class KnowledgeLayer:
         if self._closed_book is None:
             self._closed_book = ClosedBookView.open(self.bundle, self.store.embedder)
         return self._closed_book
+
+    def out_of_scope_weights(self):
+        """A context in which the model holds the weights a question out of every stored fact's scope is
+        answered with: exactly as if the edits whose facts the store holds were undone (`store_backed_edits`;
+        `WeightHistory.without`), every other live change kept."""
+        live = tuple(c.id for c in self.weights.changes)
+        if self._store_backed[0] != live:  # a change's ledger entries are written with it: cache per stack
+            self._store_backed = (live, store_backed_edits(self.weights.changes, self.store.ledger))
+        return self.bundle.history.without(self._store_backed[1])
 
     def __enter__(self) -> KnowledgeLayer:
         return self

@@ -13,6 +13,8 @@ files) the first change to a matrix keeps one copy of that matrix only.
 >>> h = WeightHistory(lin, None)
 >>> w0 = lin.weight.detach().clone()
 >>> h.step("a", "weight", Dense(torch.ones(2, 2))); h.step("b", "weight", Dense(torch.full((2, 2), 2.0)))
+>>> with h.without(["b"]): torch.equal(lin.weight, w0 + 1.0)
+True
 >>> h.remove("a"); torch.equal(lin.weight, w0 + 2.0), h.live_ids
 (True, ['b'])
 """
@@ -20,7 +22,8 @@ files) the first change to a matrix keeps one copy of that matrix only.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +88,9 @@ class WeightHistory:
         self._changes: list[_Change] = []
         # base of each matrix some live change touches: None = read from the safetensors on demand
         self._base: dict[str, torch.Tensor | None] = {}
+        # `without`'s rebuilt matrices for one set of left-out changes, kept while the live changes stay
+        self._view: tuple[tuple[str, ...], frozenset[str], dict[str, torch.Tensor]] | None = None
+        self._viewing = False
 
     @property
     def source(self) -> SafetensorsWeights | None:
@@ -160,13 +166,60 @@ class WeightHistory:
 
     @property
     def held_bytes(self) -> int:
-        """Memory held for undo: base copies plus every live change's tensors."""
-        return self.base_bytes + sum(op.nbytes for c in self._changes for _, op in c.steps)
+        """Memory held for undo: base copies plus every live change's tensors (and `without`'s matrices)."""
+        view = sum(t.numel() * t.element_size() for t in self._view[2].values()) if self._view else 0
+        return self.base_bytes + view + sum(op.nbytes for c in self._changes for _, op in c.steps)
+
+    # -- a view without some changes --------------------------------------------------------------
+    @contextmanager
+    def without(self, change_ids: Iterable[str]) -> Iterator[None]:
+        """Inside the block the model is exactly as if `change_ids` had been undone (each matrix they touch
+        rebuilt as `remove` rebuilds it) and afterwards exactly as before: the rebuilt matrices are swapped
+        in and out (`param.data`), so nothing is recomputed while the live changes stay the same (one copy of
+        each such matrix is kept for that). Changes cannot be made or undone inside the block."""
+        skip = frozenset(change_ids) & set(self.live_ids)
+        if not skip or self._viewing:
+            yield
+            return
+        key = tuple(self.live_ids)
+        if self._view is None or self._view[:2] != (key, skip):
+            self._view = (key, skip, self._rebuilt_without(skip))
+        params = {name: self.param(name) for name in self._view[2]}
+        held = {name: p.data for name, p in params.items()}
+        self._viewing = True
+        try:
+            for name, p in params.items():
+                p.data = self._view[2][name]
+            yield
+        finally:
+            for name, p in params.items():
+                p.data = held[name]
+            self._viewing = False
+
+    @torch.no_grad()
+    def _rebuilt_without(self, skip: frozenset[str]) -> dict[str, torch.Tensor]:
+        names = {name for c in self._changes if c.id in skip for name in c.names}
+        out = {}
+        for name in sorted(names):
+            matrix = self.base(name)
+            for change in self._changes:
+                if change.id not in skip:
+                    for step_name, op in change.steps:
+                        if step_name == name:
+                            op.apply(matrix)
+            out[name] = matrix
+        return out
+
+    def _changing(self) -> None:
+        if self._viewing:
+            raise KeditError("weights cannot be changed inside `WeightHistory.without`")
+        self._view = None
 
     # -- changes --------------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, change_id: str, name: str, op: WeightDelta) -> None:
         """Apply `op` to `name` now, as (the next step of) change `change_id`, the newest live change."""
+        self._changing()
         if not self._changes or self._changes[-1].id != change_id:
             if change_id in self:
                 raise KeditError(f"weight change {change_id!r} is live and not the newest: it cannot grow")
@@ -188,6 +241,7 @@ class WeightHistory:
     ) -> None:
         """Record a change that is already in the weights (made by training); `before` holds the weights
         of every matrix it touched as they were before it (used as the base where needed, not copied)."""
+        self._changing()
         if change_id in self:
             raise KeditError(f"weight change {change_id!r} is already live on this model")
         steps = list(steps)
@@ -197,6 +251,7 @@ class WeightHistory:
 
     def remove(self, change_id: str) -> None:
         """Take one change back, wherever it is: its matrices are rebuilt from base + the others, in order."""
+        self._changing()
         change = self._changes.pop(self._index(change_id))
         self.rebuild(change.names)
 
