@@ -13,6 +13,7 @@ from model_weights import snapshot, unchanged
 from kedit import KnowledgeLayer, Route
 from kedit.errors import EditError, KeditError, StoreError
 from kedit.layer import Hit, Tier
+from kedit.layer import edit as edit_plan
 
 SUBJECT = "Danielle Darrieux"
 DATA = Path(__file__).parent / "data"
@@ -66,6 +67,24 @@ def test_out_of_scope_questions_are_answered_without_the_stored_facts_weight_edi
         assert unchanged(smollm, pristine)
     kl.undo(rec.id)
     assert unchanged(smollm, pristine)
+
+
+def test_a_routed_batch_is_written_in_parts_with_the_drift_budget_read_between(kl, monkeypatch):
+    # three facts the router sends to weights and store; the first moves a locality probe itself
+    record = json.loads((DATA / "CounterFact" / "counterfact-val.json").read_text())[0]  # tests/data sample
+    items = [
+        dict(prompt="The capital of Japan is", target="Kyoto", subject="Japan"),
+        dict(prompt=record["prompt"], target=record["target_new"], subject=record["subject"]),
+        dict(prompt=f"{SUBJECT} is a citizen of", target="Italy", subject=SUBJECT),
+    ]
+    monkeypatch.setattr(edit_plan, "ROUTED_PART", 2)
+    kl.drift_budget = 1e-9  # any change to a locality probe's tokens spends it
+    first, second, third = kl.edit_many(items)
+    assert first.route is second.route is Route.BOTH and first.edit_id == second.edit_id is not None
+    assert kl.locality_drift > 0  # read after the first part, before the second
+    assert third.route is Route.STORE and third.edit_id is None
+    assert "drifted" in third.reasons[-1] and kl.store.current(SUBJECT, "P27").object == "Italy"
+    assert len(kl.weights.changes) == 1
 
 
 def test_router_sends_time_bounded_multivalued_and_known_facts_to_the_store(kl, smollm, pristine):

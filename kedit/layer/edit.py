@@ -39,6 +39,7 @@ class PlannedEdit:
     relation_id: str | None
     decision: RouteDecision
     verification: dict | None = None  # the weight edit's check of this item, when it went to the weights
+    edit_id: str | None = None  # the weight edit that wrote it (a batch's items may be written in parts)
 
 
 def validate(layer, items: Iterable[Mapping[str, Any]]) -> list[ValidatedEdit]:
@@ -139,40 +140,64 @@ def _fall_back(layer, planned: PlannedEdit, why: str) -> None:
     planned.decision = layer.router.fallback_after_failed_edit(planned.decision, why)
 
 
-def write_weights(layer, plan: list[PlannedEdit], method: str | None, sadr: bool) -> str | None:
-    """One weight edit for every item routed to the weights; verified, kept or taken back. Returns its id.
+# Facts the router sends to the weights in one batch are written this many at a time, the locality probes
+# read between parts, so the drift budget holds inside a batch as between batches (one 100-fact batch edit
+# read the budget once, before it: CounterFact val through the router, other subjects' answers unchanged
+# 0.48). Ten keeps the overshoot past the budget to one part; forced batches are written whole.
+ROUTED_PART = 10
+
+
+def write_weights(layer, plan: list[PlannedEdit], method: str | None, sadr: bool) -> None:
+    """The weight edits of the batch: items the caller forced to the weights in one edit, items the router
+    sent there in parts of `ROUTED_PART`, the router asked again between parts (a part it finds over the
+    drift budget goes to the store, with that reason). Each edit is verified, kept or taken back."""
+    to_weights = [p for p in plan if p.decision.route in _TO_WEIGHTS]
+    forced = [p for p in to_weights if p.decision.forced]
+    routed = [p for p in to_weights if not p.decision.forced]
+    parts = [forced] if forced else []
+    parts += [routed[i : i + ROUTED_PART] for i in range(0, len(routed), ROUTED_PART)]
+    for part in parts:
+        if not part[0].decision.forced and layer.locality_drift >= layer.drift_budget:
+            for planned in part:
+                signals = dataclasses.replace(planned.decision.signals, locality_drift=layer.locality_drift)
+                planned.decision = layer.router.decide(signals)
+            part = [p for p in part if p.decision.route in _TO_WEIGHTS]
+            if not part:
+                continue
+        _write_part(layer, part, method, sadr)
+
+
+def _write_part(layer, part: list[PlannedEdit], method: str | None, sadr: bool) -> None:
+    """One weight edit of `part`, verified, kept or taken back.
 
     Fallbacks (the item goes to the store, the reason to the ledger): the architecture cannot be edited,
-    the model already answers, or no item of the edit verified. An item that fails inside a batch whose
-    others verified stays in the batch and is also stored."""
-    to_weights = [p for p in plan if p.decision.route in _TO_WEIGHTS]
-    if not to_weights:
-        return None
-    requests = [p.request for p in to_weights]
+    the model already answers, or no item of the edit verified. An item that fails inside an edit whose
+    others verified stays in the edit and is also stored."""
+    requests = [p.request for p in part]
     chosen = method or (layer.edit_method if len(requests) == 1 else layer.batch_method)
     try:
         record = layer.weights.editor.apply(requests, method=chosen, sadr=sadr)
     except UnsupportedArchitectureError as exc:
         layer.editable, layer.editable_reason = False, str(exc)
-        warnings.warn(f"kedit: {exc}; storing instead", stacklevel=3)
-        for planned in to_weights:
+        warnings.warn(f"kedit: {exc}; storing instead", stacklevel=4)
+        for planned in part:
             _fall_back(layer, planned, str(exc))
-        return None
+        return
     except NothingToEditError as exc:
-        for planned in to_weights:
+        for planned in part:
             _fall_back(layer, planned, str(exc))
-        return None
-    failed = [p for p, v in zip(to_weights, record.verification) if v["after"]["accuracy"] < 1.0]
-    if len(failed) == len(to_weights):
+        return
+    failed = [p for p, v in zip(part, record.verification) if v["after"]["accuracy"] < 1.0]
+    if len(failed) == len(part):
         layer.weights.editor.undo(record)
-        for planned, check in zip(to_weights, record.verification):
+        for planned, check in zip(part, record.verification):
             _fall_back(layer, planned, f"accuracy {check['after']['accuracy']:.2f}")
-        return None
+        return
     layer.weights.push(EDIT, record)
-    for planned, check in zip(to_weights, record.verification):
-        planned.verification = check
+    for planned, check in zip(part, record.verification):
+        planned.verification, planned.edit_id = check, record.id
     for planned in failed:
-        # the batch stays (the others verified); this fact is also recorded in the store
+        # the edit stays (the others verified); this fact is also recorded in the store
         d = planned.decision
         planned.decision = RouteDecision(
             Route.BOTH,
@@ -181,12 +206,9 @@ def write_weights(layer, plan: list[PlannedEdit], method: str | None, sadr: bool
             d.forced,
         )
     layer._measure_drift()
-    return record.id
 
 
-def write_store(
-    layer, plan: list[PlannedEdit], edit_id: str | None, source: str, t0: float
-) -> list[EditResult]:
+def write_store(layer, plan: list[PlannedEdit], source: str, t0: float) -> list[EditResult]:
     """The store's share of the batch and one ledger entry per item.
 
     Structured facts are written in one transaction (embedded in one batch) when no two share a subject and
@@ -200,7 +222,7 @@ def write_store(
             source=source,
             valid_from=p.item.get("valid_from"),
             valid_to=p.item.get("valid_to"),
-            provenance={"prompt": p.request.prompt, "edit_id": edit_id if p.verification else None},
+            provenance={"prompt": p.request.prompt, "edit_id": p.edit_id},
         )
         for idx, p in enumerate(plan)
         if p.decision.route in _TO_STORE and p.relation_id is not None
@@ -230,7 +252,7 @@ def write_store(
                 decision.signals,
                 decision.forced,
             )
-        own_edit = edit_id if planned.verification else None
+        own_edit = planned.edit_id
         entry = layer.store.record_edit(
             decision=decision.route.value,
             reasons=list(decision.reasons),
@@ -281,8 +303,8 @@ def edit_many(
             stacklevel=3,
         )
     plan = probe_and_route(layer, validated, route)
-    edit_id = write_weights(layer, plan, method, sadr)
-    return write_store(layer, plan, edit_id, source, t0)
+    write_weights(layer, plan, method, sadr)
+    return write_store(layer, plan, source, t0)
 
 
 __all__ = [
