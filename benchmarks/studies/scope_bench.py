@@ -24,6 +24,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.data.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_cases
 from kedit import KnowledgeLayer, load_model
@@ -70,11 +71,14 @@ def run(cases: list[ScopeCase], model: str, batch: int = 64, route: str | None =
             ]
         t_base = time.perf_counter() - t0
         with KnowledgeLayer.open(a, model=bundle) as kl:
+            routes: dict[str, int] = {}
             for start in range(0, len(cases), 200):
                 chunk = cases[start : start + 200]
-                kl.edit_many(
+                for result in kl.edit_many(
                     [dict(prompt=c.prompt, target=c.target, subject=c.subject) for c in chunk], route=route
-                )
+                ):
+                    routes[result.route.value] = routes.get(result.route.value, 0) + 1
+            weight_edits, drift = len(kl.weights.changes), kl.locality_drift
             t_store = time.perf_counter() - t0 - t_base
             t1 = time.perf_counter()
             for s in range(0, len(asks), batch):
@@ -91,7 +95,11 @@ def run(cases: list[ScopeCase], model: str, batch: int = 64, route: str | None =
                 rows[kind].append(_norm(g.text) == _norm(w.text))
             for change in reversed(list(kl.weights.changes)):  # leave the shared model as it was
                 kl.weights.remove(change.id)
-    summary = {k: {"n": len(v), "rate": round(sum(v) / len(v), 4) if v else None} for k, v in rows.items()}
+    summary: dict[str, Any] = {
+        k: {"n": len(v), "rate": round(sum(v) / len(v), 4) if v else None} for k, v in rows.items()
+    }
+    summary["routes"] = routes
+    summary["weight_edits"], summary["locality_drift"] = weight_edits, round(drift, 4)
     summary["seconds"] = {
         "baseline": round(t_base, 1),
         "store": round(t_store, 1),
