@@ -235,7 +235,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     mquake = load_mquake(data / "MQuAKE", limit=args.mquake).cases
     zsre = load_knowedit(data / "KnowEdit" / "ZsRE", kind="zsre", limit=args.zsre).cases
     summary = run(load_model(args.model), mquake, zsre, args.policies)
-    summary |= {"model": args.model, "data": str(data), "seconds": round(time.perf_counter() - t0, 1)}
+    # relative to the data root: a run record names no machine's path
+    summary |= {
+        "model": args.model,
+        "data": ["MQuAKE", "KnowEdit/ZsRE"],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     md = markdown(summary)
     print(md)
     if args.out:
