@@ -20,13 +20,13 @@ Report on these (validation) files only; the scope model is fitted on the train 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.data.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_cases
+from benchmarks.studies.summary_line import report
 from kedit import KnowledgeLayer, load_model
 from kedit.paths import require_data_dir
 
@@ -132,10 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": args.model,
         "route": args.route,
     } | run(cases, args.model, route=None if args.route == "router" else "store")
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(summary) + "\n")
+    report(summary, args.out)
 
 
 if __name__ == "__main__":

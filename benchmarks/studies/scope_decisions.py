@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks.data.scope_data import ScopeCase, counterfact_cases, distinct_subjects, zsre_cases
+from benchmarks.studies.summary_line import report
 from kedit import KnowledgeLayer, load_model
 from kedit.paths import require_data_dir
 from kedit.scope.cross import CROSS_PATH, CrossScorer
@@ -107,10 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                     rows[key] = count(kl, questions) | {"seconds": round(time.perf_counter() - t0, 1)}
                     print(name, key, json.dumps(rows[key]), flush=True)
         summary["sets"][name] = {"file": relative, "cases": len(cases), "decisions": rows}
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(summary) + "\n")
+    report(summary, args.out)
 
 
 if __name__ == "__main__":
