@@ -301,7 +301,10 @@ def names_in(question: str, decision) -> list[str]:
 def nests_hops(question: str, decision) -> bool:
     """Whether the question reaches what it asks through its linked subject (`kedit.scope.text.nests_hops`
     before the first mention): "Who is the head of state of the country that X is a citizen of?"."""
-    return bool(decision.mentions) and text_nests_hops(question, min(m.start for m in decision.mentions))
+    if not decision.mentions:
+        return False
+    first = min(decision.mentions, key=lambda m: m.start)
+    return text_nests_hops(question, first.start, first.end)
 
 
 def names_whole(text: str, value: str) -> bool:

@@ -265,7 +265,7 @@ class ScopeModel:
         for mention in mentions:
             # a template matched word for word by a question that nests hops is the outer hop's (its
             # subject is the nested phrase, not this mention): it neither settles nor rules out a fact here
-            lexical_here = None if nests_hops(text, mention.start) else lexical
+            lexical_here = None if nests_hops(text, mention.start, mention.end) else lexical
             query = masked(text, mention.start, mention.end)
             vector = self._embed(query)
             by_relation: dict[str, dict[str, float]] = {}

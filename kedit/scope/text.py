@@ -15,27 +15,71 @@ PLACEHOLDER = "X"  # the subject's stand-in when a template or query is embedded
 _SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Dr|Mr|Ms|St|Jr|Sr)\.)(?<!\bMrs\.)\s+|\n+")
 
 
-# a relation phrase governing a noun phrase that goes on to name the subject: "... of the country that X
-# is a citizen of", "... in the city where X was born" ("the name of the team that X" is one hop)
+# A relation phrase governing a noun phrase that goes on to name the subject: the input asks about
+# something it reaches through the subject. Three shapes, each read before the subject's first mention:
+# - a preposition (or "during", "after", ...) + "the <noun>" + a relative word: "... of the country that
+#   X is a citizen of", "during the war in which X fought" ("the name of the team that X" is one hop);
+# - a verb other than a copula + "the <noun>" + a relative word: "Who founded the company that
+#   distributed X?", "What insect transmits the disease that caused X's death?" ("Who was the person
+#   that X married?" is one hop);
+# - a preposition + "the <noun>" right before the subject, whose clause goes on: "The capital of the
+#   country X is associated with is", "in the year X was born" (`_REDUCED_AFTER` checks the clause).
+_RELATIVE = r"(?:that|which|where|whose|who|whom|when)\b"
+# an event of the subject itself is no hop: "a factor in the death of X", "responsible for the design of X"
+_EVENT_OF = (
+    r"(?:[\w'-]+\s+)?(?:death|birth|design|development|creation|discovery|founding|foundation|"
+    r"establishment|inception|opening|approval|conviction|citizenship|construction|publication|release|"
+    r"launch|completion|formation)\s+of\b"
+)
 _NESTED = re.compile(
-    r"(?<!name )\b(?:of|in|for|from|at|by|on|with|to)\s+(?:the|a|an)\s+(?:[\w'-]+\s+){0,3}?"
-    r"(?:that|which|where|whose|who|whom|of|by|to|with|in|for)\b",
+    r"(?<!\bname )\b(?:of|in|for|from|at|by|on|with|to|during|after|before|since|until|throughout)\s+"
+    rf"(?:the|a|an)\s+(?!{_EVENT_OF})(?:[\w'-]+\s+){{0,3}}?(?:{_RELATIVE}|of|by|to|with|in|for)\b",
     re.IGNORECASE,
 )
+_COPULA = r"(?:is|was|are|were|be|been|being|'s|the|a|an|of|name|what|which|who|whom|whose)"
+_VERB_RELATIVE = re.compile(
+    rf"(?<![\w'’])(?!{_COPULA}\b)[a-z][a-z'-]*\s+(?i:the)\s+(?:[\w'-]+\s+){{0,3}}?(?i:{_RELATIVE})"
+)
+_REDUCED = re.compile(
+    r"(?<!\bname )\b(?:of|in|for|from|at|by|on|with|to|during)\s+the\s+"
+    rf"(?:(?!{_RELATIVE})[\w'-]+\s+){{1,3}}$",
+    re.IGNORECASE,
+)
+# the clause after a reduced relative's subject: at least two words before the end ("X was born", "X is
+# associated with"), where an apposition ends at once ("the university X is")
+_REDUCED_AFTER = re.compile(r"^\s*(?:'s\s+)?[\w'-]+\s+[\w'-]+")
 
 
-def nests_hops(text: str, subject_start: int) -> bool:
+def nests_hops(text: str, subject_start: int, subject_end: int | None = None) -> bool:
     """Whether a relation phrase before the subject governs a noun phrase that goes on to name it: the
-    input asks about something it reaches through the subject. Measured on train wordings: 1.2 % of
-    zsRE-MEND's questions and rephrasings, 0.2 % of CounterFact's prompts and paraphrases, none of MQuAKE's
-    single-hop questions match; 28 % of MQuAKE's multi-hop questions do.
+    input asks about something it reaches through the subject (the shapes are listed at `_NESTED`; the
+    reduced relative "of the country X is associated with" is read only when `subject_end` is given).
+    Measured by `python -m benchmarks.studies.nested_hops` (train wordings and MQuAKE dev).
 
     >>> nests_hops("Who is the head of state of the country that Ellie Kemper is a citizen of?", 46)
     True
     >>> nests_hops("What is the name of the country that Ellie Kemper is a citizen of?", 37)
     False
+    >>> nests_hops("Who founded the company that distributed Simple Souls?", 41)
+    True
+    >>> nests_hops("Who was the person that Ellie Kemper married?", 24)
+    False
+    >>> q = "The name of the capital city of the country Goursez Vreizh is associated with is"
+    >>> nests_hops(q, 44, 58), nests_hops("The mascot of the university Yale is", 29, 33)
+    (True, False)
     """
-    return any(m.end() <= subject_start for m in _NESTED.finditer(text))
+    # the sentence that names the subject: CounterFact's paraphrases open with an unrelated one
+    starts = [m.end() for m in _SENTENCE_END.finditer(text[:subject_start])]
+    before = text[starts[-1] if starts else 0 : subject_start]
+    if _NESTED.search(before):
+        return True
+    if _VERB_RELATIVE.search(before):
+        return True
+    return (
+        subject_end is not None
+        and _REDUCED.search(before) is not None
+        and _REDUCED_AFTER.match(text[subject_end:]) is not None
+    )
 
 
 def relation_template(prompt: str, subject: str) -> str:
