@@ -321,3 +321,31 @@ def test_nested_questions_are_told_from_one_hop_ones_on_three_sources(data_dir):
     assert found["MQuAKE dev multi-hop questions"]["share"] >= 0.5
     assert found["KnowEdit ZsRE dev Reasoning"]["share"] >= 0.3  # "Who founded the company that ...?"
     assert found["KnowEdit wiki_recent Reasoning"]["share"] >= 0.8  # "... the country X is associated with"
+
+
+def test_layer_adapter_scores_a_question_through_a_stored_value_on_querys_answer(smollm, embedder, data_dir):
+    """ "Who is the son of X?" read through "Y's father is X": `kl.query` answers with a span of the
+    fact's subject, and the adapter scores that answer, not the model's free continuation."""
+    from benchmarks.data.cases import FactEdit
+    from benchmarks.data.loaders import load_knowedit
+    from benchmarks.methods.layer import LayerMethod, answered_score
+
+    cases = load_knowedit(data_dir / "KnowEdit" / "ZsRE" / "ZsRE-test-dev.json", kind="zsre").cases
+    question, case = next(
+        (qa.prompt, c)
+        for c in cases
+        for qa in c.portability.get("Logical_Generalization", ())
+        if c.target_new.strip().casefold() in qa.prompt.casefold()
+        and c.subject.casefold() in qa.answer.casefold()
+    )
+    method = LayerMethod(smollm, route="store", embedder=embedder)
+    try:
+        method.apply([FactEdit(case.prompt.replace(case.subject, "{}", 1), case.subject, case.target_new)])
+        assert method.kl.read_scope(question).origin == "named object"
+        answer = method.kl.query(question).text
+        assert _norm(case.subject) in _norm(answer)
+        [scored] = method.score([question], [case.subject])
+        assert scored == answered_score(smollm.tokenizer, question, answer, case.subject)
+        assert scored.accuracy == 1.0
+    finally:
+        method.close()

@@ -75,16 +75,21 @@ class LayerMethod(StoreBacked):
 
     def score(self, prompts: Sequence[str], targets: Sequence[str]) -> list[TargetScore]:
         """Teacher-forced scores as for every method, except that a probe `kl.query` answers by preference
-        with an in-scope stored fact (no generation: docs/methods.md §7) is scored on that answer, and a
-        probe that reads no stored fact is scored as `kl.query` answers it: with the weight edits of stored
-        facts left out (`kl.out_of_scope_weights()`)."""
+        with an in-scope stored fact (no generation: docs/methods.md §7) is scored on that answer, a probe
+        it answers with a span of the stored facts holding a value the probe names ("Who is the son of
+        X?", read through "Y's father is X") is scored on `kl.query`'s answer, and a probe that reads no
+        stored fact is scored as `kl.query` answers it: with the weight edits of stored facts left out
+        (`kl.out_of_scope_weights()`)."""
         scores: list[TargetScore | None] = [None] * len(prompts)
-        framed, asked, alone = [], [], []
+        framed, asked, alone, through = [], [], [], []
         for i, prompt in enumerate(prompts):
             reading = self._reading(prompt)
             fact = reading.scope.fact if reading is not None and reading.origin == "scope" else None
             if fact is not None and ("fact", fact.id) in self._written:
                 scores[i] = answered_score(self.bundle.tokenizer, prompt, fact.object, targets[i])
+                continue
+            if reading is not None and reading.origin == "named object" and self._read_facts(reading):
+                through.append(i)  # `kl.query`'s answer is a span of the facts' subjects: score that answer
                 continue
             ctx = fact_lines(self._read_facts(reading))
             if ctx:
@@ -92,6 +97,8 @@ class LayerMethod(StoreBacked):
                 asked.append(i)
             else:
                 alone.append(i)
+        for i, ans in zip(through, self.kl.query_many([prompts[i] for i in through]) if through else []):
+            scores[i] = answered_score(self.bundle.tokenizer, prompts[i], ans.text, targets[i])
         for i, score in zip(asked, score_targets(self.bundle, framed, [targets[i] for i in asked])):
             scores[i] = score
         # nothing stored in scope: `kl.query` asks the model with the stored facts' weight edits left out
