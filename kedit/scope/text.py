@@ -23,7 +23,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])(?<!\b[A-Z]\.)(?<!\b(?:Dr|Mr|Ms|St|Jr|Sr
 #   distributed X?", "What insect transmits the disease that caused X's death?" ("Who was the person
 #   that X married?" is one hop);
 # - a preposition + "the <noun>" right before the subject, whose clause goes on: "The capital of the
-#   country X is associated with is", "in the year X was born" (`_REDUCED_AFTER` checks the clause).
+#   country X is associated with is", "in the year X was born" (`_REDUCED_AFTER` checks the clause);
+# - "the same year/day ..." before the subject: "What event took place the same year X was launched?".
+# "(the) name of ..." asks for the noun phrase itself and is one hop; "the common name for ..." is not.
 _RELATIVE = r"(?:that|which|where|whose|who|whom|when)\b"
 # an event of the subject itself is no hop: "a factor in the death of X", "responsible for the design of X"
 _EVENT_OF = (
@@ -32,7 +34,7 @@ _EVENT_OF = (
     r"launch|completion|formation)\s+of\b"
 )
 _NESTED = re.compile(
-    r"(?<!\bname )\b(?:of|in|for|from|at|by|on|with|to|during|after|before|since|until|throughout)\s+"
+    r"\b(?:(?<!\bname )of|in|for|from|at|by|on|with|to|during|after|before|since|until|throughout)\s+"
     rf"(?:the|a|an)\s+(?!{_EVENT_OF})(?:[\w'-]+\s+){{0,3}}?(?:{_RELATIVE}|of|by|to|with|in|for)\b",
     re.IGNORECASE,
 )
@@ -41,13 +43,16 @@ _VERB_RELATIVE = re.compile(
     rf"(?<![\w'’])(?!{_COPULA}\b)[a-z][a-z'-]*\s+(?i:the)\s+(?:[\w'-]+\s+){{0,3}}?(?i:{_RELATIVE})"
 )
 _REDUCED = re.compile(
-    r"(?<!\bname )\b(?:of|in|for|from|at|by|on|with|to|during)\s+the\s+"
-    rf"(?:(?!{_RELATIVE})[\w'-]+\s+){{1,3}}$",
+    r"\b(?:(?<!\bname )of|in|for|from|at|by|on|with|to|during)\s+the\s+"
+    rf"(?!{_EVENT_OF})(?:(?!{_RELATIVE})[\w'-]+\s+){{1,3}}$",
     re.IGNORECASE,
 )
-# the clause after a reduced relative's subject: at least two words before the end ("X was born", "X is
-# associated with"), where an apposition ends at once ("the university X is")
-_REDUCED_AFTER = re.compile(r"^\s*(?:'s\s+)?[\w'-]+\s+[\w'-]+")
+# the clause after a reduced relative's subject: two words ("X was born", "X is associated with") or a
+# verb that is no copula ("the college X attended"), where an apposition ends at once ("the university X is")
+_REDUCED_AFTER = re.compile(
+    r"^\s*(?:'s\s+)?(?:[\w'-]+\s+[\w'-]+|(?!(?:is|was|are|were|has|had|'s)\b)[a-z][\w'-]*\s*[?.!]?\s*$)"
+)
+_SAME = re.compile(r"\bthe\s+same\s+(?:year|day|month|decade|century|time|period|date)\b", re.IGNORECASE)
 
 
 def nests_hops(text: str, subject_start: int, subject_end: int | None = None) -> bool:
@@ -73,13 +78,11 @@ def nests_hops(text: str, subject_start: int, subject_end: int | None = None) ->
     before = text[starts[-1] if starts else 0 : subject_start]
     if _NESTED.search(before):
         return True
-    if _VERB_RELATIVE.search(before):
+    if _VERB_RELATIVE.search(before) or _SAME.search(before):
         return True
-    return (
-        subject_end is not None
-        and _REDUCED.search(before) is not None
-        and _REDUCED_AFTER.match(text[subject_end:]) is not None
-    )
+    if subject_end is None:
+        return False
+    return bool(_REDUCED.search(before) and _REDUCED_AFTER.match(text[subject_end:]))
 
 
 def relation_template(prompt: str, subject: str) -> str:
