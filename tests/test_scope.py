@@ -349,3 +349,27 @@ def test_layer_adapter_scores_a_question_through_a_stored_value_on_querys_answer
         assert scored.accuracy == 1.0
     finally:
         method.close()
+
+
+def test_a_prompt_that_sets_the_stored_value_aside_is_not_answered_with_it(
+    tmp_path, smollm, embedder, data_dir
+):
+    """KnowEdit's Forgetfulness prompts ("The occupation of X, which is not V, is") ask for another value
+    of the edited relation: the fact holding V is out of scope and is not the answer."""
+    records = json.loads(
+        (data_dir / "KnowEdit" / "wiki_counterfact" / "train_cf-dev.json").read_text(encoding="utf-8")
+    )
+    cases = [r for r in records if (r.get("locality") or {}).get("Forgetfulness")][:4]
+    assert len(cases) >= 3
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        kl.edit_many(
+            [dict(prompt=r["prompt"], target=r["target_new"], subject=r["subject"]) for r in cases],
+            route="store",
+        )
+        for r in cases:
+            assert kl.in_scope(r["prompt"]).fact.object == r["target_new"]  # the edit prompt itself is
+            aside = r["locality"]["Forgetfulness"][0]["prompt"]
+            decision = kl.in_scope(aside)
+            assert decision.fact is None, decision.to_dict()
+            assert any(c.features.get("value_excluded") for c in decision.candidates)
+            assert _norm(kl.query(aside).text) != _norm(r["target_new"])

@@ -39,7 +39,7 @@ from kedit.scope.cross import default_cross
 from kedit.scope.fuzzy import FuzzyNames
 from kedit.scope.head import default_head
 from kedit.scope.relations import LEARNED
-from kedit.scope.text import masked, masked_template, nests_hops, relation_template
+from kedit.scope.text import excludes_value, masked, masked_template, nests_hops, relation_template
 from kedit.statements import match_relation
 
 
@@ -276,6 +276,8 @@ class ScopeModel:
                             vector, query, fact.relation, lexical_here
                         )
                     feats = by_relation[fact.relation]
+                    if excludes_value(text, fact.object):  # "X's occupation, which is not V, is"
+                        feats = {**feats, "probability": 0.0, "value_excluded": 1.0}
                     candidates.append(ScopeCandidate(fact, feats["probability"], feats))
         candidates.sort(key=lambda c: (-c.score, -(c.fact.id or 0)))
         return ScopeDecision(text, tuple(mentions), tuple(candidates), self.threshold)

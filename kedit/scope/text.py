@@ -85,6 +85,30 @@ def nests_hops(text: str, subject_start: int, subject_end: int | None = None) ->
     return bool(_REDUCED.search(before) and _REDUCED_AFTER.match(text[subject_end:]))
 
 
+# a value the input sets aside is not what it asks for: "The occupation of X, which is not geohasher, is"
+# (KnowEdit's Forgetfulness prompts), "Which movie, other than The Last Days, did X direct?"
+_EXCLUDING = (
+    r"(?:(?:which|that|who)\s+(?:is|are|was|were)\s+not|other\s+than|besides|apart\s+from|"
+    r"except(?:\s+for)?|rather\s+than|instead\s+of|aside\s+from)\s+(?:the\s+|a\s+|an\s+)?"
+)
+
+
+def excludes_value(text: str, value: str) -> bool:
+    """Whether `text` sets `value` aside ("which is not V", "other than V", "besides V"): it asks for
+    another value of the relation, so the fact holding `value` is not its answer.
+
+    >>> excludes_value("The occupation of Martín Solares, which is not geohasher, is", "geohasher")
+    True
+    >>> excludes_value("The occupation of Martín Solares is", "geohasher")
+    False
+    """
+    value = " ".join(value.split())
+    if not value:
+        return False
+    pattern = _EXCLUDING + r"\s+".join(re.escape(w) for w in value.split()) + r"(?!\w)"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
 def relation_template(prompt: str, subject: str) -> str:
     """`prompt` with its subject as `{}` (a prompt that already holds `{}` is returned as it is).
 
