@@ -216,9 +216,14 @@ def test_unlearning_in_chunks_takes_the_same_steps(smollm, pristine, data_dir):
         deltas.append(rec.deltas)
         un.undo(rec)
     assert unchanged(smollm, pristine)
+    # Adam's step is about lr·sign(g) for each coordinate: where g is near zero, summing the chunks' gradients
+    # in another order moves a few of the 885k entries by ~0.1 % of the largest step (measured: 39-74 of them,
+    # the whole difference 6e-5 of the step's norm). A chunk dropped or counted twice moves the norm by O(1).
     for name, whole in deltas[0].items():
         assert float(whole.abs().max()) > 0
-        assert torch.allclose(deltas[1][name], whole, rtol=1e-3, atol=1e-4 * float(whole.abs().max()))
+        diff = deltas[1][name] - whole
+        assert float(diff.norm() / whole.norm()) < 1e-3, name
+        assert float(diff.abs().max()) < 1e-2 * float(whole.abs().max()), name
 
 
 def test_a_batch_edit_holding_other_facts_is_kept_and_the_fact_unlearned(kl):
