@@ -155,13 +155,13 @@ def answer_questions(
         prompts = [_facts_prompt(states[i].question, winning) for i, _, winning, _ in to_generate]
         # read from passages alone, the answer is a span of them not started by a word of the question
         # (kedit/runtime/copying.py); read from the facts holding a value the question names, it is one of
-        # their subjects (on ZsRE dev, 58 of 60 portability questions that name the new value and not the
+        # their subjects, whole (on ZsRE dev, 58 of 60 portability questions that name the new value and not the
         # subject ask for the subject: "Who is the son of Gabrielle Bordaberry?"), where the 135M model,
         # free, echoes the value or starts "The answer is:"
         read_from = [
             Span(tuple(e.text for e in winning), not_from=states[i].question)
             if winning and winning[0].tier == Tier.PASSAGE
-            else Span(tuple(c.fact.subject for c in states[i].through))
+            else Span(tuple(c.fact.subject for c in states[i].through), whole=True)
             if winning and states[i].through
             else None
             for i, _, winning, _ in to_generate

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from model_weights import unchanged
 
 from kedit.errors import ForgetError, KeditError, NothingToForgetError

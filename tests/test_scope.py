@@ -343,7 +343,7 @@ def test_layer_adapter_scores_a_question_through_a_stored_value_on_querys_answer
         method.apply([FactEdit(case.prompt.replace(case.subject, "{}", 1), case.subject, case.target_new)])
         assert method.kl.read_scope(question).origin == "named object"
         answer = method.kl.query(question).text
-        assert _norm(case.subject) in _norm(answer)
+        assert _norm(answer) == _norm(case.subject)  # the fact's subject, whole
         [scored] = method.score([question], [case.subject])
         assert scored == answered_score(smollm.tokenizer, question, answer, case.subject)
         assert scored.accuracy == 1.0

@@ -89,7 +89,7 @@ class LayerMethod(StoreBacked):
                 scores[i] = answered_score(self.bundle.tokenizer, prompt, fact.object, targets[i])
                 continue
             if reading is not None and reading.origin == "named object" and self._read_facts(reading):
-                through.append(i)  # `kl.query`'s answer is a span of the facts' subjects: score that answer
+                through.append(i)  # `kl.query`'s answer is one of the facts' subjects: score that answer
                 continue
             ctx = fact_lines(self._read_facts(reading))
             if ctx:

@@ -25,6 +25,9 @@ batched decoder here does not call.
 [0, 3]
 >>> sorted(copier.allowed([1]))         # "c" ends the passage: only the end
 [0]
+>>> whole = SpanCopier(Tok(), Span(("aa bbb", "c"), whole=True), stop_ids={0})
+>>> sorted(whole.allowed([])), sorted(whole.allowed([2])), sorted(whole.allowed([2, 3]))  # a text whole
+([1, 2], [3], [0])
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Span:
-    """A continuation that must be a span of one of `texts`, not starting with a word of `not_from`."""
+    """A continuation that must be a span of one of `texts`, not starting with a word of `not_from`; with
+    `whole`, one of `texts` from its first token to its last (a name is answered whole: "Gate Dancer",
+    not "Dancer")."""
 
     texts: tuple[str, ...]
     not_from: str = ""
+    whole: bool = False
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -54,11 +60,17 @@ class SpanCopier:
         words = span.not_from.split()
         self.not_first = {i for w in words for i in _ids(tokenizer, " " + w)[:1] + _ids(tokenizer, w)[:1]}
         self.stop_ids = set(stop_ids)
+        self.whole = span.whole
 
     def allowed(self, so_far: list[int]) -> set[int]:
         """Ids that continue `so_far` as a span of some text; the stop ids once a span has started."""
         n = len(so_far)
         nxt: set[int] = set()
+        if self.whole:
+            for ids in self.pieces:
+                if ids[:n] == so_far:
+                    nxt |= {ids[n]} if n < len(ids) else self.stop_ids
+            return nxt
         for ids in self.pieces:
             for j in range(len(ids) - n):
                 if ids[j : j + n] == so_far:
