@@ -11,7 +11,7 @@ A question read as nesting is answered from the stored facts walked from its in-
 reads them) instead of with that fact's value, so a false reading costs a one-hop question its
 by-preference answer, and a miss answers a two-hop question with the first hop's value.
 
-    python -m benchmarks.studies.nested_hops
+    python -m benchmarks.studies.nested_hops --out benchmarks/results/scope/nested_hops.jsonl
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--examples", type=int, default=0, help="print this many texts of each set")
+    parser.add_argument("--out", type=Path, default=None, help="append the counts here (JSON lines)")
     args = parser.parse_args(argv)
     data = args.data or require_data_dir()
     out: dict = {}
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
         shown = hits if not nested else [t for t, s, e in located if not nests_hops(t, s, e)]
         for text in shown[: args.examples]:
             print("    ", text)
+    if args.out is not None:
+        with args.out.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(out, ensure_ascii=False) + "\n")
     return out
 
 
