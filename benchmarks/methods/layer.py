@@ -76,7 +76,7 @@ class LayerMethod(StoreBacked):
     def score(self, prompts: Sequence[str], targets: Sequence[str]) -> list[TargetScore]:
         """Teacher-forced scores as for every method, except that a probe `kl.query` answers by preference
         with an in-scope stored fact (no generation: docs/methods.md §7) is scored on that answer, a probe
-        it answers with a span of the stored facts holding a value the probe names ("Who is the son of
+        it answers with one of the subjects of the stored facts holding a value the probe names ("Who is the son of
         X?", read through "Y's father is X") is scored on `kl.query`'s answer, and a probe that reads no
         stored fact is scored as `kl.query` answers it: with the weight edits of stored facts left out
         (`kl.out_of_scope_weights()`)."""

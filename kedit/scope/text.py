@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 PLACEHOLDER = "X"  # the subject's stand-in when a template or query is embedded
@@ -102,11 +103,14 @@ def excludes_value(text: str, value: str) -> bool:
     >>> excludes_value("The occupation of Martín Solares is", "geohasher")
     False
     """
-    value = " ".join(value.split())
-    if not value:
-        return False
-    pattern = _EXCLUDING + r"\s+".join(re.escape(w) for w in value.split()) + r"(?!\w)"
-    return re.search(pattern, text, re.IGNORECASE) is not None
+    words = tuple(value.split())
+    return bool(words) and _excluding(words).search(text) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _excluding(words: tuple[str, ...]) -> re.Pattern[str]:
+    """The compiled "sets V aside" pattern for one value: `decide` asks it of every candidate fact."""
+    return re.compile(_EXCLUDING + r"\s+".join(re.escape(w) for w in words) + r"(?!\w)", re.IGNORECASE)
 
 
 def relation_template(prompt: str, subject: str) -> str:
