@@ -40,7 +40,7 @@ PARTIAL_MAX = 4  # a part of a name shared by more entities than this links to n
 
 
 def _word(token: str) -> str:
-    return re.sub(r"['’]s$", "", token.casefold())
+    return re.sub(r"['’]s$", "", fold(token))
 
 
 def _same_word(a: str, b: str) -> bool:
@@ -48,9 +48,26 @@ def _same_word(a: str, b: str) -> bool:
     return a == b or (len(short) >= PARTIAL_PREFIX and long.startswith(short) and len(long) - len(short) <= 2)
 
 
+# Latin accents and dash variants do not tell names apart ("Angel Rosa" is "Ángel Rosa", "Championships -
+# men's singles" is "Championships – men's singles": KnowEdit's aliases, search engines' ASCII folding).
+# Only the Latin diacritical-mark blocks are dropped: the marks of other scripts carry vowels.
+_MARKS = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF))
+_FOLD: dict[int, str | None] = {cp: None for lo, hi in _MARKS for cp in range(lo, hi + 1)}
+_FOLD |= {ord(dash): "-" for dash in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"}
+
+
+def fold(text: str) -> str:
+    """`text` case-folded with Latin accents dropped and dashes made hyphens (NFKD: "ﬁ" is "fi").
+
+    >>> fold("Ángel Rosa – Inga Ålenius")
+    'angel rosa - inga alenius'
+    """
+    return unicodedata.normalize("NFKD", text).casefold().translate(_FOLD)
+
+
 def normalise(text: str) -> str:
-    """Case-folded, accents kept, whitespace collapsed, outer punctuation and a leading 'the' dropped."""
-    folded = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip(_EDGE_PUNCT)
+    """Folded (`fold`), whitespace collapsed, outer punctuation and a leading 'the' dropped."""
+    folded = _SPACE.sub(" ", fold(text)).strip(_EDGE_PUNCT)
     return folded[4:] if folded.startswith("the ") else folded
 
 
@@ -73,9 +90,9 @@ class EntityLinker:
         new = [n for n in dict.fromkeys(names) if n not in self._known and "\x00" not in n]
         self._known.update(new)
         self._canonical += new
-        # one NFKC, casefold and whitespace pass over all names joined by NUL (a starter: nothing composes
-        # across it, and no name holds one) instead of one per name
-        joined = _SPACE.sub(" ", unicodedata.normalize("NFKC", "\x00".join(new)).casefold())
+        # one fold and whitespace pass over all names joined by NUL (a starter: nothing composes across
+        # it, and no name holds one) instead of one per name
+        joined = _SPACE.sub(" ", fold("\x00".join(new)))
         for name, key in zip(new, joined.split("\x00")):
             key = key.strip(_EDGE_PUNCT)
             key = key[4:] if key.startswith("the ") else key

@@ -14,6 +14,8 @@ MODULES = [
     "kedit.scope.head",
     "kedit.scope.relations",
     "kedit.scope.names",
+    "kedit.scope.fuzzy",
+    "kedit.scope.variants",
     "kedit.statements",
     "kedit.forgetting",
     "kedit.preference",

@@ -373,3 +373,41 @@ def test_a_prompt_that_sets_the_stored_value_aside_is_not_answered_with_it(
             assert decision.fact is None, decision.to_dict()
             assert any(c.features.get("value_excluded") for c in decision.candidates)
             assert _norm(kl.query(aside).text) != _norm(r["target_new"])
+
+
+def test_other_forms_of_stored_names_link_and_other_names_do_not(data_dir):
+    """The linking tiers on the sample's real wordings (no model): KnowEdit's subject aliases written as
+    another form of the name link to their subject; no neighbourhood prompt (CounterFact) or multi-hop
+    question (MQuAKE) is linked to a stored subject by another form of a name."""
+    from benchmarks.studies.alias_links import main as alias_links
+
+    found = alias_links(["--data", str(data_dir)])
+    cf = found["aliasing"]["wiki_counterfact"]
+    # "Raymond Walter Wietecha" (Ray Wietecha), "F Ortis" (Fernanda Ortis), "Angel Rosa" (Ángel Rosa)
+    assert cf["own"]["variant"] >= 3 and cf["other_only"] == 0, cf
+    assert cf["own_total"] >= 0.7 * cf["n"], cf
+    for texts in found["wrong_links"].values():
+        assert texts["n"] > 50 and texts["by_tier"]["variant"] == 0, texts
+
+
+def test_a_stored_subject_asked_by_another_form_of_its_name_is_answered_from_the_store(
+    tmp_path, smollm, embedder, data_dir
+):
+    """wiki_counterfact's own records: the edit by its prompt, asked by its Subject_Aliasing prompt."""
+    records = json.loads(
+        (data_dir / "KnowEdit" / "wiki_counterfact" / "train_cf-dev.json").read_text(encoding="utf-8")
+    )
+    wanted = {"Ray Wietecha", "Ángel Rosa", "Mark Van Guilder", "Fernanda Ortis"}
+    picked = [r for r in records if r["subject"] in wanted]
+    assert len(picked) == len(wanted)
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        kl.edit_many(
+            [dict(prompt=r["prompt"], target=r["target_new"], subject=r["subject"]) for r in picked],
+            route="store",
+        )
+        aliases = [r["portability"]["Subject_Aliasing"][0]["prompt"] for r in picked]
+        answers = kl.query_many(aliases)
+        assert [a.text for a in answers] == [r["target_new"] for r in picked], aliases
+        # the same surname with another given name, or alone, is another person
+        assert kl.scope.link("The occupation of Tom Van Guilder is") == []
+        assert kl.scope.link("The occupation of Van Guilder is") == []

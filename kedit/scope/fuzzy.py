@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from difflib import SequenceMatcher
 
-from graph.entity_linker import normalise
+from graph.entity_linker import fold, normalise
 
 WORD_RATIO = 0.75
 SPAN_RATIO = 0.85
@@ -59,7 +59,7 @@ class FuzzyNames:
     def spans(self, text: str) -> list[tuple[int, int, list[str]]]:
         """(start, end, [name]) for the best near-miss span of each stored name the text may bend."""
         words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
-        folded = [text[s:e].casefold() for s, e in words]
+        folded = [fold(text[s:e]) for s, e in words]
         candidates = {n for w in folded if len(w) >= 4 for n in self._index.get(w[:4], ())}
         best: dict[tuple[int, int], tuple[float, str]] = {}
         for name in sorted(candidates):

@@ -4,9 +4,11 @@ radius, WISE's routing, made explicit.)
 1. **Link.** The input's subject is found by matching the store's own entity names and aliases in the
    text (longest span; case, punctuation, possessives and a leading article normalised), keeping only
    entities that are the subject of a live fact; when none is named whole, a run of capitalised words
-   that names one in part (`EntityLinker.partial_spans`: "Archduchess Mechthildi's Austrian"), and when
-   nothing links that way either, a near-miss spelling of a stored subject's name (kedit/scope/fuzzy.py:
-   "Derek Whiteheads", "4 Sagittarius"). No capitalisation guess: an entity the store does not know has
+   that names one in part (`EntityLinker.partial_spans`: "Archduchess Mechthildi's Austrian"), then
+   another form of a stored personal name (kedit/scope/variants.py: "Raymond Walter Wietecha" for "Ray
+   Wietecha", "F Ortis"), and when nothing links that way either, a near-miss spelling of a stored
+   subject's name (kedit/scope/fuzzy.py: "Derek Whiteheads", "4 Sagittarius"). Latin accents and dashes
+   are folded throughout ("Angel Rosa" names "Ángel Rosa"). No capitalisation guess: an entity the store does not know has
    no stored fact to be in scope of.
 2. **Score.** Each live fact of a linked subject (a handful) is scored against the input with its subject
    masked: the scope head (kedit/scope/head.py, a logistic regression over MiniLM pair features and word
@@ -40,6 +42,7 @@ from kedit.scope.fuzzy import FuzzyNames
 from kedit.scope.head import default_head
 from kedit.scope.relations import LEARNED
 from kedit.scope.text import excludes_value, masked, masked_template, nests_hops, relation_template
+from kedit.scope.variants import NameVariants
 from kedit.statements import match_relation
 
 
@@ -145,6 +148,7 @@ class ScopeModel:
         self._bank_matrix = np.zeros((0, 1), dtype=np.float32)
         self._fuzzy_version: tuple[int, int] = (-1, -1)
         self._fuzzy = FuzzyNames(())
+        self._variants = NameVariants(())
 
     # -- linking --------------------------------------------------------------------------------
     def link(self, text: str, as_of: Any = None) -> list[Mention]:
@@ -157,8 +161,15 @@ class ScopeModel:
         facts: dict[str, list] = {}
         linker = self.store.linker
         # a name named in part ("Archduchess Mechthildi's Austrian father", ZsRE's paraphrases) only when no
-        # stored subject is named whole; a near-miss spelling ("Nebajoths") only when neither links
-        for spans in (linker.spans, linker.partial_spans, lambda t: self._fuzzy_names().spans(t)):
+        # stored subject is named whole; another form of a personal name ("Raymond Walter Wietecha" for
+        # "Ray Wietecha"), then a near-miss spelling ("Nebajoths"), only when none of those links
+        tiers = (
+            linker.spans,
+            linker.partial_spans,
+            lambda t: self._fallbacks()[0].spans(t),
+            lambda t: self._fallbacks()[1].spans(t),
+        )
+        for spans in tiers:
             for start, end, names in spans(text):
                 for name in names:
                     if name not in facts:
@@ -170,12 +181,14 @@ class ScopeModel:
                 break
         return found, facts
 
-    def _fuzzy_names(self) -> FuzzyNames:
+    def _fallbacks(self) -> tuple[NameVariants, FuzzyNames]:
+        """The live subjects' other name forms and near-miss spellings (rebuilt when the store changes)."""
         version = (self.store.record.version, len(self.store.relations))
         if version != self._fuzzy_version:
-            self._fuzzy = FuzzyNames({f.subject for f in self.store.facts(include_superseded=False)})
+            subjects = {f.subject for f in self.store.facts(include_superseded=False)}
+            self._variants, self._fuzzy = NameVariants(subjects), FuzzyNames(subjects)
             self._fuzzy_version = version
-        return self._fuzzy
+        return self._variants, self._fuzzy
 
     # -- relation banks -------------------------------------------------------------------------
     def _refresh_banks(self) -> None:
