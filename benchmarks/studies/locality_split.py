@@ -1,0 +1,85 @@
+"""KnowEdit locality split by what a probe asks, read from committed runs (no model).
+
+KnowEdit's `locality.Relation_Specificity` lists the edited subject's Wikidata relations, and on ZsRE 15 %
+of them are the edited relation itself in label wording ("Tau Herculis constellation" for "In which
+constellation is Tau Herculis?"): their answer is the edit's old value (the record's `ground_truth`).
+An edit that generalises answers them with the new value and loses locality there; a method that does
+not generalise to label wording keeps them. This splits each run's locality into those probes (the
+probe's answer is one of the record's old answers) and the rest (another relation of the subject), each
+pooled over its probes with a 95 % bootstrap interval over cases (as the summaries').
+
+    python -m benchmarks.studies.locality_split [--runs benchmarks/results/runs] [--kind zsre]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.scoring.intervals import bootstrap_intervals
+
+
+def _answers(value) -> set[str]:
+    values = value if isinstance(value, list) else [value]
+    return {" ".join(str(v or "").casefold().split()) for v in values} - {""}
+
+
+PARTS = ("edited_relation", "other_relations")
+
+
+def per_case(cases_file: Path) -> list[dict[str, tuple[float, int]]]:
+    """For each case of a run: {part: (score sum, probes)}."""
+    rows = []
+    for line in cases_file.read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        old = _answers(case["inputs"].get("ground_truth") or [])
+        probes = case["inputs"].get("locality", {}).get("Relation_Specificity", [])
+        scores = (case.get("metrics") or {}).get("locality", {}).get("Relation_Specificity", [])
+        row = {part: [0.0, 0] for part in PARTS}
+        for (_, truth), score in zip(probes, scores):
+            part = row["edited_relation" if old & _answers(truth) else "other_relations"]
+            part[0] += score
+            part[1] += 1
+        rows.append({part: (total, n) for part, (total, n) in row.items()})
+    return rows
+
+
+def pooled(rows: list[dict[str, tuple[float, int]]]) -> dict[str, float]:
+    """Each part's locality pooled over its probes (a part no case has is left out)."""
+    out = {}
+    for part in PARTS:
+        n = sum(r[part][1] for r in rows)
+        if n:
+            out[part] = 100 * sum(r[part][0] for r in rows) / n
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("benchmarks/results/runs"))
+    parser.add_argument("--kind", default="zsre", help="zsre | counterfact | recent")
+    parser.add_argument("--model", default="smollm2-135m")
+    args = parser.parse_args(argv)
+    out: dict = {}
+    for run in sorted(args.runs.glob(f"knowedit-{args.kind}-*-{args.model}")):
+        cases = run / "cases.jsonl"
+        if not cases.exists():
+            continue
+        method = run.name.removeprefix(f"knowedit-{args.kind}-").removesuffix(f"-{args.model}")
+        rows = per_case(cases)
+        values, intervals = pooled(rows), bootstrap_intervals(rows, pooled)
+        out[method] = {
+            part: {
+                "locality": round(values[part], 1),
+                "interval": [round(v, 1) for v in intervals.get(part, (values[part],) * 2)],
+                "probes": sum(r[part][1] for r in rows),
+            }
+            for part in values
+        }
+        print(method, json.dumps(out[method]), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()
