@@ -24,13 +24,17 @@ from benchmarks.runners.shards import MergeError, Shard, ShardSpecError, merge_r
 TIMING = ("edit_seconds", "eval_seconds")
 
 
+# timings, and the id a weight edit gets when made (a fresh one every run)
+VOLATILE = ("_s", "weight_edit")
+
+
 def _cases(path) -> list[dict]:
     """A run's case lines without their timings (the only fields allowed to differ between runs)."""
     rows = [json.loads(line) for line in (path / CASES).read_text().splitlines()]
     out = []
     for r in rows:
         r = {k: v for k, v in r.items() if k not in TIMING}
-        r["edit_info"] = {k: v for k, v in (r.get("edit_info") or {}).items() if not k.endswith("_s")}
+        r["edit_info"] = {k: v for k, v in (r.get("edit_info") or {}).items() if not k.endswith(VOLATILE)}
         out.append(r)
     return out
 
@@ -77,6 +81,32 @@ def test_batched_harness_gives_the_legacy_numbers_and_caches_pre_scores(smollm, 
     assert noedit["pre_cache"] == {"hits": 2, "misses": 0}
     assert [r["pre"] for r in _cases(tmp_path / "none")] == [r["pre"] for r in _cases(tmp_path / "legacy")]
     assert noedit["metrics"]["locality"] == 1.0  # cached pre-edit argmax tokens are the unedited model's
+
+
+def test_a_store_methods_fluency_samples_are_batched_to_the_legacy_texts(smollm, data_dir, tmp_path):
+    """The layer on 2 ZsRE cases (the router writes each fact to the weights and the store): the batched
+    harness decodes the fluency samples together, each framed by the facts retrieved while its edit was
+    live and with its own edited matrices, and every case line is the legacy harness's."""
+    loaded = load_knowedit(data_dir / "KnowEdit" / "ZsRE", limit=2)
+    settings = KnowEditSettings("zsre", fluency=True)
+    spec = RunSpec("knowedit", "ZsRE", "layer", "smollm2-135m", {"kind": "zsre"})
+    before = _weights(smollm)
+    layer = make_method("layer", smollm, "knowedit")
+    try:
+        legacy = run_knowedit(layer, loaded, RunDir(tmp_path / "legacy", spec), settings, harness="legacy")
+        requests = []
+        applied = layer.apply([loaded.cases[0].fact])
+        requests.append(layer.fluency_request(loaded.cases[0].prompt))
+        changed = layer.row_weights(applied)
+        layer.undo(applied)
+        batched = run_knowedit(layer, loaded, RunDir(tmp_path / "batched", spec), settings, harness="batched")
+    finally:
+        layer.close()
+    assert all(torch.equal(before[n], p) for n, p in _weights(smollm).items())
+    assert requests[0].head == loaded.cases[0].prompt and "New Fact:" in requests[0].text  # framed
+    assert changed is not None and (changed or layer.routes(applied) == ["store"])
+    assert batched["metrics"] == legacy["metrics"]
+    assert _cases(tmp_path / "batched") == _cases(tmp_path / "legacy")
 
 
 def test_shard_parse_and_split():

@@ -17,7 +17,12 @@ from typing import Any
 
 from benchmarks.data.cases import FactEdit
 from benchmarks.data.prompts import MQuAKEPrompts
-from benchmarks.scoring.generation import cut_at_stop, greedy_generate, sample_like_easyedit
+from benchmarks.scoring.generation import (
+    FluencyRequest,
+    cut_at_stop,
+    greedy_generate,
+    sample_like_easyedit,
+)
 from benchmarks.scoring.metrics import cot_answer, first_line_answer
 from kedit.scoring import TargetScore, score_targets
 
@@ -69,8 +74,13 @@ class Method(ABC):
     def row_weights(self, applied: Applied) -> dict[str, Any] | None:
         """The weights `applied` changed, as they are now (call it before `undo`), so that the harness can
         decode several edits' fluency samples in one batch (`benchmarks.scoring.generation.row_weights`). None:
-        this method's sample is not the plain model's (the harness then calls `sample` case by case)."""
+        the harness cannot sample this method's edited model that way and calls `sample` case by case."""
         return None
+
+    def fluency_request(self, prompt: str) -> FluencyRequest:
+        """What `sample` decodes for `prompt` as the model and store are now (call it before `undo`): the
+        prompt alone here; a store method frames it with the facts it retrieves."""
+        return FluencyRequest(prompt)
 
     @property
     def plain_sampler(self) -> bool:

@@ -36,7 +36,7 @@ from typing import Any
 
 from benchmarks.data.cases import FactEdit
 from benchmarks.methods.base import Applied, Method
-from benchmarks.scoring.generation import greedy_generate, sample_ids_like_easyedit
+from benchmarks.scoring.generation import FluencyRequest, greedy_generate, sample_ids_like_easyedit
 from kedit.errors import KeditError
 from kedit.scoring import TargetScore, score_targets
 
@@ -193,21 +193,34 @@ class StoreBacked(Method):
     ) -> list[str]:
         return super().generate_lines([self.with_context(p) for p in prompts], max_new_tokens, stop_when)
 
-    def sample(self, prompt: str, seed: int) -> str:
-        """EasyEdit's fluency text of `prompt` (prompt + continuation, 100 tokens with the prompt), the
-        continuation sampled with the retrieved facts in context."""
+    def fluency_request(self, prompt: str) -> FluencyRequest:
+        """EasyEdit's fluency text of `prompt` with the retrieved facts in context: the framed prompt is
+        sampled to 100 tokens counted from `prompt`, and the text is `prompt` and the continuation."""
         ctx = self._context(prompt)
         if not ctx:
-            return super().sample(prompt, seed)
+            return super().fluency_request(prompt)
         tok = self.bundle.tokenizer
         framed = f"{ctx}Prompt: {prompt}"
         n_framed = len(tok(framed)["input_ids"])
         n_prompt = len(tok(prompt)["input_ids"])
-        ids = sample_ids_like_easyedit(
-            self.bundle, framed, max_out_len=n_framed + max(0, 100 - n_prompt), seed=seed
-        )
-        text = prompt + tok.decode(ids[n_framed:], skip_special_tokens=True)
+        return FluencyRequest(framed, n_framed + max(0, 100 - n_prompt), keep_from=n_framed, head=prompt)
+
+    def sample(self, prompt: str, seed: int) -> str:
+        """EasyEdit's fluency text of `prompt` (prompt + continuation, 100 tokens with the prompt), the
+        continuation sampled with the retrieved facts in context (`fluency_request`)."""
+        request = self.fluency_request(prompt)
+        if not request.head:
+            return super().sample(prompt, seed)
+        ids = sample_ids_like_easyedit(self.bundle, request.text, max_out_len=request.max_out_len, seed=seed)
+        text = request.head + self.bundle.tokenizer.decode(ids[request.keep_from :], skip_special_tokens=True)
         return unicodedata.normalize("NFKD", text).replace("\n\n", " ").replace("<|endoftext|>", "")
+
+    def row_weights(self, applied: Applied) -> dict[str, Any] | None:
+        """Copies of the matrices the knowledge base's live weight changes hold (none for a store-only
+        method), as they are now: its fluency samples are then decoded in batches like an editor's."""
+        model = self.bundle.model
+        names = sorted({name for change in self.kl.weights.changes for name in change.names})
+        return {name: model.get_parameter(name).detach().clone() for name in names}
 
 
 class RagMethod(StoreBacked):

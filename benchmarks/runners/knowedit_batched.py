@@ -6,9 +6,10 @@ depend on an edit shared out.
 - each case: apply, score every probe of the case in one call, keep a copy of the changed weights
   (`Method.row_weights`), undo;
 - fluency: the chunk's samples decoded together with the KV cache, row i with case i's edited weights
-  (`benchmarks.scoring.generation.sample_many_like_easyedit`); each row draws from its own seeded generator, so the
-  texts are the legacy ones. A method whose sample is not the plain model's (store methods add context)
-  is sampled case by case as before.
+  and its fluency request (`Method.fluency_request`, taken while the edit was live: a store method frames
+  the prompt with the facts it retrieved) (`benchmarks.scoring.generation.sample_requests`); each row draws
+  from its own seeded generator, so the texts are the legacy ones. A method whose edited weights the
+  batched sampler cannot give one row alone is sampled case by case.
 - sequential runs: every case's pre-edit scores (cached), all edits, then every case scored and sampled on
   the final model in batches.
 
@@ -28,7 +29,7 @@ from benchmarks.methods.base import Applied, Method
 from benchmarks.runners.knowedit_probes import KnowEditSettings, Probe, Stages, case_probes, case_record
 from benchmarks.runners.pre_cache import PreScoreCache, model_key, record_hash
 from benchmarks.runners.runs import RunDir, progress_bar
-from benchmarks.scoring.generation import overridable, sample_many_like_easyedit
+from benchmarks.scoring.generation import FluencyRequest, overridable, sample_requests
 from kedit.scoring import TargetScore
 
 CHUNK = 16  # cases whose fluency samples are decoded together
@@ -78,15 +79,21 @@ class PreScores:
 
 
 def _batched_texts(
-    method: Method, settings: KnowEditSettings, cases: Sequence[EditCase], weights: Sequence[dict[str, Any]]
+    method: Method,
+    settings: KnowEditSettings,
+    cases: Sequence[EditCase],
+    weights: Sequence[dict[str, Any]],
+    requests: Sequence[FluencyRequest] | None = None,
 ) -> list[str]:
-    """Fluency texts of `cases` decoded together, case i with its edited weights `weights[i]`."""
+    """Fluency texts of `cases` decoded together, case i with its edited weights `weights[i]` and, when
+    given, its `requests[i]` (taken while its edit was live); else each case's prompt alone."""
+    requests = requests if requests is not None else [FluencyRequest(c.prompt) for c in cases]
     texts: list[str] = []
     for start in range(0, len(cases), CHUNK):
         rows = range(start, min(start + CHUNK, len(cases)))
-        texts += sample_many_like_easyedit(
+        texts += sample_requests(
             method.bundle,
-            [cases[i].prompt for i in rows],
+            [requests[i] for i in rows],
             [settings.seed + cases[i].index for i in rows],
             per_row=[weights[i] for i in rows],
         )
@@ -122,12 +129,16 @@ def run_batched(
             stages.add("pre", t)
             done = [_edit_and_score(method, settings, stages, case, pre[case.case_id][0]) for case in chunk]
             t0 = time.perf_counter()
-            later = [i for i, d in enumerate(done) if d[2] is not None]
+            later = [(i, d[2]) for i, d in enumerate(done) if d[2] is not None]
             texts = _batched_texts(
-                method, settings, [chunk[i] for i in later], [done[i][2] or {} for i in later]
+                method,
+                settings,
+                [chunk[i] for i, _ in later],
+                [weights for _, (weights, _) in later],
+                [request for _, (_, request) in later],
             )
             share = (stages.add("fluency", t0) - t0) / max(1, len(later))
-            for i, text in zip(later, texts):
+            for (i, _), text in zip(later, texts):
                 done[i] = (done[i][0], done[i][1], None, text, done[i][4] + share)
             for case, (applied, post, _, text, seconds) in zip(chunk, done):
                 probes, pre_case = pre[case.case_id]
@@ -138,28 +149,30 @@ def run_batched(
 
 def _edit_and_score(
     method: Method, settings: KnowEditSettings, stages: Stages, case: EditCase, probes: list[Probe]
-) -> tuple[Applied, list[TargetScore], dict[str, Any] | None, str | None, float]:
+) -> tuple[Applied, list[TargetScore], tuple[dict[str, Any], FluencyRequest] | None, str | None, float]:
     """Apply the case's edit, score its probes, keep what its fluency sample needs, undo. Returns
-    (applied, post scores, edited weights to sample with later or None, text sampled now or None, seconds)."""
+    (applied, post scores, (edited weights, fluency request) to sample with later or None, text sampled
+    now or None, seconds). The request is taken while the edit is live: a store method's context is
+    what its store retrieves then."""
     t0 = time.perf_counter()
     applied = method.apply([case.fact])
     t1 = stages.add("edit", t0)
     try:
         post = _score_many(method, [probes])[0]
         t2 = stages.add("score", t1)
-        own, text = None, None
+        later, text = None, None
         if settings.fluency:
-            own = method.row_weights(applied) if method.plain_sampler else None
-            if own is not None and not overridable(method.bundle.model, own):
-                own = None  # a change the batched sampler cannot give one row alone
-            if own is None:  # a store method's sample (its context): now, while the edit is live
+            own = method.row_weights(applied)
+            if own is not None and overridable(method.bundle.model, own):
+                later = (own, method.fluency_request(case.prompt))
+            else:  # a change the batched sampler cannot give one row alone: sample now, edit live
                 text = method.sample(case.prompt, seed=settings.seed + case.index)
         t3 = stages.add("fluency", t2)
     finally:
         t4 = time.perf_counter()
         method.undo(applied)
         stages.add("undo", t4)
-    return applied, post, own, text, t3 - t1
+    return applied, post, later, text, t3 - t1
 
 
 def _sequential(

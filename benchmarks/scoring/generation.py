@@ -18,6 +18,7 @@ import inspect
 import unicodedata
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -146,7 +147,39 @@ class RowWeightsError(KeditError, ValueError):
     """A per-row weight override that the batched sampler cannot apply."""
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class FluencyRequest:
+    """One fluency sample: `text` sampled to `max_out_len` tokens in all (prompt included); the sample is
+    `head` followed by the decoded tokens from `keep_from` on. A plain sample is the prompt alone; a store
+    method samples its prompt framed by retrieved facts and keeps the prompt and the continuation."""
+
+    text: str
+    max_out_len: int = 100
+    keep_from: int = 0
+    head: str = ""
+
+
+def sample_requests(
+    bundle,
+    requests: Sequence[FluencyRequest],
+    seeds: Sequence[int],
+    top_k: int = 5,
+    per_row: Sequence[Mapping[str, torch.Tensor]] | None = None,
+) -> list[str]:
+    """The fluency text of every request, decoded together (`sample_ids_many`): row i from its own
+    generator seeded `seeds[i]` and, with `per_row`, with its own edited matrices."""
+    ids = sample_ids_many(
+        bundle, [r.text for r in requests], seeds, [r.max_out_len for r in requests], top_k, per_row
+    )
+    tok = bundle.tokenizer
+    return [
+        unicodedata.normalize("NFKD", r.head + tok.decode(row[r.keep_from :], skip_special_tokens=True))
+        .replace("\n\n", " ")
+        .replace("<|endoftext|>", "")
+        for r, row in zip(requests, ids)
+    ]
+
+
 def sample_many_like_easyedit(
     bundle,
     prompts: Sequence[str],
@@ -159,14 +192,8 @@ def sample_many_like_easyedit(
     left-padded prefill, then one KV-cached forward per step for all rows; row i draws from its own
     generator exactly as the single-prompt loop does. `per_row[i]` (name -> weight) gives row i the
     weights of its own edited model (see `row_weights`), so the samples of several edits share a pass."""
-    ids = sample_ids_many(bundle, prompts, seeds, max_out_len, top_k, per_row)
-    tok = bundle.tokenizer
-    return [
-        unicodedata.normalize("NFKD", tok.decode(row, skip_special_tokens=True))
-        .replace("\n\n", " ")
-        .replace("<|endoftext|>", "")
-        for row in ids
-    ]
+    requests = [FluencyRequest(p, max_out_len) for p in prompts]
+    return sample_requests(bundle, requests, seeds, top_k, per_row)
 
 
 @torch.no_grad()
@@ -174,11 +201,12 @@ def sample_ids_many(
     bundle,
     prompts: Sequence[str],
     seeds: Sequence[int],
-    max_out_len: int = 100,
+    max_out_len: int | Sequence[int] = 100,
     top_k: int = 5,
     per_row: Sequence[Mapping[str, torch.Tensor]] | None = None,
 ) -> list[list[int]]:
-    """Token ids of `sample_ids_like_easyedit` for each prompt (see `sample_many_like_easyedit`)."""
+    """Token ids of `sample_ids_like_easyedit` for each prompt (see `sample_many_like_easyedit`);
+    `max_out_len` is one length for every row or each row's own."""
     if len(prompts) != len(seeds) or (per_row is not None and len(per_row) != len(prompts)):
         raise ValueError(f"{len(prompts)} prompts, {len(seeds)} seeds, {len(per_row or prompts)} row weights")
     if not prompts:
@@ -191,7 +219,10 @@ def sample_ids_many(
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=bundle.device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-    wanted = [max(0, max_out_len - len(r)) for r in rows]  # a prompt of >= max_out_len tokens gets none
+    lengths = [max_out_len] * len(rows) if isinstance(max_out_len, int) else list(max_out_len)
+    if len(lengths) != len(rows):
+        raise ValueError(f"{len(prompts)} prompts, {len(lengths)} lengths")
+    wanted = [max(0, n - len(r)) for n, r in zip(lengths, rows)]  # a prompt of >= n tokens gets none
     new: list[list[int]] = [[] for _ in rows]
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     past, step_ids, step_pos = None, input_ids, positions

@@ -32,6 +32,10 @@ from kedit.paths import shared_data_dir
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "KnowEdit" / "ZsRE"
 
 
+# timings, and the id a weight edit gets when made (a fresh one every run)
+VOLATILE = ("_s", "weight_edit")
+
+
 def _default_data() -> Path:
     root = shared_data_dir()
     full = root / "KnowEdit" / "ZsRE" if root is not None else None
@@ -45,7 +49,7 @@ def _lines(path: Path) -> list[dict]:
         r = json.loads(line)
         r.pop("edit_seconds", None)
         r.pop("eval_seconds", None)
-        r["edit_info"] = {k: v for k, v in (r.get("edit_info") or {}).items() if not k.endswith("_s")}
+        r["edit_info"] = {k: v for k, v in (r.get("edit_info") or {}).items() if not k.endswith(VOLATILE)}
         out.append(r)
     return out
 
