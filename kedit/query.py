@@ -99,11 +99,16 @@ def answer_questions(
     )
     out_of_scope: dict[int, Answer] = {}
     if direct:
-        closed = _closed_book_answers(layer, [questions[i] for i in direct], as_of, k, max_new_tokens)
+        asked = [states[i].rewritten or questions[i] for i in direct]
+        closed = _closed_book_answers(layer, asked, as_of, k, max_new_tokens)
         out_of_scope = dict(zip(direct, closed))
         for i, answer in out_of_scope.items():
             answer.trace["scope"] = states[i].scope.to_dict()
             answer.trace["closed_book"] = "nothing in scope: answered as with an empty knowledge base"
+            if states[i].rewritten:  # asked of the stored country instead: that fact is evidence
+                answer.trace["question"] = questions[i]
+                answer.trace["closed_book"] = f"asked of the place's stored country: {states[i].rewritten!r}"
+                answer.evidence[:0] = [Hit.of_fact(c.fact, c.score) for c in states[i].via]
         states = [s for i, s in enumerate(states) if i not in out_of_scope]
     walk_chains(layer, states, instructed, as_of, {})  # the prefix cache lives for this call only
 

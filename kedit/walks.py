@@ -24,7 +24,7 @@ from kedit.preference import Tier, resolve
 from kedit.runtime.copying import Span
 from kedit.runtime.generation import complete_many
 from kedit.scope.names import looks_like_name, subject_in_text
-from kedit.scope.relations import reads_inverse
+from kedit.scope.relations import asks_from_country, is_country_of_place, reads_inverse
 from kedit.scope.text import nests_hops as text_nests_hops
 from kedit.statements import parse_statements
 from kedit.store.hit import Hit
@@ -54,6 +54,18 @@ def pool_class():
                 _RELATION_VECTORS[self.store] = cached
             scores = cached[1] @ self.store._embed([question])[0]
             return relations[int(scores.argmax())]
+
+        def asked_relation(self, question: str) -> str | None:
+            """The relation a question names: a relation template it matches whole, else the relation
+            cue nearest its first mention; None when it names none. Unlike `extract_slots`, no relation
+            is guessed by similarity when no cue names one ("29668 Ipf is followed by" names no stored
+            relation: it may read a stored "X follows 29668 Ipf" through its value)."""
+            if not any(pattern.match(question) for _, pattern in self._templates) and not (
+                self._relation_cues(question.casefold())
+            ):
+                return None
+            slots = self.extract_slots(question)
+            return slots[0].relation if slots else None
 
         def chain_slots(self, question: str) -> tuple[list, str]:
             """The question's slots and where the first subject came from ("store", "text" or "none")."""
@@ -109,6 +121,10 @@ class QuestionState:
     through: list = field(
         default_factory=list
     )  # facts whose object it names (nothing in scope; read, not answered)
+    # a question asking what a place takes from its country: the question about the stored country
+    # ("The currency in Canada" for "The currency in Lac Otelnuk"), asked closed-book, and that fact
+    rewritten: str | None = None
+    via: list = field(default_factory=list)
 
 
 def _stored_candidates(
@@ -340,7 +356,7 @@ def scope_slots(state: QuestionState, pool, question: str, walk=None, named_obje
     if fact is None and named_objects is not None:
         # a question asking a relation of the value itself ("What is the capital of Croatia?") does not
         # read through a fact holding it; its inverse ("Who is the son of X?" for "The father of Y is X") does
-        asked = state.slots[0].relation if state.slots and state.slots[0].subject else None
+        asked = pool.asked_relation(question) if state.slots and state.slots[0].subject else None
         state.through = [
             c
             for c in named_objects(question)
@@ -349,6 +365,20 @@ def scope_slots(state: QuestionState, pool, question: str, walk=None, named_obje
         if state.through:
             state.allowed = {c.fact.id for c in state.through}
             state.slots, state.origin = [], "named object"
+            return
+    if fact is None and state.scope.mentions:
+        # "The name of the currency in X is" with X's country stored: the model reads that fact
+        masked_question = _outside_mentions(question, state.scope)
+        via = [
+            c
+            for c in state.scope.candidates
+            if is_country_of_place(pool.store.relations.resolve(c.fact.relation), _prompt_of(c.fact))
+        ]
+        mention = next((m for m in state.scope.mentions if via and via[0].fact.subject in m.entities), None)
+        if mention is not None and asks_from_country(masked_question):
+            state.rewritten = question[: mention.start] + via[0].fact.object + question[mention.end :]
+            state.via = via[:1]
+            state.slots, state.origin = [], "from country"
             return
     state.allowed = {c.fact.id for c in state.scope.in_scope}
     # a question that already names its in-scope fact's value asks through it ("In which tier did X

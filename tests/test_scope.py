@@ -411,3 +411,40 @@ def test_a_stored_subject_asked_by_another_form_of_its_name_is_answered_from_the
         # the same surname with another given name, or alone, is another person
         assert kl.scope.link("The occupation of Tom Van Guilder is") == []
         assert kl.scope.link("The occupation of Van Guilder is") == []
+
+
+def test_a_question_about_what_a_place_takes_from_its_country_is_asked_of_the_stored_country(
+    tmp_path, smollm, embedder, data_dir
+):
+    """wiki_recent (learned "The name of the country which X is associated with is") and CounterFact
+    (the built-in P17 cloze "X is located in the country of"): a place's continent, currency, official
+    language or anthem is asked of its stored country; a person's citizenship is no place's country, and
+    a town's head of government is its own."""
+    recent = json.loads(
+        (data_dir / "KnowEdit" / "wiki_recent" / "recent_train-dev.json").read_text(encoding="utf-8")
+    )
+    lake = next(r for r in recent if r["subject"] == "Lac Otelnuk")
+    cf = next(
+        r
+        for r in json.loads((data_dir / "CounterFact" / "counterfact-val.json").read_text(encoding="utf-8"))
+        if r["subject"] == "Gazzola"
+    )
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        kl.edit_many(
+            [
+                dict(prompt=lake["prompt"], target=lake["target_new"], subject=lake["subject"]),
+                dict(prompt=cf["prompt"], target=cf["target_new"], subject=cf["subject"]),
+                dict(prompt="Ellie Kemper is a citizen of", target="Croatia", subject="Ellie Kemper"),
+            ],
+            route="store",
+        )
+        probes = [p["prompt"] for p in lake["portability"]["Logical_Generalization"]]
+        for probe in probes + ["The official language of Gazzola is"]:
+            reading = kl.read_scope(probe)
+            assert reading.origin == "from country" and reading.rewritten is not None, probe
+            assert ("Canada" if "Otelnuk" in probe else "Liberia") in reading.rewritten
+        answer = kl.query("The name of the currency in Lac Otelnuk is")
+        assert [e.id for e in answer.evidence if e.kind == "fact"], answer.evidence  # the country fact
+        assert "Canada" in answer.trace["closed_book"]
+        for other in ("The official language of Ellie Kemper is", "The head of government of Gazzola is"):
+            assert kl.read_scope(other).origin != "from country", other

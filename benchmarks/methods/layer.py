@@ -77,11 +77,13 @@ class LayerMethod(StoreBacked):
         """Teacher-forced scores as for every method, except that a probe `kl.query` answers by preference
         with an in-scope stored fact (no generation: docs/methods.md §7) is scored on that answer, a probe
         it answers with one of the subjects of the stored facts holding a value the probe names ("Who is the son of
-        X?", read through "Y's father is X") is scored on `kl.query`'s answer, and a probe that reads no
-        stored fact is scored as `kl.query` answers it: with the weight edits of stored facts left out
-        (`kl.out_of_scope_weights()`)."""
+        X?", read through "Y's father is X") is scored on `kl.query`'s answer, a probe asking what a
+        place takes from its stored country ("The currency in X") is scored as asked of that country, and
+        a probe that reads no stored fact is scored as `kl.query` answers it: with the weight edits of
+        stored facts left out (`kl.out_of_scope_weights()`)."""
         scores: list[TargetScore | None] = [None] * len(prompts)
         framed, asked, alone, through = [], [], [], []
+        asked_as: dict[int, str] = {}
         for i, prompt in enumerate(prompts):
             reading = self._reading(prompt)
             fact = reading.scope.fact if reading is not None and reading.origin == "scope" else None
@@ -90,6 +92,14 @@ class LayerMethod(StoreBacked):
                 continue
             if reading is not None and reading.origin == "named object" and self._read_facts(reading):
                 through.append(i)  # `kl.query`'s answer is one of the facts' subjects: score that answer
+                continue
+            if (
+                reading is not None
+                and reading.rewritten
+                and ("fact", reading.via[0].fact.id) in self._written
+            ):
+                asked_as[i] = reading.rewritten  # asked of the place's stored country, closed-book
+                alone.append(i)
                 continue
             ctx = fact_lines(self._read_facts(reading))
             if ctx:
@@ -104,7 +114,7 @@ class LayerMethod(StoreBacked):
         # nothing stored in scope: `kl.query` asks the model with the stored facts' weight edits left out
         with self.kl.out_of_scope_weights():
             alone_scores = score_targets(
-                self.bundle, [prompts[i] for i in alone], [targets[i] for i in alone]
+                self.bundle, [asked_as.get(i, prompts[i]) for i in alone], [targets[i] for i in alone]
             )
         for i, score in zip(alone, alone_scores):
             scores[i] = score

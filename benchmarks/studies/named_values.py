@@ -29,7 +29,7 @@ from benchmarks.data.loaders import load_knowedit, load_mquake
 from kedit import KnowledgeLayer
 from kedit.paths import require_data_dir
 
-NEW_READINGS = ("named object", "walk")
+NEW_READINGS = ("named object", "walk", "from country")
 
 
 def _right(answer: str | None, gold: tuple[str, ...]) -> bool:

@@ -98,3 +98,43 @@ def reads_inverse(asked: str | None, fact_relation: Relation, fact_prompt: str |
         return False
     text = " ".join([fact_relation.label, fact_relation.cloze, fact_relation.question, fact_prompt or ""])
     return any(t.startswith(w) for t in re.findall(r"[a-z]+", text.casefold()) for w in words)
+
+
+# What a place takes from its country: its continent (Wikidata P30), currency (P38), official language
+# (P37) and anthem (P85) are, unless stated otherwise, those of its country (P17). A question asking one of
+# them about a stored subject whose country is stored, and no stored fact of it, reads the country fact:
+# "The name of the currency in Lac Otelnuk is" once "Lac Otelnuk is in Canada" is stored. Head of state and
+# of government are not among them: a town has its own mayor. Hand-written (no property-chain axioms are
+# shipped); the four are the ones asked of a place by KnowEdit's WikiData sets, where they were read.
+FROM_COUNTRY = re.compile(r"\b(continent|currency|official languages?|anthem)\b", re.IGNORECASE)
+_COUNTRY = re.compile(r"\bcountry\b", re.IGNORECASE)
+_NOT_A_PLACES_COUNTRY = re.compile(r"\b(citizen\w*|origin|born|birth|nationality)\b", re.IGNORECASE)
+
+
+def is_country_of_place(relation: Relation, fact_prompt: str | None = None) -> bool:
+    """Whether facts of `relation` give the country a place is in (Wikidata P17, or a relation written
+    as one: "The name of the country which {} is associated with is"), not a person's citizenship or a
+    work's country of origin.
+
+    >>> from memory import Relation
+    >>> place = "The name of the country which {} is associated with is"
+    >>> citizen = "What is the country of citizenship of {}?"
+    >>> is_country_of_place(Relation("L1", "x", cloze=place, question=place)), is_country_of_place(
+    ...     Relation("L2", "x", cloze=citizen, question=citizen))
+    (True, False)
+    """
+    if relation.id == "P17":
+        return True
+    text = " ".join([relation.label, relation.cloze, relation.question, fact_prompt or ""])
+    return (
+        relation.id.startswith("L") and bool(_COUNTRY.search(text)) and not _NOT_A_PLACES_COUNTRY.search(text)
+    )
+
+
+def asks_from_country(masked_question: str) -> bool:
+    """Whether a question (its subject masked) asks what a place takes from its country.
+
+    >>> asks_from_country("The name of the currency in {} is"), asks_from_country("The capital of {} is")
+    (True, False)
+    """
+    return bool(FROM_COUNTRY.search(masked_question))
