@@ -8,7 +8,12 @@ not generalise to label wording keeps them. This splits each run's locality into
 probe's answer is one of the record's old answers) and the rest (another relation of the subject), each
 pooled over its probes with a 95 % bootstrap interval over cases (as the summaries').
 
-    python -m benchmarks.studies.locality_split [--runs benchmarks/results/runs] [--kind zsre]
+With `--portability`, each run's portability is split instead into the probes that name the edited
+subject (as written in the record, case folded) and those that do not ("The gender of the author of
+<a paper> is", a two-hop probe through an entity no store links to the subject): a method that puts the
+case's fact before every probe (`rag`) answers the second kind by the same rule that costs it locality.
+
+    python -m benchmarks.studies.locality_split [--runs benchmarks/results/runs] [--kind zsre] [--portability]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ def _answers(value) -> set[str]:
 
 
 PARTS = ("edited_relation", "other_relations")
+PORTABILITY_PARTS = ("names_subject", "subject_alias", "other_entity")
 
 
 def per_case(cases_file: Path) -> list[dict[str, tuple[float, int]]]:
@@ -45,10 +51,31 @@ def per_case(cases_file: Path) -> list[dict[str, tuple[float, int]]]:
     return rows
 
 
+def per_case_portability(cases_file: Path) -> list[dict[str, tuple[float, int]]]:
+    """For each case of a run: {"names_subject" | "subject_alias" | "other_entity": (score sum, probes)}
+    over every portability probe (`Subject_Aliasing` probes name the subject in another form)."""
+    rows = []
+    for line in cases_file.read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        subject = case["inputs"]["subject"].casefold()
+        row = {part: [0.0, 0] for part in PORTABILITY_PARTS}
+        for kind, probes in case["inputs"].get("portability", {}).items():
+            scores = (case.get("metrics") or {}).get("portability", {}).get(kind, [])
+            for (prompt, _), score in zip(probes, scores):
+                if kind == "Subject_Aliasing":
+                    part = row["subject_alias"]
+                else:
+                    part = row["names_subject" if subject in prompt.casefold() else "other_entity"]
+                part[0] += score
+                part[1] += 1
+        rows.append({part: (total, n) for part, (total, n) in row.items()})
+    return rows
+
+
 def pooled(rows: list[dict[str, tuple[float, int]]]) -> dict[str, float]:
     """Each part's locality pooled over its probes (a part no case has is left out)."""
     out = {}
-    for part in PARTS:
+    for part in rows[0] if rows else ():
         n = sum(r[part][1] for r in rows)
         if n:
             out[part] = 100 * sum(r[part][0] for r in rows) / n
@@ -60,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", type=Path, default=Path("benchmarks/results/runs"))
     parser.add_argument("--kind", default="zsre", help="zsre | counterfact | recent")
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--portability", action="store_true", help="split portability, not locality")
     args = parser.parse_args(argv)
     out: dict = {}
     for run in sorted(args.runs.glob(f"knowedit-{args.kind}-*-{args.model}")):
@@ -67,11 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
         if not cases.exists():
             continue
         method = run.name.removeprefix(f"knowedit-{args.kind}-").removesuffix(f"-{args.model}")
-        rows = per_case(cases)
+        rows = per_case_portability(cases) if args.portability else per_case(cases)
         values, intervals = pooled(rows), bootstrap_intervals(rows, pooled)
         out[method] = {
             part: {
-                "locality": round(values[part], 1),
+                "score": round(values[part], 1),
                 "interval": [round(v, 1) for v in intervals.get(part, (values[part],) * 2)],
                 "probes": sum(r[part][1] for r in rows),
             }
