@@ -18,7 +18,7 @@
 
 `answer_questions` answers many questions at once: the model's work of every question at one hop level
 is one batched greedy call (`greedy_many`: shared prompt prefixes computed once, left padding).
-Chain walking (steps 2-3) is in `kedit.walks`; answer text forms and `Answer` in `kedit.answers`.
+How a question is read (its scope decision and reading) is in `kedit.readings`, chain walking (steps 2-3) in `kedit.walks`; answer text forms and `Answer` in `kedit.answers`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from kedit.answers import Answer, first_line, short_answer
 from kedit.answers import norm_answer as _norm
 from kedit.errors import KeditError
 from kedit.preference import Tier
+from kedit.readings import names_in, read_scope
 from kedit.runtime.copying import Span
 from kedit.runtime.generation import complete_many, greedy_many  # noqa: F401 - greedy_many re-exported
 from kedit.statements import parse_statements
 from kedit.store.hit import Hit
-from kedit.walks import names_in, pool_class, read_scope, walk_chains
+from kedit.walks import pool_class, walk_chains
 
 
 def _facts_prompt(question: str, evidence: list[Hit]) -> str:

@@ -169,8 +169,8 @@ def test_the_scope_head_keeps_a_named_other_relation_out_and_reads_its_own(store
 
 
 def test_a_question_that_nests_hops_is_answered_from_the_walked_in_scope_facts(tmp_path, smollm, embedder):
+    from kedit.readings import nests_hops
     from kedit.scope import ScopeConfig, ScopeModel
-    from kedit.walks import nests_hops
 
     with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
         kl.edit("Ellie Kemper is a citizen of", target="Croatia", subject="Ellie Kemper", route="store")

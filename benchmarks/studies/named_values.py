@@ -1,7 +1,7 @@
 """Questions asked through a stored value (issue #18): what `kl.query` does with a question that names a
 stored fact's object, measured against an empty knowledge base asked the same question.
 
-Two readings are measured (kedit/walks.py `scope_slots`): with no fact in scope, the facts whose object
+Two readings are measured (kedit/readings.py `scope_slots`): with no fact in scope, the facts whose object
 the question names are read by the model ("Who is the son of Gabrielle Bordaberry?" once "The father of
 Juan María Bordaberry is Gabrielle Bordaberry" is stored: origin "named object"); and an in-scope fact whose
 object the question already names is read, not given as the answer (origin "walk").

@@ -194,14 +194,15 @@ class KnowledgeLayer:
         return self.scope.decide(text, as_of=as_of)
 
     def read_scope(self, text: str, *, as_of: Any = None):
-        """How `query` reads `text` before answering (kedit/walks.py `read_scope`): `.origin` is "scope"
+        """How `query` reads `text` before answering (kedit/readings.py `read_scope`): `.origin` is "scope"
         when its in-scope fact answers it by preference (`.scope.fact`), "walk" or "named object" when the
         model reads `.walked` or `.through`, and a chain's or "none" otherwise.
 
         >>> kl.read_scope("Who is the son of Gabrielle Bordaberry?").through[0].fact.subject  # doctest: +SKIP
         'Juan María Bordaberry'
         """
-        from kedit.walks import pool_class, read_scope
+        from kedit.readings import read_scope
+        from kedit.walks import pool_class
 
         return read_scope(self, text, pool_class()(self.store), as_of=as_of)
 
