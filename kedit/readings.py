@@ -86,7 +86,9 @@ def scope_slots(state: QuestionState, pool, question: str, walk=None, named_obje
     hops the cues do not give (`nests_hops`) has no chain: it is answered from the stored facts `walk`
     (the scope model's walk) reaches from its in-scope facts, each in scope of its wording, and no others.
     A question with no fact in scope that names a stored value (`named_objects`: "Who is the son of
-    Gabrielle Bordaberry?") has no chain either: the model reads the facts that hold that value."""
+    Gabrielle Bordaberry?") has no chain either: the model reads the facts that hold that value. One
+    asking what a place takes from its country, the place's country stored, is asked of that country
+    (`rewritten`, origin "from country")."""
     state.slots, state.origin = pool.chain_slots(question)
     if len(state.slots) > 1:
         return
@@ -105,7 +107,7 @@ def scope_slots(state: QuestionState, pool, question: str, walk=None, named_obje
             state.slots, state.origin = [], "named object"
             return
     if fact is None and state.scope.mentions:
-        # "The name of the currency in X is" with X's country stored: the model reads that fact
+        # "The name of the currency in X is" with X's country C stored: asked of C, closed-book
         masked_question = _outside_mentions(question, state.scope)
         via = [
             c
