@@ -448,3 +448,22 @@ def test_a_question_about_what_a_place_takes_from_its_country_is_asked_of_the_st
         assert "Canada" in answer.trace["closed_book"]
         for other in ("The official language of Ellie Kemper is", "The head of government of Gazzola is"):
             assert kl.read_scope(other).origin != "from country", other
+
+
+def test_a_question_naming_a_stored_value_and_no_relation_reads_its_fact(
+    tmp_path, smollm, embedder, data_dir
+):
+    """wiki_counterfact's "2041 BC follows 29668 Ipf", asked by its Logical_Generalization probe "29668 Ipf
+    is followed by": no relation is named, so the question reads the fact and is answered with its
+    subject (the relation nearest by similarity used to be taken for the one asked, and refused it); a
+    question that names another relation of the value does not read it."""
+    records = json.loads(
+        (data_dir / "KnowEdit" / "wiki_counterfact" / "train_cf-dev.json").read_text(encoding="utf-8")
+    )
+    record = next(r for r in records if r["subject"] == "2041 BC")
+    probe = record["portability"]["Logical_Generalization"][0]["prompt"]
+    with KnowledgeLayer.open(tmp_path / "kb", model=smollm, embedder=embedder) as kl:
+        kl.edit(record["prompt"], target=record["target_new"], subject=record["subject"], route="store")
+        assert kl.read_scope(probe).origin == "named object", probe
+        assert kl.query(probe).text == "2041 BC"
+        assert kl.read_scope("What is the capital of 29668 Ipf?").origin != "named object"
