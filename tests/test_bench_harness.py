@@ -84,10 +84,11 @@ def test_batched_harness_gives_the_legacy_numbers_and_caches_pre_scores(smollm, 
 
 
 def test_a_store_methods_fluency_samples_are_batched_to_the_legacy_texts(smollm, data_dir, tmp_path):
-    """The layer on 2 ZsRE cases (the router writes each fact to the weights and the store): the batched
-    harness decodes the fluency samples together, each framed by the facts retrieved while its edit was
-    live and with its own edited matrices, and every case line is the legacy harness's."""
-    loaded = load_knowedit(data_dir / "KnowEdit" / "ZsRE", limit=2)
+    """The layer on a ZsRE case (the router writes the fact to the weights and the store): the batched
+    harness decodes its fluency sample framed by the facts retrieved while its edit was live and with its
+    edited matrices (rows of several cases share `sample_requests` as the editors' do, above), and the
+    case line is the legacy harness's."""
+    loaded = load_knowedit(data_dir / "KnowEdit" / "ZsRE", limit=1)
     settings = KnowEditSettings("zsre", fluency=True)
     spec = RunSpec("knowedit", "ZsRE", "layer", "smollm2-135m", {"kind": "zsre"})
     before = _weights(smollm)
