@@ -96,7 +96,8 @@ def scope_slots(state: QuestionState, pool, question: str, walk=None, named_obje
     if fact is None and named_objects is not None:
         # a question asking a relation of the value itself ("What is the capital of Croatia?") does not
         # read through a fact holding it; its inverse ("Who is the son of X?" for "The father of Y is X") does
-        asked = pool.asked_relation(question) if state.slots and state.slots[0].subject else None
+        named = state.slots and state.slots[0].subject and pool.names_relation(question)
+        asked = state.slots[0].relation if named else None
         state.through = [
             c
             for c in named_objects(question)

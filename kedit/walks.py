@@ -51,17 +51,13 @@ def pool_class():
             scores = cached[1] @ self.store._embed([question])[0]
             return relations[int(scores.argmax())]
 
-        def asked_relation(self, question: str) -> str | None:
-            """The relation a question names: a relation template it matches whole, else the relation
-            cue nearest its first mention; None when it names none. Unlike `extract_slots`, no relation
-            is guessed by similarity when no cue names one ("29668 Ipf is followed by" names no stored
-            relation: it may read a stored "X follows 29668 Ipf" through its value)."""
-            if not any(pattern.match(question) for _, pattern in self._templates) and not (
+        def names_relation(self, question: str) -> bool:
+            """Whether a question names a relation: a relation template it matches whole, or a relation
+            cue. Where it names none, the slot's relation is `_closest_relation`'s guess by similarity,
+            not what it asks ("29668 Ipf is followed by" may read "X follows 29668 Ipf" through its value)."""
+            return any(pattern.match(question) for _, pattern in self._templates) or bool(
                 self._relation_cues(question.casefold())
-            ):
-                return None
-            slots = self.extract_slots(question)
-            return slots[0].relation if slots else None
+            )
 
         def chain_slots(self, question: str) -> tuple[list, str]:
             """The question's slots and where the first subject came from ("store", "text" or "none")."""

@@ -34,42 +34,47 @@ PARTS = ("edited_relation", "other_relations")
 PORTABILITY_PARTS = ("names_subject", "subject_alias", "other_entity")
 
 
-def per_case(cases_file: Path) -> list[dict[str, tuple[float, int]]]:
-    """For each case of a run: {part: (score sum, probes)}."""
+def _per_case(cases_file: Path, section: str, parts: tuple[str, ...], part_of) -> list[dict]:
+    """For each case of a run: {part: (score sum, probes)} over its `section` probes, each probe's part
+    given by `part_of(case inputs, kind, prompt, truth)`."""
     rows = []
     for line in cases_file.read_text(encoding="utf-8").splitlines():
         case = json.loads(line)
-        old = _answers(case["inputs"].get("ground_truth") or [])
-        probes = case["inputs"].get("locality", {}).get("Relation_Specificity", [])
-        scores = (case.get("metrics") or {}).get("locality", {}).get("Relation_Specificity", [])
-        row = {part: [0.0, 0] for part in PARTS}
-        for (_, truth), score in zip(probes, scores):
-            part = row["edited_relation" if old & _answers(truth) else "other_relations"]
-            part[0] += score
-            part[1] += 1
+        row = {part: [0.0, 0] for part in parts}
+        for kind, probes in case["inputs"].get(section, {}).items():
+            scores = (case.get("metrics") or {}).get(section, {}).get(kind, [])
+            for (prompt, truth), score in zip(probes, scores):
+                part = part_of(case["inputs"], kind, prompt, truth)
+                if part is not None:
+                    row[part][0] += score
+                    row[part][1] += 1
         rows.append({part: (total, n) for part, (total, n) in row.items()})
     return rows
+
+
+def per_case(cases_file: Path) -> list[dict[str, tuple[float, int]]]:
+    """For each case of a run: {"edited_relation" | "other_relations": (score sum, probes)} over its
+    `Relation_Specificity` probes (the edited relation: the probe's answer is one of the old answers)."""
+
+    def part_of(inputs, kind, prompt, truth):
+        if kind != "Relation_Specificity":
+            return None
+        old = _answers(inputs.get("ground_truth") or [])
+        return "edited_relation" if old & _answers(truth) else "other_relations"
+
+    return _per_case(cases_file, "locality", PARTS, part_of)
 
 
 def per_case_portability(cases_file: Path) -> list[dict[str, tuple[float, int]]]:
     """For each case of a run: {"names_subject" | "subject_alias" | "other_entity": (score sum, probes)}
     over every portability probe (`Subject_Aliasing` probes name the subject in another form)."""
-    rows = []
-    for line in cases_file.read_text(encoding="utf-8").splitlines():
-        case = json.loads(line)
-        subject = case["inputs"]["subject"].casefold()
-        row = {part: [0.0, 0] for part in PORTABILITY_PARTS}
-        for kind, probes in case["inputs"].get("portability", {}).items():
-            scores = (case.get("metrics") or {}).get("portability", {}).get(kind, [])
-            for (prompt, _), score in zip(probes, scores):
-                if kind == "Subject_Aliasing":
-                    part = row["subject_alias"]
-                else:
-                    part = row["names_subject" if subject in prompt.casefold() else "other_entity"]
-                part[0] += score
-                part[1] += 1
-        rows.append({part: (total, n) for part, (total, n) in row.items()})
-    return rows
+
+    def part_of(inputs, kind, prompt, truth):
+        if kind == "Subject_Aliasing":
+            return "subject_alias"
+        return "names_subject" if inputs["subject"].casefold() in prompt.casefold() else "other_entity"
+
+    return _per_case(cases_file, "portability", PORTABILITY_PARTS, part_of)
 
 
 def pooled(rows: list[dict[str, tuple[float, int]]]) -> dict[str, float]:
